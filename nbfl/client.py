@@ -1,0 +1,249 @@
+"""The client: join a controller, run tasks on local data, send back only weights.
+
+Threads: the IO thread owns the DEALER socket and beats; a dispatcher reacts to the
+controller (tasks, pulls, aborts, byes); a worker runs the Executor, so an ABORT is
+seen while a task trains. With :meth:`Client.start` all of it runs in the background
+and the kernel stays usable; :meth:`Client.run` blocks, for headless processes.
+
+Results leave in two steps: the worker announces ``ready`` and the controller ``pull``s
+when it has room, which keeps the controller's memory flat however many clients there are.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import queue
+import socket
+import threading
+import traceback
+from typing import Any, Mapping
+
+import numpy as np
+
+from . import wire
+from .executor import DXO, DataKind, Executor, FLContext, ReturnCode, Signal, from_shareable
+from .tasks import FunctionExecutor, TaskFunction, registry
+from .transport import HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT, ClientIO
+
+log = logging.getLogger("nbfl.client")
+
+
+class Client:
+    """A participant. Give it an :class:`~nbfl.executor.Executor` or task functions.
+
+    ``tasks`` defaults to the functions registered with ``@nbfl.task``. ``samples``
+    and ``device`` are shown in the controller's client table.
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        name: str,
+        executor: Executor | None = None,
+        *,
+        tasks: Mapping[str, TaskFunction] | None = None,
+        samples: int = 0,
+        device: str = "cpu",
+        heartbeat_interval: float = HEARTBEAT_INTERVAL,
+        heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
+    ):
+        self.endpoint = endpoint
+        self.name = name
+        self.executor = executor if executor is not None else FunctionExecutor(dict(tasks if tasks is not None else registry))
+        self.samples = samples
+        self.device = device
+        self.state = "connecting"  # connecting, idle, training, stopped
+        self.rounds_done = 0
+        self.last_metrics: dict[str, float] = {}
+        self.last_error: str | None = None
+        self._hb = (heartbeat_interval, heartbeat_timeout)
+        self._io: ClientIO | None = None
+        self._welcomed = threading.Event()
+        self._stopped = threading.Event()
+        self._tasks: queue.Queue = queue.Queue()
+        self._current: tuple[str, Signal] | None = None
+        self._ready: dict[str, wire.Message] = {}
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+
+    # -- lifecycle --------------------------------------------------------------
+    def start(self, wait: float | None = 30.0) -> "Client":
+        """Join in the background and return; with ``wait``, block until welcomed."""
+        self._connect()
+        dispatcher = threading.Thread(target=self._dispatch, name=f"nbfl-client-{self.name}", daemon=True)
+        dispatcher.start()
+        self._threads.append(dispatcher)
+        if wait is not None and not self._welcomed.wait(wait):
+            error = self.last_error
+            self.stop()
+            raise ConnectionError(f"no welcome from {self.endpoint} within {wait} s" + (f": {error}" if error else ""))
+        return self
+
+    def run(self) -> None:
+        """Join and serve tasks until the controller says bye or :meth:`stop` is called."""
+        self._connect()
+        try:
+            self._dispatch()
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        """Leave: abort a running task, say bye, close the socket."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        with self._lock:
+            if self._current is not None:
+                self._current[1].trigger()
+        self._tasks.put(None)
+        if self._io is not None:
+            self._io.send(wire.message("bye"))
+            self._io.events.put(("stop", b""))
+            self._io.stop()
+        self.state = "stopped"
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the client has stopped (e.g. the controller said bye)."""
+        return self._stopped.wait(timeout)
+
+    def __enter__(self) -> "Client":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def _connect(self) -> None:
+        self._io = ClientIO(self.endpoint, heartbeat_interval=self._hb[0], heartbeat_timeout=self._hb[1])
+        self._io.start()
+        worker = threading.Thread(target=self._work, name=f"nbfl-worker-{self.name}", daemon=True)
+        worker.start()
+        self._threads.append(worker)
+        self._join()
+
+    def _join(self) -> None:
+        assert self._io is not None
+        self._io.send(
+            wire.message(
+                "join", name=self.name, host=socket.gethostname(), device=self.device, samples=self.samples, pid=os.getpid()
+            )
+        )
+
+    # -- dispatcher: reacts to the controller ----------------------------------
+    def _dispatch(self) -> None:
+        assert self._io is not None
+        while not self._stopped.is_set():
+            event = self._io.events.get()
+            kind = event[0]
+            if kind == "stop":
+                return
+            if kind == "invalid":
+                log.warning("%s: refused a message from the controller: %s", self.name, event[2])
+            elif kind == "lost":
+                log.warning("%s: no heartbeat from %s; still trying", self.name, self.endpoint)
+            elif kind == "message":
+                if self._on_message(event[2]):
+                    self.stop()
+                    return
+
+    def _on_message(self, msg: wire.Message) -> bool:
+        """Handle one controller message; True means the controller said bye."""
+        assert self._io is not None
+        if msg.kind == "welcome":
+            self.state = "idle"
+            self._welcomed.set()
+            log.info("%s joined %s", self.name, self.endpoint)
+        elif msg.kind == "task":
+            self._tasks.put(msg)
+        elif msg.kind == "pull":
+            with self._lock:
+                result = self._ready.pop(msg.get("task_id"), None)
+            if result is not None:
+                self._io.send(result)
+        elif msg.kind == "abort":
+            with self._lock:
+                if self._current is not None and msg.get("task_id") in (None, self._current[0]):
+                    self._current[1].trigger()
+                self._ready.pop(msg.get("task_id"), None)
+        elif msg.kind == "error":
+            self.last_error = str(msg.get("reason"))
+            log.warning("%s: controller says: %s", self.name, self.last_error)
+            if msg.get("rejoin") is True:
+                self._join()
+        elif msg.kind == "bye":
+            log.info("%s: the controller closed", self.name)
+            return True
+        return False
+
+    # -- worker: runs tasks -----------------------------------------------------
+    def _work(self) -> None:
+        while True:
+            msg = self._tasks.get()
+            if msg is None:
+                return
+            reply = self._execute(msg)
+            if reply is not None and self._io is not None and not self._stopped.is_set():
+                self._io.send(reply)
+
+    def _execute(self, msg: wire.Message) -> wire.Message | None:
+        """Run one task; return what to send: ``ready`` (result kept for the pull) or ``error``."""
+        task_id, task_name, number = msg.get("task_id"), str(msg.get("task_name")), msg.get("round", 0)
+        signal = Signal()
+        with self._lock:
+            self._current = (task_id, signal)
+        self.state = "training"
+        meta = msg.get("meta") if isinstance(msg.get("meta"), dict) else {}
+        shareable = DXO(str(msg.get("kind", DataKind.WEIGHTS)), dict(msg.tensors), meta).to_shareable()
+        fl_ctx = FLContext(self.name, {"current_round": number, "task_name": task_name, "task_id": task_id})
+        try:
+            reply = self.executor.execute(task_name, shareable, fl_ctx, signal)
+            if signal.triggered:
+                log.info("%s: task %s aborted", self.name, task_name)
+                return None
+            rc = reply.get_return_code() if hasattr(reply, "get_return_code") else ReturnCode.OK
+            if rc != ReturnCode.OK:
+                return wire.message("error", task_id=task_id, reason=f"{self.name} returned {rc} for task {task_name!r}")
+            dxo = from_shareable(reply)
+            result = wire.message(
+                "result", _arrays(dxo.data), task_id=task_id, kind=dxo.data_kind, meta=_json_safe(dxo.meta)
+            )
+            wire.encode(result)  # fail here, with this client's traceback, if it cannot be sent
+        except Exception as exc:
+            tb = traceback.format_exc()
+            log.error("%s: task %s failed:\n%s", self.name, task_name, tb)
+            return wire.message("error", task_id=task_id, reason=f"{type(exc).__name__}: {exc}", traceback=tb)
+        finally:
+            with self._lock:
+                self._current = None
+            self.state = "idle"
+        self.rounds_done += 1
+        self.last_metrics = dict(result.fields["meta"].get("metrics") or {})
+        with self._lock:
+            self._ready[task_id] = result
+        return wire.message("ready", task_id=task_id)
+
+
+def _arrays(data: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Executor output as numpy; CPU torch tensors convert without a copy."""
+    out = {}
+    for name, value in data.items():
+        if hasattr(value, "detach"):
+            value = value.detach().cpu().numpy()
+        out[name] = np.asarray(value)
+    return out
+
+
+def _json_safe(value: Any) -> Any:
+    """Meta as plain JSON: numpy scalars become numbers, NaN becomes None, others str."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)

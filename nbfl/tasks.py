@@ -1,0 +1,81 @@
+"""Plain functions as tasks: ``@nbfl.task("train")`` instead of writing an Executor.
+
+A task function takes the weights the controller sent (``dict[str, np.ndarray]``,
+read-only views of the received frames) and a :class:`TaskContext`, and returns
+either a dict of arrays (sent back as WEIGHTS) or an :class:`Update`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from .executor import DXO, DataKind, Executor, FLContext, MetaKey, ReturnCode, Shareable, Signal, from_shareable, make_reply
+
+TaskFunction = Callable[..., Any]
+
+registry: dict[str, TaskFunction] = {}
+
+
+@dataclass
+class TaskContext:
+    """What a task function may want besides the weights."""
+
+    task_name: str
+    round: int
+    client: str
+    meta: dict[str, Any]
+    abort: Signal
+
+
+@dataclass
+class Update:
+    """A task function's answer when it has more to say than new weights."""
+
+    weights: dict[str, np.ndarray]
+    kind: str = DataKind.WEIGHTS
+    num_samples: int | None = None
+    num_steps: int | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def task(name: str, tasks: dict[str, TaskFunction] | None = None) -> Callable[[TaskFunction], TaskFunction]:
+    """Register the decorated function as the client's handler for task ``name``."""
+
+    def register(fn: TaskFunction) -> TaskFunction:
+        (registry if tasks is None else tasks)[name] = fn
+        return fn
+
+    return register
+
+
+class FunctionExecutor(Executor):
+    """Runs registered task functions behind the seed-style Executor API."""
+
+    def __init__(self, tasks: dict[str, TaskFunction]):
+        super().__init__()
+        self.tasks = dict(tasks)
+
+    def execute(self, task_name: str, shareable: Shareable, fl_ctx: FLContext, abort_signal: Signal) -> Shareable:
+        fn = self.tasks.get(task_name)
+        if fn is None:
+            return make_reply(ReturnCode.TASK_UNKNOWN)
+        dxo = from_shareable(shareable)
+        ctx = TaskContext(task_name, fl_ctx.get_prop("current_round", 0), fl_ctx.get_identity_name(), dxo.meta, abort_signal)
+        wants_ctx = len(inspect.signature(fn).parameters) >= 2
+        answer = fn(dxo.data, ctx) if wants_ctx else fn(dxo.data)
+        if abort_signal.triggered:
+            return make_reply(ReturnCode.TASK_ABORTED)
+        if isinstance(answer, dict):
+            answer = Update(answer)
+        if not isinstance(answer, Update):
+            raise TypeError(f"task {task_name!r} returned {type(answer).__name__}; return a dict of arrays or nbfl.Update")
+        meta: dict[str, Any] = {"metrics": dict(answer.metrics)}
+        if answer.num_steps is not None:
+            meta[MetaKey.NUM_STEPS_CURRENT_ROUND] = answer.num_steps
+        if answer.num_samples is not None:
+            meta["num_samples"] = answer.num_samples
+        return DXO(answer.kind, answer.weights, meta).to_shareable()

@@ -1,0 +1,55 @@
+"""The one place torch meets nbfl: ``state_dict`` <-> ``dict[str, np.ndarray]``.
+
+The rest of nbfl is numpy and pyzmq only; import this module only where torch is used.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Mapping
+
+import numpy as np
+import torch
+
+from .weights import Weights
+
+
+def to_numpy(state_dict: Mapping[str, torch.Tensor]) -> Weights:
+    """numpy views of a state dict; CUDA tensors are copied to the CPU, CPU ones are not copied."""
+    out: Weights = {}
+    for name, tensor in state_dict.items():
+        t = tensor.detach()
+        if t.device.type != "cpu":
+            t = t.cpu()
+        if t.dtype == torch.bfloat16:  # numpy has no bfloat16; float32 holds it exactly
+            t = t.float()
+        out[name] = t.numpy()
+    return out
+
+
+def to_torch(weights: Mapping[str, np.ndarray], device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """Tensors for ``load_state_dict``; on the CPU they share memory with the arrays.
+
+    Arrays decoded from the wire are read-only; torch only reads them in
+    ``load_state_dict`` (which copies into the model), so the warning is silenced.
+    """
+    out = {}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        for name, arr in weights.items():
+            out[name] = torch.from_numpy(arr).to(device)
+    return out
+
+
+def get_weights(model: torch.nn.Module) -> Weights:
+    return to_numpy(model.state_dict())
+
+
+def set_weights(model: torch.nn.Module, weights: Mapping[str, np.ndarray]) -> None:
+    device = next(model.parameters(), torch.empty(0)).device
+    model.load_state_dict(to_torch(weights, device))
+
+
+def device_name() -> str:
+    """``cuda:0`` when a GPU is present, else ``cpu``: what built-in trainers use and report."""
+    return "cuda:0" if torch.cuda.is_available() else "cpu"

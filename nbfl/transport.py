@@ -1,0 +1,235 @@
+"""ZeroMQ sockets owned by one IO thread per side, with heartbeats.
+
+ZeroMQ sockets are not thread-safe, so each side (controller, client) has exactly one
+thread that touches its sockets. Other threads hand it outgoing messages through a
+queue plus a wake-up byte on a socketpair, and receive decoded messages as events
+from another queue. Because the IO thread never runs user code, heartbeats keep
+flowing while a client trains or the controller aggregates.
+
+Events put on ``events`` (tuples; the first item names the kind):
+
+* ``("message", peer, Message)``  a decoded, valid message (peer is ``b""`` on a client)
+* ``("invalid", peer, str)``      frames that failed validation; already answered
+* ``("lost", peer)``              no heartbeat from an admitted peer within the timeout,
+                                  or a send to it failed
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import socket
+import threading
+import time
+from typing import Any
+
+import zmq
+
+from . import wire
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_INTERVAL = 1.0
+HEARTBEAT_TIMEOUT = 6.0
+
+
+class _IOThread(threading.Thread):
+    """The shared loop: poll the socket and a wake-up pipe, send, receive, beat."""
+
+    def __init__(self, sock: zmq.Socket, heartbeat_interval: float, heartbeat_timeout: float, name: str):
+        super().__init__(name=name, daemon=True)
+        self.events: queue.Queue = queue.Queue()
+        self._sock = sock
+        self._outbox: queue.Queue = queue.Queue()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._stopping = threading.Event()
+        self.heartbeat_interval = heartbeat_interval
+        self.heartbeat_timeout = heartbeat_timeout
+
+    # -- called from any thread -------------------------------------------------
+    def call(self, fn: Any, *args: Any) -> None:
+        """Run ``fn(*args)`` on the IO thread (the only one allowed to use the socket)."""
+        self._outbox.put((fn, args))
+        try:
+            self._wake_w.send(b"x")
+        except (BlockingIOError, OSError):  # the pipe is full (already awake) or closed
+            pass
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stopping.set()
+        self.call(lambda: None)
+        if self.is_alive() and threading.current_thread() is not self:
+            self.join(timeout)
+
+    # -- the IO thread ----------------------------------------------------------
+    def run(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self._sock, zmq.POLLIN)
+        poller.register(self._wake_r, zmq.POLLIN)
+        next_beat = time.monotonic()
+        try:
+            while not self._stopping.is_set():
+                now = time.monotonic()
+                if now >= next_beat:
+                    self._beat(now)
+                    next_beat = now + self.heartbeat_interval
+                ready = dict(poller.poll(max(0.0, next_beat - time.monotonic()) * 1000))
+                if self._wake_r.fileno() in ready or self._wake_r in ready:
+                    self._drain_wake()
+                self._run_calls()
+                if self._sock in ready:
+                    self._receive_all()
+        except Exception:  # pragma: no cover - a bug in nbfl itself; do not die silently
+            log.exception("IO thread %s crashed", self.name)
+        finally:
+            self._run_calls()  # flush goodbyes queued right before stop()
+            self._sock.close(linger=500)
+            self._wake_r.close()
+            self._wake_w.close()
+
+    def _drain_wake(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+
+    def _run_calls(self) -> None:
+        while True:
+            try:
+                fn, args = self._outbox.get_nowait()
+            except queue.Empty:
+                return
+            fn(*args)
+
+    def _receive_all(self) -> None:
+        for _ in range(1000):  # bounded, so beats and sends are not starved by a flood
+            try:
+                frames = self._sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            self._on_frames(frames)
+
+    def _beat(self, now: float) -> None:
+        raise NotImplementedError
+
+    def _on_frames(self, frames: list) -> None:
+        raise NotImplementedError
+
+
+class ServerIO(_IOThread):
+    """Controller side: a ROUTER bound to ``endpoint``; peers are ZeroMQ identities."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        context: zmq.Context | None = None,
+        heartbeat_interval: float = HEARTBEAT_INTERVAL,
+        heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
+    ):
+        ctx = context or zmq.Context.instance()
+        sock = ctx.socket(zmq.ROUTER)
+        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # unknown peer -> error, not silent drop
+        sock.setsockopt(zmq.LINGER, 0)
+        if endpoint.endswith(":0"):
+            port = sock.bind_to_random_port(endpoint.rsplit(":", 1)[0])
+            endpoint = f"{endpoint.rsplit(':', 1)[0]}:{port}"
+        else:
+            sock.bind(endpoint)
+        self.endpoint = endpoint
+        self._admitted: dict[bytes, float] = {}  # peer -> last time heard from
+        super().__init__(sock, heartbeat_interval, heartbeat_timeout, name="nbfl-controller-io")
+
+    def send(self, peer: bytes, msg: wire.Message) -> None:
+        """Queue ``msg`` for ``peer``; tensors go zero-copy, so do not mutate them."""
+        frames = wire.encode(msg)
+        self.call(self._send_frames, peer, frames)
+
+    def admit(self, peer: bytes) -> None:
+        """Track ``peer``'s heartbeats from now on (it has joined)."""
+        self.call(self._admitted.__setitem__, peer, time.monotonic())
+
+    def forget(self, peer: bytes) -> None:
+        self.call(self._admitted.pop, peer, None)
+
+    def _send_frames(self, peer: bytes, frames: list) -> None:
+        try:
+            self._sock.send_multipart([peer, *frames], copy=False)
+        except zmq.ZMQError as exc:  # EHOSTUNREACH: the peer's connection is gone
+            log.debug("send to %s failed: %s", peer.hex(), exc)
+            if self._admitted.pop(peer, None) is not None:
+                self.events.put(("lost", peer))
+
+    def _on_frames(self, frames: list) -> None:
+        peer = frames[0].bytes
+        try:
+            msg = wire.decode(frames[1:])
+        except wire.WireError as exc:
+            self.events.put(("invalid", peer, str(exc)))
+            self._send_frames(peer, wire.encode(wire.message("error", reason=f"refused: {exc}")))
+            return
+        if peer in self._admitted:
+            self._admitted[peer] = time.monotonic()
+        if msg.kind == "heartbeat":
+            if peer in self._admitted:
+                self._send_frames(peer, wire.encode(wire.message("heartbeat")))
+            else:  # e.g. the controller restarted: tell the client to join again
+                self._send_frames(peer, wire.encode(wire.message("error", reason="not joined", rejoin=True)))
+            return
+        self.events.put(("message", peer, msg))
+
+    def _beat(self, now: float) -> None:
+        for peer, seen in list(self._admitted.items()):
+            if now - seen > self.heartbeat_timeout:
+                del self._admitted[peer]
+                self.events.put(("lost", peer))
+
+
+class ClientIO(_IOThread):
+    """Client side: a DEALER connected to the controller; beats every interval."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        context: zmq.Context | None = None,
+        heartbeat_interval: float = HEARTBEAT_INTERVAL,
+        heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
+    ):
+        ctx = context or zmq.Context.instance()
+        sock = ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 1000)
+        sock.connect(endpoint)
+        self.endpoint = endpoint
+        self._last_heard = time.monotonic()
+        self._controller_lost = False
+        self._heard_once = False  # no beats before the controller first answers (the join)
+        super().__init__(sock, heartbeat_interval, heartbeat_timeout, name="nbfl-client-io")
+
+    def send(self, msg: wire.Message) -> None:
+        self.call(self._send_frames, wire.encode(msg))
+
+    def _send_frames(self, frames: list) -> None:
+        try:
+            self._sock.send_multipart(frames, zmq.NOBLOCK, copy=False)
+        except zmq.Again:  # queue to the controller full: it has been gone a long time
+            log.warning("controller at %s unreachable; a %d-frame message was dropped", self.endpoint, len(frames))
+
+    def _on_frames(self, frames: list) -> None:
+        self._last_heard = time.monotonic()
+        self._controller_lost = False
+        self._heard_once = True
+        try:
+            msg = wire.decode(frames)
+        except wire.WireError as exc:
+            self.events.put(("invalid", b"", str(exc)))
+            return
+        if msg.kind != "heartbeat":
+            self.events.put(("message", b"", msg))
+
+    def _beat(self, now: float) -> None:
+        if self._heard_once:
+            self._send_frames(wire.encode(wire.message("heartbeat")))
+        if not self._controller_lost and now - self._last_heard > self.heartbeat_timeout:
+            self._controller_lost = True
+            self.events.put(("lost", b""))

@@ -1,0 +1,60 @@
+"""Models as ``dict[str, np.ndarray]``: checks, diffs and updates, numpy only.
+
+Every update from a client is checked against the global model here before it can
+touch an aggregate: the same names, shapes and dtypes, and only finite numbers.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+Weights = dict[str, np.ndarray]
+
+
+class UpdateError(ValueError):
+    """An update that must not reach the global model; the text goes back to the client."""
+
+
+def check_update(update: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray]) -> None:
+    """Raise :class:`UpdateError` unless ``update`` matches ``reference`` and is finite."""
+    missing = reference.keys() - update.keys()
+    extra = update.keys() - reference.keys()
+    if missing or extra:
+        raise UpdateError(f"names differ from the model: missing {sorted(missing)[:5]}, unexpected {sorted(extra)[:5]}")
+    for name, ref in reference.items():
+        arr = update[name]
+        if arr.shape != ref.shape:
+            raise UpdateError(f"{name}: shape {arr.shape}, the model has {ref.shape}")
+        if arr.dtype != ref.dtype:
+            raise UpdateError(f"{name}: dtype {arr.dtype}, the model has {ref.dtype}")
+        if arr.dtype.kind == "f" and not _all_finite(arr):
+            raise UpdateError(f"{name}: contains NaN or Inf")
+
+
+def _all_finite(arr: np.ndarray) -> bool:
+    # One reduction, no temporary; only if the sum is not finite (NaN, Inf, or an
+    # overflow of huge but finite values) pay for the exact element-wise check.
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(arr.sum()):
+            return True
+    return bool(np.isfinite(arr).all())
+
+
+def diff(new: Mapping[str, np.ndarray], old: Mapping[str, np.ndarray]) -> Weights:
+    """``new - old`` per tensor (what a client sends as WEIGHT_DIFF)."""
+    return {name: np.subtract(new[name], old[name]) for name in old}
+
+
+def apply_diff(weights: Mapping[str, np.ndarray], delta: Mapping[str, np.ndarray]) -> Weights:
+    """``weights + delta`` per tensor, as new arrays (the old ones may still be in flight)."""
+    return {name: np.add(weights[name], delta[name]).astype(weights[name].dtype, copy=False) for name in weights}
+
+
+def num_params(weights: Mapping[str, np.ndarray]) -> int:
+    return sum(int(a.size) for a in weights.values())
+
+
+def num_bytes(weights: Mapping[str, np.ndarray]) -> int:
+    return sum(int(a.nbytes) for a in weights.values())
