@@ -102,6 +102,9 @@ class Client:
             self._io.send(wire.message("bye"))
             self._io.events.put(("stop", b""))
             self._io.stop()
+        for thread in self._threads:  # a thread still running torch at exit can abort the process
+            if thread is not threading.current_thread():
+                thread.join(5)
         self.state = "stopped"
 
     def wait(self, timeout: float | None = None) -> bool:
