@@ -61,6 +61,7 @@ class Client:
         self._hb = (heartbeat_interval, heartbeat_timeout)
         self._io: ClientIO | None = None
         self._welcomed = threading.Event()
+        self._answered = threading.Event()  # welcome or refusal: start() need not wait longer
         self._stopped = threading.Event()
         self._tasks: queue.Queue = queue.Queue()
         self._current: tuple[str, Signal] | None = None
@@ -75,10 +76,10 @@ class Client:
         dispatcher = threading.Thread(target=self._dispatch, name=f"nbfl-client-{self.name}", daemon=True)
         dispatcher.start()
         self._threads.append(dispatcher)
-        if wait is not None and not self._welcomed.wait(wait):
+        if wait is not None and not (self._answered.wait(wait) and self._welcomed.is_set()):
             error = self.last_error
             self.stop()
-            raise ConnectionError(f"no welcome from {self.endpoint} within {wait} s" + (f": {error}" if error else ""))
+            raise ConnectionError(f"not welcomed by {self.endpoint} within {wait} s" + (f": {error}" if error else ""))
         return self
 
     def run(self) -> None:
@@ -156,6 +157,7 @@ class Client:
         if msg.kind == "welcome":
             self.state = "idle"
             self._welcomed.set()
+            self._answered.set()
             log.info("%s joined %s", self.name, self.endpoint)
         elif msg.kind == "task":
             self._tasks.put(msg)
@@ -171,6 +173,7 @@ class Client:
                 self._ready.pop(msg.get("task_id"), None)
         elif msg.kind == "error":
             self.last_error = str(msg.get("reason"))
+            self._answered.set()
             log.warning("%s: controller says: %s", self.name, self.last_error)
             if msg.get("rejoin") is True:
                 self._join()

@@ -274,10 +274,10 @@ class Controller:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     break
-                try:
-                    kind, peer, msg = self._inbox.get(timeout=remaining)
+                try:  # short waits, so a KeyboardInterrupt is seen promptly from any thread
+                    kind, peer, msg = self._inbox.get(timeout=0.5 if remaining is None else min(remaining, 0.5))
                 except queue.Empty:
-                    break
+                    continue
                 if kind == "closed":
                     break
                 if kind in ("lost", "bye"):

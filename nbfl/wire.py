@@ -179,7 +179,7 @@ def _wire_array(name: str, value: Any) -> np.ndarray:
     wire_dtype = DTYPES[_dtype_name(arr.dtype)]
     if arr.dtype != wire_dtype:  # big-endian input: convert once
         arr = arr.astype(wire_dtype)
-    return np.ascontiguousarray(arr)
+    return arr if arr.flags.c_contiguous else arr.copy(order="C")  # (ascontiguousarray would make 0-d 1-d)
 
 
 def _dtype_name(dtype: np.dtype) -> str | None:

@@ -1,0 +1,162 @@
+"""Controller and clients over real ZeroMQ sockets on 127.0.0.1 (clients as threads here;
+test_processes.py runs them as separate processes)."""
+
+import logging
+import os
+import signal
+import threading
+
+import numpy as np
+import pytest
+
+import nbfl
+from nbfl.executor import DXO, DataKind, Executor, MetaKey, ReturnCode, make_reply
+
+from conftest import small_model
+
+
+def adder(delta, samples):
+    def train(weights, ctx):
+        return nbfl.Update({k: v + delta for k, v in weights.items()}, num_samples=samples, metrics={"loss": delta})
+
+    return {"train": train}
+
+
+def test_fedavg_rounds_weight_by_samples(controller_factory, client_factory):
+    w0 = small_model()
+    ctl = controller_factory(w0)
+    client_factory(ctl.endpoint, "a", tasks=adder(1.0, 1), samples=1)
+    client_factory(ctl.endpoint, "b", tasks=adder(4.0, 3), samples=3)
+    records = ctl.run(2, min_clients=2, timeout=30)
+    # each round adds (1*1 + 3*4) / 4 = 3.25
+    np.testing.assert_allclose(ctl.weights["w"], w0["w"] + 6.5, rtol=1e-6)
+    assert [r["status"] for r in records] == ["ok", "ok"]
+    assert records[0]["clients"]["b"]["loss"] == 4.0
+    table = {c.name: c for c in ctl.clients}
+    assert table["a"].samples == 1 and table["b"].last_round == 2 and table["a"].state == "idle"
+
+
+def test_evaluate_callback_fills_history(controller_factory, client_factory):
+    ctl = controller_factory(small_model(), evaluate=lambda w: {"mean": float(w["b"].mean())})
+    client_factory(ctl.endpoint, "a", tasks=adder(1.0, 1))
+    ctl.run(1, timeout=30)
+    assert ctl.history[0]["global"]["mean"] == pytest.approx(float(small_model()["b"].mean()) + 1, rel=1e-5)
+
+
+class DiffTrainer(Executor):
+    """A seed-style executor returning WEIGHT_DIFF with NUM_STEPS_CURRENT_ROUND."""
+
+    def __init__(self, step, steps):
+        super().__init__()
+        self.step, self.steps = step, steps
+
+    def execute(self, task_name, shareable, fl_ctx, abort_signal):
+        if task_name != "train":
+            return make_reply(ReturnCode.TASK_UNKNOWN)
+        dxo = DXO(DataKind.WEIGHT_DIFF, {k: np.full_like(v, self.step) for k, v in shareable["DXO"]["data"].items()})
+        dxo.set_meta_prop(MetaKey.NUM_STEPS_CURRENT_ROUND, self.steps)
+        return dxo.to_shareable()
+
+
+def test_executor_weight_diffs_weighted_by_steps(controller_factory, client_factory):
+    w0 = small_model()
+    ctl = controller_factory(w0)
+    client_factory(ctl.endpoint, "a", DiffTrainer(1.0, 1))
+    client_factory(ctl.endpoint, "b", DiffTrainer(-1.0, 3))
+    ctl.run(1, min_clients=2, timeout=30)
+    np.testing.assert_allclose(ctl.weights["b"], w0["b"] - 0.5, rtol=1e-6)  # (1 - 3) / 4
+
+
+def test_client_exception_reaches_controller_with_name_and_traceback(controller_factory, client_factory, caplog):
+    def train(weights, ctx):
+        raise RuntimeError("disk full on the hospital side")
+
+    ctl = controller_factory(small_model())
+    client_factory(ctl.endpoint, "good", tasks=adder(1.0, 1))
+    client_factory(ctl.endpoint, "broken", tasks={"train": train})
+    with caplog.at_level(logging.ERROR, logger="nbfl.controller"):
+        record = ctl.run(1, min_clients=1, timeout=30)[0]
+    failure = record["failed"]["broken"]
+    assert "RuntimeError: disk full on the hospital side" in failure and "Traceback" in failure and "in train" in failure
+    assert record["status"] == "ok" and list(record["clients"]) == ["good"]
+    assert any("client broken" in r.getMessage() and "disk full" in r.getMessage() for r in caplog.records)
+
+
+def test_nan_update_is_rejected_and_the_client_told(controller_factory, client_factory):
+    def train(weights, ctx):
+        return {k: np.full_like(v, np.nan) for k, v in weights.items()}
+
+    w0 = small_model()
+    ctl = controller_factory(w0)
+    client_factory(ctl.endpoint, "good", tasks=adder(2.0, 1))
+    bad = client_factory(ctl.endpoint, "nan", tasks={"train": train})
+    record = ctl.run(1, min_clients=1, timeout=30)[0]
+    assert "NaN" in record["failed"]["nan"]
+    np.testing.assert_allclose(ctl.weights["w"], w0["w"] + 2.0, rtol=1e-6)
+    assert _eventually(lambda: bad.last_error and "NaN" in bad.last_error)
+
+
+def test_wrong_shape_update_is_rejected(controller_factory, client_factory):
+    def train(weights, ctx):
+        return {k: np.zeros((7,), v.dtype) for k, v in weights.items()}
+
+    ctl = controller_factory(small_model())
+    client_factory(ctl.endpoint, "bad", tasks={"train": train})
+    record = ctl.run(1, min_clients=1, timeout=30)[0]
+    assert record["status"].startswith("failed") and "shape" in record["failed"]["bad"]
+    np.testing.assert_array_equal(ctl.weights["w"], small_model()["w"])
+
+
+def test_duplicate_name_is_refused(controller_factory, client_factory):
+    ctl = controller_factory(small_model())
+    client_factory(ctl.endpoint, "same", tasks=adder(1.0, 1))
+    with pytest.raises(ConnectionError, match="taken"):
+        client_factory(ctl.endpoint, "same", tasks=adder(1.0, 1))
+
+
+def test_interrupt_aborts_clients_and_keeps_the_model(controller_factory, client_factory):
+    started, aborted = threading.Event(), threading.Event()
+
+    def slow(weights, ctx):
+        started.set()
+        while not ctx.abort.triggered:
+            ctx.abort._event.wait(0.05)
+        aborted.set()
+        return weights
+
+    w0 = small_model()
+    ctl = controller_factory(w0)
+    client = client_factory(ctl.endpoint, "slow", tasks={"train": slow})
+    threading.Thread(target=lambda: started.wait(30) and os.kill(os.getpid(), signal.SIGINT), daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        ctl.run(1, timeout=60)
+    assert aborted.wait(10), "the client was not told to abort"
+    assert ctl.history[-1]["status"] == "interrupted"
+    assert ctl.weights is not None and np.array_equal(ctl.weights["w"], w0["w"])
+    client.executor.tasks["train"] = adder(1.0, 1)["train"]
+    assert ctl.run(1, timeout=30)[0]["status"] == "ok"
+
+
+def test_round_timeout_finishes_with_the_others(controller_factory, client_factory):
+    hold = threading.Event()
+
+    def stuck(weights, ctx):
+        hold.wait(30)
+        return weights
+
+    ctl = controller_factory(small_model())
+    client_factory(ctl.endpoint, "ok", tasks=adder(1.0, 1))
+    client_factory(ctl.endpoint, "stuck", tasks={"train": stuck})
+    try:
+        record = ctl.run(1, min_clients=1, timeout=2)[0]
+    finally:
+        hold.set()
+    assert record["status"] == "ok" and "stuck" in record["failed"] and "ok" in record["clients"]
+
+
+def _eventually(check, tries=200):
+    for _ in range(tries):
+        if check():
+            return True
+        threading.Event().wait(0.05)
+    return False
