@@ -1,12 +1,13 @@
 """The client: join a controller, run tasks on local data, send back only weights.
 
-Threads: the IO thread owns the DEALER socket and beats; a dispatcher reacts to the
-controller (tasks, pulls, aborts, byes); a worker runs the Executor, so an ABORT is
-seen while a task trains. With :meth:`Client.start` all of it runs in the background
-and the kernel stays usable; :meth:`Client.run` blocks, for headless processes.
+Threads: the IO thread owns the DEALER socket, beats and reacts to the controller
+(tasks are queued, pulls answered, aborts flagged, so an ABORT is seen while a task
+trains); a worker runs the Executor. With :meth:`Client.start` both run in the
+background and the kernel stays usable; :meth:`Client.run` blocks, for headless processes.
 
-Results leave in two steps: the worker announces ``ready`` and the controller ``pull``s
-when it has room, which keeps the controller's memory flat however many clients there are.
+Results leave at once only when the task said so (the controller reserved room for
+them); otherwise the worker announces ``ready`` and waits for the controller's ``pull``.
+That keeps the controller's memory flat however many clients there are.
 """
 
 from __future__ import annotations
@@ -73,9 +74,6 @@ class Client:
     def start(self, wait: float | None = 30.0) -> "Client":
         """Join in the background and return; with ``wait``, block until welcomed."""
         self._connect()
-        dispatcher = threading.Thread(target=self._dispatch, name=f"nbfl-client-{self.name}", daemon=True)
-        dispatcher.start()
-        self._threads.append(dispatcher)
         if wait is not None and not (self._answered.wait(wait) and self._welcomed.is_set()):
             error = self.last_error
             self.stop()
@@ -86,7 +84,8 @@ class Client:
         """Join and serve tasks until the controller says bye or :meth:`stop` is called."""
         self._connect()
         try:
-            self._dispatch()
+            while not self._stopped.wait(0.5):  # short waits keep Ctrl-C responsive
+                pass
         finally:
             self.stop()
 
@@ -101,7 +100,6 @@ class Client:
         self._tasks.put(None)
         if self._io is not None:
             self._io.send(wire.message("bye"))
-            self._io.events.put(("stop", b""))
             self._io.stop()
         for thread in self._threads:  # a thread still running torch at exit can abort the process
             if thread is not threading.current_thread():
@@ -119,7 +117,9 @@ class Client:
         self.stop()
 
     def _connect(self) -> None:
-        self._io = ClientIO(self.endpoint, heartbeat_interval=self._hb[0], heartbeat_timeout=self._hb[1])
+        self._io = ClientIO(
+            self.endpoint, self._on_io_event, heartbeat_interval=self._hb[0], heartbeat_timeout=self._hb[1]
+        )
         self._io.start()
         worker = threading.Thread(target=self._work, name=f"nbfl-worker-{self.name}", daemon=True)
         worker.start()
@@ -134,22 +134,14 @@ class Client:
             )
         )
 
-    # -- dispatcher: reacts to the controller ----------------------------------
-    def _dispatch(self) -> None:
-        assert self._io is not None
-        while not self._stopped.is_set():
-            event = self._io.events.get()
-            kind = event[0]
-            if kind == "stop":
-                return
-            if kind == "invalid":
-                log.warning("%s: refused a message from the controller: %s", self.name, event[2])
-            elif kind == "lost":
-                log.warning("%s: no heartbeat from %s; still trying", self.name, self.endpoint)
-            elif kind == "message":
-                if self._on_message(event[2]):
-                    self.stop()
-                    return
+    # -- IO thread: reacts to the controller, quickly ---------------------------
+    def _on_io_event(self, kind: str, peer: bytes, payload: Any) -> None:
+        if kind == "invalid":
+            log.warning("%s: refused a message from the controller: %s", self.name, payload)
+        elif kind == "lost":
+            log.warning("%s: no heartbeat from %s; still trying", self.name, self.endpoint)
+        elif self._on_message(payload):
+            threading.Thread(target=self.stop, name=f"nbfl-stop-{self.name}", daemon=True).start()
 
     def _on_message(self, msg: wire.Message) -> bool:
         """Handle one controller message; True means the controller said bye."""
@@ -193,7 +185,7 @@ class Client:
                 self._io.send(reply)
 
     def _execute(self, msg: wire.Message) -> wire.Message | None:
-        """Run one task; return what to send: ``ready`` (result kept for the pull) or ``error``."""
+        """Run one task; return what to send: the result, ``ready`` (result kept for the pull) or ``error``."""
         task_id, task_name, number = msg.get("task_id"), str(msg.get("task_name")), msg.get("round", 0)
         signal = Signal()
         with self._lock:
@@ -225,6 +217,8 @@ class Client:
             self.state = "idle"
         self.rounds_done += 1
         self.last_metrics = dict(result.fields["meta"].get("metrics") or {})
+        if msg.get("direct") is True:  # the controller reserved room for this result
+            return result
         with self._lock:
             self._ready[task_id] = result
         return wire.message("ready", task_id=task_id)

@@ -1,11 +1,10 @@
 """The controller: a registry of clients, the global model, rounds and their history.
 
-Three threads are involved, each with one job:
+Two threads are involved, each with one job:
 
 * the IO thread (:class:`~nbfl.transport.ServerIO`) owns the ROUTER socket, validates
-  frames and answers heartbeats;
-* the dispatcher thread keeps the client registry live (joins, byes, lost clients)
-  even when no round runs, and forwards round traffic to the round's inbox;
+  frames, answers heartbeats and keeps the client registry live (joins, byes, lost
+  clients) even when no round runs; round traffic goes to the round's inbox;
 * the caller's thread runs :meth:`Controller.run`: it scatters tasks, pulls results
   a few at a time (so at most ``max_inflight`` results are in memory at once) and
   aggregates each one as it arrives. A KeyboardInterrupt there aborts the round on
@@ -99,11 +98,11 @@ class Controller:
         self._inbox: queue.Queue = queue.Queue()
         self._round_active = threading.Event()
         self._round_record: dict[str, Any] | None = None
-        self._io = ServerIO(endpoint, heartbeat_interval=heartbeat_interval, heartbeat_timeout=heartbeat_timeout)
+        self._io = ServerIO(
+            endpoint, self._on_io_event, heartbeat_interval=heartbeat_interval, heartbeat_timeout=heartbeat_timeout
+        )
         self._io.start()
         self._closed = False
-        self._dispatcher = threading.Thread(target=self._dispatch, name="nbfl-controller-dispatch", daemon=True)
-        self._dispatcher.start()
         log.info("controller listening on %s", self.endpoint)
 
     # -- public API -------------------------------------------------------------
@@ -183,9 +182,7 @@ class Controller:
         for peer in peers:
             self._io.send(peer, wire.message("bye"))
         self._inbox.put(("closed", b"", None))
-        self._io.events.put(("closed", b""))
         self._io.stop()
-        self._dispatcher.join(2)
 
     def __enter__(self) -> "Controller":
         return self
@@ -235,7 +232,8 @@ class Controller:
     ) -> Iterator[Result]:
         """Send one task to each client and yield results as they arrive.
 
-        Results are pulled at most ``max_inflight`` at a time. Errors, lost clients and
+        At most ``max_inflight`` results are on their way at once: that many clients may
+        send as soon as they finish, the rest are pulled one by one as slots free. Errors, lost clients and
         timeouts are recorded in the round's record and logged with the client's name;
         leaving the loop early (or an interrupt) aborts the tasks still running.
         """
@@ -251,7 +249,13 @@ class Controller:
             task_id = uuid.uuid4().hex
             pending[task_id] = client
             sent_at[task_id] = time.perf_counter()
+            # the first max_inflight clients may send their result as soon as it is done;
+            # the others announce "ready" and wait for a pull when one of those slots frees
+            direct = len(inflight) < self.max_inflight
+            if direct:
+                inflight.add(task_id)
             fields = {"task_id": task_id, "task_name": task_name, "round": number, "kind": DataKind.WEIGHTS}
+            fields["direct"] = direct
             self._io.send(client.peer, wire.message("task", weights, meta=dict(meta or {}), **fields))
             self._set_state(client.peer, "training")
 
@@ -348,24 +352,16 @@ class Controller:
             except queue.Empty:
                 return
 
-    # -- registry (dispatcher thread) --------------------------------------------
-    def _dispatch(self) -> None:
-        while True:
-            event = self._io.events.get()
-            kind, peer = event[0], event[1]
-            if kind == "closed":
-                return
-            try:
-                if kind == "invalid":
-                    log.warning("refused a message from %s: %s", peer.hex(), event[2])
-                elif kind == "lost":
-                    self._set_state(peer, "lost")
-                    log.warning("client %s lost: no heartbeat for %s s", self._name_of(peer), self._io.heartbeat_timeout)
-                    self._forward(("lost", peer, None))
-                else:
-                    self._on_message(peer, event[2])
-            except Exception:  # a bug must not take the registry down with it
-                log.exception("dispatcher failed on %s from %s", kind, peer.hex())
+    # -- registry (IO thread: quick, never blocking) ------------------------------
+    def _on_io_event(self, kind: str, peer: bytes, payload: Any) -> None:
+        if kind == "invalid":
+            log.warning("refused a message from %s: %s", peer.hex(), payload)
+        elif kind == "lost":
+            self._set_state(peer, "lost")
+            log.warning("client %s lost: no heartbeat for %s s", self._name_of(peer), self._io.heartbeat_timeout)
+            self._forward(("lost", peer, None))
+        else:
+            self._on_message(peer, payload)
 
     def _on_message(self, peer: bytes, msg: wire.Message) -> None:
         if msg.kind == "join":

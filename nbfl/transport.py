@@ -2,15 +2,17 @@
 
 ZeroMQ sockets are not thread-safe, so each side (controller, client) has exactly one
 thread that touches its sockets. Other threads hand it outgoing messages through a
-queue plus a wake-up byte on a socketpair, and receive decoded messages as events
-from another queue. Because the IO thread never runs user code, heartbeats keep
+queue plus a wake-up byte on a socketpair, and learn of decoded messages through a
+handler. Because the IO thread never runs user code, heartbeats keep
 flowing while a client trains or the controller aggregates.
 
-Events put on ``events`` (tuples; the first item names the kind):
+Events reach the owner through ``handler(kind, peer, payload)``, called on the IO
+thread itself (so it must be quick and never block; nbfl's handlers only update a
+registry, queue work for another thread or answer):
 
 * ``("message", peer, Message)``  a decoded, valid message (peer is ``b""`` on a client)
 * ``("invalid", peer, str)``      frames that failed validation; already answered
-* ``("lost", peer)``              no heartbeat from an admitted peer within the timeout,
+* ``("lost", peer, None)``        no heartbeat from an admitted peer within the timeout,
                                   or a send to it failed
 """
 
@@ -21,7 +23,7 @@ import queue
 import socket
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 import zmq
 
@@ -32,13 +34,17 @@ log = logging.getLogger(__name__)
 HEARTBEAT_INTERVAL = 1.0
 HEARTBEAT_TIMEOUT = 6.0
 
+Handler = Callable[[str, bytes, Any], None]
+
 
 class _IOThread(threading.Thread):
     """The shared loop: poll the socket and a wake-up pipe, send, receive, beat."""
 
-    def __init__(self, sock: zmq.Socket, heartbeat_interval: float, heartbeat_timeout: float, name: str):
+    def __init__(
+        self, sock: zmq.Socket, handler: Handler, heartbeat_interval: float, heartbeat_timeout: float, name: str
+    ):
         super().__init__(name=name, daemon=True)
-        self.events: queue.Queue = queue.Queue()
+        self._handler = handler
         self._sock = sock
         self._outbox: queue.Queue = queue.Queue()
         self._wake_r, self._wake_w = socket.socketpair()
@@ -50,6 +56,9 @@ class _IOThread(threading.Thread):
     # -- called from any thread -------------------------------------------------
     def call(self, fn: Any, *args: Any) -> None:
         """Run ``fn(*args)`` on the IO thread (the only one allowed to use the socket)."""
+        if threading.current_thread() is self:
+            fn(*args)
+            return
         self._outbox.put((fn, args))
         try:
             self._wake_w.send(b"x")
@@ -111,6 +120,12 @@ class _IOThread(threading.Thread):
                 return
             self._on_frames(frames)
 
+    def _emit(self, kind: str, peer: bytes, payload: Any) -> None:
+        try:
+            self._handler(kind, peer, payload)
+        except Exception:  # a bug in a handler must not stop heartbeats
+            log.exception("handler failed on %s from %s", kind, peer.hex())
+
     def _beat(self, now: float) -> None:
         raise NotImplementedError
 
@@ -124,6 +139,7 @@ class ServerIO(_IOThread):
     def __init__(
         self,
         endpoint: str,
+        handler: Handler,
         context: zmq.Context | None = None,
         heartbeat_interval: float = HEARTBEAT_INTERVAL,
         heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
@@ -139,7 +155,7 @@ class ServerIO(_IOThread):
             sock.bind(endpoint)
         self.endpoint = endpoint
         self._admitted: dict[bytes, float] = {}  # peer -> last time heard from
-        super().__init__(sock, heartbeat_interval, heartbeat_timeout, name="nbfl-controller-io")
+        super().__init__(sock, handler, heartbeat_interval, heartbeat_timeout, name="nbfl-controller-io")
 
     def send(self, peer: bytes, msg: wire.Message) -> None:
         """Queue ``msg`` for ``peer``; tensors go zero-copy, so do not mutate them."""
@@ -159,14 +175,14 @@ class ServerIO(_IOThread):
         except zmq.ZMQError as exc:  # EHOSTUNREACH: the peer's connection is gone
             log.debug("send to %s failed: %s", peer.hex(), exc)
             if self._admitted.pop(peer, None) is not None:
-                self.events.put(("lost", peer))
+                self._emit("lost", peer, None)
 
     def _on_frames(self, frames: list) -> None:
         peer = frames[0].bytes
         try:
             msg = wire.decode(frames[1:])
         except wire.WireError as exc:
-            self.events.put(("invalid", peer, str(exc)))
+            self._emit("invalid", peer, str(exc))
             self._send_frames(peer, wire.encode(wire.message("error", reason=f"refused: {exc}")))
             return
         if peer in self._admitted:
@@ -177,13 +193,13 @@ class ServerIO(_IOThread):
             else:  # e.g. the controller restarted: tell the client to join again
                 self._send_frames(peer, wire.encode(wire.message("error", reason="not joined", rejoin=True)))
             return
-        self.events.put(("message", peer, msg))
+        self._emit("message", peer, msg)
 
     def _beat(self, now: float) -> None:
         for peer, seen in list(self._admitted.items()):
             if now - seen > self.heartbeat_timeout:
                 del self._admitted[peer]
-                self.events.put(("lost", peer))
+                self._emit("lost", peer, None)
 
 
 class ClientIO(_IOThread):
@@ -192,6 +208,7 @@ class ClientIO(_IOThread):
     def __init__(
         self,
         endpoint: str,
+        handler: Handler,
         context: zmq.Context | None = None,
         heartbeat_interval: float = HEARTBEAT_INTERVAL,
         heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
@@ -204,7 +221,7 @@ class ClientIO(_IOThread):
         self._last_heard = time.monotonic()
         self._controller_lost = False
         self._heard_once = False  # no beats before the controller first answers (the join)
-        super().__init__(sock, heartbeat_interval, heartbeat_timeout, name="nbfl-client-io")
+        super().__init__(sock, handler, heartbeat_interval, heartbeat_timeout, name="nbfl-client-io")
 
     def send(self, msg: wire.Message) -> None:
         self.call(self._send_frames, wire.encode(msg))
@@ -222,14 +239,14 @@ class ClientIO(_IOThread):
         try:
             msg = wire.decode(frames)
         except wire.WireError as exc:
-            self.events.put(("invalid", b"", str(exc)))
+            self._emit("invalid", b"", str(exc))
             return
         if msg.kind != "heartbeat":
-            self.events.put(("message", b"", msg))
+            self._emit("message", b"", msg)
 
     def _beat(self, now: float) -> None:
         if self._heard_once:
             self._send_frames(wire.encode(wire.message("heartbeat")))
         if not self._controller_lost and now - self._last_heard > self.heartbeat_timeout:
             self._controller_lost = True
-            self.events.put(("lost", b""))
+            self._emit("lost", b"", None)

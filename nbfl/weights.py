@@ -34,10 +34,12 @@ def check_update(update: Mapping[str, np.ndarray], reference: Mapping[str, np.nd
 
 
 def _all_finite(arr: np.ndarray) -> bool:
-    # One reduction, no temporary; only if the sum is not finite (NaN, Inf, or an
-    # overflow of huge but finite values) pay for the exact element-wise check.
+    # One BLAS pass, no temporary: a sum of squares is finite unless some element is
+    # NaN or Inf (squares cannot cancel) or huge enough to overflow; only then pay
+    # for the exact element-wise check.
+    flat = arr.reshape(-1)
     with np.errstate(over="ignore", invalid="ignore"):
-        if np.isfinite(arr.sum()):
+        if np.isfinite(np.dot(flat, flat)):
             return True
     return bool(np.isfinite(arr).all())
 

@@ -18,17 +18,25 @@ import numpy as np
 from ..executor import DataKind
 from ..weights import Weights, check_update
 
+CHUNK = 1 << 16  # elements per step of the scaled add: 256 KiB of float32, cache-sized
+
 
 class WeightedMean:
-    """Accumulates ``weight * update`` in place, in the model's own float dtype."""
+    """Accumulates ``weight * update`` in place, in the model's own float dtype.
+
+    The accumulator holds the weighted sum divided by a running ``scale`` (the last
+    weight seen), so an update whose weight equals it costs one in-place add, the
+    common case of equal steps or samples; another weight first rescales the
+    accumulator, which is what a multiply would have cost anyway.
+    """
 
     def __init__(self, global_weights: Mapping[str, np.ndarray]):
         self._global = global_weights
-        self._acc = {name: np.zeros(a.shape, _acc_dtype(a.dtype)) for name, a in global_weights.items()}
-        largest = max((a.size for a in global_weights.values()), default=0)
-        self._scratch = {dt: np.empty(largest, dt) for dt in {a.dtype for a in self._acc.values()}}
+        self._acc: Weights = {}  # made from the first accepted update (a copy, not zeros + add)
+        self._scratch = {dt: np.empty(CHUNK, dt) for dt in {_acc_dtype(a.dtype) for a in global_weights.values()}}
         self.total_weight = 0.0
         self._diff_weight = 0.0
+        self._scale = 1.0
         self.count = 0
 
     def accept(self, update: Mapping[str, np.ndarray], weight: float, kind: str = DataKind.WEIGHTS) -> None:
@@ -41,10 +49,15 @@ class WeightedMean:
         if not np.isfinite(weight) or weight <= 0:
             raise ValueError(f"aggregation weight must be a positive number, got {weight!r}")
         check_update(update, self._global)
-        for name, acc in self._acc.items():
-            scratch = self._scratch[acc.dtype][: acc.size].reshape(acc.shape)
-            np.multiply(update[name], weight, out=scratch, casting="unsafe")
-            np.add(acc, scratch, out=acc)
+        if self.count == 0:
+            self._acc = {name: update[name].astype(_acc_dtype(g.dtype)) for name, g in self._global.items()}
+        else:
+            rescale = self._scale / weight
+            for name, acc in self._acc.items():
+                if rescale != 1.0:
+                    acc *= rescale
+                np.add(acc, update[name], out=acc, casting="unsafe")
+        self._scale = float(weight)
         self.total_weight += weight
         if kind == DataKind.WEIGHT_DIFF:
             self._diff_weight += weight
@@ -57,14 +70,22 @@ class WeightedMean:
         out: Weights = {}
         for name, acc in self._acc.items():
             g = self._global[name]
+            acc *= self._scale / self.total_weight
             if self._diff_weight:
-                scratch = self._scratch[acc.dtype][: acc.size].reshape(acc.shape)
-                np.multiply(g, self._diff_weight, out=scratch, casting="unsafe")
-                np.add(acc, scratch, out=acc)
-            acc /= self.total_weight
+                self._add_scaled(acc, g, self._diff_weight / self.total_weight)
             out[name] = acc if acc.dtype == g.dtype else _cast_back(acc, g.dtype)
         self._acc = {}  # the arrays now belong to the caller
         return out
+
+    def _add_scaled(self, acc: np.ndarray, x: np.ndarray, weight: float) -> None:
+        """``acc += weight * x`` in place, through a small scratch buffer that stays in cache."""
+        flat_acc, flat_x = acc.reshape(-1), x.reshape(-1)
+        scratch = self._scratch[acc.dtype]
+        for start in range(0, flat_acc.size, CHUNK):
+            a = flat_acc[start : start + CHUNK]
+            tmp = scratch[: a.size]
+            np.multiply(flat_x[start : start + CHUNK], weight, out=tmp, casting="unsafe")
+            np.add(a, tmp, out=a)
 
 
 def _acc_dtype(dtype: np.dtype) -> np.dtype:
