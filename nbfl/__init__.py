@@ -6,9 +6,9 @@ torch enters through :mod:`nbfl.torch_adapter`.
 """
 
 from .client import Client
-from .controller import ClientInfo, Controller, Result, RoundFailed
+from .controller import ClientInfo, Controller, Result
 from .tasks import TaskContext, Update, task
-from .workflows import FedAvg
+from .workflows import FedAvg, RoundFailed
 
 __version__ = "0.1.0"
 

@@ -28,6 +28,7 @@ from . import wire
 from .executor import DataKind
 from .transport import HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT, ServerIO
 from .weights import Weights
+from .workflows import FedAvg, RoundFailed
 
 log = logging.getLogger("nbfl.controller")
 
@@ -65,10 +66,6 @@ class Result:
         return dict(self.meta.get("metrics") or {})
 
 
-class RoundFailed(RuntimeError):
-    """Not enough usable results this round; the global model stays as it was."""
-
-
 class Controller:
     """Holds the global model and drives rounds on the clients that joined.
 
@@ -98,6 +95,7 @@ class Controller:
         self._inbox: queue.Queue = queue.Queue()
         self._round_active = threading.Event()
         self._round_record: dict[str, Any] | None = None
+        self._round_timeout: float | None = None
         self._io = ServerIO(
             endpoint, self._on_io_event, heartbeat_interval=heartbeat_interval, heartbeat_timeout=heartbeat_timeout
         )
@@ -157,8 +155,6 @@ class Controller:
         is noticed by its missing heartbeats and the round goes on with the others.
         A round with fewer than ``min_clients`` usable results keeps the old model.
         """
-        from .workflows import FedAvg
-
         if not self._weights:
             raise ValueError("the controller has no model: pass weights=... or set controller.weights")
         workflow = workflow if workflow is not None else FedAvg()
@@ -273,10 +269,12 @@ class Controller:
             pump()
             return client
 
+        stopped_by = "was stopped"
         try:
             while pending:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
+                    stopped_by = f"timed out after {timeout} s"
                     break
                 try:  # short waits, so a KeyboardInterrupt is seen promptly from any thread
                     kind, peer, msg = self._inbox.get(timeout=0.5 if remaining is None else min(remaining, 0.5))
@@ -318,8 +316,7 @@ class Controller:
             for task_id, client in pending.items():
                 self._io.send(client.peer, wire.message("abort", task_id=task_id))
                 self._set_state(client.peer, "idle")
-                if task_id not in inflight or deadline is not None:
-                    self._fail(client.name, "aborted: round timed out or was stopped")
+                self._fail(client.name, f"aborted: the round {stopped_by}")
 
     def reject(self, result: Result, reason: Exception | str) -> None:
         """A workflow refused ``result``: record it, log it and tell the client why."""
@@ -354,7 +351,11 @@ class Controller:
 
     # -- registry (IO thread: quick, never blocking) ------------------------------
     def _on_io_event(self, kind: str, peer: bytes, payload: Any) -> None:
-        if kind == "invalid":
+        if kind == "heartbeat":
+            with self._lock:
+                if peer in self._clients:
+                    self._clients[peer].last_seen = time.time()
+        elif kind == "invalid":
             log.warning("refused a message from %s: %s", peer.hex(), payload)
         elif kind == "lost":
             self._set_state(peer, "lost")

@@ -11,6 +11,7 @@ thread itself (so it must be quick and never block; nbfl's handlers only update 
 registry, queue work for another thread or answer):
 
 * ``("message", peer, Message)``  a decoded, valid message (peer is ``b""`` on a client)
+* ``("heartbeat", peer, None)``   an admitted peer beat (controller side; already answered)
 * ``("invalid", peer, str)``      frames that failed validation; already answered
 * ``("lost", peer, None)``        no heartbeat from an admitted peer within the timeout,
                                   or a send to it failed
@@ -190,6 +191,7 @@ class ServerIO(_IOThread):
         if msg.kind == "heartbeat":
             if peer in self._admitted:
                 self._send_frames(peer, wire.encode(wire.message("heartbeat")))
+                self._emit("heartbeat", peer, None)
             else:  # e.g. the controller restarted: tell the client to join again
                 self._send_frames(peer, wire.encode(wire.message("error", reason="not joined", rejoin=True)))
             return

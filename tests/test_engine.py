@@ -160,3 +160,11 @@ def _eventually(check, tries=200):
             return True
         threading.Event().wait(0.05)
     return False
+
+
+def test_heartbeats_keep_last_seen_fresh_while_idle(controller_factory, client_factory):
+    ctl = controller_factory(small_model())
+    client_factory(ctl.endpoint, "idle", tasks=adder(1.0, 1))
+    first = ctl.clients[0].last_seen
+    assert _eventually(lambda: ctl.clients[0].last_seen > first)  # no task sent: only heartbeats
+    assert ctl.clients[0].state == "idle"

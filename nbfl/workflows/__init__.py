@@ -1,5 +1,5 @@
 """Workflows decide what a round sends and how results are combined."""
 
-from .scatter_gather import FedAvg
+from .scatter_gather import FedAvg, RoundFailed
 
-__all__ = ["FedAvg"]
+__all__ = ["FedAvg", "RoundFailed"]

@@ -16,6 +16,10 @@ from ..weights import UpdateError, Weights
 if TYPE_CHECKING:
     from ..controller import Controller, Result
 
+class RoundFailed(RuntimeError):
+    """Not enough usable results this round; the global model stays as it was."""
+
+
 WEIGHT_KEYS = {"steps": MetaKey.NUM_STEPS_CURRENT_ROUND, "samples": "num_samples"}
 
 
@@ -34,8 +38,6 @@ class FedAvg:
         self.task_meta = dict(task_meta or {})
 
     def round(self, ctl: "Controller", weights: Weights, number: int) -> Weights:
-        from ..controller import RoundFailed
-
         mean = WeightedMean(weights)
         for result in ctl.scatter(self.task_name, weights, meta=self.task_meta):
             try:
