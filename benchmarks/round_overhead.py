@@ -5,10 +5,11 @@ Each configuration runs in a fresh controller process with its own client proces
 peak RSS printed is that configuration's alone. The baseline is the least a ROUTER/
 DEALER echo can do: send the model's buffers zero-copy to every client, receive the
 echoes and fold each into a streaming weighted mean with the same arithmetic nbfl
-uses. The ratio is nbfl's median over the baseline's median from the same run.
+uses. The ratio is nbfl's median over the baseline's median from the same run; the
+peak RSS is the largest of a system's runs.
 
     python benchmarks/round_overhead.py                      # 1M, 10M, 50M with 8 clients; 10M with 32
-    python benchmarks/round_overhead.py --sizes 1 --rounds 3 # quicker
+    python benchmarks/round_overhead.py --sizes 1 --rounds 3 --repeat 1   # quicker
 """
 
 from __future__ import annotations
@@ -129,7 +130,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=float, nargs="+", default=[1, 10, 50], help="millions of float32 parameters")
     parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--rounds", type=int, default=9, help="timed rounds per run, after one warm-up round")
+    parser.add_argument("--repeat", type=int, default=2, help="runs per system and size, interleaved")
     parser.add_argument("--rss-clients", type=int, default=32, help="second client count for the memory check")
     parser.add_argument("--rss-size", type=float, default=10)
     args = parser.parse_args()
@@ -140,12 +142,15 @@ def main() -> None:
     nbfl_rss = {}
     for size, clients in rows:
         params = int(size * 1e6)
-        raw = measure("raw", params, clients, args.rounds)
-        ours = measure("nbfl", params, clients, args.rounds)
-        raw_med, ours_med = statistics.median(raw["seconds"]), statistics.median(ours["seconds"])
-        nbfl_rss[(size, clients)] = ours["peak_rss_mib"]
+        runs: dict[str, list[dict]] = {"raw": [], "nbfl": []}
+        for _ in range(args.repeat):  # interleaved, so drift on a shared machine hits both alike
+            for system in runs:
+                runs[system].append(measure(system, params, clients, args.rounds))
+        raw_med, ours_med = (statistics.median(s for r in runs[k] for s in r["seconds"]) for k in ("raw", "nbfl"))
+        raw_rss, ours_rss = (max(r["peak_rss_mib"] for r in runs[k]) for k in ("raw", "nbfl"))
+        nbfl_rss[(size, clients)] = ours_rss
         print(f"{size:>6g}M {clients:>7} {raw_med:>11.3f} {ours_med:>12.3f} {ours_med / raw_med:>6.2f} "
-              f"{raw['peak_rss_mib']:>11.0f} {ours['peak_rss_mib']:>12.0f}", flush=True)  # fmt: skip
+              f"{raw_rss:>11.0f} {ours_rss:>12.0f}", flush=True)  # fmt: skip
     small, big = nbfl_rss.get((args.rss_size, args.clients)), nbfl_rss[(args.rss_size, args.rss_clients)]
     if small is not None:
         model_mib = args.rss_size * 1e6 * 4 / 2**20

@@ -64,7 +64,7 @@ class Client:
         self._welcomed = threading.Event()
         self._answered = threading.Event()  # welcome or refusal: start() need not wait longer
         self._stopped = threading.Event()
-        self._tasks: queue.Queue = queue.Queue()
+        self._tasks: queue.SimpleQueue = queue.SimpleQueue()
         self._current: tuple[str, Signal] | None = None
         self._ready: dict[str, wire.Message] = {}
         self._lock = threading.Lock()

@@ -92,7 +92,7 @@ class Controller:
         self._clients: dict[bytes, ClientInfo] = {}
         self._lock = threading.Lock()
         self._joined = threading.Condition(self._lock)
-        self._inbox: queue.Queue = queue.Queue()
+        self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._round_active = threading.Event()
         self._round_record: dict[str, Any] | None = None
         self._round_timeout: float | None = None
@@ -241,6 +241,7 @@ class Controller:
         sent_at: dict[str, float] = {}
         ready: deque[str] = deque()
         inflight: set[str] = set()
+        headers: dict[bytes, dict[str, Any]] = {}
         for client in targets:
             task_id = uuid.uuid4().hex
             pending[task_id] = client
@@ -250,10 +251,12 @@ class Controller:
             direct = len(inflight) < self.max_inflight
             if direct:
                 inflight.add(task_id)
-            fields = {"task_id": task_id, "task_name": task_name, "round": number, "kind": DataKind.WEIGHTS}
-            fields["direct"] = direct
-            self._io.send(client.peer, wire.message("task", weights, meta=dict(meta or {}), **fields))
+            headers[client.peer] = {
+                "task_id": task_id, "task_name": task_name, "round": number,
+                "kind": DataKind.WEIGHTS, "direct": direct, "meta": dict(meta or {}),
+            }  # fmt: skip
             self._set_state(client.peer, "training")
+        self._io.broadcast("task", weights, headers)
 
         def pump() -> None:
             while ready and len(inflight) < self.max_inflight:

@@ -1,7 +1,7 @@
 """Plain functions as tasks: ``@nbfl.task("train")`` instead of writing an Executor.
 
 A task function takes the weights the controller sent (``dict[str, np.ndarray]``,
-read-only views of the received frames) and a :class:`TaskContext`, and returns
+views of the received frames, not copies) and a :class:`TaskContext`, and returns
 either a dict of arrays (sent back as WEIGHTS) or an :class:`Update`.
 """
 

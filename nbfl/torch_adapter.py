@@ -30,8 +30,9 @@ def to_numpy(state_dict: Mapping[str, torch.Tensor]) -> Weights:
 def to_torch(weights: Mapping[str, np.ndarray], device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
     """Tensors for ``load_state_dict``; on the CPU they share memory with the arrays.
 
-    Arrays decoded from the wire are read-only; torch only reads them in
-    ``load_state_dict`` (which copies into the model), so the warning is silenced.
+    Some arrays are read-only (decoded from ``bytes``, or frozen by their owner); torch
+    only reads them in ``load_state_dict`` (which copies into the model), so its
+    warning about that is silenced.
     """
     out = {}
     with warnings.catch_warnings():

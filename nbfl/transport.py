@@ -24,7 +24,7 @@ import queue
 import socket
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import zmq
 
@@ -47,7 +47,7 @@ class _IOThread(threading.Thread):
         super().__init__(name=name, daemon=True)
         self._handler = handler
         self._sock = sock
-        self._outbox: queue.Queue = queue.Queue()
+        self._outbox: queue.SimpleQueue = queue.SimpleQueue()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._stopping = threading.Event()
@@ -162,6 +162,19 @@ class ServerIO(_IOThread):
         """Queue ``msg`` for ``peer``; tensors go zero-copy, so do not mutate them."""
         frames = wire.encode(msg)
         self.call(self._send_frames, peer, frames)
+
+    def broadcast(self, kind: str, tensors: Mapping[str, Any], fields_by_peer: Mapping[bytes, Mapping[str, Any]]) -> None:
+        """Send the same tensors to many peers, each with its own header fields.
+
+        The tensors are wrapped in ``zmq.Frame`` objects once; every peer's message
+        reuses them (libzmq counts references), so a model goes to N clients with
+        one zero-copy registration instead of N.
+        """
+        specs, buffers = wire.encode_tensors(tensors)
+        shared = [zmq.Frame(buf, copy=False) for buf in buffers]
+        sends = [(peer, [wire.encode_header(kind, fields, specs), *shared]) for peer, fields in fields_by_peer.items()]
+        for peer, frames in sends:
+            self.call(self._send_frames, peer, frames)
 
     def admit(self, peer: bytes) -> None:
         """Track ``peer``'s heartbeats from now on (it has joined)."""

@@ -85,30 +85,45 @@ def encode(msg: Message) -> list[Any]:
     ``send_multipart(..., copy=False)`` and do not mutate the arrays until sent.
     An array is copied only when it is not C-contiguous little-endian already.
     """
-    if msg.kind not in KINDS:
-        raise WireError(f"unknown message kind {msg.kind!r}")
+    specs, buffers = encode_tensors(msg.tensors)
+    return [encode_header(msg.kind, msg.fields, specs), *buffers]
+
+
+def encode_tensors(tensors: Mapping[str, Any]) -> tuple[list[dict[str, Any]], list[Any]]:
+    """The header's tensor specs and one buffer per tensor (views, not copies).
+
+    Split from :func:`encode` so one set of buffers can go to many peers, each with
+    its own header (a broadcast sends the model once per peer, encodes it once).
+    """
     specs = []
     buffers = []
-    for name, value in msg.tensors.items():
+    for name, value in tensors.items():
         arr = _wire_array(name, value)
         specs.append({"name": name, "dtype": _dtype_name(arr.dtype), "shape": list(arr.shape)})
         buffers.append(memoryview(arr.reshape(-1)).cast("B") if arr.size else b"")
-    header = {"v": PROTOCOL_VERSION, "kind": msg.kind, "fields": msg.fields, "tensors": specs}
+    return specs, buffers
+
+
+def encode_header(kind: str, fields: Mapping[str, Any], specs: list[dict[str, Any]]) -> bytes:
+    """The JSON header frame; refuses unknown kinds, non-JSON fields and oversize."""
+    if kind not in KINDS:
+        raise WireError(f"unknown message kind {kind!r}")
+    header = {"v": PROTOCOL_VERSION, "kind": kind, "fields": dict(fields), "tensors": specs}
     try:
         raw = json.dumps(header, allow_nan=False, separators=(",", ":")).encode()
     except (TypeError, ValueError) as exc:
-        raise WireError(f"fields of a {msg.kind!r} message are not plain JSON: {exc}") from exc
+        raise WireError(f"fields of a {kind!r} message are not plain JSON: {exc}") from exc
     if len(raw) > MAX_HEADER_BYTES:
         raise WireError(f"header of {len(raw)} bytes exceeds {MAX_HEADER_BYTES}")
-    return [raw, *buffers]
+    return raw
 
 
 def decode(frames: Sequence[Any]) -> Message:
     """Validate ``frames`` and build the message; raise :class:`WireError` if bad.
 
     ``frames`` may be ``bytes`` or ``zmq.Frame`` objects (``recv_multipart(copy=False)``);
-    tensors are ``np.frombuffer`` views on them, so they are read-only and keep
-    the frame alive for as long as they are referenced.
+    tensors are ``np.frombuffer`` views on them that keep the frame alive for as long
+    as they are referenced (writable for received frames, which nothing else owns).
     """
     if not frames:
         raise WireError("empty message")

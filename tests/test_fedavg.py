@@ -66,3 +66,26 @@ def test_diff_and_apply_are_inverse():
     old = {"w": np.array([1.0, 2.0], np.float32)}
     new = {"w": np.array([1.5, 1.0], np.float32)}
     np.testing.assert_array_equal(apply_diff(old, diff(new, old))["w"], new["w"])
+
+
+def test_an_owned_first_update_becomes_the_accumulator_without_a_copy():
+    g = {"w": np.zeros(3, np.float32)}
+    first = {"w": np.array([1.0, 2.0, 3.0], np.float32)}
+    mean = WeightedMean(g)
+    mean.accept(first, 1, owned=True)
+    mean.accept({"w": np.array([3.0, 2.0, 1.0], np.float32)}, 1)
+    out = mean.result()["w"]
+    assert np.shares_memory(out, first["w"])
+    np.testing.assert_allclose(out, [2.0, 2.0, 2.0])
+
+
+def test_unowned_or_read_only_updates_are_never_written():
+    g = {"w": np.zeros(2, np.float32)}
+    frozen = np.array([1.0, 1.0], np.float32)
+    frozen.flags.writeable = False
+    for owned in (False, True):
+        mean = WeightedMean(g)
+        mean.accept({"w": frozen}, 1, owned=owned)
+        mean.accept({"w": np.array([3.0, 3.0], np.float32)}, 1)
+        assert not np.shares_memory(mean.result()["w"], frozen)
+    np.testing.assert_array_equal(frozen, [1.0, 1.0])

@@ -39,10 +39,14 @@ class WeightedMean:
         self._scale = 1.0
         self.count = 0
 
-    def accept(self, update: Mapping[str, np.ndarray], weight: float, kind: str = DataKind.WEIGHTS) -> None:
+    def accept(
+        self, update: Mapping[str, np.ndarray], weight: float, kind: str = DataKind.WEIGHTS, *, owned: bool = False
+    ) -> None:
         """Check ``update`` (names, shapes, dtypes, finite) and fold it in; raise if bad.
 
-        A rejected update leaves the accumulator untouched.
+        A rejected update leaves the accumulator untouched. ``owned=True`` hands the
+        update's arrays over: the first one accepted becomes the accumulator in place
+        (for a result off the wire, its receive buffer) instead of being copied.
         """
         if kind not in (DataKind.WEIGHTS, DataKind.WEIGHT_DIFF):
             raise ValueError(f"cannot average data of kind {kind!r}")
@@ -50,7 +54,7 @@ class WeightedMean:
             raise ValueError(f"aggregation weight must be a positive number, got {weight!r}")
         check_update(update, self._global)
         if self.count == 0:
-            self._acc = {name: update[name].astype(_acc_dtype(g.dtype)) for name, g in self._global.items()}
+            self._acc = {name: _take(update[name], _acc_dtype(g.dtype), owned) for name, g in self._global.items()}
         else:
             rescale = self._scale / weight
             for name, acc in self._acc.items():
@@ -86,6 +90,13 @@ class WeightedMean:
             tmp = scratch[: a.size]
             np.multiply(flat_x[start : start + CHUNK], weight, out=tmp, casting="unsafe")
             np.add(a, tmp, out=a)
+
+
+def _take(arr: np.ndarray, dtype: np.dtype, owned: bool) -> np.ndarray:
+    """``arr`` itself when it may serve as an accumulator, else a copy in ``dtype``."""
+    if owned and arr.dtype == dtype and arr.flags.writeable and arr.flags.c_contiguous:
+        return arr
+    return arr.astype(dtype)
 
 
 def _acc_dtype(dtype: np.dtype) -> np.dtype:

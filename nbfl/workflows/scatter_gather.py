@@ -41,7 +41,7 @@ class FedAvg:
         mean = WeightedMean(weights)
         for result in ctl.scatter(self.task_name, weights, meta=self.task_meta):
             try:
-                mean.accept(result.weights, self.weight_of(result), result.kind)
+                mean.accept(result.weights, self.weight_of(result), result.kind, owned=True)
             except (UpdateError, ValueError) as exc:
                 ctl.reject(result, exc)
         if mean.count < max(1, ctl.min_clients):
