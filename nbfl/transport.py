@@ -41,18 +41,31 @@ Handler = Callable[[str, bytes, Any], None]
 class _IOThread(threading.Thread):
     """The shared loop: poll the socket and a wake-up pipe, send, receive, beat."""
 
+    SOCKET_TYPE: int
+    THREAD_NAME: str
+
     def __init__(
-        self, sock: zmq.Socket, handler: Handler, heartbeat_interval: float, heartbeat_timeout: float, name: str
+        self,
+        endpoint: str,
+        handler: Handler,
+        context: zmq.Context | None = None,
+        heartbeat_interval: float = HEARTBEAT_INTERVAL,
+        heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
     ):
-        super().__init__(name=name, daemon=True)
+        super().__init__(name=self.THREAD_NAME, daemon=True)
+        self._sock = (context or zmq.Context.instance()).socket(self.SOCKET_TYPE)
+        self.endpoint = self._open(endpoint)
         self._handler = handler
-        self._sock = sock
         self._outbox: queue.SimpleQueue = queue.SimpleQueue()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._stopping = threading.Event()
         self.heartbeat_interval = heartbeat_interval
         self.heartbeat_timeout = heartbeat_timeout
+
+    def _open(self, endpoint: str) -> str:
+        """Bind or connect the socket; return the endpoint as peers should use it."""
+        raise NotImplementedError
 
     # -- called from any thread -------------------------------------------------
     def call(self, fn: Any, *args: Any) -> None:
@@ -137,26 +150,21 @@ class _IOThread(threading.Thread):
 class ServerIO(_IOThread):
     """Controller side: a ROUTER bound to ``endpoint``; peers are ZeroMQ identities."""
 
-    def __init__(
-        self,
-        endpoint: str,
-        handler: Handler,
-        context: zmq.Context | None = None,
-        heartbeat_interval: float = HEARTBEAT_INTERVAL,
-        heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
-    ):
-        ctx = context or zmq.Context.instance()
-        sock = ctx.socket(zmq.ROUTER)
-        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # unknown peer -> error, not silent drop
-        sock.setsockopt(zmq.LINGER, 0)
-        if endpoint.endswith(":0"):
-            port = sock.bind_to_random_port(endpoint.rsplit(":", 1)[0])
-            endpoint = f"{endpoint.rsplit(':', 1)[0]}:{port}"
-        else:
-            sock.bind(endpoint)
-        self.endpoint = endpoint
+    SOCKET_TYPE = zmq.ROUTER
+    THREAD_NAME = "nbfl-controller-io"
+
+    def __init__(self, *args: Any, **kwargs: Any):
         self._admitted: dict[bytes, float] = {}  # peer -> last time heard from
-        super().__init__(sock, handler, heartbeat_interval, heartbeat_timeout, name="nbfl-controller-io")
+        super().__init__(*args, **kwargs)
+
+    def _open(self, endpoint: str) -> str:
+        self._sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # unknown peer -> error, not silent drop
+        self._sock.setsockopt(zmq.LINGER, 0)
+        if not endpoint.endswith(":0"):
+            self._sock.bind(endpoint)
+            return endpoint
+        host = endpoint.rsplit(":", 1)[0]
+        return f"{host}:{self._sock.bind_to_random_port(host)}"
 
     def send(self, peer: bytes, msg: wire.Message) -> None:
         """Queue ``msg`` for ``peer``; tensors go zero-copy, so do not mutate them."""
@@ -220,23 +228,19 @@ class ServerIO(_IOThread):
 class ClientIO(_IOThread):
     """Client side: a DEALER connected to the controller; beats every interval."""
 
-    def __init__(
-        self,
-        endpoint: str,
-        handler: Handler,
-        context: zmq.Context | None = None,
-        heartbeat_interval: float = HEARTBEAT_INTERVAL,
-        heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
-    ):
-        ctx = context or zmq.Context.instance()
-        sock = ctx.socket(zmq.DEALER)
-        sock.setsockopt(zmq.LINGER, 1000)
-        sock.connect(endpoint)
-        self.endpoint = endpoint
+    SOCKET_TYPE = zmq.DEALER
+    THREAD_NAME = "nbfl-client-io"
+
+    def __init__(self, *args: Any, **kwargs: Any):
         self._last_heard = time.monotonic()
         self._controller_lost = False
         self._heard_once = False  # no beats before the controller first answers (the join)
-        super().__init__(sock, handler, heartbeat_interval, heartbeat_timeout, name="nbfl-client-io")
+        super().__init__(*args, **kwargs)
+
+    def _open(self, endpoint: str) -> str:
+        self._sock.setsockopt(zmq.LINGER, 1000)
+        self._sock.connect(endpoint)
+        return endpoint
 
     def send(self, msg: wire.Message) -> None:
         self.call(self._send_frames, wire.encode(msg))
