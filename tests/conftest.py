@@ -7,7 +7,7 @@ import pytest
 
 import nbfl
 
-FAST = {"heartbeat_interval": 0.1, "heartbeat_timeout": 1.0}
+FAST = {"heartbeat_interval": 0.1, "heartbeat_timeout": 2.0}
 
 
 @pytest.fixture

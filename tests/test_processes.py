@@ -21,7 +21,7 @@ def train(weights, ctx):
         open(started, "w").close()
         threading.Event().wait(600)  # stuck until killed
     return nbfl.Update({k: v + 1 for k, v in weights.items()}, num_samples=1)
-nbfl.Client(sys.argv[1], sys.argv[2], tasks={"train": train}, heartbeat_interval=0.1, heartbeat_timeout=1.0).run()
+nbfl.Client(sys.argv[1], sys.argv[2], tasks={"train": train}, heartbeat_interval=0.1, heartbeat_timeout=2.0).run()
 """
 
 
