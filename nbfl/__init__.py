@@ -12,4 +12,17 @@ from .workflows import FedAvg, RoundFailed
 
 __version__ = "0.1.0"
 
+
+def load_ipython_extension(ipython) -> None:  # type: ignore[no-untyped-def]
+    """``%load_ext nbfl``: the ``%fl_*`` magics (IPython is imported only now)."""
+    from .notebook.magics import load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython) -> None:  # type: ignore[no-untyped-def]
+    from .notebook.magics import unload
+
+    unload(ipython)
+
 __all__ = ["Client", "ClientInfo", "Controller", "FedAvg", "Result", "RoundFailed", "TaskContext", "Update", "task"]

@@ -33,6 +33,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     cli.add_argument("--name", required=True)
     cli.add_argument("--index", type=int, default=0, help="which share of the partition is this client's")
     cli.add_argument("--num-clients", type=int, default=1)
+    cli.add_argument(
+        "--accept-code", action="store_true", help="run task code the controller sends (%%%%fl_task) on this data"
+    )
     _data_args(cli)
 
     args = parser.parse_args(argv)
@@ -108,7 +111,10 @@ def _client(args: argparse.Namespace) -> int:
     x, y, _, _ = load_digits_split(seed=args.seed)
     part = partition(args.partition, y, args.num_clients, args.seed)[args.index]
     trainer = ArrayTrainer(DigitsMLP(), x[part], y[part], epochs=args.epochs, seed=args.seed + args.index)
-    client = Client(args.endpoint, args.name, trainer, samples=trainer.samples, device=trainer.device)
+    client = Client(
+        args.endpoint, args.name, trainer, data=(x[part], y[part]), samples=trainer.samples,
+        device=trainer.device, accept_code=args.accept_code,
+    )  # fmt: skip
     try:
         client.run()
     except KeyboardInterrupt:

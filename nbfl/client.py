@@ -19,13 +19,13 @@ import queue
 import socket
 import threading
 import traceback
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
 from . import wire
 from .executor import DXO, DataKind, Executor, FLContext, ReturnCode, Signal, from_shareable
-from .tasks import FunctionExecutor, TaskFunction, registry
+from .tasks import FunctionExecutor, TaskFunction, registry, tasks_from_source
 from .transport import HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT, ClientIO
 
 log = logging.getLogger("nbfl.client")
@@ -34,8 +34,11 @@ log = logging.getLogger("nbfl.client")
 class Client:
     """A participant. Give it an :class:`~nbfl.executor.Executor` or task functions.
 
-    ``tasks`` defaults to the functions registered with ``@nbfl.task``. ``samples``
-    and ``device`` are shown in the controller's client table.
+    ``tasks`` defaults to the functions registered with ``@nbfl.task``; they see
+    ``data`` as ``ctx.data``. ``samples`` and ``device`` are shown in the controller's
+    client table. With ``accept_code=True`` the client runs task code the controller
+    sends (``%%fl_task``) instead of its own; without it, such code is never sent.
+    ``on_update(client)`` is called (from a worker thread) when state or metrics change.
     """
 
     def __init__(
@@ -45,16 +48,22 @@ class Client:
         executor: Executor | None = None,
         *,
         tasks: Mapping[str, TaskFunction] | None = None,
+        data: Any = None,
         samples: int = 0,
         device: str = "cpu",
+        accept_code: bool = False,
+        on_update: Callable[["Client"], None] | None = None,
         heartbeat_interval: float = HEARTBEAT_INTERVAL,
         heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
     ):
         self.endpoint = endpoint
         self.name = name
-        self.executor = executor if executor is not None else FunctionExecutor(dict(tasks if tasks is not None else registry))
+        self.data = data
+        self.executor = executor or FunctionExecutor(tasks if tasks is not None else registry, data, device)
         self.samples = samples
         self.device = device
+        self.accept_code = accept_code
+        self.on_update = on_update
         self.state = "connecting"  # connecting, idle, training, stopped
         self.rounds_done = 0
         self.last_metrics: dict[str, float] = {}
@@ -69,6 +78,7 @@ class Client:
         self._ready: dict[str, wire.Message] = {}
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
+        self._shipped: tuple[str, FunctionExecutor] | None = None
 
     # -- lifecycle --------------------------------------------------------------
     def start(self, wait: float | None = 30.0) -> "Client":
@@ -105,6 +115,7 @@ class Client:
             if thread is not threading.current_thread():
                 thread.join(5)
         self.state = "stopped"
+        self._notify()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the client has stopped (e.g. the controller said bye)."""
@@ -130,8 +141,9 @@ class Client:
         assert self._io is not None
         self._io.send(
             wire.message(
-                "join", name=self.name, host=socket.gethostname(), device=self.device, samples=self.samples, pid=os.getpid()
-            )
+                "join", name=self.name, host=socket.gethostname(), device=self.device, samples=self.samples,
+                pid=os.getpid(), accepts_code=self.accept_code,
+            )  # fmt: skip
         )
 
     # -- IO thread: reacts to the controller, quickly ---------------------------
@@ -150,6 +162,7 @@ class Client:
             self.state = "idle"
             self._welcomed.set()
             self._answered.set()
+            self._notify()
             log.info("%s joined %s", self.name, self.endpoint)
         elif msg.kind == "task":
             self._tasks.put(msg)
@@ -194,8 +207,9 @@ class Client:
         meta = msg.get("meta") if isinstance(msg.get("meta"), dict) else {}
         shareable = DXO(str(msg.get("kind", DataKind.WEIGHTS)), dict(msg.tensors), meta).to_shareable()
         fl_ctx = FLContext(self.name, {"current_round": number, "task_name": task_name, "task_id": task_id})
+        self._notify()
         try:
-            reply = self.executor.execute(task_name, shareable, fl_ctx, signal)
+            reply = self._executor_for(msg).execute(task_name, shareable, fl_ctx, signal)
             if signal.triggered:
                 log.info("%s: task %s aborted", self.name, task_name)
                 return None
@@ -210,6 +224,8 @@ class Client:
         except Exception as exc:
             tb = traceback.format_exc()
             log.error("%s: task %s failed:\n%s", self.name, task_name, tb)
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            self._notify()
             return wire.message("error", task_id=task_id, reason=f"{type(exc).__name__}: {exc}", traceback=tb)
         finally:
             with self._lock:
@@ -217,11 +233,29 @@ class Client:
             self.state = "idle"
         self.rounds_done += 1
         self.last_metrics = dict(result.fields["meta"].get("metrics") or {})
+        self._notify()
         if msg.get("direct") is True:  # the controller reserved room for this result
             return result
         with self._lock:
             self._ready[task_id] = result
         return wire.message("ready", task_id=task_id)
+
+
+    def _executor_for(self, msg: wire.Message) -> Executor:
+        """Shipped task code if the controller sent some (only to clients that opted in)."""
+        code = msg.get("code")
+        if not isinstance(code, str) or not self.accept_code:
+            return self.executor
+        if self._shipped is None or self._shipped[0] != code:
+            self._shipped = (code, FunctionExecutor(tasks_from_source(code), self.data, self.device))
+        return self._shipped[1]
+
+    def _notify(self) -> None:
+        if self.on_update is not None:
+            try:
+                self.on_update(self)
+            except Exception:  # a display callback must not break training
+                log.exception("%s: on_update failed", self.name)
 
 
 def _arrays(data: Mapping[str, Any]) -> dict[str, np.ndarray]:

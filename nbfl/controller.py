@@ -28,7 +28,7 @@ from . import wire
 from .executor import DataKind
 from .transport import HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT, ServerIO
 from .weights import Weights
-from .workflows import FedAvg, RoundFailed
+from .workflows import FedAvg, RoundFailed, RoundStopped
 
 log = logging.getLogger("nbfl.controller")
 
@@ -44,6 +44,7 @@ class ClientInfo:
     device: str
     samples: int
     peer: bytes = field(repr=False)
+    accepts_code: bool = False
     state: str = "idle"  # idle, training, lost, left
     last_seen: float = field(default_factory=time.time)
     last_round: int | None = None
@@ -89,6 +90,10 @@ class Controller:
         self.max_inflight = max(1, max_inflight)
         self.history: list[dict[str, Any]] = []
         self.min_clients = 1
+        # source of task functions (``%%fl_task``), sent only to clients that opted in
+        self.task_code: dict[str, str] = {}
+        self._stop_requested = threading.Event()
+        self._on_progress: Callable[[int, int], None] | None = None
         self._clients: dict[bytes, ClientInfo] = {}
         self._lock = threading.Lock()
         self._joined = threading.Condition(self._lock)
@@ -148,17 +153,23 @@ class Controller:
         timeout: float | None = None,
         join_timeout: float | None = 60.0,
         on_round: Callable[[dict[str, Any]], None] | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
     ) -> list[dict[str, Any]]:
         """Run ``rounds`` rounds of ``workflow`` (FedAvg by default); return their records.
 
         A round waits for every live client or ``timeout`` seconds; a client that dies
         is noticed by its missing heartbeats and the round goes on with the others.
         A round with fewer than ``min_clients`` usable results keeps the old model.
+        ``on_round(record)`` follows each round, ``on_progress(answered, asked)`` each
+        answer within one, both on this thread. :meth:`stop` ends the run after
+        aborting the round in progress.
         """
         if not self._weights:
             raise ValueError("the controller has no model: pass weights=... or set controller.weights")
         workflow = workflow if workflow is not None else FedAvg()
         self.min_clients = min_clients
+        self._stop_requested.clear()
+        self._on_progress = on_progress
         self.wait_for_clients(min_clients, join_timeout)
         records = []
         for _ in range(rounds):
@@ -166,7 +177,13 @@ class Controller:
             records.append(record)
             if on_round is not None:
                 on_round(record)
+            if record["status"] == "stopped":
+                break
         return records
+
+    def stop(self) -> None:
+        """Ask a running :meth:`run` to abort its round and return (thread-safe: a Stop button)."""
+        self._stop_requested.set()
 
     def close(self) -> None:
         """Tell clients goodbye and stop the threads; the model and history stay readable."""
@@ -199,6 +216,9 @@ class Controller:
             new = workflow.round(self, self._weights, number)
             self._weights = new
             record["status"] = "ok"
+        except RoundStopped:
+            record["status"] = "stopped"
+            log.warning("round %d stopped; clients told to abort, global model is round %d's", number, number - 1)
         except RoundFailed as exc:
             record["status"] = f"failed: {exc}"
             log.warning("round %d failed, global model unchanged: %s", number, exc)
@@ -255,6 +275,8 @@ class Controller:
                 "task_id": task_id, "task_name": task_name, "round": number,
                 "kind": DataKind.WEIGHTS, "direct": direct, "meta": dict(meta or {}),
             }  # fmt: skip
+            if client.accepts_code and task_name in self.task_code:
+                headers[client.peer]["code"] = self.task_code[task_name]
             self._set_state(client.peer, "training")
         self._io.broadcast("task", weights, headers)
 
@@ -270,11 +292,15 @@ class Controller:
             client = pending.pop(task_id)
             self._set_state(client.peer, state)
             pump()
+            if self._on_progress is not None:
+                self._on_progress(len(targets) - len(pending), len(targets))
             return client
 
         stopped_by = "was stopped"
         try:
             while pending:
+                if self._stop_requested.is_set():
+                    raise RoundStopped()
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     stopped_by = f"timed out after {timeout} s"
@@ -407,6 +433,7 @@ class Controller:
                     device=str(msg.get("device", "cpu"))[:64],
                     samples=_int(msg.get("samples")),
                     peer=peer,
+                    accepts_code=msg.get("accepts_code") is True,
                 )
                 self._joined.notify_all()
         if taken:

@@ -15,9 +15,12 @@ def spawn_clients(
     seed: int = 0,
     epochs: int = 1,
     name_prefix: str = "site",
-    extra_args: list[str] | None = None,
+    accept_code: bool = False,
 ) -> list[subprocess.Popen]:
-    """``n`` separate ``nbfl client`` processes, each training on its own part of ``data``."""
+    """``n`` separate ``nbfl client`` processes, each training on its own part of ``data``.
+
+    With ``accept_code`` they run ``%%fl_task`` code the controller sends on that part.
+    """
     procs = []
     for i in range(n):
         cmd = [
@@ -26,7 +29,7 @@ def spawn_clients(
             "--data", data, "--partition", partition,
             "--index", str(i), "--num-clients", str(n),
             "--seed", str(seed), "--epochs", str(epochs),
-            *(extra_args or []),
+            *(["--accept-code"] if accept_code else []),
         ]  # fmt: skip
         procs.append(subprocess.Popen(cmd, stdin=subprocess.DEVNULL))
     return procs

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -29,6 +29,8 @@ class TaskContext:
     client: str
     meta: dict[str, Any]
     abort: Signal
+    data: Any = None  # what the client was given as its local data, e.g. (x, y) arrays
+    device: str = "cpu"
 
 
 @dataclass
@@ -55,16 +57,21 @@ def task(name: str, tasks: dict[str, TaskFunction] | None = None) -> Callable[[T
 class FunctionExecutor(Executor):
     """Runs registered task functions behind the seed-style Executor API."""
 
-    def __init__(self, tasks: dict[str, TaskFunction]):
+    def __init__(self, tasks: Mapping[str, TaskFunction], data: Any = None, device: str = "cpu"):
         super().__init__()
         self.tasks = dict(tasks)
+        self.data = data
+        self.device = device
 
     def execute(self, task_name: str, shareable: Shareable, fl_ctx: FLContext, abort_signal: Signal) -> Shareable:
         fn = self.tasks.get(task_name)
         if fn is None:
             return make_reply(ReturnCode.TASK_UNKNOWN)
         dxo = from_shareable(shareable)
-        ctx = TaskContext(task_name, fl_ctx.get_prop("current_round", 0), fl_ctx.get_identity_name(), dxo.meta, abort_signal)
+        ctx = TaskContext(
+            task_name, fl_ctx.get_prop("current_round", 0), fl_ctx.get_identity_name(), dxo.meta, abort_signal,
+            self.data, self.device,
+        )  # fmt: skip
         wants_ctx = len(inspect.signature(fn).parameters) >= 2
         answer = fn(dxo.data, ctx) if wants_ctx else fn(dxo.data)
         if abort_signal.triggered:
@@ -79,3 +86,14 @@ class FunctionExecutor(Executor):
         if answer.num_samples is not None:
             meta["num_samples"] = answer.num_samples
         return DXO(answer.kind, answer.weights, meta).to_shareable()
+
+
+def tasks_from_source(source: str, filename: str = "<nbfl task>") -> dict[str, TaskFunction]:
+    """The functions a ``%%fl_task`` cell defines, run in a fresh namespace.
+
+    This executes code sent by a controller; the client calls it only when it opted in
+    to receiving code when it joined.
+    """
+    namespace: dict[str, Any] = {"__name__": "nbfl_task"}
+    exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - the opt-in is the point
+    return {name: fn for name, fn in namespace.items() if inspect.isfunction(fn) and fn.__module__ == "nbfl_task"}

@@ -20,6 +20,10 @@ class RoundFailed(RuntimeError):
     """Not enough usable results this round; the global model stays as it was."""
 
 
+class RoundStopped(Exception):
+    """The user stopped the run (``Controller.stop``, a Stop button) during this round."""
+
+
 WEIGHT_KEYS = {"steps": MetaKey.NUM_STEPS_CURRENT_ROUND, "samples": "num_samples"}
 
 

@@ -1,0 +1,1 @@
+"""The notebook layer: magics, the live dashboard and its plots. Imports IPython."""

@@ -1,0 +1,278 @@
+"""``%fl_*`` magics: a thin layer over :class:`~nbfl.Controller` and :class:`~nbfl.Client`.
+
+Each magic parses its arguments (``%fl_round?`` shows them), calls the Python API and
+shows the result; the logic lives in the API. Errors in arguments raise ``UsageError``.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import socket
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.display import HTML, display
+
+from ..client import Client
+from ..controller import Controller
+from ..spawn import spawn_clients, stop_clients
+from ..workflows import FedAvg
+from .dashboard import SECURITY_NOTE, Dashboard, clients_html, history_html
+
+ALGORITHMS = {"fedavg": FedAvg}
+
+
+@magics_class
+class FLMagics(Magics):
+    """State of this kernel's federation: its controller, spawned clients, its own client."""
+
+    def __init__(self, shell: Any):
+        super().__init__(shell)
+        self.controller: Controller | None = None
+        self.spawned: list = []
+        self.batches = 0
+        self.round_timeout = 300.0
+        self.client: Client | None = None
+        self.task_code: dict[str, str] = {}
+
+    # -- controller --------------------------------------------------------------
+    @magic_arguments()
+    @argument("action", choices=["start", "stop", "status"], help="start, stop or show the controller")
+    @argument("--host", default="127.0.0.1", help="address to bind; clients on other machines need a reachable one")
+    @argument("--port", type=int, default=0, help="0 picks a free port")
+    @argument("--model", help="name of a torch module or dict of arrays in this notebook (default: digits MLP)")
+    @argument("--evaluate", help="name of a function weights -> {'accuracy': ...} (default: digits test split)")
+    @argument("--min-clients", type=int, default=1, help="results a round needs to update the model")
+    @argument("--timeout", type=float, default=300.0, help="seconds a round waits for results")
+    @line_magic
+    def fl_controller(self, line: str) -> None:
+        """Start, stop or show the controller this notebook runs."""
+        args = parse_argstring(self.fl_controller, line)
+        if args.action == "start":
+            self._start_controller(args)
+        elif args.action == "stop":
+            self._stop_all()
+            display(HTML("controller stopped; its clients were told goodbye"))
+        else:
+            Dashboard(self._controller()).show(controls=False)
+
+    def _start_controller(self, args: Any) -> None:
+        if self.controller is not None:
+            raise UsageError(f"a controller already runs at {self.controller.endpoint}; %fl_controller stop first")
+        weights, evaluate = self._model(args.model, args.evaluate)
+        self.controller = Controller(f"tcp://{args.host}:{args.port}", weights, evaluate=evaluate)
+        self.controller.task_code.update(self.task_code)
+        self.shell.user_ns["nbfl_controller"] = self.controller  # the Python API, for what magics do not cover
+        self.controller.min_clients = args.min_clients
+        self.round_timeout = args.timeout
+        endpoint = self.controller.endpoint
+        join = endpoint.replace("0.0.0.0", socket.gethostname())
+        display(
+            HTML(
+                f"<b>controller listening on {html.escape(endpoint)}</b><br>"
+                f"participants join from their notebook with:<br><code>%load_ext nbfl<br>"
+                f"%fl_join {html.escape(join)} --name YOUR_NAME</code><br>"
+                f"<span style='color:#a60'>{SECURITY_NOTE}</span>"
+            )
+        )
+
+    def _model(self, model_name: str | None, evaluate_name: str | None) -> tuple[Any, Any]:
+        ns = self.shell.user_ns
+        for name in (model_name, evaluate_name):
+            if name is not None and name not in ns:
+                raise UsageError(f"no variable {name!r} in this notebook")
+        if model_name is not None:
+            return ns[model_name], ns.get(evaluate_name) if evaluate_name else None
+        from ..data import load_digits_split
+        from ..models import DigitsMLP
+        from ..trainers import evaluator
+
+        _, _, x_test, y_test = load_digits_split()
+        model = DigitsMLP()
+        return model, ns[evaluate_name] if evaluate_name else evaluator(model, x_test, y_test)
+
+    def _controller(self) -> Controller:
+        if self.controller is None:
+            raise UsageError("no controller runs in this notebook: %fl_controller start")
+        return self.controller
+
+    def _stop_all(self) -> None:
+        if self.controller is not None:
+            self.controller.close()
+            self.controller = None
+        stop_clients(self.spawned)
+        self.spawned = []
+
+    # -- clients -----------------------------------------------------------------
+    @magic_arguments()
+    @argument("n", type=int, help="how many client processes")
+    @argument("--data", default="digits", choices=["digits"])
+    @argument("--partition", default="dirichlet:0.5", help="iid, dirichlet:ALPHA or shards:N")
+    @argument("--seed", type=int, default=0)
+    @argument("--epochs", type=int, default=2, help="local epochs per round (built-in trainer)")
+    @argument("--wait", type=float, default=120.0, help="seconds to wait for them to join")
+    @line_magic
+    def fl_spawn(self, line: str) -> None:
+        """Start N local client processes on 127.0.0.1, each with its own share of the data.
+
+        They opt in to running ``%%fl_task`` code; without one they use the built-in trainer.
+        """
+        args = parse_argstring(self.fl_spawn, line)
+        if args.n < 1:
+            raise UsageError("%fl_spawn needs at least 1 client")
+        ctl = self._controller()
+        before = len(ctl.live_clients())
+        self.batches += 1  # names stay unique across several %fl_spawn calls: site-1, site2-1, ...
+        self.spawned += spawn_clients(
+            ctl.endpoint, args.n, partition=args.partition, seed=args.seed, epochs=args.epochs,
+            name_prefix="site" if self.batches == 1 else f"site{self.batches}", accept_code=True,
+        )  # fmt: skip
+        ctl.wait_for_clients(before + args.n, timeout=args.wait)
+        display(HTML(clients_html(ctl.clients)))
+
+    @magic_arguments()
+    @argument("endpoint", help="the address %%fl_controller start showed, e.g. tcp://10.0.0.5:5555")
+    @argument("--name", required=True, help="how the controller will list you")
+    @argument("--data", default="digits", choices=["digits", "none"], help="'none': use your @nbfl.task functions")
+    @argument("--index", type=int, default=0, help="your share of the partition")
+    @argument("--num-clients", type=int, default=1)
+    @argument("--partition", default="dirichlet:0.5")
+    @argument("--seed", type=int, default=0)
+    @argument("--accept-code", action="store_true", help="run task code the controller sends (%%fl_task)")
+    @line_magic
+    def fl_join(self, line: str) -> None:
+        """Join a controller as a client and return at once; training runs in the background."""
+        args = parse_argstring(self.fl_join, line)
+        if self.client is not None and self.client.state != "stopped":
+            raise UsageError(f"this notebook is already client {self.client.name!r}; call nbfl_client.stop() first")
+        status = display(HTML(f"joining {html.escape(args.endpoint)} as {html.escape(args.name)} ..."), display_id=True)
+        kwargs = self._local_training(args)
+        try:
+            self.client = Client(
+                args.endpoint, args.name, accept_code=args.accept_code,
+                on_update=lambda c: status.update(HTML(_client_status(c))), **kwargs,
+            ).start(wait=30)  # fmt: skip
+        except (ConnectionError, ValueError) as exc:
+            raise UsageError(str(exc)) from None
+        self.shell.user_ns["nbfl_client"] = self.client
+        status.update(HTML(_client_status(self.client)))
+
+    def _local_training(self, args: Any) -> dict[str, Any]:
+        if args.data == "none":
+            return {}
+        from ..data import load_digits_split, partition
+        from ..models import DigitsMLP
+        from ..trainers import ArrayTrainer
+
+        x, y, _, _ = load_digits_split(seed=args.seed)
+        part = partition(args.partition, y, args.num_clients, args.seed)[args.index]
+        trainer = ArrayTrainer(DigitsMLP(), x[part], y[part], epochs=2, seed=args.seed + args.index)
+        return {"executor": trainer, "data": (x[part], y[part]), "samples": trainer.samples, "device": trainer.device}
+
+    @cell_magic
+    def fl_task(self, line: str, cell: str) -> None:
+        """%%fl_task NAME: define task NAME's function here and send it to clients that opted in.
+
+        The cell also runs in this notebook, so the function can be tried locally.
+        """
+        name = line.strip()
+        if not name.isidentifier():
+            raise UsageError("usage: %%fl_task TASK_NAME, then a cell that defines def TASK_NAME(weights, ctx)")
+        exec(compile(cell, f"<%%fl_task {name}>", "exec"), self.shell.user_ns)  # errors show as usual
+        if not callable(self.shell.user_ns.get(name)):
+            raise UsageError(f"the cell must define a function named {name!r}")
+        self.task_code[name] = cell
+        if self.controller is not None:
+            self.controller.task_code[name] = cell
+        display(HTML(f"task {html.escape(name)!s} defined; clients that accept code will run it"))
+
+    # -- rounds and tables -------------------------------------------------------
+    @magic_arguments()
+    @argument("n", type=int, nargs="?", default=1, help="rounds to run")
+    @argument("--algorithm", default="fedavg", choices=sorted(ALGORITHMS))
+    @argument("--task", default="train", help="the task each client runs")
+    @argument("--min-clients", type=int, help="results a round needs (default: the controller's)")
+    @argument("--timeout", type=float, help="seconds a round waits (default: the controller's)")
+    @line_magic
+    def fl_round(self, line: str) -> None:
+        """Run N rounds with a live dashboard; the stop button (or Stop) ends the round cleanly."""
+        args = parse_argstring(self.fl_round, line)
+        if args.n < 1:
+            raise UsageError("%fl_round needs at least 1 round")
+        ctl = self._controller()
+        if not ctl.live_clients():
+            raise UsageError("no client has joined: %fl_spawn N, or %fl_join from another notebook")
+        board = Dashboard(ctl, args.n).show()
+        start = len(ctl.history)
+        try:
+            ctl.run(
+                args.n, ALGORITHMS[args.algorithm](task_name=args.task),
+                min_clients=args.min_clients or ctl.min_clients, timeout=args.timeout or self.round_timeout,
+                join_timeout=0, on_round=board.on_round, on_progress=board.on_progress,
+            )  # fmt: skip
+        except TimeoutError as exc:
+            raise UsageError(str(exc)) from None
+        except KeyboardInterrupt:
+            pass  # the controller aborted the round on the clients; say so below
+        finally:
+            board.done()
+        _show_failures(ctl.history[start:])
+        last = ctl.history[-1] if len(ctl.history) > start else None
+        if last is not None and last["status"] in ("interrupted", "stopped"):
+            display(HTML(f"<b>stopped</b> in round {last['round']}: clients were told to abort; the global "
+                         f"model is round {last['round'] - 1}'s. %fl_round runs again."))  # fmt: skip
+        if ctl.history and ctl.history[-1].get("global"):
+            g = ctl.history[-1]["global"]
+            print("final " + ", ".join(f"{k} {v:.4f}" for k, v in g.items()))
+
+    @line_magic
+    def fl_clients(self, line: str = "") -> None:
+        """The client table: name, host, device, samples, state, last round's time and metrics."""
+        display(HTML(clients_html(self._controller().clients, SECURITY_NOTE)))
+
+    @line_magic
+    def fl_history(self, line: str = "") -> None:
+        """One row per round: status, global metrics, clients that answered and that failed."""
+        display(HTML(history_html(self._controller().history)))
+
+
+def _show_failures(records: list[dict[str, Any]]) -> None:
+    """Client errors, with their tracebacks, in the cell where the user looks."""
+    for record in records:
+        for name, reason in record.get("failed", {}).items():
+            display(
+                HTML(
+                    f"<details open><summary style='color:#b00'>round {record['round']}: client "
+                    f"{html.escape(name)} failed</summary><pre>{html.escape(reason)}</pre></details>"
+                )
+            )
+
+
+def _client_status(client: Client) -> str:
+    metrics = ", ".join(f"{k} {v:.3g}" for k, v in sorted(client.last_metrics.items()))
+    error = f"<br><span style='color:#b00'>{html.escape(client.last_error)}</span>" if client.last_error else ""
+    return (
+        f"<b>{html.escape(client.name)}</b> at {html.escape(client.endpoint)}: {client.state}, "
+        f"{client.rounds_done} rounds done{'; ' + html.escape(metrics) if metrics else ''}{error}"
+    )
+
+
+def load(shell: Any) -> None:
+    """Register the magics; nbfl's log goes quiet, since the dashboard shows what matters
+    and a log line from a background thread would land in whichever cell runs."""
+    logger = logging.getLogger("nbfl")
+    if not logger.handlers:
+        logger.addHandler(logging.NullHandler())
+    shell.register_magics(FLMagics)
+
+
+def unload(shell: Any) -> None:
+    """``%unload_ext``/``%reload_ext``: close this kernel's controller, spawned clients and client."""
+    magics = shell.magics_manager.registry.get("FLMagics")
+    if magics is not None:
+        magics._stop_all()
+        if magics.client is not None:
+            magics.client.stop()

@@ -1,0 +1,115 @@
+"""The %fl_* magics in-process (IPython's test shell) against real client processes."""
+
+import numpy as np
+import pytest
+from IPython.core.error import UsageError
+from IPython.testing.globalipapp import start_ipython
+
+from nbfl.data import load_digits_split
+
+
+@pytest.fixture
+def ip():
+    start_ipython()  # the test shell, once per process; later calls return None
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    shell.run_line_magic("load_ext", "nbfl")
+    yield shell
+    shell.run_line_magic("unload_ext", "nbfl")
+
+
+def magics(shell):
+    return shell.magics_manager.registry["FLMagics"]
+
+
+def test_every_magic_has_help(ip):
+    for name in ["fl_controller", "fl_spawn", "fl_join", "fl_round", "fl_clients", "fl_history"]:
+        doc = ip.find_line_magic(name).__doc__
+        assert doc and doc.strip(), name
+    assert "--partition" in ip.find_line_magic("fl_spawn").__doc__  # magic_arguments' usage text
+    assert ip.find_cell_magic("fl_task").__doc__
+
+
+@pytest.mark.parametrize(
+    "magic, line, message",
+    [
+        ("fl_controller", "launch", "invalid choice"),
+        ("fl_round", "3", "no controller"),
+        ("fl_round", "three", "invalid int"),
+        ("fl_spawn", "2", "no controller"),
+        ("fl_join", "tcp://127.0.0.1:1", "--name"),
+        ("fl_controller", "start --model no_such_var", "no variable"),
+    ],
+)
+def test_bad_arguments_raise_usage_errors(ip, magic, line, message):
+    with pytest.raises(UsageError, match=message):
+        ip.run_line_magic(magic, line)
+
+
+def test_controller_spawn_task_round_history(ip, capsys):
+    ip.run_line_magic("fl_controller", "start --min-clients 2")
+    with pytest.raises(UsageError, match="already runs"):
+        ip.run_line_magic("fl_controller", "start")
+    ctl = ip.user_ns["nbfl_controller"]
+    with pytest.raises(UsageError, match="no client"):
+        ip.run_line_magic("fl_round", "1")
+    ip.run_line_magic("fl_spawn", "2 --partition iid")
+    assert sorted(c.name for c in ctl.live_clients()) == ["site-1", "site-2"]
+    ip.run_cell_magic(
+        "fl_task",
+        "train",
+        "import nbfl\n"
+        "def train(weights, ctx):\n"
+        "    return nbfl.Update({k: v + 1 for k, v in weights.items()}, num_samples=len(ctx.data[1]),\n"
+        "                       metrics={'samples_seen': len(ctx.data[1])})\n",
+    )
+    before = {k: v.copy() for k, v in ctl.weights.items()}
+    ip.run_line_magic("fl_round", "2")
+    assert [r["status"] for r in ctl.history] == ["ok", "ok"]
+    # the shipped code ran on the clients' own data (iid halves of the training split)
+    samples = sorted(m["samples_seen"] for m in ctl.history[-1]["clients"].values())
+    assert samples[0] + samples[1] == len(load_digits_split()[1]) and abs(samples[0] - samples[1]) <= 1
+    np.testing.assert_allclose(ctl.weights["fc1.bias"], before["fc1.bias"] + 2, rtol=1e-5)
+    assert "final accuracy" in capsys.readouterr().out
+    ip.run_line_magic("fl_history", "")
+    ip.run_line_magic("fl_clients", "")
+    ip.run_line_magic("fl_controller", "stop")
+    assert magics(ip).controller is None
+
+
+def test_a_failing_task_is_shown_with_the_client_name_and_traceback(ip):
+    ip.run_line_magic("fl_controller", "start")
+    ip.run_line_magic("fl_spawn", "1")
+    ip.run_cell_magic("fl_task", "train", "def train(weights, ctx):\n    raise ValueError('bad site data')\n")
+    shown = []
+    import nbfl.notebook.magics as m
+
+    original = m.display
+    m.display = lambda obj, **kw: (shown.append(getattr(obj, "data", obj)), original(obj, **kw))[1]
+    try:
+        ip.run_line_magic("fl_round", "1")
+    finally:
+        m.display = original
+    failures = [s for s in shown if isinstance(s, str) and "failed</summary>" in s]
+    assert failures and "site-1" in failures[0] and "ValueError: bad site data" in failures[0]
+    assert "Traceback" in failures[0]
+
+
+def test_join_runs_in_the_background(ip):
+    import nbfl
+
+    with nbfl.Controller("tcp://127.0.0.1:0", {"w": np.zeros(3, np.float32)}) as ctl:
+        ip.run_cell(
+            "import nbfl\n"
+            "@nbfl.task('train')\n"
+            "def train(weights, ctx):\n"
+            "    return {k: v + 1 for k, v in weights.items()}\n"
+        )
+        ip.run_line_magic("fl_join", f"{ctl.endpoint} --name laptop --data none")
+        client = ip.user_ns["nbfl_client"]
+        assert client.state == "idle" and [c.name for c in ctl.clients] == ["laptop"]
+        ctl.run(2, timeout=60)
+        np.testing.assert_allclose(ctl.weights["w"], 2.0)
+        assert client.rounds_done == 2
+        client.stop()

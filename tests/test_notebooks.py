@@ -1,0 +1,43 @@
+"""The committed notebooks, executed for real by nbclient in a fresh kernel."""
+
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+
+
+def execute(name: str, **parameters) -> nbformat.NotebookNode:
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    for cell in nb.cells:
+        if "parameters" in cell.metadata.get("tags", []):
+            cell.source += "\n" + "\n".join(f"{k} = {v!r}" for k, v in parameters.items())
+    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+    return nb
+
+
+def outputs(cell):
+    for out in cell.get("outputs", []):
+        yield out.get("data", {}), out.get("text", "")
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")))
+def test_notebooks_are_committed_without_outputs(name):
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    assert all(not c.get("outputs") and not c.get("execution_count") for c in nb.cells if c.cell_type == "code")
+
+
+def test_quickstart_trains_four_clients_to_90_percent():
+    nb = execute("01_quickstart.ipynb", ROUNDS=10, CLIENTS=4)
+    round_cell = next(c for c in nb.cells if c.source.startswith("%fl_round"))
+    data = [d for d, _ in outputs(round_cell)]
+    assert any("image/png" in d for d in data), "the live plot's last frame is not in the output"
+    tables = [d["text/html"] for d in data if "nbfl-clients" in d.get("text/html", "")]
+    rows = re.findall(r"<tr><td>(site-\d)</td>", tables[-1])
+    assert sorted(rows) == ["site-1", "site-2", "site-3", "site-4"]
+    text = "".join(t for c in nb.cells for _, t in outputs(c))
+    final = float(re.search(r"global model test accuracy: ([\d.]+)", text).group(1))
+    assert final >= 0.90, text
