@@ -130,6 +130,10 @@ class Signal:
     def triggered(self) -> bool:
         return self._event.is_set()
 
+    def wait(self, timeout: float | None = None) -> bool:
+        """Sleep up to ``timeout`` seconds, waking early if triggered; returns ``triggered``."""
+        return self._event.wait(timeout)
+
     def reset(self) -> None:
         self._event.clear()
 
