@@ -36,6 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cli.add_argument(
         "--accept-code", action="store_true", help="run task code the controller sends (%%%%fl_task) on this data"
     )
+    cli.add_argument("--exit-with-parent", action="store_true", help="leave when the process that started this one ends")
     _data_args(cli)
 
     args = parser.parse_args(argv)
@@ -115,11 +116,28 @@ def _client(args: argparse.Namespace) -> int:
         args.endpoint, args.name, trainer, data=(x[part], y[part]), samples=trainer.samples,
         device=trainer.device, accept_code=args.accept_code,
     )  # fmt: skip
+    if args.exit_with_parent:
+        _watch_parent(client)
     try:
         client.run()
     except KeyboardInterrupt:
         client.stop()
     return 0
+
+
+def _watch_parent(client) -> None:  # type: ignore[no-untyped-def]
+    """Spawned clients leave with the kernel that spawned them, even if it was killed."""
+    import os
+    import threading
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while not client.wait(1.0):
+            if os.getppid() != parent:
+                client.stop()
+
+    threading.Thread(target=watch, name="nbfl-parent-watch", daemon=True).start()
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ def spawn_clients(
 ) -> list[subprocess.Popen]:
     """``n`` separate ``nbfl client`` processes, each training on its own part of ``data``.
 
+    They leave when the controller says bye, or when this process ends.
+
     With ``accept_code`` they run ``%%fl_task`` code the controller sends on that part.
     """
     procs = []
@@ -28,7 +30,7 @@ def spawn_clients(
             "--name", f"{name_prefix}-{i + 1}",
             "--data", data, "--partition", partition,
             "--index", str(i), "--num-clients", str(n),
-            "--seed", str(seed), "--epochs", str(epochs),
+            "--seed", str(seed), "--epochs", str(epochs), "--exit-with-parent",
             *(["--accept-code"] if accept_code else []),
         ]  # fmt: skip
         procs.append(subprocess.Popen(cmd, stdin=subprocess.DEVNULL))

@@ -167,3 +167,23 @@ def test_heartbeats_keep_last_seen_fresh_while_idle(controller_factory, client_f
     first = ctl.clients[0].last_seen
     assert _eventually(lambda: ctl.clients[0].last_seen > first)  # no task sent: only heartbeats
     assert ctl.clients[0].state == "idle"
+
+
+def test_stop_aborts_the_round_like_an_interrupt(controller_factory, client_factory):
+    started = threading.Event()
+
+    def slow(weights, ctx):
+        started.set()
+        ctx.abort.wait()
+        return weights
+
+    w0 = small_model()
+    ctl = controller_factory(w0)
+    client = client_factory(ctl.endpoint, "slow", tasks={"train": slow})
+    threading.Thread(target=lambda: started.wait(30) and ctl.stop(), daemon=True).start()
+    records = ctl.run(3, timeout=60)
+    assert [r["status"] for r in records] == ["stopped"]  # the other two rounds never started
+    assert _eventually(lambda: client.state == "idle")
+    np.testing.assert_array_equal(ctl.weights["w"], w0["w"])
+    client.executor.tasks["train"] = adder(1.0, 1)["train"]
+    assert ctl.run(1, timeout=30)[0]["status"] == "ok"
