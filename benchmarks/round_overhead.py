@@ -156,8 +156,8 @@ def main() -> None:
         model_mib = args.rss_size * 1e6 * 4 / 2**20
         growth = (big - small) / model_mib
         print(f"\nnbfl controller peak RSS at {args.rss_size:g}M params: {small:.0f} MiB with {args.clients} clients, "
-              f"{big:.0f} MiB with {args.rss_clients}: +{big - small:.0f} MiB = {growth:.2f}x the model's "
-              f"{model_mib:.0f} MiB (target < 2x)")  # fmt: skip
+              f"{big:.0f} MiB with {args.rss_clients}: a change of {big - small:+.0f} MiB = {growth:+.2f}x the "
+              f"model's {model_mib:.0f} MiB (target: less than +2x)")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
-from typing import Sequence
+import time
+from typing import Any, Sequence
+
+ENDPOINT = re.compile(r"^tcp://[^:/\s]+:(\d{1,5})$")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -18,21 +22,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="controller + local client processes doing FedAvg on digits")
-    demo.add_argument("--clients", type=int, default=4)
+    demo.add_argument("--clients", type=_positive, default=4)
     _round_args(demo)
     _data_args(demo)
 
     ctl = sub.add_parser("controller", help="run a controller for the digits model and wait for clients")
     ctl.add_argument("--host", default="127.0.0.1")
-    ctl.add_argument("--port", type=int, default=5555)
-    ctl.add_argument("--min-clients", type=int, default=2)
+    ctl.add_argument("--port", type=int, default=5555, help="0 picks a free one (printed)")
+    ctl.add_argument("--min-clients", type=_positive, default=2, help="clients to wait for, and results a round needs")
+    ctl.add_argument("--seed", type=int, default=0, help="the digits test split (clients must use the same)")
     _round_args(ctl)
 
     cli = sub.add_parser("client", help="join a controller and train on a share of digits")
-    cli.add_argument("endpoint", help="e.g. tcp://127.0.0.1:5555")
+    cli.add_argument("endpoint", type=_endpoint, help="e.g. tcp://127.0.0.1:5555")
     cli.add_argument("--name", required=True)
-    cli.add_argument("--index", type=int, default=0, help="which share of the partition is this client's")
-    cli.add_argument("--num-clients", type=int, default=1)
+    cli.add_argument("--index", type=int, default=0, help="this client's share: 0 .. num-clients - 1, one each")
+    cli.add_argument("--num-clients", type=_positive, default=1, help="how many shares; the same on every client")
+    cli.add_argument("--wait", type=float, default=300.0, help="seconds to wait for the controller's welcome")
     cli.add_argument(
         "--accept-code", action="store_true", help="run task code the controller sends (%%%%fl_task) on this data"
     )
@@ -40,8 +46,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     _data_args(cli)
 
     args = parser.parse_args(argv)
+    _check_partition(parser, args)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.command == "client":
+        if not 0 <= args.index < args.num_clients:
+            parser.error(f"--index must be between 0 and {args.num_clients - 1} (--num-clients {args.num_clients})")
         return _client(args)
     if args.command == "controller":
         return _controller(args, f"tcp://{args.host}:{args.port}", spawn=0)
@@ -49,15 +58,42 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _round_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--rounds", type=int, default=10)
+    p.add_argument("--rounds", type=_positive, default=10)
     p.add_argument("--timeout", type=float, default=120.0, help="seconds a round waits for results")
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="digits", choices=["digits"])
     p.add_argument("--partition", default="dirichlet:0.5", help="iid, dirichlet:ALPHA or shards:N")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--epochs", type=int, default=2, help="local epochs per round")
+    p.add_argument("--seed", type=int, default=0, help="the split; the same on every process")
+    p.add_argument("--epochs", type=_positive, default=2, help="local epochs per round")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _endpoint(text: str) -> str:
+    match = ENDPOINT.match(text)
+    if not match or not 0 < int(match.group(1)) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not tcp://HOST:PORT with a port from 1 to 65535")
+    return text
+
+
+def _check_partition(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse a bad --partition here, before any process is started with it."""
+    if not hasattr(args, "partition"):
+        return
+    from .data import load_digits_split, partition
+
+    clients = args.clients if args.command == "demo" else args.num_clients
+    try:
+        partition(args.partition, load_digits_split(seed=args.seed)[1], clients, args.seed)
+    except ValueError as exc:
+        parser.error(f"--partition {args.partition}: {exc}")
 
 
 def _controller(args: argparse.Namespace, endpoint: str, spawn: int) -> int:
@@ -72,15 +108,17 @@ def _controller(args: argparse.Namespace, endpoint: str, spawn: int) -> int:
     torch.manual_seed(args.seed)
     _, _, x_test, y_test = load_digits_split(seed=args.seed)
     model = DigitsMLP()
-    procs = []
+    procs: list = []
+    need = spawn or args.min_clients
     with Controller(endpoint, model, evaluate=evaluator(model, x_test, y_test)) as controller:
         print(f"controller at {controller.endpoint}", flush=True)
         if spawn:
-            procs = spawn_clients(
-                controller.endpoint, spawn, partition=args.partition, seed=args.seed, epochs=args.epochs
-            )
-        need = spawn or args.min_clients
-        controller.wait_for_clients(need, timeout=120)
+            procs = spawn_clients(controller.endpoint, spawn, partition=args.partition, seed=args.seed, epochs=args.epochs)
+        else:
+            print(f"waiting for {need} clients: nbfl client {controller.endpoint} --name NAME --index I --num-clients N")
+        if not _wait_for_clients(controller, need, procs):
+            stop_clients(procs)
+            return 1
         print(f"{need} clients joined: {', '.join(c.name for c in controller.live_clients())}", flush=True)
         print(f"{'round':>5} {'accuracy':>9} {'loss':>7} {'clients':>7} {'seconds':>8}", flush=True)
         controller.run(args.rounds, min_clients=need, timeout=args.timeout, on_round=_print_round)
@@ -88,6 +126,23 @@ def _controller(args: argparse.Namespace, endpoint: str, spawn: int) -> int:
     final = controller.history[-1]["global"].get("accuracy") if controller.history else None
     print(f"final accuracy {final:.4f}" if final is not None else "no round completed", flush=True)
     return 0 if final is not None else 1
+
+
+def _wait_for_clients(controller: Any, need: int, procs: list, timeout: float = 120.0) -> bool:
+    """Wait for ``need`` clients; give up early, saying why, if a spawned one died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        dead = [p for p in procs if p.poll() not in (None, 0)]
+        if dead:
+            print(f"{len(dead)} client process(es) failed at start (exit {dead[0].returncode}); see above", flush=True)
+            return False
+        try:
+            controller.wait_for_clients(need, timeout=1.0)
+            return True
+        except TimeoutError:
+            continue
+    print(f"{len(controller.live_clients())} of {need} clients joined within {timeout:.0f} s", flush=True)
+    return False
 
 
 def _print_round(record: dict) -> None:
@@ -119,13 +174,19 @@ def _client(args: argparse.Namespace) -> int:
     if args.exit_with_parent:
         _watch_parent(client)
     try:
-        client.run()
+        client.start(wait=args.wait)
+    except ConnectionError as exc:
+        print(f"nbfl client: {exc}", file=sys.stderr)
+        return 1
+    try:
+        while not client.wait(0.5):  # short waits keep Ctrl-C prompt
+            pass
     except KeyboardInterrupt:
         client.stop()
     return 0
 
 
-def _watch_parent(client) -> None:  # type: ignore[no-untyped-def]
+def _watch_parent(client: Any) -> None:
     """Spawned clients leave with the kernel that spawned them, even if it was killed."""
     import os
     import threading

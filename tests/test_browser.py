@@ -105,5 +105,8 @@ def test_quickstart_in_jupyterlab(lab):
             round_cell.scroll_into_view_if_needed()
             round_cell.evaluate("cell => cell.scrollIntoView({block: 'start'})")
             page.screenshot(path=str(OUT / "quickstart.png"))
+        except Exception:
+            page.screenshot(path=str(OUT / "failure.png"))  # what the page showed when it went wrong
+            raise
         finally:
             browser.close()

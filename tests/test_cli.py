@@ -1,0 +1,57 @@
+"""The command line as a user types it: nbfl controller and nbfl client processes."""
+
+import re
+import socket
+import subprocess
+import sys
+
+import pytest
+
+NBFL = [sys.executable, "-m", "nbfl"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_controller_and_two_clients_from_the_command_line():
+    controller = subprocess.Popen(
+        [*NBFL, "controller", "--port", "0", "--min-clients", "2", "--rounds", "3"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    endpoint = re.match(r"controller at (tcp://\S+)", controller.stdout.readline()).group(1)
+    clients = [
+        subprocess.Popen([*NBFL, "client", endpoint, "--name", f"site-{i}", "--index", str(i), "--num-clients", "2"])
+        for i in range(2)
+    ]
+    out, err = controller.communicate(timeout=300)
+    assert controller.returncode == 0, err
+    assert len(re.findall(r"^\s+\d\s+[\d.]+\s+[\d.]+\s+2\s", out, re.M)) == 3, out
+    assert "final accuracy" in out
+    assert [c.wait(timeout=60) for c in clients] == [0, 0]  # they leave when the controller says bye
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["demo", "--clients", "0"], "at least 1"),
+        (["demo", "--partition", "zipf:2"], "unknown partition"),
+        (["demo", "--partition", "dirichlet:0"], "alpha must be positive"),
+        (["client", "tcp://nowhere", "--name", "x"], "tcp://HOST:PORT"),
+        (["client", "tcp://127.0.0.1:99999", "--name", "x"], "port from 1 to 65535"),
+        (["client", "tcp://127.0.0.1:5555", "--name", "x", "--index", "2", "--num-clients", "2"], "--index"),
+    ],
+)
+def test_bad_arguments_are_refused_before_anything_starts(args, message):
+    out = subprocess.run([*NBFL, *args], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and message in out.stderr, out.stderr
+
+
+def test_client_without_a_controller_gives_up_after_its_wait():
+    out = subprocess.run(
+        [*NBFL, "client", f"tcp://127.0.0.1:{free_port()}", "--name", "x", "--wait", "1"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 1 and "not welcomed" in out.stderr
