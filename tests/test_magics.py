@@ -113,3 +113,14 @@ def test_join_runs_in_the_background(ip):
         np.testing.assert_allclose(ctl.weights["w"], 2.0)
         assert client.rounds_done == 2
         client.stop()
+
+
+def test_reload_ext_closes_the_old_federation_and_starts_clean(ip):
+    ip.run_line_magic("fl_controller", "start")
+    old = ip.user_ns["nbfl_controller"]
+    ip.run_line_magic("reload_ext", "nbfl")
+    assert old._closed
+    assert magics(ip).controller is None
+    ip.run_line_magic("fl_controller", "start")  # works again after the reload
+    assert ip.user_ns["nbfl_controller"] is not old
+    ip.run_line_magic("fl_controller", "stop")
