@@ -52,11 +52,3 @@ def diff(new: Mapping[str, np.ndarray], old: Mapping[str, np.ndarray]) -> Weight
 def apply_diff(weights: Mapping[str, np.ndarray], delta: Mapping[str, np.ndarray]) -> Weights:
     """``weights + delta`` per tensor, as new arrays (the old ones may still be in flight)."""
     return {name: np.add(weights[name], delta[name]).astype(weights[name].dtype, copy=False) for name in weights}
-
-
-def num_params(weights: Mapping[str, np.ndarray]) -> int:
-    return sum(int(a.size) for a in weights.values())
-
-
-def num_bytes(weights: Mapping[str, np.ndarray]) -> int:
-    return sum(int(a.nbytes) for a in weights.values())
