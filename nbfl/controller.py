@@ -279,6 +279,8 @@ class Controller:
                 headers[client.peer]["code"] = self.task_code[task_name]
             self._set_state(client.peer, "training")
         self._io.broadcast("task", weights, headers)
+        if self._on_progress is not None:
+            self._on_progress(0, len(targets))
 
         def pump() -> None:
             while ready and len(inflight) < self.max_inflight:

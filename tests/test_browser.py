@@ -109,7 +109,7 @@ def lab(tmp_path):
                 break
             except OSError:
                 time.sleep(0.1)
-        yield base, token
+        yield base, token, tmp_path / "lab"
     finally:
         server.terminate()
         server.wait(30)
@@ -119,8 +119,7 @@ def lab(tmp_path):
 def test_quickstart_in_jupyterlab(lab):
     from playwright.sync_api import sync_playwright
 
-    base, token = lab
-    OUT.mkdir(parents=True, exist_ok=True)
+    base, token, _ = lab
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         try:
@@ -149,3 +148,4 @@ def test_quickstart_in_jupyterlab(lab):
             raise
         finally:
             browser.close()
+

@@ -198,7 +198,7 @@ class FLMagics(Magics):
     @argument("--timeout", type=float, help="seconds a round waits (default: the controller's)")
     @line_magic
     def fl_round(self, line: str) -> None:
-        """Run N rounds with a live dashboard; the stop button (or Stop) ends the round cleanly."""
+        """Run N rounds with a live dashboard; the kernel's interrupt button ends the round cleanly."""
         args = parse_argstring(self.fl_round, line)
         if args.n < 1:
             raise UsageError("%fl_round needs at least 1 round")
