@@ -72,7 +72,9 @@ class Client:
         self._io: ClientIO | None = None
         self._welcomed = threading.Event()
         self._answered = threading.Event()  # welcome or refusal: start() need not wait longer
-        self._stopped = threading.Event()
+        self._closing = threading.Event()  # stop() has begun
+        self._stopped = threading.Event()  # stop() has finished: threads joined, socket closed
+        self._stop_lock = threading.Lock()
         self._tasks: queue.SimpleQueue = queue.SimpleQueue()
         self._current: tuple[str, Signal] | None = None
         self._ready: dict[str, wire.Message] = {}
@@ -100,21 +102,23 @@ class Client:
             self.stop()
 
     def stop(self) -> None:
-        """Leave: abort a running task, say bye, close the socket."""
-        if self._stopped.is_set():
-            return
-        self._stopped.set()
-        with self._lock:
-            if self._current is not None:
-                self._current[1].trigger()
-        self._tasks.put(None)
-        if self._io is not None:
-            self._io.send(wire.message("bye"))
-            self._io.stop()
-        for thread in self._threads:  # a thread still running torch at exit can abort the process
-            if thread is not threading.current_thread():
-                thread.join(5)
-        self.state = "stopped"
+        """Leave: abort a running task, say bye, close the socket; returns when all is done."""
+        with self._stop_lock:  # a second caller waits for the first to finish
+            if self._stopped.is_set():
+                return
+            self._closing.set()
+            with self._lock:
+                if self._current is not None:
+                    self._current[1].trigger()
+            self._tasks.put(None)
+            if self._io is not None:
+                self._io.send(wire.message("bye"))
+                self._io.stop()
+            for thread in self._threads:  # a thread still running torch at exit can abort the process
+                if thread is not threading.current_thread():
+                    thread.join(5)
+            self.state = "stopped"
+            self._stopped.set()
         self._notify()
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -194,7 +198,7 @@ class Client:
             if msg is None:
                 return
             reply = self._execute(msg)
-            if reply is not None and self._io is not None and not self._stopped.is_set():
+            if reply is not None and self._io is not None and not self._closing.is_set():
                 self._io.send(reply)
 
     def _execute(self, msg: wire.Message) -> wire.Message | None:
