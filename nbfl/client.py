@@ -77,7 +77,7 @@ class Client:
         self._stop_lock = threading.Lock()
         self._tasks: queue.SimpleQueue = queue.SimpleQueue()
         self._current: tuple[str, Signal] | None = None
-        self._ready: dict[str, wire.Message] = {}
+        self._ready: dict[str, list] = {}  # task id -> encoded result, waiting for a pull
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._shipped: tuple[str, FunctionExecutor] | None = None
@@ -174,7 +174,7 @@ class Client:
             with self._lock:
                 result = self._ready.pop(msg.get("task_id"), None)
             if result is not None:
-                self._io.send(result)
+                self._io.send_frames(result)
         elif msg.kind == "abort":
             with self._lock:
                 if self._current is not None and msg.get("task_id") in (None, self._current[0]):
@@ -197,12 +197,13 @@ class Client:
             msg = self._tasks.get()
             if msg is None:
                 return
-            reply = self._execute(msg)
-            if reply is not None and self._io is not None and not self._closing.is_set():
-                self._io.send(reply)
+            frames = self._execute(msg)
+            if frames is not None and self._io is not None and not self._closing.is_set():
+                self._io.send_frames(frames)
 
-    def _execute(self, msg: wire.Message) -> wire.Message | None:
-        """Run one task; return what to send: the result, ``ready`` (result kept for the pull) or ``error``."""
+    def _execute(self, msg: wire.Message) -> list | None:
+        """Run one task; return the frames to send: the result, ``ready`` (result kept for
+        the pull) or ``error``. The result is encoded once, here."""
         task_id, task_name, number = msg.get("task_id"), str(msg.get("task_name")), msg.get("round", 0)
         signal = Signal()
         with self._lock:
@@ -219,18 +220,22 @@ class Client:
                 return None
             rc = reply.get_return_code() if hasattr(reply, "get_return_code") else ReturnCode.OK
             if rc != ReturnCode.OK:
-                return wire.message("error", task_id=task_id, reason=f"{self.name} returned {rc} for task {task_name!r}")
+                return wire.encode(
+                    wire.message("error", task_id=task_id, reason=f"{self.name} returned {rc} for task {task_name!r}")
+                )
             dxo = from_shareable(reply)
             result = wire.message(
                 "result", _arrays(dxo.data), task_id=task_id, kind=dxo.data_kind, meta=_json_safe(dxo.meta)
             )
-            wire.encode(result)  # fail here, with this client's traceback, if it cannot be sent
+            frames = wire.encode(result)  # fails here, with this client's traceback, if it cannot be sent
         except Exception as exc:
             tb = traceback.format_exc()
             log.error("%s: task %s failed:\n%s", self.name, task_name, tb)
             self.last_error = f"{type(exc).__name__}: {exc}"
             self._notify()
-            return wire.message("error", task_id=task_id, reason=f"{type(exc).__name__}: {exc}", traceback=tb)
+            return wire.encode(
+                wire.message("error", task_id=task_id, reason=f"{type(exc).__name__}: {exc}", traceback=tb)
+            )
         finally:
             with self._lock:
                 self._current = None
@@ -239,11 +244,10 @@ class Client:
         self.last_metrics = dict(result.fields["meta"].get("metrics") or {})
         self._notify()
         if msg.get("direct") is True:  # the controller reserved room for this result
-            return result
+            return frames
         with self._lock:
-            self._ready[task_id] = result
-        return wire.message("ready", task_id=task_id)
-
+            self._ready[task_id] = frames
+        return wire.encode(wire.message("ready", task_id=task_id))
 
     def _executor_for(self, msg: wire.Message) -> Executor:
         """Shipped task code if the controller sent some (only to clients that opted in)."""

@@ -51,6 +51,11 @@ class ClientInfo:
     last_seconds: float | None = None
     last_metrics: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def live(self) -> bool:
+        """Connected and answering (not lost, not left)."""
+        return self.state in ("idle", "training")
+
 
 @dataclass
 class Result:
@@ -98,7 +103,6 @@ class Controller:
         self._lock = threading.Lock()
         self._joined = threading.Condition(self._lock)
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
-        self._round_active = threading.Event()
         self._round_record: dict[str, Any] | None = None
         self._round_timeout: float | None = None
         self._io = ServerIO(
@@ -130,16 +134,16 @@ class Controller:
             return [ClientInfo(**vars(c)) for c in self._clients.values()]
 
     def live_clients(self) -> list[ClientInfo]:
-        return [c for c in self.clients if c.state in ("idle", "training")]
+        return [c for c in self.clients if c.live]
 
     def wait_for_clients(self, n: int, timeout: float | None = 60.0) -> list[ClientInfo]:
         """Block until ``n`` clients are connected; TimeoutError names how many came."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._joined:
-            while sum(c.state in ("idle", "training") for c in self._clients.values()) < n:
+            while sum(c.live for c in self._clients.values()) < n:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
-                    have = sum(c.state in ("idle", "training") for c in self._clients.values())
+                    have = sum(c.live for c in self._clients.values())
                     raise TimeoutError(f"{have} of {n} clients joined {self.endpoint} within {timeout} s")
                 self._joined.wait(0.5 if remaining is None else min(remaining, 0.5))
         return self.live_clients()
@@ -191,7 +195,7 @@ class Controller:
             return
         self._closed = True
         with self._lock:
-            peers = [c.peer for c in self._clients.values() if c.state in ("idle", "training")]
+            peers = [c.peer for c in self._clients.values() if c.live]
         for peer in peers:
             self._io.send(peer, wire.message("bye"))
         self._inbox.put(("closed", b"", None))
@@ -209,7 +213,6 @@ class Controller:
         record: dict[str, Any] = {"round": number, "clients": {}, "failed": {}, "global": {}}
         self._round_record = record
         self._drain_inbox()
-        self._round_active.set()
         started = time.perf_counter()
         self._round_timeout = timeout
         try:
@@ -229,7 +232,6 @@ class Controller:
             log.warning("round %d interrupted; clients told to abort, global model is round %d's", number, number - 1)
             raise
         finally:
-            self._round_active.clear()
             self._round_record = None
         if record["status"] == "ok" and self.evaluate is not None:
             record["global"] = {k: float(v) for k, v in self.evaluate(self._weights).items()}
@@ -249,9 +251,10 @@ class Controller:
         """Send one task to each client and yield results as they arrive.
 
         At most ``max_inflight`` results are on their way at once: that many clients may
-        send as soon as they finish, the rest are pulled one by one as slots free. Errors, lost clients and
-        timeouts are recorded in the round's record and logged with the client's name;
-        leaving the loop early (or an interrupt) aborts the tasks still running.
+        send as soon as they finish, the rest are pulled one by one as slots free.
+        Errors, lost clients and timeouts are recorded in the round's record and logged
+        with the client's name; leaving the loop early (or an interrupt) aborts the
+        tasks still running.
         """
         targets = clients if clients is not None else self.live_clients()
         timeout = timeout if timeout is not None else self._round_timeout
@@ -424,7 +427,7 @@ class Controller:
             self._io.send(peer, wire.message("error", reason="join needs a name of 1 to 64 characters"))
             return
         with self._lock:
-            taken = any(c.name == name and c.peer != peer and c.state in ("idle", "training") for c in self._clients.values())
+            taken = any(c.name == name and c.peer != peer and c.live for c in self._clients.values())
             if not taken:
                 # a rejoin under a new connection replaces the old entry of the same name
                 for old in [p for p, c in self._clients.items() if c.name == name]:
@@ -447,7 +450,7 @@ class Controller:
         log.info("client %s joined from %s (%s)", name, msg.get("host", "?"), msg.get("device", "cpu"))
 
     def _forward(self, item: tuple) -> bool:
-        if not self._round_active.is_set():
+        if self._round_record is None:  # no round runs: nobody would read it
             return False
         self._inbox.put(item)
         return True
@@ -455,7 +458,8 @@ class Controller:
     def _set_state(self, peer: bytes, state: str) -> None:
         with self._lock:
             info = self._clients.get(peer)
-            if info is not None and not (info.state in ("lost", "left") and state in ("idle", "training")):
+            # a lost or left client stays so until it joins again
+            if info is not None and (info.live or state in ("lost", "left")):
                 info.state = state
             self._joined.notify_all()
 

@@ -98,7 +98,7 @@ class _IOThread(threading.Thread):
                     self._beat(now)
                     next_beat = now + self.heartbeat_interval
                 ready = dict(poller.poll(max(0.0, next_beat - time.monotonic()) * 1000))
-                if self._wake_r.fileno() in ready or self._wake_r in ready:
+                if self._wake_r.fileno() in ready:  # zmq.Poller reports plain sockets by fd
                     self._drain_wake()
                 self._run_calls()
                 if self._sock in ready:
@@ -243,7 +243,11 @@ class ClientIO(_IOThread):
         return endpoint
 
     def send(self, msg: wire.Message) -> None:
-        self.call(self._send_frames, wire.encode(msg))
+        self.send_frames(wire.encode(msg))
+
+    def send_frames(self, frames: list) -> None:
+        """Queue frames made by :func:`wire.encode` (a result already encoded once)."""
+        self.call(self._send_frames, frames)
 
     def _send_frames(self, frames: list) -> None:
         try:

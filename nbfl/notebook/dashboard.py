@@ -24,11 +24,10 @@ def clients_html(clients: Iterable[ClientInfo], security: str = "") -> str:
     for c in clients:
         metrics = ", ".join(f"{k} {v:.3g}" for k, v in sorted(c.last_metrics.items()))
         seconds = "" if c.last_seconds is None else f"{c.last_seconds:.2f}"
-        cells = [c.name, c.host, c.device, c.samples, c.state, c.last_round or "", seconds, metrics]
-        rows.append("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in cells) + "</tr>")
-    head = "".join(f"<th>{h}</th>" for h in ["client", "host", "device", "samples", "state", "round", "seconds", "metrics"])
+        rows.append([c.name, c.host, c.device, c.samples, c.state, c.last_round or "", seconds, metrics])
     note = f"<div style='color:#a60'>{html.escape(security)}</div>" if security else ""
-    return f"{note}<table class='nbfl-clients'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    head = ["client", "host", "device", "samples", "state", "round", "seconds", "metrics"]
+    return note + _table("nbfl-clients", head, rows)
 
 
 def history_html(history: Sequence[dict[str, Any]]) -> str:
@@ -37,10 +36,14 @@ def history_html(history: Sequence[dict[str, Any]]) -> str:
     for r in history:
         metrics = ", ".join(f"{k} {v:.4f}" for k, v in r.get("global", {}).items())
         failed = "; ".join(f"{k}: {v.splitlines()[0]}" for k, v in r.get("failed", {}).items())
-        cells = [r["round"], r.get("status", ""), metrics, len(r.get("clients", {})), failed, f"{r.get('seconds', 0):.2f}"]
-        rows.append("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in cells) + "</tr>")
-    head = "".join(f"<th>{h}</th>" for h in ["round", "status", "global", "clients", "failed", "seconds"])
-    return f"<table class='nbfl-history'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        rows.append([r["round"], r.get("status", ""), metrics, len(r.get("clients", {})), failed, f"{r.get('seconds', 0):.2f}"])
+    return _table("nbfl-history", ["round", "status", "global", "clients", "failed", "seconds"], rows)
+
+
+def _table(css_class: str, head: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    header = "".join(f"<th>{h}</th>" for h in head)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>" for row in rows)
+    return f"<table class='{css_class}'><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>"
 
 
 # nbfl has no CurveZMQ yet: every dashboard says so, so nobody assumes otherwise
