@@ -185,6 +185,11 @@ class Controller:
                 break
         return records
 
+    def note(self, key: str, value: Any) -> None:
+        """A workflow adds ``key`` to the running round's record (a cross-site matrix, statistics)."""
+        if self._round_record is not None:
+            self._round_record[key] = value
+
     def stop(self) -> None:
         """Ask a running :meth:`run` to abort its round and return (thread-safe: a Stop button)."""
         self._stop_requested.set()
@@ -210,7 +215,8 @@ class Controller:
     # -- rounds -----------------------------------------------------------------
     def _run_round(self, workflow: Any, timeout: float | None) -> dict[str, Any]:
         number = len(self.history) + 1
-        record: dict[str, Any] = {"round": number, "clients": {}, "failed": {}, "global": {}}
+        name = getattr(workflow, "name", type(workflow).__name__.lower())
+        record: dict[str, Any] = {"round": number, "workflow": name, "clients": {}, "failed": {}, "global": {}}
         self._round_record = record
         self._drain_inbox()
         started = time.perf_counter()
@@ -233,7 +239,8 @@ class Controller:
             raise
         finally:
             self._round_record = None
-        if record["status"] == "ok" and self.evaluate is not None:
+        # evaluation, statistics and other workflows that leave the model alone are not rated
+        if record["status"] == "ok" and self.evaluate is not None and getattr(workflow, "trains", True):
             record["global"] = {k: float(v) for k, v in self.evaluate(self._weights).items()}
         record["seconds"] = time.perf_counter() - started
         self.history.append(record)

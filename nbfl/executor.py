@@ -23,6 +23,7 @@ class DataKind:
     WEIGHT_DIFF = "WEIGHT_DIFF"
     METRICS = "METRICS"
     COLLECTION = "COLLECTION"
+    STATISTICS = "STATISTICS"
 
 
 class MetaKey:
