@@ -42,6 +42,7 @@ class Update:
     num_samples: int | None = None
     num_steps: int | None = None
     metrics: dict[str, float] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)  # anything else the workflow reads
 
 
 def task(name: str, tasks: dict[str, TaskFunction] | None = None) -> Callable[[TaskFunction], TaskFunction]:
@@ -80,7 +81,7 @@ class FunctionExecutor(Executor):
             answer = Update(answer)
         if not isinstance(answer, Update):
             raise TypeError(f"task {task_name!r} returned {type(answer).__name__}; return a dict of arrays or nbfl.Update")
-        meta: dict[str, Any] = {"metrics": dict(answer.metrics)}
+        meta: dict[str, Any] = {**answer.meta, "metrics": dict(answer.metrics)}
         if answer.num_steps is not None:
             meta[MetaKey.NUM_STEPS_CURRENT_ROUND] = answer.num_steps
         if answer.num_samples is not None:

@@ -15,11 +15,25 @@ from torch import nn
 from .executor import DXO, AppConstants, DataKind, Executor, FLContext, MetaKey, ReturnCode, Shareable, Signal
 from .executor import from_shareable, make_reply
 from .torch_adapter import device_name, get_weights, set_weights
+from .statistics import local_statistics
+from .torch_algorithms import ScaffoldClient, proximal_term
 from .weights import Weights
+from .workflows.fedprox import MU_KEY
+from .workflows.scaffold import RUN_KEY
+from .workflows.stats import STATISTICS_TASK
 
 
 class ArrayTrainer(Executor):
-    """Local SGD epochs on ``(x, y)``; answers ``train`` with WEIGHTS and ``validate`` with METRICS."""
+    """Local SGD epochs on ``(x, y)``.
+
+    Answers ``train`` with WEIGHTS (or, for SCAFFOLD, WEIGHT_DIFF plus its control
+    variate change), adding FedProx's proximal term when the task meta carries
+    ``fedprox_mu`` (or ``mu`` is set here); ``validate`` with METRICS on the local data;
+    ``submit_model`` with the model it trained last (for cross-site evaluation);
+    ``statistics`` with per-feature aggregates of ``x``, withheld below ``min_count`` samples.
+    Batches are shuffled from ``(seed, round)``, so runs of different algorithms see
+    the same batches in the same round.
+    """
 
     def __init__(
         self,
@@ -31,6 +45,8 @@ class ArrayTrainer(Executor):
         lr: float = 0.05,
         batch_size: int = 32,
         momentum: float = 0.9,
+        mu: float = 0.0,
+        min_count: int = 10,
         seed: int = 0,
         device: str | None = None,
     ):
@@ -39,8 +55,11 @@ class ArrayTrainer(Executor):
         self.model = model.to(self.device)
         self.x = torch.as_tensor(np.asarray(x, np.float32))
         self.y = torch.as_tensor(np.asarray(y, np.int64))
-        self.epochs, self.lr, self.batch_size, self.momentum = epochs, lr, batch_size, momentum
-        self.generator = torch.Generator().manual_seed(seed)
+        self.epochs, self.lr, self.batch_size, self.momentum, self.mu = epochs, lr, batch_size, momentum, mu
+        self.seed = seed
+        self.min_count = min_count  # this site's own floor for sharing statistics
+        self.scaffold = ScaffoldClient()
+        self.local_weights: Weights | None = None  # after the last train task
 
     @property
     def samples(self) -> int:
@@ -50,30 +69,51 @@ class ArrayTrainer(Executor):
         dxo = from_shareable(shareable)
         if dxo.data_kind != DataKind.WEIGHTS:
             return make_reply(ReturnCode.BAD_TASK_DATA)
-        set_weights(self.model, dxo.data)
         if task_name == AppConstants.TASK_TRAIN:
-            steps, loss = self.train(abort_signal)
-            if abort_signal.triggered:
-                return make_reply(ReturnCode.TASK_ABORTED)
-            meta = {
-                MetaKey.NUM_STEPS_CURRENT_ROUND: steps,
-                "num_samples": self.samples,
-                "metrics": {"train_loss": loss, **self.evaluate(self.x, self.y, prefix="local_")},
-            }
-            return DXO(DataKind.WEIGHTS, get_weights(self.model), meta).to_shareable()
+            return self.train_task(dxo, fl_ctx.get_prop(AppConstants.CURRENT_ROUND, 0), abort_signal)
+        if task_name == STATISTICS_TASK:
+            flat = self.x.reshape(len(self.x), -1).numpy()
+            tensors, meta = local_statistics(flat, dxo.data, dxo.meta, self.min_count)
+            return DXO(DataKind.STATISTICS, tensors, meta).to_shareable()
+        if task_name == AppConstants.TASK_SUBMIT_MODEL:
+            if self.local_weights is None:
+                self.train_task(dxo, 0, abort_signal)
+            return DXO(DataKind.WEIGHTS, self.local_weights or {}, {"num_samples": self.samples}).to_shareable()
+        set_weights(self.model, dxo.data)
         if task_name == AppConstants.TASK_VALIDATION:
             return DXO(DataKind.METRICS, {}, {"metrics": self.evaluate(self.x, self.y)}).to_shareable()
         return make_reply(ReturnCode.TASK_UNKNOWN)
 
-    def train(self, abort_signal: Signal) -> tuple[int, float]:
+    def train_task(self, dxo: DXO, round_number: int, abort_signal: Signal) -> Shareable:
+        scaffold = RUN_KEY in dxo.meta
+        set_weights(self.model, self.scaffold.begin(self.model, dxo.data, dxo.meta) if scaffold else dxo.data)
+        mu = dxo.meta.get(MU_KEY, self.mu)
+        steps, loss = self.train(abort_signal, round_number, mu if isinstance(mu, (int, float)) else self.mu, scaffold)
+        if abort_signal.triggered:
+            return make_reply(ReturnCode.TASK_ABORTED)
+        meta = {
+            MetaKey.NUM_STEPS_CURRENT_ROUND: steps,
+            "num_samples": self.samples,
+            "metrics": {"train_loss": loss, **self.evaluate(self.x, self.y, prefix="local_")},
+        }
+        self.local_weights = {k: v.copy() for k, v in get_weights(self.model).items()}
+        if scaffold:
+            # momentum SGD moves about lr / (1 - momentum) per unit gradient once it is going
+            data = self.scaffold.finish(self.model, max(steps, 1), self.lr / (1 - self.momentum))
+            return DXO(DataKind.WEIGHT_DIFF, data, meta).to_shareable()
+        return DXO(DataKind.WEIGHTS, get_weights(self.model), meta).to_shareable()
+
+    def train(self, abort_signal: Signal, round_number: int = 0, mu: float = 0.0, scaffold: bool = False) -> tuple[int, float]:
         """Run the local epochs; returns (steps taken, mean loss of the last epoch)."""
         opt = torch.optim.SGD(self.model.parameters(), lr=self.lr, momentum=self.momentum)
         loss_fn = nn.CrossEntropyLoss()
+        prox = proximal_term(self.model, float(mu))
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + int(round_number))
         self.model.train()
         steps, losses = 0, []
         for _ in range(self.epochs):
             losses = []
-            order = torch.randperm(len(self.y), generator=self.generator)
+            order = torch.randperm(len(self.y), generator=generator)
             for start in range(0, len(order), self.batch_size):
                 if abort_signal.triggered:
                     return steps, float("nan")
@@ -81,7 +121,9 @@ class ArrayTrainer(Executor):
                 xb, yb = self.x[idx].to(self.device), self.y[idx].to(self.device)
                 opt.zero_grad()
                 loss = loss_fn(self.model(xb), yb)
-                loss.backward()
+                (loss + prox(self.model)).backward()
+                if scaffold:
+                    self.scaffold.correct(self.model)
                 opt.step()
                 steps += 1
                 losses.append(loss.item())

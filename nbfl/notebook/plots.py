@@ -30,3 +30,32 @@ def history_png(history: Sequence[dict[str, Any]], width: float = 7.5, height: f
     fig.savefig(buf, format="png")
     plt.close(fig)
     return buf.getvalue()
+
+
+def cross_site_png(models: Sequence[str], sites: Sequence[str], values: Any, metric: str = "accuracy") -> bytes:
+    """The cross-site matrix as a heatmap: rows models, columns sites, each cell labelled.
+
+    ``values`` may be the round record's nested lists, where None marks a cell no site
+    answered; such cells stay blank ("n/a") so a missing answer is not read as a score.
+    """
+    import numpy as np  # here, so this addition leaves the module's imports as they were
+
+    grid = np.array(values, dtype=float).reshape(len(models), len(sites))
+    fig, ax = plt.subplots(figsize=(1.3 * len(sites) + 2.5, 0.5 * len(models) + 1.6), dpi=90)
+    image = ax.imshow(np.ma.masked_invalid(grid), cmap="viridis", aspect="auto")
+    fig.colorbar(image, ax=ax, label=metric)
+    ax.set_xticks(range(len(sites)), labels=list(sites))
+    ax.set_yticks(range(len(models)), labels=list(models))
+    ax.set_xlabel("data of site")
+    ax.set_ylabel("model")
+    ax.set_title(f"cross-site {metric}")
+    for (i, j), value in np.ndenumerate(grid):
+        missing = np.isnan(value)
+        dark = not missing and image.norm(value) < 0.5  # viridis is dark at the low end
+        label = "n/a" if missing else f"{value:.3g}"
+        ax.text(j, i, label, ha="center", va="center", color="white" if dark else "black")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()

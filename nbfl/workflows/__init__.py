@@ -1,5 +1,40 @@
 """Workflows decide what a round sends and how results are combined."""
 
-from .scatter_gather import FedAvg, RoundFailed, RoundStopped
+from functools import partial
+from typing import Any, Callable
 
-__all__ = ["FedAvg", "RoundFailed", "RoundStopped"]
+from .cross_site import CrossSiteEval, CrossSiteMatrix
+from .cyclic import Cyclic
+from .fedopt import FedOpt
+from .fedprox import FedProx
+from .robust import RobustAggregation
+from .scaffold import Scaffold
+from .scatter_gather import FedAvg, RoundFailed, RoundStopped
+from .stats import FederatedStatistics
+
+__all__ = [
+    "ALGORITHMS", "CrossSiteEval", "CrossSiteMatrix", "Cyclic", "FedAvg", "FederatedStatistics", "FedOpt", "FedProx", "RobustAggregation", "RoundFailed", "RoundStopped", "Scaffold",
+    "make_workflow",
+]  # fmt: skip
+
+ALGORITHMS: dict[str, Callable[..., Any]] = {
+    "fedavg": FedAvg,
+    "fedprox": FedProx,
+    "fedopt": partial(FedOpt, "sgd"),
+    "fedadam": partial(FedOpt, "adam"),
+    "fedyogi": partial(FedOpt, "yogi"),
+    "fedadagrad": partial(FedOpt, "adagrad"),
+    "scaffold": Scaffold,
+    "cyclic": Cyclic,
+    "median": partial(RobustAggregation, "median"),
+    "trimmed_mean": partial(RobustAggregation, "trimmed_mean"),
+    "krum": partial(RobustAggregation, "krum"),
+    "cross_site": CrossSiteEval,
+}
+
+
+def make_workflow(name: str, **options: Any) -> Any:
+    """A fresh workflow by its ``%fl_round --algorithm`` name, e.g. ``make_workflow("fedopt", lr=1.0)``."""
+    if name not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {name!r}: use one of {', '.join(ALGORITHMS)}")
+    return ALGORITHMS[name](**options)

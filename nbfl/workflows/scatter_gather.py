@@ -34,6 +34,9 @@ class FedAvg:
     ``"equal"``, or ``"auto"`` (steps if reported, else samples, else equal).
     """
 
+    name = "fedavg"
+    trains = True
+
     def __init__(self, task_name: str = "train", weight_by: str = "auto", task_meta: dict[str, Any] | None = None):
         if weight_by not in ("auto", "equal", *WEIGHT_KEYS):
             raise ValueError(f"weight_by must be auto, equal, steps or samples, not {weight_by!r}")

@@ -1,0 +1,64 @@
+"""Scatter-gather with a robust rule instead of the mean: median, trimmed mean, Krum.
+
+Every checked result is kept as full weights (a WEIGHT_DIFF ``d`` becomes ``g + d``)
+until the round's results are in, then :mod:`nbfl.aggregators.robust` combines them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..aggregators import robust
+from ..executor import DataKind
+from ..weights import UpdateError, Weights, apply_diff, check_update
+from .scatter_gather import RoundFailed
+
+if TYPE_CHECKING:
+    from ..controller import Controller
+
+RULES = ("median", "trimmed_mean", "krum")
+
+
+class RobustAggregation:
+    """``rule``: ``median``, ``trimmed_mean`` (``beta``) or ``krum`` (``f`` attackers, ``m`` kept)."""
+
+    trains = True
+
+    def __init__(
+        self,
+        rule: str = "median",
+        task_name: str = "train",
+        *,
+        beta: float = 0.1,
+        f: int = 1,
+        m: int = 1,
+        task_meta: dict[str, Any] | None = None,
+    ):
+        if rule not in RULES:
+            raise ValueError(f"unknown rule {rule!r}: use one of {', '.join(RULES)}")
+        self.rule, self.name = rule, rule
+        self.task_name = task_name
+        self.beta, self.f, self.m = beta, f, m
+        self.task_meta = dict(task_meta or {})
+
+    def round(self, ctl: "Controller", weights: Weights, number: int) -> Weights:
+        models: list[Weights] = []
+        for result in ctl.scatter(self.task_name, weights, meta=self.task_meta):
+            try:
+                check_update(result.weights, weights)
+                if result.kind not in (DataKind.WEIGHTS, DataKind.WEIGHT_DIFF):
+                    raise UpdateError(f"cannot aggregate data of kind {result.kind!r}")
+            except UpdateError as exc:
+                ctl.reject(result, exc)
+                continue
+            models.append(apply_diff(weights, result.weights) if result.kind == DataKind.WEIGHT_DIFF else result.weights)
+        if len(models) < max(1, ctl.min_clients):
+            raise RoundFailed(f"{len(models)} usable results, {ctl.min_clients} needed")
+        if self.rule == "median":
+            return robust.median(models)
+        if self.rule == "trimmed_mean":
+            return robust.trimmed_mean(models, self.beta)
+        try:
+            return robust.krum(models, self.f, self.m)
+        except ValueError as exc:
+            raise RoundFailed(str(exc)) from None
