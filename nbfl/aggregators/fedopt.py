@@ -88,7 +88,7 @@ class _Adaptive(ServerOptimizer):
     which uses no bias correction).
     """
 
-    def __init__(self, lr: float = 0.01, beta1: float = 0.9, beta2: float = 0.99, tau: float = 1e-3):
+    def __init__(self, lr: float = 0.1, beta1: float = 0.9, beta2: float = 0.99, tau: float = 1e-3):
         super().__init__(lr)
         self.beta1, self.beta2, self.tau = beta1, beta2, tau
 
