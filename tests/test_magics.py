@@ -24,7 +24,7 @@ def magics(shell):
 
 
 def test_every_magic_has_help(ip):
-    for name in ["fl_controller", "fl_spawn", "fl_join", "fl_round", "fl_clients", "fl_history"]:
+    for name in ["fl_controller", "fl_spawn", "fl_join", "fl_round", "fl_clients", "fl_history", "fl_cross_site", "fl_stats"]:
         doc = ip.find_line_magic(name).__doc__
         assert doc and doc.strip(), name
     assert "--partition" in ip.find_line_magic("fl_spawn").__doc__  # magic_arguments' usage text
@@ -123,4 +123,33 @@ def test_reload_ext_closes_the_old_federation_and_starts_clean(ip):
     assert magics(ip).controller is None
     ip.run_line_magic("fl_controller", "start")  # works again after the reload
     assert ip.user_ns["nbfl_controller"] is not old
+    ip.run_line_magic("fl_controller", "stop")
+
+
+def test_algorithms_cross_site_and_statistics_from_magics(ip):
+    ip.run_line_magic("fl_controller", "start --min-clients 3")
+    ip.run_line_magic("fl_spawn", "3 --partition iid")
+    ctl = ip.user_ns["nbfl_controller"]
+    ip.run_line_magic("fl_round", "2 --algorithm fedopt --with momentum=0.5")
+    ip.run_line_magic("fl_round", "1 --algorithm fedopt --with momentum=0.5")
+    (workflow,) = magics(ip).workflows.values()
+    assert workflow.optimizer.momentum == 0.5 and workflow.optimizer.steps == 3  # state kept across cells
+    ip.run_line_magic("fl_round", "1 --algorithm fedopt --with momentum=0.5 --reset")
+    assert magics(ip).workflows[("fedopt", "train", (("momentum", 0.5),))].optimizer.steps == 1
+    with pytest.raises(UsageError, match="KEY=VALUE"):
+        ip.run_line_magic("fl_round", "1 --with mu")
+    with pytest.raises(UsageError, match="fedprox.*unexpected keyword"):
+        ip.run_line_magic("fl_round", "1 --algorithm fedprox --with nonsense=1")
+    ip.run_line_magic("fl_round", "1 --algorithm scaffold")
+    assert [r["workflow"] for r in ctl.history] == ["fedopt"] * 4 + ["scaffold"]
+    assert all(r["status"] == "ok" for r in ctl.history)
+
+    ip.run_line_magic("fl_cross_site", "")
+    matrix = ctl.history[-1]["cross_site"]
+    assert len(matrix["models"]) == 4 and len(matrix["sites"]) == 3
+    ip.run_line_magic("fl_stats", "--bins 4 --min-count 5")
+    stats = ip.user_ns["nbfl_statistics"]
+    x_train = load_digits_split()[0]
+    assert stats["count"].tolist() == [len(x_train)] * 64
+    np.testing.assert_allclose(stats["mean"], x_train.astype(np.float64).mean(0), atol=1e-9)
     ip.run_line_magic("fl_controller", "stop")

@@ -36,8 +36,27 @@ def history_html(history: Sequence[dict[str, Any]]) -> str:
     for r in history:
         metrics = ", ".join(f"{k} {v:.4f}" for k, v in r.get("global", {}).items())
         failed = "; ".join(f"{k}: {v.splitlines()[0]}" for k, v in r.get("failed", {}).items())
-        rows.append([r["round"], r.get("status", ""), metrics, len(r.get("clients", {})), failed, f"{r.get('seconds', 0):.2f}"])
-    return _table("nbfl-history", ["round", "status", "global", "clients", "failed", "seconds"], rows)
+        rows.append([
+            r["round"], r.get("workflow", ""), r.get("status", ""), metrics, len(r.get("clients", {})), failed,
+            f"{r.get('seconds', 0):.2f}",
+        ])  # fmt: skip
+    return _table("nbfl-history", ["round", "workflow", "status", "global", "clients", "failed", "seconds"], rows)
+
+
+def statistics_html(result: dict[str, Any]) -> str:
+    """Federated statistics per feature, and which sites withheld theirs and why."""
+    rows = [
+        [name, result["count"][i], f"{result['mean'][i]:.4g}", f"{result['std'][i]:.4g}",
+         f"{result['min'][i]:.4g}", f"{result['max'][i]:.4g}", " ".join(str(n) for n in result["histogram"][i])]
+        for i, name in enumerate(result["features"])
+    ]  # fmt: skip
+    used = f"<div>combined from {html.escape(', '.join(result['clients']))}</div>"
+    withheld = "".join(
+        f"<div style='color:#a60'>{html.escape(name)} withheld: {html.escape(why)}</div>"
+        for name, why in result["withheld"].items()
+    )
+    table = _table("nbfl-statistics", ["feature", "count", "mean", "std", "min", "max", "histogram"], rows)
+    return used + withheld + f"<div style='max-height:24em;overflow:auto'>{table}</div>"
 
 
 def _table(css_class: str, head: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:

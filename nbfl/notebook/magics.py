@@ -14,15 +14,14 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
-from IPython.display import HTML, display
+from IPython.display import HTML, Image, display
 
 from ..client import Client
 from ..controller import Controller
 from ..spawn import spawn_clients, stop_clients
-from ..workflows import FedAvg
-from .dashboard import SECURITY_NOTE, Dashboard, clients_html, history_html
-
-ALGORITHMS = {"fedavg": FedAvg}
+from ..workflows import ALGORITHMS, CrossSiteEval, FederatedStatistics, make_workflow
+from .dashboard import SECURITY_NOTE, Dashboard, clients_html, history_html, statistics_html
+from .plots import cross_site_png
 
 
 @magics_class
@@ -37,6 +36,9 @@ class FLMagics(Magics):
         self.round_timeout = 300.0
         self.client: Client | None = None
         self.task_code: dict[str, str] = {}
+        # one workflow per (algorithm, task, options): FedOpt's and SCAFFOLD's state
+        # carries from one %fl_round to the next, until --reset or a new controller
+        self.workflows: dict[tuple, Any] = {}
 
     # -- controller --------------------------------------------------------------
     @magic_arguments()
@@ -103,6 +105,7 @@ class FLMagics(Magics):
         if self.controller is not None:
             self.controller.close()
             self.controller = None
+        self.workflows.clear()
         stop_clients(self.spawned)
         self.spawned = []
 
@@ -193,6 +196,9 @@ class FLMagics(Magics):
     @magic_arguments()
     @argument("n", type=int, nargs="?", default=1, help="rounds to run")
     @argument("--algorithm", default="fedavg", choices=sorted(ALGORITHMS))
+    @argument("--with", dest="options", action="append", default=[], metavar="KEY=VALUE",
+              help="an algorithm option, e.g. mu=0.1 (fedprox), lr=1.0 momentum=0.6 (fedopt), order=shuffled")
+    @argument("--reset", action="store_true", help="start the algorithm's server state (momentum, SCAFFOLD's c) afresh")
     @argument("--task", default="train", help="the task each client runs")
     @argument("--min-clients", type=int, help="results a round needs (default: the controller's)")
     @argument("--timeout", type=float, help="seconds a round waits (default: the controller's)")
@@ -205,11 +211,12 @@ class FLMagics(Magics):
         ctl = self._controller()
         if not ctl.live_clients():
             raise UsageError("no client has joined: %fl_spawn N, or %fl_join from another notebook")
+        workflow = self._workflow(args)
         board = Dashboard(ctl, args.n).show()
         start = len(ctl.history)
         try:
             ctl.run(
-                args.n, ALGORITHMS[args.algorithm](task_name=args.task),
+                args.n, workflow,
                 min_clients=args.min_clients or ctl.min_clients, timeout=args.timeout or self.round_timeout,
                 join_timeout=0, on_round=board.on_round, on_progress=board.on_progress,
             )  # fmt: skip
@@ -228,6 +235,47 @@ class FLMagics(Magics):
             g = ctl.history[-1]["global"]
             print("final " + ", ".join(f"{k} {v:.4f}" for k, v in g.items()))
 
+    def _workflow(self, args: Any) -> Any:
+        options = dict(_option(text) for text in args.options)
+        key = (args.algorithm, args.task, tuple(sorted(options.items())))
+        if args.reset or key not in self.workflows:
+            try:
+                self.workflows[key] = make_workflow(args.algorithm, task_name=args.task, **options)
+            except (TypeError, ValueError) as exc:
+                raise UsageError(f"--algorithm {args.algorithm}: {exc}") from None
+        return self.workflows[key]
+
+    @magic_arguments()
+    @argument("--metric", default="accuracy", help="the metric each site's validate task reports")
+    @line_magic
+    def fl_cross_site(self, line: str = "") -> None:
+        """Every client's own model and the global model, evaluated on every client's data: a heatmap."""
+        args = parse_argstring(self.fl_cross_site, line)
+        ctl = self._controller()
+        workflow = CrossSiteEval(metric=args.metric)
+        record = ctl.run(1, workflow, join_timeout=0, timeout=self.round_timeout)[0]
+        _show_failures([record])
+        if workflow.matrix is None:
+            raise UsageError(f"cross-site evaluation {record['status']}")
+        m = workflow.matrix
+        display(Image(data=cross_site_png(m.models, m.sites, m.values, m.metric), format="png"))
+
+    @magic_arguments()
+    @argument("--bins", type=int, default=10, help="histogram bins per feature")
+    @argument("--min-count", type=int, default=10, help="sites with fewer samples withhold their statistics")
+    @line_magic
+    def fl_stats(self, line: str = "") -> None:
+        """Count, mean, std, min, max and histograms per feature over all clients' data; no sample leaves."""
+        args = parse_argstring(self.fl_stats, line)
+        ctl = self._controller()
+        workflow = FederatedStatistics(bins=args.bins, min_count=args.min_count)
+        record = ctl.run(1, workflow, join_timeout=0, timeout=self.round_timeout)[0]
+        _show_failures([record])
+        if not workflow.result:
+            raise UsageError(f"federated statistics {record['status']}")
+        self.shell.user_ns["nbfl_statistics"] = workflow.result
+        display(HTML(statistics_html(workflow.result)))
+
     @line_magic
     def fl_clients(self, line: str = "") -> None:
         """The client table: name, host, device, samples, state, last round's time and metrics."""
@@ -237,6 +285,19 @@ class FLMagics(Magics):
     def fl_history(self, line: str = "") -> None:
         """One row per round: status, global metrics, clients that answered and that failed."""
         display(HTML(history_html(self._controller().history)))
+
+
+def _option(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` with VALUE read as a number when it is one: ``mu=0.1``, ``order=shuffled``."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.isidentifier():
+        raise UsageError(f"--with expects KEY=VALUE, got {text!r}")
+    for parse in (int, float):
+        try:
+            return key, parse(value)
+        except ValueError:
+            pass
+    return key, value
 
 
 def _show_failures(records: list[dict[str, Any]]) -> None:

@@ -1,4 +1,4 @@
-"""The per-round plot as PNG bytes (matplotlib, headless), for display handles."""
+"""Plots as PNG bytes (matplotlib, headless), for display handles: rounds, cross-site matrix."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import io
 from typing import Any, Sequence
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg", force=False)  # no GUI backend needed: the PNG goes into the notebook
 import matplotlib.pyplot as plt  # noqa: E402
@@ -25,11 +26,7 @@ def history_png(history: Sequence[dict[str, Any]], width: float = 7.5, height: f
         ax.grid(alpha=0.3)
     if any(r["global"].get("accuracy") is not None for r in history if r.get("global")):
         acc_ax.set_ylim(0, 1)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return _png(fig)
 
 
 def cross_site_png(models: Sequence[str], sites: Sequence[str], values: Any, metric: str = "accuracy") -> bytes:
@@ -38,8 +35,6 @@ def cross_site_png(models: Sequence[str], sites: Sequence[str], values: Any, met
     ``values`` may be the round record's nested lists, where None marks a cell no site
     answered; such cells stay blank ("n/a") so a missing answer is not read as a score.
     """
-    import numpy as np  # here, so this addition leaves the module's imports as they were
-
     grid = np.array(values, dtype=float).reshape(len(models), len(sites))
     fig, ax = plt.subplots(figsize=(1.3 * len(sites) + 2.5, 0.5 * len(models) + 1.6), dpi=90)
     image = ax.imshow(np.ma.masked_invalid(grid), cmap="viridis", aspect="auto")
@@ -54,6 +49,10 @@ def cross_site_png(models: Sequence[str], sites: Sequence[str], values: Any, met
         dark = not missing and image.norm(value) < 0.5  # viridis is dark at the low end
         label = "n/a" if missing else f"{value:.3g}"
         ax.text(j, i, label, ha="center", va="center", color="white" if dark else "black")
+    return _png(fig)
+
+
+def _png(fig: Any) -> bytes:
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")

@@ -29,8 +29,7 @@ ALGORITHMS: dict[str, Callable[..., Any]] = {
     "median": partial(RobustAggregation, "median"),
     "trimmed_mean": partial(RobustAggregation, "trimmed_mean"),
     "krum": partial(RobustAggregation, "krum"),
-    "cross_site": CrossSiteEval,
-}
+}  # the training workflows, by their %fl_round --algorithm names
 
 
 def make_workflow(name: str, **options: Any) -> Any:
