@@ -64,3 +64,19 @@ def test_seed_simple_trainer_trains_through_nbfl(tmp_path, monkeypatch, controll
     local = [get_weights(t.model) for t in trainers]
     for name in initial:
         np.testing.assert_allclose(ctl.weights[name], (local[0][name] + local[1][name]) / 2, rtol=1e-4, atol=1e-6)
+
+
+def test_notebook_cifar10_comparison_runs_on_files_in_cifar10_format(tmp_path):
+    """What notebooks/02_algorithms.ipynb runs when CIFAR-10 is on disk, on generated files."""
+    from nbfl.experiments import cifar10_arrays, compare_cifar10
+
+    images, labels = write_cifar10_binary(tmp_path, per_file=30)
+    x, y, x_test, y_test = cifar10_arrays(str(tmp_path))
+    assert x.shape == (150, 3, 32, 32) and x_test.shape == (30, 3, 32, 32) and x.dtype == np.float32
+    assert -1.0 <= x.min() and x.max() <= 1.0 and y.tolist() == labels[:150].tolist()
+    seen = []
+    rows = compare_cifar10(str(tmp_path), ["fedavg", "scaffold"], clients=3, rounds=2,
+                           on_round=lambda alpha, name, record: seen.append((name, record["status"])))  # fmt: skip
+    assert seen == [("fedavg", "ok")] * 2 + [("scaffold", "ok")] * 2
+    assert [(r["algorithm"], r["round"]) for r in rows] == [("fedavg", 1), ("fedavg", 2), ("scaffold", 1), ("scaffold", 2)]
+    assert all(0 <= r["accuracy"] <= 1 for r in rows)
