@@ -41,3 +41,23 @@ def test_quickstart_trains_four_clients_to_90_percent():
     text = "".join(t for c in nb.cells for _, t in outputs(c))
     final = float(re.search(r"global model test accuracy: ([\d.]+)", text).group(1))
     assert final >= 0.90, text
+
+
+def test_algorithms_notebook_reproduces_the_comparison_on_digits():
+    """The notebook's defaults: 8 clients, alpha 0.1 and 0.5, 20 rounds; at alpha 0.5 every
+    algorithm ends within 3 points of the central model."""
+    nb = execute("02_algorithms.ipynb")
+    text = "".join(t for c in nb.cells for _, t in outputs(c))
+    central = float(re.search(r"central model test accuracy: ([\d.]+)", text).group(1))
+    finals = {(float(a), n): float(acc) for a, n, acc in re.findall(r"final ([\d.]+) (\w+) ([\d.]+) gap", text)}
+    assert {n for _, n in finals} == {"fedavg", "fedprox", "fedopt", "scaffold"} and len(finals) == 8
+    for (alpha, name), accuracy in finals.items():
+        if alpha == 0.5:
+            assert central - accuracy <= 0.03, (name, accuracy, central)
+    html_out = [d.get("text/html", "") for c in nb.cells for d, _ in outputs(c)]
+    assert any("nbfl-statistics" in h for h in html_out)
+    cross_site = next(c for c in nb.cells if c.source.startswith("%fl_cross_site"))
+    assert any("image/png" in d for d, _ in outputs(cross_site)), "no cross-site heatmap"
+    plot_cell = next(c for c in nb.cells if "display_id=True" in c.source)
+    assert any("image/png" in d for d, _ in outputs(plot_cell))
+    assert "CIFAR-10 section skipped" in text or "final accuracy" in text
