@@ -58,7 +58,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _round_args(p: argparse.ArgumentParser) -> None:
+    from .workflows import ALGORITHMS
+
     p.add_argument("--rounds", type=_positive, default=10)
+    p.add_argument("--algorithm", default="fedavg", choices=sorted(ALGORITHMS))
     p.add_argument("--timeout", type=float, default=120.0, help="seconds a round waits for results")
 
 
@@ -104,6 +107,7 @@ def _controller(args: argparse.Namespace, endpoint: str, spawn: int) -> int:
     from .models import DigitsMLP
     from .spawn import spawn_clients, stop_clients
     from .trainers import evaluator
+    from .workflows import make_workflow
 
     torch.manual_seed(args.seed)
     _, _, x_test, y_test = load_digits_split(seed=args.seed)
@@ -121,7 +125,8 @@ def _controller(args: argparse.Namespace, endpoint: str, spawn: int) -> int:
             return 1
         print(f"{need} clients joined: {', '.join(c.name for c in controller.live_clients())}", flush=True)
         print(f"{'round':>5} {'accuracy':>9} {'loss':>7} {'clients':>7} {'seconds':>8}", flush=True)
-        controller.run(args.rounds, min_clients=need, timeout=args.timeout, on_round=_print_round)
+        workflow = make_workflow(args.algorithm)
+        controller.run(args.rounds, workflow, min_clients=need, timeout=args.timeout, on_round=_print_round)
     stop_clients(procs)
     final = controller.history[-1]["global"].get("accuracy") if controller.history else None
     print(f"final accuracy {final:.4f}" if final is not None else "no round completed", flush=True)

@@ -18,7 +18,7 @@ def free_port() -> int:
 
 def test_controller_and_two_clients_from_the_command_line():
     controller = subprocess.Popen(
-        [*NBFL, "controller", "--port", "0", "--min-clients", "2", "--rounds", "3"],
+        [*NBFL, "controller", "--port", "0", "--min-clients", "2", "--rounds", "3", "--algorithm", "scaffold"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     endpoint = re.match(r"controller at (tcp://\S+)", controller.stdout.readline()).group(1)
@@ -37,6 +37,7 @@ def test_controller_and_two_clients_from_the_command_line():
     "args, message",
     [
         (["demo", "--clients", "0"], "at least 1"),
+        (["demo", "--algorithm", "fedsgd"], "invalid choice"),
         (["demo", "--partition", "zipf:2"], "unknown partition"),
         (["demo", "--partition", "dirichlet:0"], "alpha must be positive"),
         (["client", "tcp://nowhere", "--name", "x"], "tcp://HOST:PORT"),
