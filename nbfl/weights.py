@@ -52,3 +52,17 @@ def diff(new: Mapping[str, np.ndarray], old: Mapping[str, np.ndarray]) -> Weight
 def apply_diff(weights: Mapping[str, np.ndarray], delta: Mapping[str, np.ndarray]) -> Weights:
     """``weights + delta`` per tensor, as new arrays (the old ones may still be in flight)."""
     return {name: np.add(weights[name], delta[name]).astype(weights[name].dtype, copy=False) for name in weights}
+
+
+def full_weights(update: Mapping[str, np.ndarray], kind: str, reference: Mapping[str, np.ndarray]) -> Weights:
+    """A checked result as full weights: itself (WEIGHTS) or ``reference + update`` (WEIGHT_DIFF).
+
+    For workflows that keep or pass on whole models (cyclic, robust rules); raises
+    :class:`UpdateError` for a bad update or any other kind of data.
+    """
+    check_update(update, reference)
+    if kind == "WEIGHTS":
+        return dict(update)
+    if kind == "WEIGHT_DIFF":
+        return apply_diff(reference, update)
+    raise UpdateError(f"expected WEIGHTS or WEIGHT_DIFF, got data of kind {kind!r}")

@@ -12,8 +12,7 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING, Any, Sequence
 
-from ..executor import DataKind
-from ..weights import UpdateError, Weights, apply_diff, check_update
+from ..weights import UpdateError, Weights, full_weights
 from .scatter_gather import RoundFailed
 
 if TYPE_CHECKING:
@@ -56,14 +55,10 @@ class Cyclic:
         for client in self.visit_order(ctl.live_clients(), number):
             for result in ctl.scatter(self.task_name, current, clients=[client], meta=self.task_meta):
                 try:
-                    check_update(result.weights, current)
-                    if result.kind not in (DataKind.WEIGHTS, DataKind.WEIGHT_DIFF):
-                        raise UpdateError(f"cannot continue from data of kind {result.kind!r}")
+                    current = full_weights(result.weights, result.kind, current)
                 except UpdateError as exc:
                     ctl.reject(result, exc)
                     continue
-                diff = result.kind == DataKind.WEIGHT_DIFF
-                current = apply_diff(current, result.weights) if diff else result.weights
                 visited.append(client.name)
         ctl.note("order", visited)
         if not visited:

@@ -9,8 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..aggregators import robust
-from ..executor import DataKind
-from ..weights import UpdateError, Weights, apply_diff, check_update
+from ..weights import UpdateError, Weights, full_weights
 from .scatter_gather import RoundFailed
 
 if TYPE_CHECKING:
@@ -45,13 +44,9 @@ class RobustAggregation:
         models: list[Weights] = []
         for result in ctl.scatter(self.task_name, weights, meta=self.task_meta):
             try:
-                check_update(result.weights, weights)
-                if result.kind not in (DataKind.WEIGHTS, DataKind.WEIGHT_DIFF):
-                    raise UpdateError(f"cannot aggregate data of kind {result.kind!r}")
+                models.append(full_weights(result.weights, result.kind, weights))
             except UpdateError as exc:
                 ctl.reject(result, exc)
-                continue
-            models.append(apply_diff(weights, result.weights) if result.kind == DataKind.WEIGHT_DIFF else result.weights)
         if len(models) < max(1, ctl.min_clients):
             raise RoundFailed(f"{len(models)} usable results, {ctl.min_clients} needed")
         if self.rule == "median":
