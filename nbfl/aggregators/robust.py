@@ -37,7 +37,7 @@ def median(models: Sequence[Weights]) -> Weights:
     return {name: _cast(np.median(_stacked(models, name), axis=0), ref) for name, ref in models[0].items()}
 
 
-def trimmed_mean(models: Sequence[Weights], beta: float = 0.1) -> Weights:
+def trimmed_mean(models: Sequence[Weights], beta: float = 0.2) -> Weights:
     """Drop ``floor(beta * n)`` values at each end of every coordinate, then average."""
     if not 0 <= beta < 0.5:
         raise ValueError(f"beta must be in [0, 0.5), got {beta}")

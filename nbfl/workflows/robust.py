@@ -28,7 +28,7 @@ class RobustAggregation:
         rule: str = "median",
         task_name: str = "train",
         *,
-        beta: float = 0.1,
+        beta: float = 0.2,
         f: int = 1,
         m: int = 1,
         task_meta: dict[str, Any] | None = None,
