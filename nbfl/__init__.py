@@ -8,7 +8,10 @@ torch enters through :mod:`nbfl.torch_adapter`.
 from .client import Client
 from .controller import ClientInfo, Controller, Result
 from .tasks import TaskContext, Update, task
-from .workflows import FedAvg, RoundFailed
+from .workflows import (
+    ALGORITHMS, CrossSiteEval, Cyclic, FedAvg, FederatedStatistics, FedOpt, FedProx, RobustAggregation, RoundFailed,
+    Scaffold, make_workflow,
+)  # fmt: skip
 
 __version__ = "0.1.0"
 
@@ -25,4 +28,8 @@ def unload_ipython_extension(ipython) -> None:  # type: ignore[no-untyped-def]
 
     unload(ipython)
 
-__all__ = ["Client", "ClientInfo", "Controller", "FedAvg", "Result", "RoundFailed", "TaskContext", "Update", "task"]
+__all__ = [
+    "ALGORITHMS", "Client", "ClientInfo", "Controller", "CrossSiteEval", "Cyclic", "FedAvg", "FedOpt", "FedProx",
+    "FederatedStatistics", "Result", "RobustAggregation", "RoundFailed", "Scaffold", "TaskContext", "Update",
+    "make_workflow", "task",
+]  # fmt: skip

@@ -247,3 +247,23 @@ def test_fedprox_sends_mu_and_fedopt_keeps_state_between_runs(controller_factory
     ctl.run(1, workflow)
     ctl.run(1, workflow)  # a second %fl_round with the same workflow object
     assert workflow.optimizer.steps == 2 and workflow.optimizer.state
+
+
+def test_fedopt_sgd_lr1_momentum0_equals_fedavg_over_sockets(controller_factory, client_factory):
+    def shifted(seed):
+        def train(weights, ctx):
+            rng = np.random.default_rng(seed + ctx.round)
+            return Update({k: v + rng.normal(size=v.shape).astype(v.dtype) for k, v in weights.items()}, num_samples=10)
+
+        return train
+
+    finals = []
+    for workflow in (FedAvg(), FedOpt("sgd", lr=1.0, momentum=0.0)):
+        ctl = controller_factory(small_model())
+        for i in range(2):  # two equal weights: a + b == b + a, so arrival order cannot matter
+            client_factory(ctl.endpoint, f"site-{i}", tasks={"train": shifted(i)})
+        ctl.wait_for_clients(2)
+        assert [r["status"] for r in ctl.run(3, workflow)] == ["ok"] * 3
+        finals.append(ctl.weights)
+    for name in finals[0]:
+        np.testing.assert_array_equal(finals[0][name], finals[1][name])
