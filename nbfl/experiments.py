@@ -19,6 +19,7 @@ from .client import Client
 from .controller import Controller
 from .data import load_digits_split, partition
 from .data.vision import CIFAR10
+from .executor import Signal
 from .models import DigitsMLP, SimpleNetwork
 from .spawn import spawn_clients, stop_clients
 from .trainers import ArrayTrainer, evaluate_model, evaluator
@@ -33,7 +34,7 @@ def central_accuracy(seed: int = 0, epochs: int = 40) -> float:
     torch.manual_seed(seed)
     x, y, x_test, y_test = load_digits_split(seed=seed)
     trainer = ArrayTrainer(DigitsMLP(), x, y, epochs=epochs, seed=seed, device="cpu")
-    trainer.train(_NeverAbort(), 0)
+    trainer.train(Signal(), 0)
     return evaluate_model(trainer.model, x_test, y_test)["accuracy"]
 
 
@@ -139,7 +140,3 @@ def final_table(rows: list[dict[str, Any]], central: float) -> list[dict[str, An
          "gap_points": 100 * (central - r.get("accuracy", np.nan))}
         for (a, n), r in last.items()
     ]  # fmt: skip
-
-
-class _NeverAbort:
-    triggered = False
