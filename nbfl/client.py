@@ -19,12 +19,13 @@ import queue
 import socket
 import threading
 import traceback
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from . import wire
+from . import filters, wire
 from .executor import DXO, DataKind, Executor, FLContext, ReturnCode, Signal, from_shareable
+from .filters import Filter
 from .tasks import FunctionExecutor, TaskFunction, registry, tasks_from_source
 from .transport import HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT, ClientIO
 
@@ -38,6 +39,9 @@ class Client:
     ``data`` as ``ctx.data``. ``samples`` and ``device`` are shown in the controller's
     client table. With ``accept_code=True`` the client runs task code the controller
     sends (``%%fl_task``) instead of its own; without it, such code is never sent.
+    ``filters`` are this site's privacy policy (:mod:`nbfl.filters`): they run on every
+    update it sends, after any the controller asked for, and the controller cannot
+    turn them off; ``task_filters`` run on what each task brings (e.g. HE decryption).
     ``on_update(client)`` is called (from a worker thread) when state or metrics change.
     """
 
@@ -52,6 +56,8 @@ class Client:
         samples: int = 0,
         device: str = "cpu",
         accept_code: bool = False,
+        filters: Sequence[Filter] = (),
+        task_filters: Sequence[Filter] = (),
         on_update: Callable[["Client"], None] | None = None,
         heartbeat_interval: float = HEARTBEAT_INTERVAL,
         heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
@@ -63,6 +69,8 @@ class Client:
         self.samples = samples
         self.device = device
         self.accept_code = accept_code
+        self.filters = list(filters)  # this site's policy: after the controller's, on every update
+        self.task_filters = list(task_filters)  # on what a task brings, before the executor sees it
         self.on_update = on_update
         self.state = "connecting"  # connecting, idle, training, stopped
         self.rounds_done = 0
@@ -210,10 +218,15 @@ class Client:
             self._current = (task_id, signal)
         self.state = "training"
         meta = msg.get("meta") if isinstance(msg.get("meta"), dict) else {}
-        shareable = DXO(str(msg.get("kind", DataKind.WEIGHTS)), dict(msg.tensors), meta).to_shareable()
         fl_ctx = FLContext(self.name, {"current_round": number, "task_name": task_name, "task_id": task_id})
         self._notify()
         try:
+            requested = filters.build(meta.get("filters"))  # refuses unknown or bad ones, saying why
+            tensors, kind = filters.apply(
+                self.task_filters, msg.tensors, str(msg.get("kind", DataKind.WEIGHTS)),
+                filters.FilterContext(task_name, number, self.name, meta=dict(meta)),
+            )  # fmt: skip
+            shareable = DXO(kind, tensors, meta).to_shareable()
             reply = self._executor_for(msg).execute(task_name, shareable, fl_ctx, signal)
             if signal.triggered:
                 log.info("%s: task %s aborted", self.name, task_name)
@@ -224,9 +237,11 @@ class Client:
                     wire.message("error", task_id=task_id, reason=f"{self.name} returned {rc} for task {task_name!r}")
                 )
             dxo = from_shareable(reply)
-            result = wire.message(
-                "result", _arrays(dxo.data), task_id=task_id, kind=dxo.data_kind, meta=_json_safe(dxo.meta)
-            )
+            data, kind, out_meta = _arrays(dxo.data), dxo.data_kind, dict(dxo.meta)
+            if kind in (DataKind.WEIGHTS, DataKind.WEIGHT_DIFF) and (requested or self.filters):
+                ctx = filters.FilterContext(task_name, number, self.name, reference=tensors, meta=out_meta)
+                data, kind = filters.apply([*requested, *self.filters], data, kind, ctx)
+            result = wire.message("result", data, task_id=task_id, kind=kind, meta=_json_safe(out_meta))
             frames = wire.encode(result)  # fails here, with this client's traceback, if it cannot be sent
         except Exception as exc:
             tb = traceback.format_exc()

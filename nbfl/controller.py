@@ -26,6 +26,7 @@ import numpy as np
 
 from . import wire
 from .executor import DataKind
+from .filters import build as build_filters
 from .transport import HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT, ServerIO
 from .weights import Weights
 from .workflows import FedAvg, RoundFailed, RoundStopped
@@ -97,6 +98,7 @@ class Controller:
         self.min_clients = 1
         # source of task functions (``%%fl_task``), sent only to clients that opted in
         self.task_code: dict[str, str] = {}
+        self.filters: list[dict[str, Any]] = []  # asked of every client during run()
         self._stop_requested = threading.Event()
         self._on_progress: Callable[[int, int], None] | None = None
         self._clients: dict[bytes, ClientInfo] = {}
@@ -158,6 +160,7 @@ class Controller:
         join_timeout: float | None = 60.0,
         on_round: Callable[[dict[str, Any]], None] | None = None,
         on_progress: Callable[[int, int], None] | None = None,
+        filters: list[dict[str, Any]] | None = None,
     ) -> list[dict[str, Any]]:
         """Run ``rounds`` rounds of ``workflow`` (FedAvg by default); return their records.
 
@@ -166,11 +169,15 @@ class Controller:
         A round with fewer than ``min_clients`` usable results keeps the old model.
         ``on_round(record)`` follows each round, ``on_progress(answered, asked)`` each
         answer within one, both on this thread. :meth:`stop` ends the run after
-        aborting the round in progress.
+        aborting the round in progress. ``filters`` are specs of :mod:`nbfl.filters`
+        every client applies to its updates this run (``[{"name": "dp", "clip": 1.0,
+        "noise_multiplier": 1.0}]``), besides its own policy.
         """
         if not self._weights:
             raise ValueError("the controller has no model: pass weights=... or set controller.weights")
         workflow = workflow if workflow is not None else FedAvg()
+        build_filters(filters)  # an unknown or bad spec fails here, not on every client
+        self.filters = list(filters or [])
         self.min_clients = min_clients
         self._stop_requested.clear()
         self._on_progress = on_progress
@@ -283,7 +290,8 @@ class Controller:
                 inflight.add(task_id)
             headers[client.peer] = {
                 "task_id": task_id, "task_name": task_name, "round": number,
-                "kind": DataKind.WEIGHTS, "direct": direct, "meta": dict(meta or {}),
+                "kind": DataKind.WEIGHTS, "direct": direct,
+                "meta": {**(meta or {}), "filters": self.filters} if self.filters else dict(meta or {}),
             }  # fmt: skip
             if client.accepts_code and task_name in self.task_code:
                 headers[client.peer]["code"] = self.task_code[task_name]
@@ -377,6 +385,9 @@ class Controller:
                 info.last_round, info.last_seconds, info.last_metrics = number, result.seconds, metrics
         if self._round_record is not None:
             self._round_record["clients"][client.name] = {"seconds": result.seconds, **metrics}
+            applied = result.meta.get("filters")
+            if isinstance(applied, list) and applied:  # what this site says its update went through
+                self._round_record.setdefault("filters", {})[client.name] = applied
 
     def _fail(self, name: str, reason: str) -> None:
         log.error("client %s: %s", name, reason)
