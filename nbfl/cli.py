@@ -1,8 +1,10 @@
-"""``nbfl controller | client | demo``: the engine from a terminal.
+"""``nbfl controller | client | demo | provision``: the engine from a terminal.
 
 ``nbfl demo --clients 4 --rounds 10`` starts a controller in this process and four
 client processes on 127.0.0.1, each holding its own Dirichlet share of digits, and
-prints the global model's accuracy after every FedAvg round.
+prints the global model's accuracy after every FedAvg round. ``nbfl provision
+PROJECT.toml --out DIR`` writes startup kits; ``--kit DIR`` then makes the controller
+and clients use CurveZMQ (encrypted, only the project's clients admitted).
 """
 
 from __future__ import annotations
@@ -26,16 +28,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     _round_args(demo)
     _data_args(demo)
 
+    prov = sub.add_parser("provision", help="write a startup kit (CurveZMQ keys) for the controller and each client")
+    prov.add_argument("project", help="the project file (TOML): name, host, port, clients, optionally he = true")
+    prov.add_argument("--out", required=True, help="folder for the kits: OUT/controller, OUT/<client> ...")
+
     ctl = sub.add_parser("controller", help="run a controller for the digits model and wait for clients")
-    ctl.add_argument("--host", default="127.0.0.1")
-    ctl.add_argument("--port", type=int, default=5555, help="0 picks a free one (printed)")
+    ctl.add_argument("--host", help="address to bind (default: the kit's host, else 127.0.0.1)")
+    ctl.add_argument("--port", type=int, help="0 picks a free one (printed); default: the kit's port, else 5555")
+    _security_args(ctl, "controller")
     ctl.add_argument("--min-clients", type=_positive, default=2, help="clients to wait for, and results a round needs")
     ctl.add_argument("--seed", type=int, default=0, help="the digits test split (clients must use the same)")
     _round_args(ctl)
 
     cli = sub.add_parser("client", help="join a controller and train on a share of digits")
-    cli.add_argument("endpoint", type=_endpoint, help="e.g. tcp://127.0.0.1:5555")
-    cli.add_argument("--name", required=True)
+    cli.add_argument("endpoint", type=_endpoint, nargs="?", help="e.g. tcp://127.0.0.1:5555 (default: the kit's)")
+    cli.add_argument("--name", help="how the controller lists this client (with a kit: the kit's name)")
+    _security_args(cli, "client")
     cli.add_argument("--index", type=int, default=0, help="this client's share: 0 .. num-clients - 1, one each")
     cli.add_argument("--num-clients", type=_positive, default=1, help="how many shares; the same on every client")
     cli.add_argument("--wait", type=float, default=300.0, help="seconds to wait for the controller's welcome")
@@ -48,13 +56,52 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _check_partition(parser, args)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.command == "provision":
+        return _provision(args)
     if args.command == "client":
         if not 0 <= args.index < args.num_clients:
             parser.error(f"--index must be between 0 and {args.num_clients - 1} (--num-clients {args.num_clients})")
+        if args.kit is None and (args.endpoint is None or args.name is None):
+            parser.error("a client needs ENDPOINT and --name, or --kit DIR")
         return _client(args)
     if args.command == "controller":
-        return _controller(args, f"tcp://{args.host}:{args.port}", spawn=0)
+        return _controller(args, _controller_endpoint(parser, args), spawn=0)
     return _controller(args, "tcp://127.0.0.1:0", spawn=args.clients)
+
+
+def _security_args(p: argparse.ArgumentParser, role: str) -> None:
+    p.add_argument("--kit", help=f"this {role}'s startup kit folder (nbfl provision): CurveZMQ")
+    p.add_argument(
+        "--insecure", action="store_true", help="allow plaintext on a non-loopback address (a network you trust)"
+    )
+
+
+def _controller_endpoint(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str:
+    """``--host``/``--port`` win; the kit's endpoint fills what they leave out."""
+    if args.kit is None:
+        return f"tcp://{args.host or '127.0.0.1'}:{5555 if args.port is None else args.port}"
+    from .provision import ProvisionError, load_kit
+
+    try:
+        args.kit = load_kit(args.kit)
+    except ProvisionError as exc:
+        parser.error(f"--kit: {exc}")
+    return args.kit.endpoint_with(args.host, args.port)
+
+
+def _provision(args: argparse.Namespace) -> int:
+    from .provision import ProvisionError, provision
+
+    try:
+        folders = provision(args.project, args.out)
+    except ProvisionError as exc:
+        print(f"nbfl provision: {exc}", file=sys.stderr)
+        return 1
+    for name, folder in folders.items():
+        role = "controller" if name == "controller" else "client"
+        print(f"{name:>12}: {folder}    nbfl {role} --kit {folder}", flush=True)
+    print("give each party its own folder only (it holds that party's secret key)", flush=True)
+    return 0
 
 
 def _round_args(p: argparse.ArgumentParser) -> None:
@@ -114,12 +161,21 @@ def _controller(args: argparse.Namespace, endpoint: str, spawn: int) -> int:
     model = DigitsMLP()
     procs: list = []
     need = spawn or args.min_clients
-    with Controller(endpoint, model, evaluate=evaluator(model, x_test, y_test)) as controller:
+    kit, insecure = getattr(args, "kit", None), getattr(args, "insecure", False)
+    try:
+        controller = Controller(endpoint, model, kit=kit, insecure=insecure, evaluate=evaluator(model, x_test, y_test))
+    except ValueError as exc:  # plaintext off loopback, or a bad kit
+        print(f"nbfl controller: {exc}", file=sys.stderr)
+        return 1
+    with controller:
         print(f"controller at {controller.endpoint}", flush=True)
+        if not spawn:  # a deployment, not the loopback demo: say how connections are protected
+            print(controller.security, flush=True)
         if spawn:
             procs = spawn_clients(controller.endpoint, spawn, partition=args.partition, seed=args.seed, epochs=args.epochs)
         else:
-            print(f"waiting for {need} clients: nbfl client {controller.endpoint} --name NAME --index I --num-clients N")
+            how = "--kit KIT_DIR" if kit is not None else f"{controller.endpoint} --name NAME"
+            print(f"waiting for {need} clients: nbfl client {how} --index I --num-clients N")
         if not _wait_for_clients(controller, need, procs):
             stop_clients(procs)
             return 1
@@ -172,10 +228,14 @@ def _client(args: argparse.Namespace) -> int:
     x, y, _, _ = load_digits_split(seed=args.seed)
     part = partition(args.partition, y, args.num_clients, args.seed)[args.index]
     trainer = ArrayTrainer(DigitsMLP(), x[part], y[part], epochs=args.epochs, seed=args.seed + args.index)
-    client = Client(
-        args.endpoint, args.name, trainer, data=(x[part], y[part]), samples=trainer.samples,
-        device=trainer.device, accept_code=args.accept_code,
-    )  # fmt: skip
+    try:
+        client = Client(
+            args.endpoint, args.name, trainer, kit=args.kit, insecure=args.insecure, data=(x[part], y[part]),
+            samples=trainer.samples, device=trainer.device, accept_code=args.accept_code,
+        )  # fmt: skip
+    except ValueError as exc:  # plaintext off loopback, or a bad kit
+        print(f"nbfl client: {exc}", file=sys.stderr)
+        return 1
     if args.exit_with_parent:
         _watch_parent(client)
     try:

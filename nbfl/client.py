@@ -26,8 +26,9 @@ import numpy as np
 from . import filters, wire
 from .executor import DXO, DataKind, Executor, FLContext, ReturnCode, Signal, from_shareable
 from .filters import Filter
+from .provision import Kit, as_kit
 from .tasks import FunctionExecutor, TaskFunction, registry, tasks_from_source
-from .transport import HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT, ClientIO
+from .transport import HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT, ClientIO, check_plaintext
 
 log = logging.getLogger("nbfl.client")
 
@@ -43,14 +44,21 @@ class Client:
     update it sends, after any the controller asked for, and the controller cannot
     turn them off; ``task_filters`` run on what each task brings (e.g. HE decryption).
     ``on_update(client)`` is called (from a worker thread) when state or metrics change.
+
+    With ``kit`` (a client's startup kit from ``nbfl provision``, or its folder) the
+    connection is CurveZMQ with the kit's keys, and ``endpoint`` and ``name`` default to
+    the kit's; the controller lists the client under the kit's name whatever ``name``
+    says. Without a kit only a loopback controller is allowed unless ``insecure=True``.
     """
 
     def __init__(
         self,
-        endpoint: str,
-        name: str,
+        endpoint: str | None = None,
+        name: str | None = None,
         executor: Executor | None = None,
         *,
+        kit: Kit | str | os.PathLike[str] | None = None,
+        insecure: bool = False,
         tasks: Mapping[str, TaskFunction] | None = None,
         data: Any = None,
         samples: int = 0,
@@ -62,6 +70,14 @@ class Client:
         heartbeat_interval: float = HEARTBEAT_INTERVAL,
         heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
     ):
+        self.kit = as_kit(kit, "client") if kit is not None else None
+        endpoint = endpoint or (self.kit.endpoint if self.kit is not None else None)
+        name = name or (self.kit.name if self.kit is not None else None)
+        if endpoint is None or name is None:
+            raise TypeError("Client needs an endpoint and a name, or a kit that has them")
+        if self.kit is None:
+            check_plaintext(endpoint, insecure, connect=True)  # a clear error now, not at start()
+        self.insecure = insecure
         self.endpoint = endpoint
         self.name = name
         self.data = data
@@ -95,8 +111,10 @@ class Client:
         """Join in the background and return; with ``wait``, block until welcomed."""
         self._connect()
         if wait is not None and not (self._answered.wait(wait) and self._welcomed.is_set()):
-            error = self.last_error
+            error, refused = self.last_error, self._answered.is_set()
             self.stop()
+            if refused:  # an answer, not silence: say so without suggesting a longer wait helps
+                raise ConnectionError(f"{self.endpoint} did not admit {self.name}: {error}")
             raise ConnectionError(f"not welcomed by {self.endpoint} within {wait} s" + (f": {error}" if error else ""))
         return self
 
@@ -141,8 +159,9 @@ class Client:
 
     def _connect(self) -> None:
         self._io = ClientIO(
-            self.endpoint, self._on_io_event, heartbeat_interval=self._hb[0], heartbeat_timeout=self._hb[1]
-        )
+            self.endpoint, self._on_io_event, heartbeat_interval=self._hb[0], heartbeat_timeout=self._hb[1],
+            curve=self.kit.curve() if self.kit is not None else None, insecure=self.insecure,
+        )  # fmt: skip
         self._io.start()
         worker = threading.Thread(target=self._work, name=f"nbfl-worker-{self.name}", daemon=True)
         worker.start()
@@ -164,6 +183,11 @@ class Client:
             log.warning("%s: refused a message from the controller: %s", self.name, payload)
         elif kind == "lost":
             log.warning("%s: no heartbeat from %s; still trying", self.name, self.endpoint)
+        elif kind == "refused":  # the handshake failed: start() reports it at once
+            log.warning("%s: %s: %s", self.name, self.endpoint, payload)
+            if not self._welcomed.is_set():
+                self.last_error = str(payload)
+                self._answered.set()
         elif self._on_message(payload):
             threading.Thread(target=self.stop, name=f"nbfl-stop-{self.name}", daemon=True).start()
 
@@ -171,6 +195,10 @@ class Client:
         """Handle one controller message; True means the controller said bye."""
         assert self._io is not None
         if msg.kind == "welcome":
+            listed = msg.get("name")
+            if isinstance(listed, str) and listed != self.name:  # a kit's key decides the name
+                log.warning("%s: the controller lists this client as %r (its kit's name)", self.name, listed)
+                self.name = listed
             self.state = "idle"
             self._welcomed.set()
             self._answered.set()

@@ -14,6 +14,7 @@ Two threads are involved, each with one job:
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -27,7 +28,9 @@ import numpy as np
 from . import wire
 from .executor import DataKind
 from .filters import build as build_filters
-from .transport import HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT, ServerIO
+from .filters.accountant import PrivacyLedger
+from .provision import Kit, as_kit
+from .transport import HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT, PLAINTEXT_NOTE, ServerIO
 from .weights import Weights
 from .workflows import FedAvg, RoundFailed, RoundStopped
 
@@ -79,17 +82,25 @@ class Controller:
     ``weights`` is a ``dict[str, np.ndarray]`` or a torch module (converted once through
     :mod:`nbfl.torch_adapter`). ``evaluate(weights) -> {"accuracy": ...}``, if given,
     runs on the controller after every round and its metrics go into :attr:`history`.
+
+    With ``kit`` (a controller's startup kit from ``nbfl provision``, or its folder) every
+    connection is CurveZMQ and only the kit's client keys are admitted, each under its
+    listed name; ``endpoint`` then defaults to the kit's. Without a kit the controller
+    listens in plaintext, on loopback only unless ``insecure=True``.
     """
 
     def __init__(
         self,
-        endpoint: str = "tcp://127.0.0.1:0",
+        endpoint: str | None = None,
         weights: Any = None,
         *,
+        kit: Kit | str | os.PathLike[str] | None = None,
+        insecure: bool = False,
         evaluate: Evaluate | None = None,
         max_inflight: int = 2,
         heartbeat_interval: float = HEARTBEAT_INTERVAL,
         heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
+        privacy_delta: float = 1e-5,
     ):
         self._weights: Weights = _as_weights(weights) if weights is not None else {}
         self.evaluate = evaluate
@@ -99,6 +110,7 @@ class Controller:
         # source of task functions (``%%fl_task``), sent only to clients that opted in
         self.task_code: dict[str, str] = {}
         self.filters: list[dict[str, Any]] = []  # asked of every client during run()
+        self.privacy = PrivacyLedger(privacy_delta)  # epsilon each client spent through its DP filter
         self._stop_requested = threading.Event()
         self._on_progress: Callable[[int, int], None] | None = None
         self._clients: dict[bytes, ClientInfo] = {}
@@ -107,9 +119,13 @@ class Controller:
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._round_record: dict[str, Any] | None = None
         self._round_timeout: float | None = None
+        self.kit = as_kit(kit, "controller") if kit is not None else None
+        if endpoint is None:
+            endpoint = self.kit.endpoint if self.kit is not None else "tcp://127.0.0.1:0"
         self._io = ServerIO(
-            endpoint, self._on_io_event, heartbeat_interval=heartbeat_interval, heartbeat_timeout=heartbeat_timeout
-        )
+            endpoint, self._on_io_event, heartbeat_interval=heartbeat_interval, heartbeat_timeout=heartbeat_timeout,
+            curve=self.kit.curve() if self.kit is not None else None, insecure=insecure,
+        )  # fmt: skip
         self._io.start()
         self._closed = False
         log.info("controller listening on %s", self.endpoint)
@@ -119,6 +135,15 @@ class Controller:
     def endpoint(self) -> str:
         """The address clients connect to, e.g. ``tcp://127.0.0.1:5555``."""
         return self._io.endpoint
+
+    @property
+    def security(self) -> str:
+        """One line on how connections are protected, for dashboards and client tables."""
+        if self.kit is None:
+            return PLAINTEXT_NOTE
+        n = len(self.kit.allowed_clients)
+        keys = f"{n} client key{'s' if n != 1 else ''}"
+        return f"CurveZMQ: encrypted and authenticated; {keys} allowed (project {self.kit.project})"
 
     @property
     def weights(self) -> Weights:
@@ -196,6 +221,13 @@ class Controller:
         """A workflow adds ``key`` to the running round's record (a cross-site matrix, statistics)."""
         if self._round_record is not None:
             self._round_record[key] = value
+
+    def restart(self, weights: Any) -> None:
+        """Begin a new run from ``weights`` with the same clients: history and privacy ledger
+        start empty, so rounds count from 1 again (comparisons of algorithms or noise levels)."""
+        self.weights = weights
+        self.history.clear()
+        self.privacy = PrivacyLedger(self.privacy.delta)
 
     def stop(self) -> None:
         """Ask a running :meth:`run` to abort its round and return (thread-safe: a Stop button)."""
@@ -388,6 +420,10 @@ class Controller:
             applied = result.meta.get("filters")
             if isinstance(applied, list) and applied:  # what this site says its update went through
                 self._round_record.setdefault("filters", {})[client.name] = applied
+                self.privacy.record(client.name, applied)
+                spent = self.privacy.epsilons()
+                self._round_record["privacy"] = {"epsilon": max(spent.values(), default=0.0),
+                                                 "delta": self.privacy.delta, "clients": spent}  # fmt: skip
 
     def _fail(self, name: str, reason: str) -> None:
         log.error("client %s: %s", name, reason)
@@ -441,6 +477,16 @@ class Controller:
 
     def _on_join(self, peer: bytes, msg: wire.Message) -> None:
         name = msg.get("name")
+        if self.kit is not None:
+            # the identity is the name the kit lists for the key that passed the handshake;
+            # a name claimed in the message is only compared with it
+            listed = self._io.authenticated_name(peer)
+            if listed is None:
+                self._io.send(peer, wire.message("error", reason="this connection was not authenticated"))
+                return
+            if name != listed:
+                log.warning("a client with the key of %r joined as %r; it is listed as %r", listed, name, listed)
+            name = listed
         if not isinstance(name, str) or not 0 < len(name) <= 64:
             self._io.send(peer, wire.message("error", reason="join needs a name of 1 to 64 characters"))
             return

@@ -15,18 +15,30 @@ registry, queue work for another thread or answer):
 * ``("invalid", peer, str)``      frames that failed validation; already answered
 * ``("lost", peer, None)``        no heartbeat from an admitted peer within the timeout,
                                   or a send to it failed
+* ``("refused", b"", str)``       (client side) the handshake with the controller failed;
+                                  the text names the likely cause
+
+Security: with :class:`CurveConfig` keys (from a startup kit, :mod:`nbfl.provision`)
+every connection is CurveZMQ, encrypted and authenticated. The controller answers ZAP
+(ZeroMQ's authentication protocol) itself, on its IO thread, and admits only the client
+keys its kit lists; the name ZAP gives a key is the client's identity. Without keys,
+only loopback endpoints are allowed unless ``insecure=True`` says otherwise.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import queue
 import socket
 import threading
 import time
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 import zmq
+from zmq.utils import z85
+from zmq.utils.monitor import recv_monitor_message
 
 from . import wire
 
@@ -36,6 +48,61 @@ HEARTBEAT_INTERVAL = 1.0
 HEARTBEAT_TIMEOUT = 6.0
 
 Handler = Callable[[str, bytes, Any], None]
+
+# ZeroMQ looks for the ZAP handler at this address in the server socket's own context
+ZAP_ENDPOINT = "inproc://zeromq.zap.01"
+ZAP_DOMAIN = b"nbfl"
+PLAINTEXT_NOTE = "connection unencrypted and unauthenticated: use loopback or a network you trust"
+
+
+class InsecureTransportError(ValueError):
+    """A plaintext endpoint other machines could reach, without ``insecure=True``."""
+
+
+@dataclass(frozen=True)
+class CurveConfig:
+    """One party's CurveZMQ keys (z85 text), and whom it trusts.
+
+    A client sets ``server_key`` (the controller's public key); a controller sets
+    ``allowed`` (client public key -> the name that client is listed under).
+    """
+
+    public_key: bytes
+    secret_key: bytes = field(repr=False)
+    server_key: bytes | None = None
+    allowed: Mapping[bytes, str] = field(default_factory=dict)
+
+
+def is_loopback(endpoint: str, connect: bool = False) -> bool:
+    """True when only this machine can use ``endpoint``: 127.0.0.0/8, ::1, localhost,
+    ``ipc://``, ``inproc://``; to connect to, also 0.0.0.0 (which means this machine).
+    A name that does not resolve counts as reachable from outside."""
+    scheme, sep, rest = endpoint.partition("://")
+    if scheme in ("ipc", "inproc"):
+        return True
+    if scheme != "tcp" or not sep:
+        return False
+    host = rest.rsplit(":", 1)[0].split(";")[-1].strip("[]")  # tcp://[src;]host:port
+    try:
+        addresses = [ipaddress.ip_address(host)]
+    except ValueError:
+        try:
+            addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in socket.getaddrinfo(host, None)]
+        except (OSError, ValueError):
+            return False
+    return bool(addresses) and all(a.is_loopback or (connect and a.is_unspecified) for a in addresses)
+
+
+def check_plaintext(endpoint: str, insecure: bool, connect: bool) -> None:
+    """Refuse plaintext off loopback unless the caller said ``insecure=True``: weights
+    and task code would cross the network readable and from anyone."""
+    if insecure or is_loopback(endpoint, connect):
+        return
+    verb = "connect to" if connect else "listen on"
+    raise InsecureTransportError(
+        f"refusing to {verb} {endpoint} without encryption: it is not a loopback address. Use a startup kit "
+        f"(nbfl provision; kit=... / --kit DIR) for CurveZMQ, or pass insecure=True (--insecure) on a network you trust"
+    )
 
 
 class _IOThread(threading.Thread):
@@ -51,10 +118,24 @@ class _IOThread(threading.Thread):
         context: zmq.Context | None = None,
         heartbeat_interval: float = HEARTBEAT_INTERVAL,
         heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
+        *,
+        curve: CurveConfig | None = None,
+        insecure: bool = False,
     ):
         super().__init__(name=self.THREAD_NAME, daemon=True)
-        self._sock = (context or zmq.Context.instance()).socket(self.SOCKET_TYPE)
-        self.endpoint = self._open(endpoint)
+        self.curve = curve
+        self._insecure = insecure
+        # a ZAP handler serves its whole context: a CURVE server gets a context of its
+        # own, so two controllers in one process never answer for each other
+        self._own_context = curve is not None and self.SOCKET_TYPE == zmq.ROUTER and context is None
+        self._context = zmq.Context() if self._own_context else (context or zmq.Context.instance())
+        self._sock = self._context.socket(self.SOCKET_TYPE)
+        self._extra: dict[zmq.Socket, Callable[[], None]] = {}  # more sockets the loop polls (ZAP, monitor)
+        try:
+            self.endpoint = self._open(endpoint)
+        except BaseException:
+            self._close_sockets()
+            raise
         self._handler = handler
         self._outbox: queue.SimpleQueue = queue.SimpleQueue()
         self._wake_r, self._wake_w = socket.socketpair()
@@ -90,6 +171,8 @@ class _IOThread(threading.Thread):
         poller = zmq.Poller()
         poller.register(self._sock, zmq.POLLIN)
         poller.register(self._wake_r, zmq.POLLIN)
+        for extra in self._extra:
+            poller.register(extra, zmq.POLLIN)
         next_beat = time.monotonic()
         try:
             while not self._stopping.is_set():
@@ -101,15 +184,25 @@ class _IOThread(threading.Thread):
                 if self._wake_r.fileno() in ready:  # zmq.Poller reports plain sockets by fd
                     self._drain_wake()
                 self._run_calls()
+                for extra, handle in self._extra.items():
+                    if extra in ready:
+                        handle()
                 if self._sock in ready:
                     self._receive_all()
         except Exception:  # pragma: no cover - a bug in nbfl itself; do not die silently
             log.exception("IO thread %s crashed", self.name)
         finally:
             self._run_calls()  # flush goodbyes queued right before stop()
-            self._sock.close(linger=500)
+            self._close_sockets(linger=500)
             self._wake_r.close()
             self._wake_w.close()
+
+    def _close_sockets(self, linger: int = 0) -> None:
+        for extra in self._extra:
+            extra.close(linger=0)
+        self._sock.close(linger=linger)
+        if self._own_context:
+            self._context.term()
 
     def _drain_wake(self) -> None:
         try:
@@ -155,11 +248,24 @@ class ServerIO(_IOThread):
 
     def __init__(self, *args: Any, **kwargs: Any):
         self._admitted: dict[bytes, float] = {}  # peer -> last time heard from
+        self._user_ids: dict[bytes, str] = {}  # peer -> the name ZAP gave its key (CURVE only)
         super().__init__(*args, **kwargs)
 
     def _open(self, endpoint: str) -> str:
         self._sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # unknown peer -> error, not silent drop
         self._sock.setsockopt(zmq.LINGER, 0)
+        if self.curve is None:
+            check_plaintext(endpoint, self._insecure, connect=False)
+        else:
+            # the handler must be bound before the first client can connect
+            zap = self._context.socket(zmq.REP)
+            zap.setsockopt(zmq.LINGER, 0)
+            zap.bind(ZAP_ENDPOINT)
+            self._extra[zap] = lambda: self._answer_zap(zap)
+            self._sock.setsockopt(zmq.CURVE_SERVER, 1)
+            self._sock.setsockopt(zmq.CURVE_PUBLICKEY, self.curve.public_key)
+            self._sock.setsockopt(zmq.CURVE_SECRETKEY, self.curve.secret_key)
+            self._sock.setsockopt(zmq.ZAP_DOMAIN, ZAP_DOMAIN)
         if not endpoint.endswith(":0"):
             self._sock.bind(endpoint)
             return endpoint
@@ -189,14 +295,46 @@ class ServerIO(_IOThread):
         self.call(self._admitted.__setitem__, peer, time.monotonic())
 
     def forget(self, peer: bytes) -> None:
-        self.call(self._admitted.pop, peer, None)
+        self.call(self._drop, peer)
+
+    def authenticated_name(self, peer: bytes) -> str | None:
+        """The name ZAP gave ``peer``'s CurveZMQ key when it joined (None in plaintext).
+
+        IO thread only: call it from the handler, while it handles that peer's join.
+        """
+        return self._user_ids.get(peer)
+
+    def _drop(self, peer: bytes) -> bool:
+        self._user_ids.pop(peer, None)
+        return self._admitted.pop(peer, None) is not None
+
+    def _answer_zap(self, zap: zmq.Socket) -> None:
+        """Answer libzmq's ZAP requests (RFC 27): admit a CURVE key only if the kit
+        lists it, and make the client's listed name the connection's User-Id."""
+        for _ in range(100):
+            try:
+                request = zap.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            # version, request id, domain, address, routing id, mechanism, credentials...
+            version, request_id = (request + [b"", b""])[:2]
+            address = request[3].decode(errors="replace") if len(request) > 3 else "?"
+            name = None
+            if len(request) == 7 and version == b"1.0" and request[5] == b"CURVE" and len(request[6]) == 32:
+                name = self.curve.allowed.get(z85.encode(request[6])) if self.curve else None
+            if name is None:
+                key = z85.encode(request[6]).decode() if len(request) == 7 and len(request[6]) == 32 else "?"
+                log.warning("refused a connection from %s: its CurveZMQ key %s is not in the kit", address, key)
+                zap.send_multipart([b"1.0", request_id, b"400", b"key not allowed", b"", b""])
+            else:
+                zap.send_multipart([b"1.0", request_id, b"200", b"OK", name.encode(), b""])
 
     def _send_frames(self, peer: bytes, frames: list) -> None:
         try:
             self._sock.send_multipart([peer, *frames], copy=False)
         except zmq.ZMQError as exc:  # EHOSTUNREACH: the peer's connection is gone
             log.debug("send to %s failed: %s", peer.hex(), exc)
-            if self._admitted.pop(peer, None) is not None:
+            if self._drop(peer):
                 self._emit("lost", peer, None)
 
     def _on_frames(self, frames: list) -> None:
@@ -209,6 +347,12 @@ class ServerIO(_IOThread):
             return
         if peer in self._admitted:
             self._admitted[peer] = time.monotonic()
+        if msg.kind == "join" and self.curve is not None:
+            # set by our ZAP answer for this connection's key; a message cannot forge it
+            try:
+                self._user_ids[peer] = str(frames[-1].get("User-Id"))
+            except zmq.ZMQError:  # no User-Id: not admitted by our ZAP answer; the join is refused
+                self._user_ids.pop(peer, None)
         if msg.kind == "heartbeat":
             if peer in self._admitted:
                 self._send_frames(peer, wire.encode(wire.message("heartbeat")))
@@ -221,7 +365,7 @@ class ServerIO(_IOThread):
     def _beat(self, now: float) -> None:
         for peer, seen in list(self._admitted.items()):
             if now - seen > self.heartbeat_timeout:
-                del self._admitted[peer]
+                self._drop(peer)
                 self._emit("lost", peer, None)
 
 
@@ -231,16 +375,63 @@ class ClientIO(_IOThread):
     SOCKET_TYPE = zmq.DEALER
     THREAD_NAME = "nbfl-client-io"
 
+    # handshake outcomes the monitor reports; a failure is reported once per streak
+    HANDSHAKE_EVENTS = (
+        zmq.EVENT_HANDSHAKE_SUCCEEDED
+        | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+        | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+        | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+    )
+
     def __init__(self, *args: Any, **kwargs: Any):
         self._last_heard = time.monotonic()
         self._controller_lost = False
         self._heard_once = False  # no beats before the controller first answers (the join)
+        self._handshake_failed = False
+        self._monitored = False
         super().__init__(*args, **kwargs)
 
     def _open(self, endpoint: str) -> str:
         self._sock.setsockopt(zmq.LINGER, 1000)
+        if self.curve is None:
+            check_plaintext(endpoint, self._insecure, connect=True)
+        else:
+            if self.curve.server_key is None:
+                raise ValueError("a CurveZMQ client needs the controller's public key")
+            self._sock.setsockopt(zmq.CURVE_PUBLICKEY, self.curve.public_key)
+            self._sock.setsockopt(zmq.CURVE_SECRETKEY, self.curve.secret_key)
+            self._sock.setsockopt(zmq.CURVE_SERVERKEY, self.curve.server_key)
+        # a failed handshake is otherwise silent: libzmq just retries. The monitor
+        # lets start() fail at once with the likely cause instead of timing out
+        monitor = self._sock.get_monitor_socket(self.HANDSHAKE_EVENTS)
+        self._monitored = True
+        self._extra[monitor] = lambda: self._on_monitor(monitor)
         self._sock.connect(endpoint)
         return endpoint
+
+    def _close_sockets(self, linger: int = 0) -> None:
+        if self._monitored:
+            self._sock.disable_monitor()
+        super()._close_sockets(linger)
+
+    def _on_monitor(self, monitor: zmq.Socket) -> None:
+        while monitor.poll(0):
+            event = recv_monitor_message(monitor)["event"]
+            if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self._handshake_failed = False
+            elif not self._handshake_failed:
+                self._handshake_failed = True
+                self._emit("refused", b"", self._handshake_cause(event))
+
+    def _handshake_cause(self, event: int) -> str:
+        if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+            return "the controller refused this client's CurveZMQ key: it is not in the controller's kit"
+        if self.curve is None:
+            return "handshake failed: the controller probably requires CurveZMQ (join with its startup kit)"
+        return (
+            "CurveZMQ handshake failed: the controller's public key in this kit is probably wrong "
+            "(a kit of another project or provisioning), or the controller runs without encryption"
+        )
 
     def send(self, msg: wire.Message) -> None:
         self.send_frames(wire.encode(msg))

@@ -126,3 +126,22 @@ def test_a_client_refuses_a_filter_it_does_not_know_and_says_why(controller_fact
     record = ctl.run(1, FedAvg(task_meta={"filters": [{"name": "homebrew"}]}))[0]
     assert record["status"].startswith("failed")
     assert "unknown filter 'homebrew'" in record["failed"]["a"]
+
+
+def test_the_ledger_shows_the_epsilon_clients_spent(controller_factory, client_factory):
+    from nbfl.filters.accountant import epsilon_for
+    from nbfl.notebook.dashboard import history_html
+
+    ctl = controller_factory({"w": np.zeros(4, np.float32)})
+    client_factory(ctl.endpoint, "a", tasks={"train": plus_one})
+    client_factory(ctl.endpoint, "b", tasks={"train": plus_one}, filters=[GaussianPrivacy(1.0, 2.0)])
+    ctl.wait_for_clients(2)
+    records = ctl.run(3, filters=[{"name": "dp", "clip": 1.0, "noise_multiplier": 4.0}])
+    # a: three releases at z = 4; b: three at z = 4 and three at z = 2 (its own policy on top)
+    expected_a = epsilon_for(4.0 / 2, 1.0, 3, 1e-5)
+    privacy = records[-1]["privacy"]
+    assert privacy["clients"]["a"] == pytest.approx(expected_a, rel=1e-9)
+    assert privacy["clients"]["b"] > epsilon_for(2.0 / 2, 1.0, 3, 1e-5) > expected_a
+    assert privacy["epsilon"] == privacy["clients"]["b"] and privacy["delta"] == 1e-5
+    assert records[0]["privacy"]["clients"]["a"] < privacy["clients"]["a"]  # it grows round by round
+    assert f"epsilon {privacy['epsilon']:.3g} at delta 1e-05" in history_html(ctl.history)

@@ -15,6 +15,7 @@ import ipywidgets as widgets
 from IPython.display import HTML, Image, display
 
 from ..controller import ClientInfo, Controller
+from ..transport import PLAINTEXT_NOTE
 from .plots import history_png
 
 
@@ -37,10 +38,19 @@ def history_html(history: Sequence[dict[str, Any]]) -> str:
         metrics = ", ".join(f"{k} {v:.4f}" for k, v in r.get("global", {}).items())
         failed = "; ".join(f"{k}: {v.splitlines()[0]}" for k, v in r.get("failed", {}).items())
         rows.append([
-            r["round"], r.get("workflow", ""), r.get("status", ""), metrics, len(r.get("clients", {})), failed,
-            f"{r.get('seconds', 0):.2f}",
+            r["round"], r.get("workflow", ""), r.get("status", ""), metrics, privacy_text(r).strip(" ;"),
+            len(r.get("clients", {})), failed, f"{r.get('seconds', 0):.2f}",
         ])  # fmt: skip
-    return _table("nbfl-history", ["round", "workflow", "status", "global", "clients", "failed", "seconds"], rows)
+    head = ["round", "workflow", "status", "global", "privacy", "clients", "failed", "seconds"]
+    return _table("nbfl-history", head, rows)
+
+
+def privacy_text(record: dict[str, Any]) -> str:
+    """``; epsilon 3.2 at delta 1e-05`` when clients ran the DP filter: the most any client spent."""
+    privacy = record.get("privacy")
+    if not privacy:
+        return ""
+    return f"; epsilon {privacy['epsilon']:.3g} at delta {privacy['delta']:g}"
 
 
 def statistics_html(result: dict[str, Any]) -> str:
@@ -65,8 +75,9 @@ def _table(css_class: str, head: Sequence[str], rows: Iterable[Sequence[Any]]) -
     return f"<table class='{css_class}'><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>"
 
 
-# nbfl has no CurveZMQ yet: every dashboard says so, so nobody assumes otherwise
-SECURITY_NOTE = "connection unencrypted and unauthenticated: use loopback or a network you trust"
+# what a plaintext controller's dashboards say; Controller.security says it for each one
+# (CurveZMQ and its number of allowed keys when it runs from a startup kit)
+SECURITY_NOTE = PLAINTEXT_NOTE
 
 
 class Dashboard:
@@ -98,7 +109,7 @@ class Dashboard:
     def on_round(self, record: dict[str, Any]) -> None:
         self.rounds.value = len(self.controller.history) - self._start
         g = ", ".join(f"{k} {v:.4f}" for k, v in record["global"].items())
-        self.status.value = html.escape(f"round {record['round']}: {record['status']} {g}")
+        self.status.value = html.escape(f"round {record['round']}: {record['status']} {g}{privacy_text(record)}")
         self._table.update(HTML(self._table_html()))
         self._plot.update(self._image())
 
@@ -106,7 +117,7 @@ class Dashboard:
         self.stop_button.disabled = True
 
     def _table_html(self) -> str:
-        return clients_html(self.controller.clients, SECURITY_NOTE)
+        return clients_html(self.controller.clients, self.controller.security)
 
     def _image(self) -> Image | HTML:
         if not any(r.get("global") for r in self.controller.history):

@@ -20,7 +20,8 @@ from ..client import Client
 from ..controller import Controller
 from ..spawn import spawn_clients, stop_clients
 from ..workflows import ALGORITHMS, CrossSiteEval, FederatedStatistics, make_workflow
-from .dashboard import SECURITY_NOTE, Dashboard, clients_html, history_html, statistics_html
+from ..provision import load_kit
+from .dashboard import Dashboard, clients_html, history_html, statistics_html
 from .plots import cross_site_png
 
 
@@ -43,8 +44,10 @@ class FLMagics(Magics):
     # -- controller --------------------------------------------------------------
     @magic_arguments()
     @argument("action", choices=["start", "stop", "status"], help="start, stop or show the controller")
-    @argument("--host", default="127.0.0.1", help="address to bind; clients on other machines need a reachable one")
-    @argument("--port", type=int, default=0, help="0 picks a free port")
+    @argument("--host", help="address to bind (default: the kit's host, else 127.0.0.1); others need a reachable one")
+    @argument("--port", type=int, help="0 picks a free port (default: the kit's port, else 0)")
+    @argument("--kit", help="the controller's startup kit folder (nbfl provision): CurveZMQ, only its clients admitted")
+    @argument("--insecure", action="store_true", help="allow plaintext on a non-loopback --host (a trusted network)")
     @argument("--model", help="name of a torch module or dict of arrays in this notebook (default: digits MLP)")
     @argument("--evaluate", help="name of a function weights -> {'accuracy': ...} (default: digits test split)")
     @argument("--min-clients", type=int, default=1, help="results a round needs to update the model")
@@ -65,19 +68,29 @@ class FLMagics(Magics):
         if self.controller is not None:
             raise UsageError(f"a controller already runs at {self.controller.endpoint}; %fl_controller stop first")
         weights, evaluate = self._model(args.model, args.evaluate)
-        self.controller = Controller(f"tcp://{args.host}:{args.port}", weights, evaluate=evaluate)
+        kit = None
+        endpoint = f"tcp://{args.host or '127.0.0.1'}:{args.port or 0}"
+        try:
+            if args.kit is not None:
+                kit = load_kit(args.kit)
+                endpoint = kit.endpoint_with(args.host, args.port)
+            self.controller = Controller(endpoint, weights, kit=kit, insecure=args.insecure, evaluate=evaluate)
+        except ValueError as exc:  # plaintext off loopback, or a bad kit
+            raise UsageError(str(exc)) from None
         self.controller.task_code.update(self.task_code)
         self.shell.user_ns["nbfl_controller"] = self.controller  # the Python API, for what magics do not cover
         self.controller.min_clients = args.min_clients
         self.round_timeout = args.timeout
         endpoint = self.controller.endpoint
         join = endpoint.replace("0.0.0.0", socket.gethostname())
+        how = "--kit YOUR_KIT_FOLDER" if kit is not None else f"{html.escape(join)} --name YOUR_NAME"
+        color = "#060" if kit is not None else "#a60"
         display(
             HTML(
                 f"<b>controller listening on {html.escape(endpoint)}</b><br>"
                 f"participants join from their notebook with:<br><code>%load_ext nbfl<br>"
-                f"%fl_join {html.escape(join)} --name YOUR_NAME</code><br>"
-                f"<span style='color:#a60'>{SECURITY_NOTE}</span>"
+                f"%fl_join {how}</code><br>"
+                f"<span style='color:{color}'>{html.escape(self.controller.security)}</span>"
             )
         )
 
@@ -127,6 +140,9 @@ class FLMagics(Magics):
         if args.n < 1:
             raise UsageError("%fl_spawn needs at least 1 client")
         ctl = self._controller()
+        if ctl.kit is not None:
+            raise UsageError("spawned clients have no startup kit, so a controller with --kit refuses them; "
+                             "start clients with their kits (nbfl client --kit DIR, %fl_join --kit DIR)")  # fmt: skip
         before = len(ctl.live_clients())
         self.batches += 1  # names stay unique across several %fl_spawn calls: site-1, site2-1, ...
         self.spawned += spawn_clients(
@@ -137,8 +153,10 @@ class FLMagics(Magics):
         display(HTML(clients_html(ctl.clients)))
 
     @magic_arguments()
-    @argument("endpoint", help="the address %%fl_controller start showed, e.g. tcp://10.0.0.5:5555")
-    @argument("--name", required=True, help="how the controller will list you")
+    @argument("endpoint", nargs="?", help="the address %%fl_controller start showed, e.g. tcp://10.0.0.5:5555")
+    @argument("--name", help="how the controller will list you (with --kit: the kit's name)")
+    @argument("--kit", help="your startup kit folder (nbfl provision): endpoint, name and CurveZMQ keys")
+    @argument("--insecure", action="store_true", help="allow plaintext to a non-loopback controller")
     @argument("--data", default="digits", choices=["digits", "none"], help="'none': use your @nbfl.task functions")
     @argument("--index", type=int, default=0, help="your share of the partition")
     @argument("--num-clients", type=int, default=1)
@@ -151,11 +169,15 @@ class FLMagics(Magics):
         args = parse_argstring(self.fl_join, line)
         if self.client is not None and self.client.state != "stopped":
             raise UsageError(f"this notebook is already client {self.client.name!r}; call nbfl_client.stop() first")
-        status = display(HTML(f"joining {html.escape(args.endpoint)} as {html.escape(args.name)} ..."), display_id=True)
+        if args.kit is None and (args.endpoint is None or args.name is None):
+            raise UsageError("%fl_join needs ENDPOINT and --name, or --kit YOUR_KIT_FOLDER")
+        where = args.endpoint or f"the controller of kit {args.kit}"
+        status = display(HTML(f"joining {html.escape(where)} as {html.escape(args.name or 'the kit name')} ..."),
+                         display_id=True)  # fmt: skip
         kwargs = self._local_training(args)
         try:
             self.client = Client(
-                args.endpoint, args.name, accept_code=args.accept_code,
+                args.endpoint, args.name, kit=args.kit, insecure=args.insecure, accept_code=args.accept_code,
                 on_update=lambda c: status.update(HTML(_client_status(c))), **kwargs,
             ).start(wait=30)  # fmt: skip
         except (ConnectionError, ValueError) as exc:
@@ -279,7 +301,8 @@ class FLMagics(Magics):
     @line_magic
     def fl_clients(self, line: str = "") -> None:
         """The client table: name, host, device, samples, state, last round's time and metrics."""
-        display(HTML(clients_html(self._controller().clients, SECURITY_NOTE)))
+        ctl = self._controller()
+        display(HTML(clients_html(ctl.clients, ctl.security)))
 
     @line_magic
     def fl_history(self, line: str = "") -> None:
