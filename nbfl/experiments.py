@@ -120,8 +120,7 @@ def _each_algorithm(
     initial = {k: v.copy() for k, v in ctl.weights.items()}
     rows = []
     for name in algorithms:
-        ctl.weights = {k: v.copy() for k, v in initial.items()}
-        ctl.history.clear()  # rounds count from 1 again: the clients shuffle the same batches
+        ctl.restart({k: v.copy() for k, v in initial.items()})  # round 1 again: the same batches
         workflow = make_workflow(name, **dict((options or {}).get(name, {})))
         for record in ctl.run(rounds, workflow, min_clients=len(ctl.live_clients()), timeout=600):
             rows.append({"alpha": alpha, "algorithm": name, "round": record["round"], **record["global"]})

@@ -61,3 +61,18 @@ def test_algorithms_notebook_reproduces_the_comparison_on_digits():
     plot_cell = next(c for c in nb.cells if "display_id=True" in c.source)
     assert any("image/png" in d for d, _ in outputs(plot_cell))
     assert "CIFAR-10 section skipped" in text or "final accuracy" in text
+
+
+def test_privacy_notebook_shows_accuracy_against_epsilon_policy_and_he():
+    nb = execute("04_privacy.ipynb", ROUNDS=4, NOISE=[0.2, 1.0])
+    text = "".join(t for c in nb.cells for _, t in outputs(c))
+    rows = re.findall(r"noise ([\d.]+): epsilon ([\d.e+]+), accuracy ([\d.]+)", text)
+    assert [float(z) for z, _, _ in rows] == [0.2, 1.0]
+    assert float(rows[0][1]) > float(rows[1][1])  # less noise, more epsilon spent
+    assert re.search(r"noise None: no DP, accuracy ([\d.]+)", text)
+    plot_cell = next(c for c in nb.cells if "xscale" in c.source)
+    assert any("image/png" in d for d, _ in outputs(plot_cell))
+    assert "hospital -> dp, exclude" in text and "clinic -> dp\n" in text
+    he = re.search(r"plain FedAvg ([\d.]+), HE FedAvg \(decrypted by a client\) ([\d.]+)", text)
+    assert he and abs(float(he.group(1)) - float(he.group(2))) <= 0.005
+    assert "holds a secret key: False" in text
