@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .dp_sgd import DPSGD
 from .executor import DXO, AppConstants, DataKind, Executor, FLContext, MetaKey, ReturnCode, Shareable, Signal
 from .executor import from_shareable, make_reply
 from .torch_adapter import device_name, get_weights, set_weights
@@ -31,6 +32,8 @@ class ArrayTrainer(Executor):
     ``fedprox_mu`` (or ``mu`` is set here); ``validate`` with METRICS on the local data;
     ``submit_model`` with the model it trained last (for cross-site evaluation);
     ``statistics`` with per-feature aggregates of ``x``, withheld below ``min_count`` samples.
+    With ``dp_sgd`` it trains by DP-SGD (:mod:`nbfl.dp_sgd`); that leaves out FedProx's
+    term and SCAFFOLD's correction, so such tasks are refused.
     Batches are shuffled from ``(seed, round)``, so runs of different algorithms see
     the same batches in the same round.
     """
@@ -47,6 +50,7 @@ class ArrayTrainer(Executor):
         momentum: float = 0.9,
         mu: float = 0.0,
         min_count: int = 10,
+        dp_sgd: DPSGD | None = None,
         seed: int = 0,
         device: str | None = None,
     ):
@@ -58,6 +62,7 @@ class ArrayTrainer(Executor):
         self.epochs, self.lr, self.batch_size, self.momentum, self.mu = epochs, lr, batch_size, momentum, mu
         self.seed = seed
         self.min_count = min_count  # this site's own floor for sharing statistics
+        self.dp_sgd = dp_sgd  # record-level DP on this site (Opacus); its epsilon goes into the metrics
         self.scaffold = ScaffoldClient()
         self.local_weights: Weights | None = None  # after the last train task
 
@@ -86,16 +91,17 @@ class ArrayTrainer(Executor):
 
     def train_task(self, dxo: DXO, round_number: int, abort_signal: Signal) -> Shareable:
         scaffold = RUN_KEY in dxo.meta
+        if self.dp_sgd is not None and (scaffold or dxo.meta.get(MU_KEY)):
+            raise ValueError("this site trains with DP-SGD, which does not combine with FedProx or SCAFFOLD here")
         set_weights(self.model, self.scaffold.begin(self.model, dxo.data, dxo.meta) if scaffold else dxo.data)
         mu = dxo.meta.get(MU_KEY, self.mu)
         steps, loss = self.train(abort_signal, round_number, mu if isinstance(mu, (int, float)) else self.mu, scaffold)
         if abort_signal.triggered:
             return make_reply(ReturnCode.TASK_ABORTED)
-        meta = {
-            MetaKey.NUM_STEPS_CURRENT_ROUND: steps,
-            "num_samples": self.samples,
-            "metrics": {"train_loss": loss, **self.evaluate(self.x, self.y, prefix="local_")},
-        }
+        metrics = {"train_loss": loss, **self.evaluate(self.x, self.y, prefix="local_")}
+        if self.dp_sgd is not None:
+            metrics.update(self.dp_sgd.spent())
+        meta = {MetaKey.NUM_STEPS_CURRENT_ROUND: steps, "num_samples": self.samples, "metrics": metrics}
         self.local_weights = {k: v.copy() for k, v in get_weights(self.model).items()}
         if scaffold:
             # momentum SGD moves about lr / (1 - momentum) per unit gradient once it is going
@@ -110,6 +116,19 @@ class ArrayTrainer(Executor):
         prox = proximal_term(self.model, float(mu))
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + int(round_number))
         self.model.train()
+        if self.dp_sgd is not None:
+            torch.manual_seed(self.seed * 1_000_003 + int(round_number))  # Opacus samples batches from torch's RNG
+
+            def step(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> float:
+                loss = loss_fn(model(xb.to(self.device)), yb.to(self.device))
+                loss.backward()
+                return loss.item()
+
+            data = torch.utils.data.TensorDataset(self.x, self.y)
+            steps, losses = self.dp_sgd.epochs(
+                self.model, opt, data, self.batch_size, self.epochs, step, lambda: abort_signal.triggered
+            )
+            return steps, float(np.mean(losses)) if losses else 0.0
         steps, losses = 0, []
         for _ in range(self.epochs):
             losses = []

@@ -145,3 +145,34 @@ def test_the_ledger_shows_the_epsilon_clients_spent(controller_factory, client_f
     assert privacy["epsilon"] == privacy["clients"]["b"] and privacy["delta"] == 1e-5
     assert records[0]["privacy"]["clients"]["a"] < privacy["clients"]["a"]  # it grows round by round
     assert f"epsilon {privacy['epsilon']:.3g} at delta 1e-05" in history_html(ctl.history)
+
+
+def test_dp_sgd_trains_through_opacus_and_reports_its_epsilon(controller_factory, client_factory):
+    pytest.importorskip("opacus")
+    import torch
+
+    from nbfl.data import load_digits_split
+    from nbfl.dp_sgd import DPSGD
+    from nbfl.filters.accountant import epsilon_for
+    from nbfl.models import DigitsMLP
+    from nbfl.trainers import ArrayTrainer, evaluator
+
+    x, y, x_test, y_test = load_digits_split()
+    torch.manual_seed(0)
+    model = DigitsMLP(32)
+    ctl = controller_factory(model, evaluate=evaluator(model, x_test, y_test))
+    before = evaluator(model, x_test, y_test)(ctl.weights)["accuracy"]
+    dp = DPSGD(noise_multiplier=1.0, max_grad_norm=1.0)
+    trainer = ArrayTrainer(DigitsMLP(32), x[:400], y[:400], epochs=2, lr=0.1, batch_size=40, dp_sgd=dp, device="cpu")
+    client_factory(ctl.endpoint, "site", trainer)
+    ctl.wait_for_clients(1)
+    records = ctl.run(3)
+    assert all(r["status"] == "ok" for r in records)
+    spent = records[-1]["clients"]["site"]["dp_sgd_epsilon"]
+    # Poisson-sampled batches of rate 40/400, about 10 steps an epoch: the accountant's epsilon for the steps taken
+    assert spent == pytest.approx(epsilon_for(1.0, 0.1, dp.accountant.steps, 1e-5), rel=1e-9)
+    assert 20 <= dp.accountant.steps <= 90 and records[0]["clients"]["site"]["dp_sgd_epsilon"] < spent
+    assert records[-1]["global"]["accuracy"] > before + 0.2  # it still learns
+    assert not any(name.startswith("_module") for name in ctl.weights)  # Opacus' wrapper never leaks into names
+    record = ctl.run(1, nbfl.FedProx(mu=0.1))[0]
+    assert "does not combine with FedProx" in record["failed"]["site"]
