@@ -29,6 +29,7 @@ from . import wire
 from .executor import DataKind
 from .filters import build as build_filters
 from .filters.accountant import PrivacyLedger
+from .limits import RateLimit
 from .provision import Kit, as_kit
 from .transport import HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT, PLAINTEXT_NOTE, ServerIO
 from .weights import Weights
@@ -101,6 +102,7 @@ class Controller:
         heartbeat_interval: float = HEARTBEAT_INTERVAL,
         heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
         privacy_delta: float = 1e-5,
+        join_rate: tuple[float, int] = (20.0, 100),
     ):
         self._weights: Weights = _as_weights(weights) if weights is not None else {}
         self.evaluate = evaluate
@@ -111,6 +113,7 @@ class Controller:
         self.task_code: dict[str, str] = {}
         self.filters: list[dict[str, Any]] = []  # asked of every client during run()
         self.privacy = PrivacyLedger(privacy_delta)  # epsilon each client spent through its DP filter
+        self._joins = RateLimit(*join_rate)  # (per second, at once): a join flood is refused cheaply
         self._stop_requested = threading.Event()
         self._on_progress: Callable[[int, int], None] | None = None
         self._clients: dict[bytes, ClientInfo] = {}
@@ -476,6 +479,10 @@ class Controller:
             self._io.send(peer, wire.message("error", reason=f"a client may not send {msg.kind!r}"))
 
     def _on_join(self, peer: bytes, msg: wire.Message) -> None:
+        if not self._joins.allow():
+            log.warning("join from %s refused: more than %s joins a second", peer.hex(), self._joins.rate)
+            self._io.send(peer, wire.message("error", reason="too many joins at once; try again in a moment"))
+            return
         name = msg.get("name")
         if self.kit is not None:
             # the identity is the name the kit lists for the key that passed the handshake;

@@ -187,3 +187,22 @@ def test_stop_aborts_the_round_like_an_interrupt(controller_factory, client_fact
     np.testing.assert_array_equal(ctl.weights["w"], w0["w"])
     client.executor.tasks["train"] = adder(1.0, 1)["train"]
     assert ctl.run(1, timeout=30)[0]["status"] == "ok"
+
+
+def test_a_join_flood_is_refused_beyond_the_rate(controller_factory, client_factory):
+    ctl = controller_factory(small_model(), join_rate=(0.0, 2))  # two joins, no refill
+    client_factory(ctl.endpoint, "a")
+    client_factory(ctl.endpoint, "b")
+    with pytest.raises(ConnectionError, match="too many joins"):
+        client_factory(ctl.endpoint, "c")
+    assert sorted(c.name for c in ctl.clients) == ["a", "b"]
+
+
+def test_rate_limit_refills_at_its_rate():
+    from nbfl.limits import RateLimit
+
+    now = [0.0]
+    limit = RateLimit(rate=2.0, burst=3, clock=lambda: now[0])
+    assert [limit.allow() for _ in range(4)] == [True, True, True, False]
+    now[0] = 0.5  # half a second at 2 a second: one more
+    assert [limit.allow(), limit.allow()] == [True, False]

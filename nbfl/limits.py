@@ -1,0 +1,30 @@
+"""A token bucket, for limits that count events over time (joins to a controller).
+
+``burst`` events may come at once; after that the bucket refills at ``rate`` a second.
+A flood of joins (each would add a registry entry and a welcome) is then refused
+cheaply, while a classroom of laptops joining within a few seconds is not.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+
+class RateLimit:
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic):
+        if rate < 0 or burst < 1:
+            raise ValueError(f"rate must not be negative and burst at least 1, got {rate} and {burst}")
+        self.rate, self.burst, self.clock = rate, burst, clock
+        self.tokens = float(burst)
+        self.last = clock()
+
+    def allow(self) -> bool:
+        """Take one token if there is one."""
+        now = self.clock()
+        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
