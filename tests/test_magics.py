@@ -141,7 +141,13 @@ def test_algorithms_cross_site_and_statistics_from_magics(ip):
     with pytest.raises(UsageError, match="fedprox.*unexpected keyword"):
         ip.run_line_magic("fl_round", "1 --algorithm fedprox --with nonsense=1")
     ip.run_line_magic("fl_round", "1 --algorithm scaffold")
-    assert [r["workflow"] for r in ctl.history] == ["fedopt"] * 4 + ["scaffold"]
+    ip.run_line_magic("fl_round", "1 --filter dp:clip=0.5,noise_multiplier=0.1 --filter exclude:names=fc2.bias")
+    assert ctl.history[-1]["filters"]["site-1"] == [
+        {"name": "dp", "clip": 0.5, "noise_multiplier": 0.1}, {"name": "exclude", "names": ["fc2.bias"]}]
+    assert ctl.history[-1]["privacy"]["epsilon"] > 0
+    with pytest.raises(UsageError, match="unknown filter 'zip'"):
+        ip.run_line_magic("fl_round", "1 --filter zip")
+    assert [r["workflow"] for r in ctl.history] == ["fedopt"] * 4 + ["scaffold", "fedavg"]
     assert all(r["status"] == "ok" for r in ctl.history)
 
     ip.run_line_magic("fl_cross_site", "")

@@ -18,6 +18,7 @@ from IPython.display import HTML, Image, display
 
 from ..client import Client
 from ..controller import Controller
+from ..filters import FilterError
 from ..spawn import spawn_clients, stop_clients
 from ..workflows import ALGORITHMS, CrossSiteEval, FederatedStatistics, make_workflow
 from ..provision import load_kit
@@ -222,6 +223,8 @@ class FLMagics(Magics):
               help="an algorithm option, e.g. mu=0.1 (fedprox), lr=1.0 momentum=0.6 (fedopt), order=shuffled")
     @argument("--reset", action="store_true", help="start the algorithm's server state (momentum, SCAFFOLD's c) afresh")
     @argument("--task", default="train", help="the task each client runs")
+    @argument("--filter", dest="filters", action="append", default=[], metavar="NAME[:KEY=VALUE,...]",
+              help="a filter every client applies to its updates, e.g. dp:clip=0.5,noise_multiplier=1.0")
     @argument("--min-clients", type=int, help="results a round needs (default: the controller's)")
     @argument("--timeout", type=float, help="seconds a round waits (default: the controller's)")
     @line_magic
@@ -241,8 +244,9 @@ class FLMagics(Magics):
                 args.n, workflow,
                 min_clients=args.min_clients or ctl.min_clients, timeout=args.timeout or self.round_timeout,
                 join_timeout=0, on_round=board.on_round, on_progress=board.on_progress,
+                filters=[_filter_spec(text) for text in args.filters],
             )  # fmt: skip
-        except TimeoutError as exc:
+        except (TimeoutError, FilterError) as exc:
             raise UsageError(str(exc)) from None
         except KeyboardInterrupt:
             pass  # the controller aborted the round on the clients; say so below
@@ -308,6 +312,12 @@ class FLMagics(Magics):
     def fl_history(self, line: str = "") -> None:
         """One row per round: status, global metrics, clients that answered and that failed."""
         display(HTML(history_html(self._controller().history)))
+
+
+def _filter_spec(text: str) -> dict[str, Any]:
+    """``dp:clip=0.5,noise_multiplier=1.0`` -> ``{"name": "dp", "clip": 0.5, "noise_multiplier": 1.0}``."""
+    name, _, params = text.partition(":")
+    return {"name": name, **dict(_option(p) for p in params.split(",") if p)}
 
 
 def _option(text: str) -> tuple[str, Any]:
