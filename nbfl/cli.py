@@ -97,9 +97,13 @@ def _provision(args: argparse.Namespace) -> int:
     except ProvisionError as exc:
         print(f"nbfl provision: {exc}", file=sys.stderr)
         return 1
+    clients = [name for name in folders if name != "controller"]
     for name, folder in folders.items():
-        role = "controller" if name == "controller" else "client"
-        print(f"{name:>12}: {folder}    nbfl {role} --kit {folder}", flush=True)
+        if name == "controller":
+            run = f"nbfl controller --kit {folder} --min-clients {len(clients)}"
+        else:  # the built-in digits trainer: each client its own share
+            run = f"nbfl client --kit {folder} --index {clients.index(name)} --num-clients {len(clients)}"
+        print(f"{name:>12}: {folder}    {run}", flush=True)
     print("give each party its own folder only (it holds that party's secret key)", flush=True)
     return 0
 
@@ -162,8 +166,11 @@ def _controller(args: argparse.Namespace, endpoint: str, spawn: int) -> int:
     procs: list = []
     need = spawn or args.min_clients
     kit, insecure = getattr(args, "kit", None), getattr(args, "insecure", False)
+    he_context = kit.he_context() if kit is not None else None
+    # under HE the controller holds ciphertexts: it cannot evaluate, the clients report
+    evaluate = None if he_context is not None else evaluator(model, x_test, y_test)
     try:
-        controller = Controller(endpoint, model, kit=kit, insecure=insecure, evaluate=evaluator(model, x_test, y_test))
+        controller = Controller(endpoint, model, kit=kit, insecure=insecure, evaluate=evaluate)
     except ValueError as exc:  # plaintext off loopback, or a bad kit
         print(f"nbfl controller: {exc}", file=sys.stderr)
         return 1
@@ -180,13 +187,27 @@ def _controller(args: argparse.Namespace, endpoint: str, spawn: int) -> int:
             stop_clients(procs)
             return 1
         print(f"{need} clients joined: {', '.join(c.name for c in controller.live_clients())}", flush=True)
-        print(f"{'round':>5} {'accuracy':>9} {'loss':>7} {'clients':>7} {'seconds':>8}", flush=True)
         workflow = make_workflow(args.algorithm)
-        controller.run(args.rounds, workflow, min_clients=need, timeout=args.timeout, on_round=_print_round)
+        if he_context is not None:
+            from .workflows.he_fedavg import HEFedAvg
+
+            workflow = HEFedAvg(he_context)
+            print("homomorphic encryption: this controller cannot read the model; accuracy is the clients' own")
+        print(f"{'round':>5} {'accuracy':>9} {'loss':>7} {'clients':>7} {'seconds':>8}  ({workflow.name})", flush=True)
+        try:
+            controller.run(args.rounds, workflow, min_clients=need, timeout=args.timeout, on_round=_print_round)
+        except TimeoutError as exc:  # too few clients left, and none came back
+            print(f"stopped: {exc}", flush=True)
+        except KeyboardInterrupt:
+            print("stopped: clients were told to abort; the global model is the last complete round's", flush=True)
     stop_clients(procs)
-    final = controller.history[-1]["global"].get("accuracy") if controller.history else None
-    print(f"final accuracy {final:.4f}" if final is not None else "no round completed", flush=True)
-    return 0 if final is not None else 1
+    done = [r for r in controller.history if r["status"] == "ok"]
+    if not done:
+        print("no round completed", flush=True)
+        return 1
+    accuracy = _accuracy(done[-1])
+    print(f"{len(done)} rounds completed; final accuracy {accuracy:.4f}", flush=True)
+    return 0
 
 
 def _wait_for_clients(controller: Any, need: int, procs: list, timeout: float = 120.0) -> bool:
@@ -206,9 +227,17 @@ def _wait_for_clients(controller: Any, need: int, procs: list, timeout: float = 
     return False
 
 
+def _accuracy(record: dict) -> float:
+    """The global model's accuracy, or (under HE) the mean of the clients' own on their data."""
+    if "accuracy" in record["global"]:
+        return record["global"]["accuracy"]
+    local = [m["local_accuracy"] for m in record["clients"].values() if "local_accuracy" in m]
+    return sum(local) / len(local) if local else float("nan")
+
+
 def _print_round(record: dict) -> None:
     g = record["global"]
-    line = f"{record['round']:>5} {g.get('accuracy', float('nan')):>9.4f} {g.get('loss', float('nan')):>7.4f}"
+    line = f"{record['round']:>5} {_accuracy(record):>9.4f} {g.get('loss', float('nan')):>7.4f}"
     line += f" {len(record['clients']):>7} {record['seconds']:>8.2f}"
     if record["failed"]:
         line += "  failed: " + ", ".join(f"{k} ({v.splitlines()[0]})" for k, v in record["failed"].items())
@@ -231,7 +260,7 @@ def _client(args: argparse.Namespace) -> int:
     try:
         client = Client(
             args.endpoint, args.name, trainer, kit=args.kit, insecure=args.insecure, data=(x[part], y[part]),
-            samples=trainer.samples, device=trainer.device, accept_code=args.accept_code,
+            samples=trainer.samples, device=trainer.device, accept_code=args.accept_code, **_he_filters(args.kit),
         )  # fmt: skip
     except ValueError as exc:  # plaintext off loopback, or a bad kit
         print(f"nbfl client: {exc}", file=sys.stderr)
@@ -243,12 +272,26 @@ def _client(args: argparse.Namespace) -> int:
     except ConnectionError as exc:
         print(f"nbfl client: {exc}", file=sys.stderr)
         return 1
+    print(f"joined {client.endpoint} as {client.name} ({len(part)} samples); training when the controller asks",
+          flush=True)  # fmt: skip
     try:
         while not client.wait(0.5):  # short waits keep Ctrl-C prompt
             pass
     except KeyboardInterrupt:
         client.stop()
     return 0
+
+
+def _he_filters(kit: Any) -> dict[str, Any]:
+    """A ``he = true`` kit's client encrypts what it sends and decrypts what it gets."""
+    from .provision import load_kit
+
+    context = load_kit(kit).he_context() if kit is not None else None
+    if context is None:
+        return {}
+    from .filters.he import HEDecrypt, HEEncrypt
+
+    return {"filters": [HEEncrypt(context)], "task_filters": [HEDecrypt(context)]}
 
 
 def _watch_parent(client: Any) -> None:

@@ -33,7 +33,7 @@ from .limits import RateLimit
 from .provision import Kit, as_kit
 from .transport import HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT, PLAINTEXT_NOTE, ServerIO
 from .weights import Weights
-from .workflows import FedAvg, RoundFailed, RoundStopped
+from .workflows import FedAvg, RoundFailed, RoundStopped, make_workflow
 
 log = logging.getLogger("nbfl.controller")
 
@@ -190,11 +190,13 @@ class Controller:
         on_progress: Callable[[int, int], None] | None = None,
         filters: list[dict[str, Any]] | None = None,
     ) -> list[dict[str, Any]]:
-        """Run ``rounds`` rounds of ``workflow`` (FedAvg by default); return their records.
+        """Run ``rounds`` rounds of ``workflow`` (FedAvg by default, or an algorithm's name); return their records.
 
         A round waits for every live client or ``timeout`` seconds; a client that dies
         is noticed by its missing heartbeats and the round goes on with the others.
-        A round with fewer than ``min_clients`` usable results keeps the old model.
+        A round with fewer than ``min_clients`` usable results keeps the old model; if
+        fewer than ``min_clients`` are still connected before a round, it waits up to
+        ``join_timeout`` for them (TimeoutError if they do not come back).
         ``on_round(record)`` follows each round, ``on_progress(answered, asked)`` each
         answer within one, both on this thread. :meth:`stop` ends the run after
         aborting the round in progress. ``filters`` are specs of :mod:`nbfl.filters`
@@ -203,7 +205,7 @@ class Controller:
         """
         if not self._weights:
             raise ValueError("the controller has no model: pass weights=... or set controller.weights")
-        workflow = workflow if workflow is not None else FedAvg()
+        workflow = make_workflow(workflow) if isinstance(workflow, str) else workflow or FedAvg()
         build_filters(filters)  # an unknown or bad spec fails here, not on every client
         self.filters = list(filters or [])
         self.min_clients = min_clients
@@ -212,6 +214,8 @@ class Controller:
         self.wait_for_clients(min_clients, join_timeout)
         records = []
         for _ in range(rounds):
+            if len(self.live_clients()) < min_clients:  # some left: wait for them, do not fail rounds
+                self.wait_for_clients(min_clients, join_timeout)
             record = self._run_round(workflow, timeout)
             records.append(record)
             if on_round is not None:

@@ -206,3 +206,14 @@ def test_rate_limit_refills_at_its_rate():
     assert [limit.allow() for _ in range(4)] == [True, True, True, False]
     now[0] = 0.5  # half a second at 2 a second: one more
     assert [limit.allow(), limit.allow()] == [True, False]
+
+
+def test_a_run_waits_for_clients_that_left_instead_of_failing_rounds(controller_factory, client_factory):
+    ctl = controller_factory(small_model())
+    client_factory(ctl.endpoint, "a", tasks=adder(1.0, 1))
+    b = client_factory(ctl.endpoint, "b", tasks=adder(1.0, 1))
+    ctl.wait_for_clients(2)
+    with pytest.raises(TimeoutError, match="1 of 2 clients"):
+        ctl.run(10, min_clients=2, join_timeout=1.0, on_round=lambda record: b.stop())
+    assert ctl.history[0]["status"] == "ok" and len(ctl.history) <= 2  # not ten failed rounds
+    assert ctl.run(1, "fedopt", min_clients=1)[0]["workflow"] == "fedopt"  # a name will do

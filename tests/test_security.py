@@ -443,3 +443,26 @@ def test_magics_start_and_join_with_kits(ip, kits, monkeypatch):
         ip.run_line_magic("fl_controller", "stop")
     with pytest.raises(UsageError, match="--insecure"):
         ip.run_line_magic("fl_join", "tcp://192.0.2.1:5555 --name x --data none")
+
+
+def test_a_he_project_runs_encrypted_from_the_command_line(tmp_path):
+    pytest.importorskip("tenseal")
+    project = write_project(tmp_path / "p.toml", clients=["site-1", "site-2"], he=True)
+    assert subprocess.run([*NBFL, "provision", project, "--out", str(tmp_path / "kits")], timeout=120).returncode == 0
+    controller = subprocess.Popen(
+        [*NBFL, "controller", "--kit", str(tmp_path / "kits" / "controller"), "--min-clients", "2", "--rounds", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    sites = [
+        subprocess.Popen([*NBFL, "client", "--kit", str(tmp_path / "kits" / f"site-{i + 1}"), "--index", str(i),
+                          "--num-clients", "2"], stdout=subprocess.PIPE, text=True)  # fmt: skip
+        for i in range(2)
+    ]
+    stdout, stderr = controller.communicate(timeout=300)
+    assert controller.returncode == 0, stderr
+    assert "homomorphic encryption" in stdout and "(he_fedavg)" in stdout
+    final = float(re.search(r"2 rounds completed; final accuracy ([\d.]+)", stdout).group(1))
+    assert final > 0.5  # the clients' own accuracy of the model they decrypted
+    for site in sites:
+        out, _ = site.communicate(timeout=60)
+        assert site.returncode == 0 and "joined tcp://127.0.0.1:" in out
