@@ -176,10 +176,6 @@ class _IOThread(threading.Thread):
         next_beat = time.monotonic()
         try:
             while not self._stopping.is_set():
-                now = time.monotonic()
-                if now >= next_beat:
-                    self._beat(now)
-                    next_beat = now + self.heartbeat_interval
                 ready = dict(poller.poll(max(0.0, next_beat - time.monotonic()) * 1000))
                 if self._wake_r.fileno() in ready:  # zmq.Poller reports plain sockets by fd
                     self._drain_wake()
@@ -189,6 +185,13 @@ class _IOThread(threading.Thread):
                         handle()
                 if self._sock in ready:
                     self._receive_all()
+                # beats are judged after what arrived is read: if this thread was kept from
+                # running (a busy process, a long C call holding the GIL), the peers' beats
+                # are waiting in the socket and must count before anyone is called lost
+                now = time.monotonic()
+                if now >= next_beat:
+                    self._beat(now)
+                    next_beat = now + self.heartbeat_interval
         except Exception:  # pragma: no cover - a bug in nbfl itself; do not die silently
             log.exception("IO thread %s crashed", self.name)
         finally:
