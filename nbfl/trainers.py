@@ -102,12 +102,14 @@ class ArrayTrainer(Executor):
         if self.dp_sgd is not None:
             metrics.update(self.dp_sgd.spent())
         meta = {MetaKey.NUM_STEPS_CURRENT_ROUND: steps, "num_samples": self.samples, "metrics": metrics}
+        # one copy serves twice: cross-site's submit_model, and the result itself, whose
+        # frames may wait for the controller's pull while the next task rewrites the model
         self.local_weights = {k: v.copy() for k, v in get_weights(self.model).items()}
         if scaffold:
             # momentum SGD moves about lr / (1 - momentum) per unit gradient once it is going
             data = self.scaffold.finish(self.model, max(steps, 1), self.lr / (1 - self.momentum))
             return DXO(DataKind.WEIGHT_DIFF, data, meta).to_shareable()
-        return DXO(DataKind.WEIGHTS, get_weights(self.model), meta).to_shareable()
+        return DXO(DataKind.WEIGHTS, self.local_weights, meta).to_shareable()
 
     def train(self, abort_signal: Signal, round_number: int = 0, mu: float = 0.0, scaffold: bool = False) -> tuple[int, float]:
         """Run the local epochs; returns (steps taken, mean loss of the last epoch)."""

@@ -201,9 +201,7 @@ class HEEncrypt:
     name = "he_encrypt"
 
     def __init__(self, context: Context):
-        self.context = load_context(context)
-        if not self.context.is_private():
-            raise ValueError("HEEncrypt needs the clients' full context (with the secret key)")
+        self.context = _private_context(context, "HEEncrypt")
 
     def __call__(self, tensors: Mapping[str, np.ndarray], kind: str, ctx: FilterContext) -> tuple[Weights, str]:
         if kind == "WEIGHT_DIFF":
@@ -231,9 +229,7 @@ class HEDecrypt:
     name = "he_decrypt"
 
     def __init__(self, context: Context):
-        self.context = load_context(context)
-        if not self.context.is_private():
-            raise ValueError("HEDecrypt needs the clients' full context (with the secret key)")
+        self.context = _private_context(context, "HEDecrypt")
 
     def __call__(self, tensors: Mapping[str, np.ndarray], kind: str, ctx: FilterContext) -> tuple[Weights, str]:
         layout = ctx.meta.get(LAYOUT_KEY)
@@ -243,6 +239,14 @@ class HEDecrypt:
 
     def spec(self) -> dict[str, Any]:
         return {"name": self.name}
+
+
+def _private_context(context: Context, who: str) -> "tenseal.Context":
+    """The clients' full context; a public one (no secret key) is refused by name."""
+    loaded = load_context(context)
+    if not loaded.is_private():
+        raise ValueError(f"{who} needs the clients' full context (with the secret key)")
+    return loaded
 
 
 def require_tenseal() -> Any:
