@@ -17,6 +17,10 @@ registry, queue work for another thread or answer):
                                   or a send to it failed
 * ``("refused", b"", str)``       (client side) the handshake with the controller failed;
                                   the text names the likely cause
+* ``("died", b"", exception)``    the IO thread itself ended on a bug; the last event.
+                                  Nothing that arrives on a socket can cause it: every
+                                  message, ZAP request and queued call is handled inside
+                                  its own ``try``, so bad input is logged and dropped.
 
 Security: with :class:`CurveConfig` keys (from a startup kit, :mod:`nbfl.provision`)
 every connection is CurveZMQ, encrypted and authenticated. The controller answers ZAP
@@ -141,6 +145,7 @@ class _IOThread(threading.Thread):
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._stopping = threading.Event()
+        self.failure: BaseException | None = None  # what ended the thread, if not stop()
         self.heartbeat_interval = heartbeat_interval
         self.heartbeat_timeout = heartbeat_timeout
 
@@ -182,7 +187,7 @@ class _IOThread(threading.Thread):
                 self._run_calls()
                 for extra, handle in self._extra.items():
                     if extra in ready:
-                        handle()
+                        self._contained(handle, "a ZAP or monitor event")
                 if self._sock in ready:
                     self._receive_all()
                 # beats are judged after what arrived is read: if this thread was kept from
@@ -192,13 +197,16 @@ class _IOThread(threading.Thread):
                 if now >= next_beat:
                     self._beat(now)
                     next_beat = now + self.heartbeat_interval
-        except Exception:  # pragma: no cover - a bug in nbfl itself; do not die silently
-            log.exception("IO thread %s crashed", self.name)
+        except BaseException as exc:  # a bug in nbfl itself: say so, and tell the owner below
+            self.failure = exc
+            log.critical("IO thread %s died: %r", self.name, exc, exc_info=exc)
         finally:
             self._run_calls()  # flush goodbyes queued right before stop()
             self._close_sockets(linger=500)
             self._wake_r.close()
             self._wake_w.close()
+            if self.failure is not None:
+                self._emit("died", b"", self.failure)
 
     def _close_sockets(self, linger: int = 0) -> None:
         for extra in self._extra:
@@ -220,7 +228,7 @@ class _IOThread(threading.Thread):
                 fn, args = self._outbox.get_nowait()
             except queue.Empty:
                 return
-            fn(*args)
+            self._contained(fn, "a queued call", *args)
 
     def _receive_all(self) -> None:
         for _ in range(1000):  # bounded, so beats and sends are not starved by a flood
@@ -228,7 +236,14 @@ class _IOThread(threading.Thread):
                 frames = self._sock.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
-            self._on_frames(frames)
+            self._contained(self._on_frames, "a message", frames)
+
+    def _contained(self, fn: Callable[..., None], what: str, *args: Any) -> None:
+        """Run ``fn(*args)``; an exception is logged and dropped, so no input ends this thread."""
+        try:
+            fn(*args)
+        except Exception:
+            log.exception("%s: %s failed and was dropped", self.name, what)
 
     def _emit(self, kind: str, peer: bytes, payload: Any) -> None:
         try:
@@ -319,18 +334,26 @@ class ServerIO(_IOThread):
                 request = zap.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            # version, request id, domain, address, routing id, mechanism, credentials...
-            version, request_id = (request + [b"", b""])[:2]
-            address = request[3].decode(errors="replace") if len(request) > 3 else "?"
-            name = None
-            if len(request) == 7 and version == b"1.0" and request[5] == b"CURVE" and len(request[6]) == 32:
-                name = self.curve.allowed.get(z85.encode(request[6])) if self.curve else None
-            if name is None:
-                key = z85.encode(request[6]).decode() if len(request) == 7 and len(request[6]) == 32 else "?"
-                log.warning("refused a connection from %s: its CurveZMQ key %s is not in the kit", address, key)
-                zap.send_multipart([b"1.0", request_id, b"400", b"key not allowed", b"", b""])
-            else:
-                zap.send_multipart([b"1.0", request_id, b"200", b"OK", name.encode(), b""])
+            request_id = request[1] if len(request) > 1 else b""
+            try:
+                status, text, user = self._zap_verdict(request)
+            except Exception:  # a REP socket must answer before it can read the next request
+                log.exception("ZAP request could not be judged; refused")
+                status, text, user = b"500", b"internal error", b""
+            zap.send_multipart([b"1.0", request_id, status, text, user, b""])
+
+    def _zap_verdict(self, request: list[bytes]) -> tuple[bytes, bytes, bytes]:
+        """(status, text, user id) for one ZAP request: 200 with the key's listed name, or 400."""
+        # version, request id, domain, address, routing id, mechanism, credentials...
+        address = request[3].decode(errors="replace") if len(request) > 3 else "?"
+        curve = len(request) == 7 and request[0] == b"1.0" and request[5] == b"CURVE" and len(request[6]) == 32
+        key = z85.encode(request[6]) if curve else None
+        name = self.curve.allowed.get(key) if key is not None and self.curve is not None else None
+        if name is None:
+            shown = key.decode() if key is not None else "?"
+            log.warning("refused a connection from %s: its CurveZMQ key %s is not in the kit", address, shown)
+            return b"400", b"key not allowed", b""
+        return b"200", b"OK", name.encode()
 
     def _send_frames(self, peer: bytes, frames: list) -> None:
         try:

@@ -10,8 +10,11 @@ is ever turned into an object other than JSON scalars/lists/dicts and numpy arra
 of an allowlisted dtype, so a hostile peer can at worst send wrong numbers, which
 the receiving side validates again at the model level (names, shapes, finiteness).
 
-The decoder checks everything before it builds anything: header size, JSON shape,
-known kind, protocol version, frame count, dtype allowlist and that
+The decoder checks everything before it builds anything: header size, that the
+header is plain JSON (nesting at most :data:`MAX_DEPTH` deep, integers within 64 bits,
+finite numbers, valid Unicode: input that would break a parser or a later ``float()``
+or ``encode()`` elsewhere is refused here, in one place), JSON shape, known kind,
+protocol version, frame count, dtype allowlist and that
 ``prod(shape) * itemsize == len(frame)``. Arrays are then made with
 ``np.frombuffer`` directly on the received frame, without a copy.
 """
@@ -29,6 +32,8 @@ PROTOCOL_VERSION = 1
 MAX_HEADER_BYTES = 1 << 20  # 1 MiB of JSON is far more than any honest header needs
 MAX_TENSORS = 4096
 MAX_TENSOR_BYTES = 1 << 33  # 8 GiB: a sanity bound; deployments can lower it
+MAX_DEPTH = 32  # nesting of a header's JSON; honest headers need about five levels
+MAX_INT = 1 << 63  # integers beyond 64 bits are refused rather than carried into float() or C
 
 KINDS = frozenset(
     {
@@ -130,18 +135,15 @@ def decode(frames: Sequence[Any]) -> Message:
     head = _buffer(frames[0])
     if len(head) > MAX_HEADER_BYTES:
         raise WireError(f"header of {len(head)} bytes exceeds {MAX_HEADER_BYTES}")
-    try:
-        header = json.loads(bytes(head))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise WireError(f"header is not JSON: {exc}") from None
+    header = _parse_header(head)
     if not isinstance(header, dict):
         raise WireError("header is not a JSON object")
     version = header.get("v")
     if version != PROTOCOL_VERSION:
-        raise WireError(f"protocol version {version!r}, expected {PROTOCOL_VERSION}")
+        raise WireError(f"protocol version {version!r:.40}, expected {PROTOCOL_VERSION}")
     kind = header.get("kind")
     if kind not in KINDS:
-        raise WireError(f"unknown message kind {kind!r}")
+        raise WireError(f"unknown message kind {kind!r:.40}")
     fields = header.get("fields", {})
     if not isinstance(fields, dict):
         raise WireError("'fields' is not a JSON object")
@@ -165,20 +167,70 @@ def decode(frames: Sequence[Any]) -> Message:
     return Message(kind, fields, tensors)
 
 
+def _parse_header(raw: memoryview) -> Any:
+    """The header frame as plain JSON values, or WireError: never an exception of the parser's own."""
+    try:
+        header = json.loads(bytes(raw).decode("utf-8"), parse_constant=_refuse_constant)  # UTF-8 only (RFC 8259)
+    except RecursionError:
+        raise WireError(f"header is nested more than {MAX_DEPTH} levels deep") from None
+    except (ValueError, UnicodeError, OverflowError) as exc:  # UnicodeDecodeError is a ValueError
+        raise WireError(f"header is not JSON: {str(exc):.200}") from None
+    _check_plain(header)
+    return header
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _check_plain(value: Any) -> None:
+    """Refuse JSON that later code could choke on: deep nesting, integers beyond 64 bits,
+    infinite floats (``1e999`` parses as inf) and strings that are not valid Unicode
+    (lone surrogates from ``\\ud800`` escapes). Iterative, so depth costs no recursion."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth >= MAX_DEPTH:
+                raise WireError(f"header is nested more than {MAX_DEPTH} levels deep")
+            if isinstance(item, dict):
+                for key in item:
+                    _check_text(key)
+                stack.extend((v, depth + 1) for v in item.values())
+            else:
+                stack.extend((v, depth + 1) for v in item)
+        elif isinstance(item, str):
+            _check_text(item)
+        elif isinstance(item, bool) or item is None:
+            continue
+        elif isinstance(item, int):
+            if not -MAX_INT <= item < MAX_INT:
+                raise WireError("header holds an integer beyond 64 bits")
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise WireError("header holds a number too large for a float")
+
+
+def _check_text(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise WireError("header holds a string that is not valid Unicode (a lone surrogate)") from None
+
+
 def _check_spec(spec: Any) -> tuple[str, np.dtype, tuple[int, ...]]:
     if not isinstance(spec, dict):
         raise WireError("tensor spec is not a JSON object")
     name, dtype_name, shape = spec.get("name"), spec.get("dtype"), spec.get("shape")
     if not isinstance(name, str) or not name or len(name) > 512:
-        raise WireError(f"tensor name {name!r} is not a non-empty string of at most 512 characters")
+        raise WireError(f"tensor name {name!r:.80} is not a non-empty string of at most 512 characters")
     if not isinstance(dtype_name, str) or dtype_name not in DTYPES:
-        raise WireError(f"tensor {name!r}: dtype {dtype_name!r} is not one of {sorted(DTYPES)}")
+        raise WireError(f"tensor {name!r}: dtype {dtype_name!r:.40} is not one of {sorted(DTYPES)}")
     if (
         not isinstance(shape, list)
         or len(shape) > 32
         or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
     ):
-        raise WireError(f"tensor {name!r}: shape {shape!r} is not a list of non-negative ints")
+        raise WireError(f"tensor {name!r}: shape {shape!r:.80} is not a list of non-negative ints")
     dtype = DTYPES[dtype_name]
     if math.prod(shape) * dtype.itemsize > MAX_TENSOR_BYTES:
         raise WireError(f"tensor {name!r}: {shape} exceeds the {MAX_TENSOR_BYTES}-byte tensor limit")
