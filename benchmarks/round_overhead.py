@@ -51,7 +51,7 @@ def nbfl_controller(params: int, clients: int, rounds: int) -> dict:
             start = time.perf_counter()
             record = ctl.run(1, min_clients=clients, timeout=600)[0]
             times.append(time.perf_counter() - start)
-            assert record["status"] == "ok" and len(record["clients"]) == clients, record
+            assert record.ok and len(record.clients) == clients, record
         assert np.allclose(ctl.weights["layer0.weight"][:10], 0.5)
     reap(procs)
     return {"seconds": times[1:], "peak_rss_mib": peak_rss_mib()}

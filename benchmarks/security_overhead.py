@@ -71,8 +71,8 @@ def run(config: str, params: int, clients: int, rounds: int, kits: dict[str, Pat
             workflow = HEFedAvg(he[0])
         times = []
         for record in ctl.run(rounds + 1, workflow, min_clients=clients, timeout=600):
-            assert record["status"] == "ok", record
-            times.append(record["seconds"])
+            assert record.ok, record
+            times.append(record.seconds)
         return statistics.median(times[2:] if config == "he" else times[1:])  # HE's round 1 is plaintext
     finally:
         for member in members:

@@ -6,7 +6,9 @@ torch enters through :mod:`nbfl.torch_adapter`.
 """
 
 from .client import Client
-from .controller import ClientInfo, Controller, Result
+from .controller import Controller, RunActive
+from .records import ClientInfo, Result, RoundRecord, RoundStatus
+from .run import Run, RunError
 from .tasks import TaskContext, Update, task
 from .workflows import (
     ALGORITHMS, CrossSiteEval, Cyclic, FedAvg, FederatedStatistics, FedOpt, FedProx, RobustAggregation, RoundFailed,
@@ -30,6 +32,7 @@ def unload_ipython_extension(ipython) -> None:  # type: ignore[no-untyped-def]
 
 __all__ = [
     "ALGORITHMS", "Client", "ClientInfo", "Controller", "CrossSiteEval", "Cyclic", "FedAvg", "FedOpt", "FedProx",
-    "FederatedStatistics", "Result", "RobustAggregation", "RoundFailed", "Scaffold", "TaskContext", "Update",
+    "FederatedStatistics", "Result", "RobustAggregation", "RoundFailed", "RoundRecord", "RoundStatus", "Run",
+    "RunActive", "RunError", "Scaffold", "TaskContext", "Update",
     "make_workflow", "task",
 ]  # fmt: skip

@@ -201,7 +201,7 @@ def _controller(args: argparse.Namespace, endpoint: str, spawn: int) -> int:
         except KeyboardInterrupt:
             print("stopped: clients were told to abort; the global model is the last complete round's", flush=True)
     stop_clients(procs)
-    done = [r for r in controller.history if r["status"] == "ok"]
+    done = [r for r in controller.history if r.ok]
     if not done:
         print("no round completed", flush=True)
         return 1
@@ -227,20 +227,19 @@ def _wait_for_clients(controller: Any, need: int, procs: list, timeout: float = 
     return False
 
 
-def _accuracy(record: dict) -> float:
+def _accuracy(record: Any) -> float:
     """The global model's accuracy, or (under HE) the mean of the clients' own on their data."""
-    if "accuracy" in record["global"]:
-        return record["global"]["accuracy"]
-    local = [m["local_accuracy"] for m in record["clients"].values() if "local_accuracy" in m]
+    if "accuracy" in record.metrics:
+        return record.metrics["accuracy"]
+    local = [m["local_accuracy"] for m in record.clients.values() if "local_accuracy" in m]
     return sum(local) / len(local) if local else float("nan")
 
 
-def _print_round(record: dict) -> None:
-    g = record["global"]
-    line = f"{record['round']:>5} {_accuracy(record):>9.4f} {g.get('loss', float('nan')):>7.4f}"
-    line += f" {len(record['clients']):>7} {record['seconds']:>8.2f}"
-    if record["failed"]:
-        line += "  failed: " + ", ".join(f"{k} ({v.splitlines()[0]})" for k, v in record["failed"].items())
+def _print_round(record: Any) -> None:
+    line = f"{record.round:>5} {_accuracy(record):>9.4f} {record.metrics.get('loss', float('nan')):>7.4f}"
+    line += f" {len(record.clients):>7} {record.seconds:>8.2f}"
+    if record.failed:
+        line += "  failed: " + ", ".join(f"{k} ({v.splitlines()[0]})" for k, v in record.failed.items())
     print(line, flush=True)
 
 

@@ -23,7 +23,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from . import filters, wire
+from . import filters, names, wire
 from .executor import DXO, DataKind, Executor, FLContext, ReturnCode, Signal, from_shareable
 from .filters import Filter
 from .provision import Kit, as_kit
@@ -183,6 +183,10 @@ class Client:
             log.warning("%s: refused a message from the controller: %s", self.name, payload)
         elif kind == "lost":
             log.warning("%s: no heartbeat from %s; still trying", self.name, self.endpoint)
+        elif kind == "died":  # a bug ended the IO thread: say so where the participant looks, and leave
+            self.last_error = f"connection thread died: {payload!r}"
+            self._answered.set()
+            threading.Thread(target=self.stop, name=f"nbfl-stop-{self.name}", daemon=True).start()
         elif kind == "refused":  # the handshake failed: start() reports it at once
             log.warning("%s: %s: %s", self.name, self.endpoint, payload)
             if not self._welcomed.is_set():
@@ -249,7 +253,7 @@ class Client:
         fl_ctx = FLContext(self.name, {"current_round": number, "task_name": task_name, "task_id": task_id})
         self._notify()
         try:
-            requested = filters.build(meta.get("filters"))  # refuses unknown or bad ones, saying why
+            requested = filters.build(meta.get(names.FILTERS))  # refuses unknown or bad ones, saying why
             tensors, kind = filters.apply(
                 self.task_filters, msg.tensors, str(msg.get("kind", DataKind.WEIGHTS)),
                 filters.FilterContext(task_name, number, self.name, meta=dict(meta)),

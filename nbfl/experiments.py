@@ -123,7 +123,7 @@ def _each_algorithm(
         ctl.restart({k: v.copy() for k, v in initial.items()})  # round 1 again: the same batches
         workflow = make_workflow(name, **dict((options or {}).get(name, {})))
         for record in ctl.run(rounds, workflow, min_clients=len(ctl.live_clients()), timeout=600):
-            rows.append({"alpha": alpha, "algorithm": name, "round": record["round"], **record["global"]})
+            rows.append({"alpha": alpha, "algorithm": name, "round": record.round, **record.metrics})
             if on_round is not None:
                 on_round(alpha, name, record)
     return rows

@@ -21,6 +21,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from . import names
 from .executor import DataKind
 from .tasks import TaskContext, Update
 
@@ -43,14 +44,14 @@ def local_statistics(
     client's error.
     """
     x = _as_matrix(x)
-    step = meta.get("pass")
+    step = meta.get(names.STATS_PASS)
     if step not in (1, 2):
         raise ValueError(f"meta['pass'] must be 1 or 2, not {step!r}")
     # a site with no samples has nothing to tell, whatever the policies say
     threshold = max(1, min_count, _requested_min_count(meta))
     samples = x.shape[0]
     if samples < threshold:
-        return {}, {"withheld": withheld_reason(samples, threshold), "num_samples": samples, "min_count": threshold}
+        return {}, {names.WITHHELD: withheld_reason(samples, threshold), "num_samples": samples, names.MIN_COUNT: threshold}
     if step == 1:
         count = np.full(x.shape[1], float(samples))
         return {"count": count, "sum": x.sum(axis=0), "min": x.min(axis=0), "max": x.max(axis=0)}, {}
@@ -85,7 +86,7 @@ def _as_matrix(x: np.ndarray) -> np.ndarray:
 
 
 def _requested_min_count(meta: Mapping[str, Any]) -> int:
-    value = meta.get("min_count", 0)
+    value = meta.get(names.MIN_COUNT, 0)
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise ValueError(f"meta['min_count'] must be a non-negative integer, not {value!r}")
     return value

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import names
 from .torch_adapter import get_weights
-from .weights import Weights
-from .workflows.scaffold import C_PREFIX, DC_PREFIX, RUN_KEY, client_control_update, split
+from .weights import Weights, split
 
 
 def proximal_term(model: nn.Module, mu: float) -> Callable[[nn.Module], torch.Tensor]:
@@ -37,6 +37,24 @@ def proximal_term(model: nn.Module, mu: float) -> Callable[[nn.Module], torch.Te
         return 0.5 * mu * total
 
     return term
+
+
+def client_control_update(
+    c_local: Mapping[str, np.ndarray],
+    c_global: Mapping[str, np.ndarray],
+    x: Mapping[str, np.ndarray],
+    y: Mapping[str, np.ndarray],
+    steps: int,
+    lr: float,
+) -> Weights:
+    """Option II: ``c_i+ = c_i - c + (x - y) / (steps * lr)`` per tensor, in float64."""
+    if steps < 1 or not lr > 0:
+        raise ValueError(f"need at least one step and a positive learning rate, got {steps} and {lr}")
+    scale = 1.0 / (steps * lr)
+    return {
+        name: np.asarray(c_local[name], np.float64) - c_global[name] + (np.asarray(x[name], np.float64) - y[name]) * scale
+        for name in c_global
+    }
 
 
 class ScaffoldClient:
@@ -54,9 +72,9 @@ class ScaffoldClient:
 
         A new run id (a new Scaffold workflow on the controller) resets ``c_i`` to zeros.
         """
-        weights, self._c_global = split(tensors, C_PREFIX)
-        if meta.get(RUN_KEY) != self.run_id or self.c_local.keys() != self._c_global.keys():
-            self.run_id = meta.get(RUN_KEY)
+        weights, self._c_global = split(tensors, names.SCAFFOLD_C)
+        if meta.get(names.SCAFFOLD_RUN) != self.run_id or self.c_local.keys() != self._c_global.keys():
+            self.run_id = meta.get(names.SCAFFOLD_RUN)
             self.c_local = {k: np.zeros(v.shape, np.float64) for k, v in self._c_global.items()}
         self._x = {k: np.array(v, copy=True) for k, v in weights.items()}
         params = dict(model.named_parameters())
@@ -80,4 +98,4 @@ class ScaffoldClient:
         dc = {k: c_new[k] - self.c_local[k] for k in c_new}
         self.c_local = c_new
         dy = {k: np.subtract(y[k], self._x[k]) for k in self._x}
-        return {**dy, **{DC_PREFIX + k: v for k, v in dc.items()}}
+        return {**dy, **{names.SCAFFOLD_DC + k: v for k, v in dc.items()}}

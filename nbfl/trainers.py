@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import names
 from .dp_sgd import DPSGD
 from .executor import DXO, AppConstants, DataKind, Executor, FLContext, MetaKey, ReturnCode, Shareable, Signal
 from .executor import from_shareable, make_reply
@@ -19,9 +20,6 @@ from .torch_adapter import device_name, get_weights, set_weights
 from .statistics import local_statistics
 from .torch_algorithms import ScaffoldClient, proximal_term
 from .weights import Weights
-from .workflows.fedprox import MU_KEY
-from .workflows.scaffold import RUN_KEY
-from .workflows.stats import STATISTICS_TASK
 
 
 class ArrayTrainer(Executor):
@@ -76,7 +74,7 @@ class ArrayTrainer(Executor):
             return make_reply(ReturnCode.BAD_TASK_DATA)
         if task_name == AppConstants.TASK_TRAIN:
             return self.train_task(dxo, fl_ctx.get_prop(AppConstants.CURRENT_ROUND, 0), abort_signal)
-        if task_name == STATISTICS_TASK:
+        if task_name == names.STATISTICS:
             flat = self.x.reshape(len(self.x), -1).numpy()
             tensors, meta = local_statistics(flat, dxo.data, dxo.meta, self.min_count)
             return DXO(DataKind.STATISTICS, tensors, meta).to_shareable()
@@ -90,11 +88,11 @@ class ArrayTrainer(Executor):
         return make_reply(ReturnCode.TASK_UNKNOWN)
 
     def train_task(self, dxo: DXO, round_number: int, abort_signal: Signal) -> Shareable:
-        scaffold = RUN_KEY in dxo.meta
-        if self.dp_sgd is not None and (scaffold or dxo.meta.get(MU_KEY)):
+        scaffold = names.SCAFFOLD_RUN in dxo.meta
+        if self.dp_sgd is not None and (scaffold or dxo.meta.get(names.FEDPROX_MU)):
             raise ValueError("this site trains with DP-SGD, which does not combine with FedProx or SCAFFOLD here")
         set_weights(self.model, self.scaffold.begin(self.model, dxo.data, dxo.meta) if scaffold else dxo.data)
-        mu = dxo.meta.get(MU_KEY, self.mu)
+        mu = dxo.meta.get(names.FEDPROX_MU, self.mu)
         steps, loss = self.train(abort_signal, round_number, mu if isinstance(mu, (int, float)) else self.mu, scaffold)
         if abort_signal.triggered:
             return make_reply(ReturnCode.TASK_ABORTED)

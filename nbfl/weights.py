@@ -66,3 +66,10 @@ def full_weights(update: Mapping[str, np.ndarray], kind: str, reference: Mapping
     if kind == "WEIGHT_DIFF":
         return apply_diff(reference, update)
     raise UpdateError(f"expected WEIGHTS or WEIGHT_DIFF, got data of kind {kind!r}")
+
+
+def split(tensors: Mapping[str, np.ndarray], prefix: str) -> tuple[Weights, Weights]:
+    """``(the rest, the tensors under prefix with the prefix removed)``."""
+    rest = {k: v for k, v in tensors.items() if not k.startswith(prefix)}
+    under = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+    return rest, under

@@ -10,7 +10,8 @@ from nbfl.executor import DataKind
 from nbfl.tasks import Update
 from nbfl.torch_algorithms import ScaffoldClient, proximal_term
 from nbfl.workflows import Cyclic, FedAvg, FedOpt, FedProx, RobustAggregation, Scaffold
-from nbfl.workflows.scaffold import C_PREFIX, DC_PREFIX, RUN_KEY, client_control_update
+from nbfl.names import SCAFFOLD_C as C_PREFIX, SCAFFOLD_DC as DC_PREFIX, SCAFFOLD_RUN as RUN_KEY
+from nbfl.torch_algorithms import client_control_update
 
 from conftest import small_model
 
@@ -100,7 +101,7 @@ def test_scaffold_server_update_by_hand(controller_factory, client_factory):
     for name in CASES:
         client_factory(ctl.endpoint, name, tasks={"train": client(name)})
     ctl.wait_for_clients(2)
-    assert ctl.run(1, workflow)[0]["status"] == "ok"
+    assert ctl.run(1, workflow)[0].status == "ok"
     np.testing.assert_allclose(workflow.control["w"], [-0.25, -0.375], rtol=1e-6)
     np.testing.assert_allclose(ctl.weights["w"], [1.0, 2.05], rtol=1e-6)
     assert all(run == workflow.run_id for run, _ in seen.values())
@@ -183,7 +184,7 @@ def test_robust_workflow_resists_an_attacker_over_sockets(controller_factory, cl
     for i, update in enumerate(HONEST + [ATTACK]):
         client_factory(ctl.endpoint, f"site-{i}", tasks={"train": fixed(update)})
     ctl.wait_for_clients(5)
-    assert ctl.run(1, RobustAggregation(rule, beta=0.2, f=1))[0]["status"] == "ok"
+    assert ctl.run(1, RobustAggregation(rule, beta=0.2, f=1))[0].status == "ok"
     assert np.all(np.abs(ctl.weights["w"] - [1.0, -1.0]) < 0.11)
     poisoned = controller_factory(vec(0.0, 0.0))
     for i, update in enumerate(HONEST + [ATTACK]):
@@ -209,7 +210,7 @@ def test_cyclic_passes_the_model_in_the_declared_order(controller_factory, clien
         client_factory(ctl.endpoint, name, tasks={"train": visit(tag)})
     ctl.wait_for_clients(3)
     record = ctl.run(1, Cyclic(order=order))[0]
-    assert record["order"] == expected
+    assert record.notes["order"] == expected
     digits = {"a": "1", "b": "2", "c": "3"}
     assert ctl.weights["w"][0] == float("".join(digits[n] for n in expected))  # 0*10+1 -> 1*10+2 -> 12*10+3
 
@@ -222,8 +223,8 @@ def test_cyclic_shuffled_order_is_seeded_and_followed(controller_factory, client
     records = ctl.run(2, Cyclic(order="shuffled", seed=7))
     value = 0.0
     for record in records:
-        assert sorted(record["order"]) == ["a", "b", "c", "d"]
-        for name in record["order"]:
+        assert sorted(record.notes["order"]) == ["a", "b", "c", "d"]
+        for name in record.notes["order"]:
             value = value * 10 + "abcd".index(name) + 1
     assert ctl.weights["w"][0] == value
     assert Cyclic(order="shuffled", seed=7).visit_order(ctl.live_clients(), 1) == Cyclic(
@@ -263,7 +264,7 @@ def test_fedopt_sgd_lr1_momentum0_equals_fedavg_over_sockets(controller_factory,
         for i in range(2):  # two equal weights: a + b == b + a, so arrival order cannot matter
             client_factory(ctl.endpoint, f"site-{i}", tasks={"train": shifted(i)})
         ctl.wait_for_clients(2)
-        assert [r["status"] for r in ctl.run(3, workflow)] == ["ok"] * 3
+        assert [r.status for r in ctl.run(3, workflow)] == ["ok"] * 3
         finals.append(ctl.weights)
     for name in finals[0]:
         np.testing.assert_array_equal(finals[0][name], finals[1][name])

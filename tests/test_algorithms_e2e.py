@@ -6,7 +6,7 @@ import torch
 
 from nbfl.data import load_digits_split, partition
 from nbfl.models import DigitsMLP
-from nbfl.trainers import ArrayTrainer, evaluate_model, evaluator
+from nbfl.trainers import ArrayTrainer, evaluator
 from nbfl.workflows import ALGORITHMS, CrossSiteEval, FederatedStatistics, make_workflow
 
 
@@ -33,9 +33,9 @@ def test_algorithm_trains_the_global_model(controller_factory, client_factory, d
     ctl, model = start(controller_factory, client_factory, digits)
     before = evaluator(model, *digits[2:])(ctl.weights)["accuracy"]
     records = ctl.run(3, make_workflow(name), min_clients=5, timeout=120)
-    assert [r["status"] for r in records] == ["ok"] * 3, records[-1]["failed"]
+    assert [r.status for r in records] == ["ok"] * 3, records[-1].failed
     assert all(np.isfinite(v).all() for v in ctl.weights.values())
-    assert records[-1]["global"]["accuracy"] > before + 0.3  # from chance (~0.1) towards 0.9
+    assert records[-1].metrics["accuracy"] > before + 0.3  # from chance (~0.1) towards 0.9
 
 
 def test_cross_site_matrix_and_statistics_with_the_built_in_trainer(controller_factory, client_factory, digits):
@@ -43,10 +43,10 @@ def test_cross_site_matrix_and_statistics_with_the_built_in_trainer(controller_f
     ctl.run(2, make_workflow("fedavg"))
     trained = {k: v.copy() for k, v in ctl.weights.items()}
     record = ctl.run(1, CrossSiteEval())[0]
-    matrix = np.array(record["cross_site"]["values"], dtype=float)
-    assert matrix.shape == (4, 3) and record["cross_site"]["models"][-1] == "global"
+    matrix = np.array(record.notes["cross_site"]["values"], dtype=float)
+    assert matrix.shape == (4, 3) and record.notes["cross_site"]["models"][-1] == "global"
     assert np.all((matrix >= 0) & (matrix <= 1))
-    assert record["global"] == {}  # an evaluation workflow is not rated as a training round
+    assert record.metrics == {}  # an evaluation workflow is not rated as a training round
     assert all(np.array_equal(trained[k], ctl.weights[k]) for k in trained)
     stats = FederatedStatistics(bins=4)
     ctl.run(1, stats)

@@ -47,17 +47,17 @@ def test_full_matrix_labels_and_unchanged_global_model(controller_factory, clien
     ctl = start(controller_factory, client_factory)
     flow = CrossSiteEval()
     record = ctl.run(1, flow, min_clients=3, timeout=30)[0]
-    assert record["status"] == "ok" and record["workflow"] == "cross_site" and not record["failed"]
+    assert record.status == "ok" and record.workflow == "cross_site" and not record.failed
     assert flow.matrix is not None
     assert flow.matrix.models == ["a", "b", "c", "global"] and flow.matrix.sites == ["a", "b", "c"]
     np.testing.assert_array_equal(flow.matrix.values, expected())
-    assert record["cross_site"] == {
+    assert record.notes["cross_site"] == {
         "models": ["a", "b", "c", "global"], "sites": ["a", "b", "c"], "metric": "accuracy",
         "values": expected().tolist(),
     }  # fmt: skip
     for name, value in global_model().items():
         np.testing.assert_array_equal(ctl.weights[name], value)
-    png = cross_site_png(**record["cross_site"])
+    png = cross_site_png(**record.notes["cross_site"])
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
 
 
@@ -73,9 +73,9 @@ def test_a_failed_validation_leaves_one_nan_cell(controller_factory, client_fact
     want = expected()
     want[3, 2] = np.nan  # the global model on site c
     np.testing.assert_array_equal(flow.matrix.values, want)
-    assert record["status"] == "ok" and "cannot read the global model" in record["failed"]["c"]
-    assert record["cross_site"]["values"][3] == [BASE * SCALE["a"], BASE * SCALE["b"], None]
-    assert cross_site_png(**record["cross_site"]).startswith(b"\x89PNG")
+    assert record.status == "ok" and "cannot read the global model" in record.failed["c"]
+    assert record.notes["cross_site"]["values"][3] == [BASE * SCALE["a"], BASE * SCALE["b"], None]
+    assert cross_site_png(**record.notes["cross_site"]).startswith(b"\x89PNG")
 
 
 def test_a_bad_submitted_model_is_rejected_and_its_row_left_empty(controller_factory, client_factory):
@@ -88,7 +88,7 @@ def test_a_bad_submitted_model_is_rejected_and_its_row_left_empty(controller_fac
     want = expected()
     want[1] = np.nan
     np.testing.assert_array_equal(flow.matrix.values, want)
-    assert record["status"] == "ok" and "NaN" in record["failed"]["b"]
+    assert record.status == "ok" and "NaN" in record.failed["b"]
 
 
 def test_no_answer_to_validation_fails_the_round(controller_factory, client_factory):
@@ -98,5 +98,5 @@ def test_no_answer_to_validation_fails_the_round(controller_factory, client_fact
     tasks = {"submit_model": submit, "validate": broken}
     ctl = start(controller_factory, client_factory, dict.fromkeys("abc", tasks))
     record = ctl.run(1, CrossSiteEval(), timeout=30)[0]
-    assert record["status"].startswith("failed") and "cross_site" not in record
+    assert record.status == "failed" and "cross_site" not in record.notes
     np.testing.assert_array_equal(ctl.weights["w"], global_model()["w"])

@@ -30,8 +30,8 @@ def test_fedavg_rounds_weight_by_samples(controller_factory, client_factory):
     records = ctl.run(2, min_clients=2, timeout=30)
     # each round adds (1*1 + 3*4) / 4 = 3.25
     np.testing.assert_allclose(ctl.weights["w"], w0["w"] + 6.5, rtol=1e-6)
-    assert [r["status"] for r in records] == ["ok", "ok"]
-    assert records[0]["clients"]["b"]["loss"] == 4.0
+    assert [r.status for r in records] == ["ok", "ok"]
+    assert records[0].clients["b"]["loss"] == 4.0
     table = {c.name: c for c in ctl.clients}
     assert table["a"].samples == 1 and table["b"].last_round == 2 and table["a"].state == "idle"
 
@@ -40,7 +40,7 @@ def test_evaluate_callback_fills_history(controller_factory, client_factory):
     ctl = controller_factory(small_model(), evaluate=lambda w: {"mean": float(w["b"].mean())})
     client_factory(ctl.endpoint, "a", tasks=adder(1.0, 1))
     ctl.run(1, timeout=30)
-    assert ctl.history[0]["global"]["mean"] == pytest.approx(float(small_model()["b"].mean()) + 1, rel=1e-5)
+    assert ctl.history[0].metrics["mean"] == pytest.approx(float(small_model()["b"].mean()) + 1, rel=1e-5)
 
 
 class DiffTrainer(Executor):
@@ -76,9 +76,9 @@ def test_client_exception_reaches_controller_with_name_and_traceback(controller_
     client_factory(ctl.endpoint, "broken", tasks={"train": train})
     with caplog.at_level(logging.ERROR, logger="nbfl.controller"):
         record = ctl.run(1, min_clients=1, timeout=30)[0]
-    failure = record["failed"]["broken"]
+    failure = record.failed["broken"]
     assert "RuntimeError: disk full on the hospital side" in failure and "Traceback" in failure and "in train" in failure
-    assert record["status"] == "ok" and list(record["clients"]) == ["good"]
+    assert record.status == "ok" and list(record.clients) == ["good"]
     assert any("client broken" in r.getMessage() and "disk full" in r.getMessage() for r in caplog.records)
 
 
@@ -91,7 +91,7 @@ def test_nan_update_is_rejected_and_the_client_told(controller_factory, client_f
     client_factory(ctl.endpoint, "good", tasks=adder(2.0, 1))
     bad = client_factory(ctl.endpoint, "nan", tasks={"train": train})
     record = ctl.run(1, min_clients=1, timeout=30)[0]
-    assert "NaN" in record["failed"]["nan"]
+    assert "NaN" in record.failed["nan"]
     np.testing.assert_allclose(ctl.weights["w"], w0["w"] + 2.0, rtol=1e-6)
     assert _eventually(lambda: bad.last_error and "NaN" in bad.last_error)
 
@@ -103,7 +103,7 @@ def test_wrong_shape_update_is_rejected(controller_factory, client_factory):
     ctl = controller_factory(small_model())
     client_factory(ctl.endpoint, "bad", tasks={"train": train})
     record = ctl.run(1, min_clients=1, timeout=30)[0]
-    assert record["status"].startswith("failed") and "shape" in record["failed"]["bad"]
+    assert record.status == "failed" and "shape" in record.failed["bad"]
     np.testing.assert_array_equal(ctl.weights["w"], small_model()["w"])
 
 
@@ -130,10 +130,10 @@ def test_interrupt_aborts_clients_and_keeps_the_model(controller_factory, client
     with pytest.raises(KeyboardInterrupt):
         ctl.run(1, timeout=60)
     assert aborted.wait(10), "the client was not told to abort"
-    assert ctl.history[-1]["status"] == "interrupted"
+    assert ctl.history[-1].status == "interrupted"
     assert ctl.weights is not None and np.array_equal(ctl.weights["w"], w0["w"])
     client.executor.tasks["train"] = adder(1.0, 1)["train"]
-    assert ctl.run(1, timeout=30)[0]["status"] == "ok"
+    assert ctl.run(1, timeout=30)[0].status == "ok"
 
 
 def test_round_timeout_finishes_with_the_others(controller_factory, client_factory):
@@ -150,7 +150,7 @@ def test_round_timeout_finishes_with_the_others(controller_factory, client_facto
         record = ctl.run(1, min_clients=1, timeout=5)[0]
     finally:
         hold.set()
-    assert record["status"] == "ok" and "stuck" in record["failed"] and "ok" in record["clients"]
+    assert record.status == "ok" and "stuck" in record.failed and "ok" in record.clients
 
 
 def _eventually(check, tries=200):
@@ -182,11 +182,11 @@ def test_stop_aborts_the_round_like_an_interrupt(controller_factory, client_fact
     client = client_factory(ctl.endpoint, "slow", tasks={"train": slow})
     threading.Thread(target=lambda: started.wait(30) and ctl.stop(), daemon=True).start()
     records = ctl.run(3, timeout=60)
-    assert [r["status"] for r in records] == ["stopped"]  # the other two rounds never started
+    assert [r.status for r in records] == ["stopped"]  # the other two rounds never started
     assert _eventually(lambda: client.state == "idle")
     np.testing.assert_array_equal(ctl.weights["w"], w0["w"])
     client.executor.tasks["train"] = adder(1.0, 1)["train"]
-    assert ctl.run(1, timeout=30)[0]["status"] == "ok"
+    assert ctl.run(1, timeout=30)[0].status == "ok"
 
 
 def test_a_join_flood_is_refused_beyond_the_rate(controller_factory, client_factory):
@@ -215,5 +215,5 @@ def test_a_run_waits_for_clients_that_left_instead_of_failing_rounds(controller_
     ctl.wait_for_clients(2)
     with pytest.raises(TimeoutError, match="1 of 2 clients"):
         ctl.run(10, min_clients=2, join_timeout=1.0, on_round=lambda record: b.stop())
-    assert ctl.history[0]["status"] == "ok" and len(ctl.history) <= 2  # not ten failed rounds
-    assert ctl.run(1, "fedopt", min_clients=1)[0]["workflow"] == "fedopt"  # a name will do
+    assert ctl.history[0].status == "ok" and len(ctl.history) <= 2  # not ten failed rounds
+    assert ctl.run(1, "fedopt", min_clients=1)[0].workflow == "fedopt"  # a name will do

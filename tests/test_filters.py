@@ -99,11 +99,11 @@ def test_controller_requested_dp_runs_on_every_client(controller_factory, client
     ctl.wait_for_clients(2)
     spec = {"name": "dp", "clip": 1.0, "noise_multiplier": 0.0}
     record = ctl.run(1, filters=[spec])[0]
-    assert record["status"] == "ok"
+    assert record.status == "ok"
     # each update (+1 on 4 coordinates, norm 2) was clipped to norm 1 on its site
     np.testing.assert_allclose(ctl.weights["w"], 0.5, rtol=1e-6)
-    assert record["filters"] == {"a": [spec], "b": [spec]}
-    assert "loss" not in record["clients"]["a"]  # the metrics did not leave the sites
+    assert record.filters == {"a": [spec], "b": [spec]}
+    assert "loss" not in record.clients["a"]  # the metrics did not leave the sites
     with pytest.raises(FilterError, match="unknown filter"):
         ctl.run(1, filters=[{"name": "rot13"}])
 
@@ -116,7 +116,7 @@ def test_a_client_policy_cannot_be_turned_off(controller_factory, client_factory
     record = ctl.run(1)[0]  # the controller asks for nothing
     np.testing.assert_array_equal(ctl.weights["b"], before["b"])  # "b" never left the site
     np.testing.assert_allclose(ctl.weights["w"], before["w"] + 1, rtol=1e-6)
-    assert record["filters"] == {"hospital": [{"name": "exclude", "names": ["b"]}]}
+    assert record.filters == {"hospital": [{"name": "exclude", "names": ["b"]}]}
 
 
 def test_a_client_refuses_a_filter_it_does_not_know_and_says_why(controller_factory, client_factory):
@@ -124,8 +124,8 @@ def test_a_client_refuses_a_filter_it_does_not_know_and_says_why(controller_fact
     client_factory(ctl.endpoint, "a", tasks={"train": plus_one})
     ctl.wait_for_clients(1)
     record = ctl.run(1, FedAvg(task_meta={"filters": [{"name": "homebrew"}]}))[0]
-    assert record["status"].startswith("failed")
-    assert "unknown filter 'homebrew'" in record["failed"]["a"]
+    assert record.status == nbfl.RoundStatus.FAILED
+    assert "unknown filter 'homebrew'" in record.failed["a"]
 
 
 def test_the_ledger_shows_the_epsilon_clients_spent(controller_factory, client_factory):
@@ -139,11 +139,11 @@ def test_the_ledger_shows_the_epsilon_clients_spent(controller_factory, client_f
     records = ctl.run(3, filters=[{"name": "dp", "clip": 1.0, "noise_multiplier": 4.0}])
     # a: three releases at z = 4; b: three at z = 4 and three at z = 2 (its own policy on top)
     expected_a = epsilon_for(4.0 / 2, 1.0, 3, 1e-5)
-    privacy = records[-1]["privacy"]
+    privacy = records[-1].privacy
     assert privacy["clients"]["a"] == pytest.approx(expected_a, rel=1e-9)
     assert privacy["clients"]["b"] > epsilon_for(2.0 / 2, 1.0, 3, 1e-5) > expected_a
     assert privacy["epsilon"] == privacy["clients"]["b"] and privacy["delta"] == 1e-5
-    assert records[0]["privacy"]["clients"]["a"] < privacy["clients"]["a"]  # it grows round by round
+    assert records[0].privacy["clients"]["a"] < privacy["clients"]["a"]  # it grows round by round
     assert f"epsilon {privacy['epsilon']:.3g} at delta 1e-05" in history_html(ctl.history)
 
 
@@ -167,12 +167,12 @@ def test_dp_sgd_trains_through_opacus_and_reports_its_epsilon(controller_factory
     client_factory(ctl.endpoint, "site", trainer)
     ctl.wait_for_clients(1)
     records = ctl.run(3)
-    assert all(r["status"] == "ok" for r in records)
-    spent = records[-1]["clients"]["site"]["dp_sgd_epsilon"]
+    assert all(r.status == "ok" for r in records)
+    spent = records[-1].clients["site"]["dp_sgd_epsilon"]
     # Poisson-sampled batches of rate 40/400, about 10 steps an epoch: the accountant's epsilon for the steps taken
     assert spent == pytest.approx(epsilon_for(1.0, 0.1, dp.accountant.steps, 1e-5), rel=1e-9)
-    assert 20 <= dp.accountant.steps <= 90 and records[0]["clients"]["site"]["dp_sgd_epsilon"] < spent
-    assert records[-1]["global"]["accuracy"] > before + 0.2  # it still learns
+    assert 20 <= dp.accountant.steps <= 90 and records[0].clients["site"]["dp_sgd_epsilon"] < spent
+    assert records[-1].metrics["accuracy"] > before + 0.2  # it still learns
     assert not any(name.startswith("_module") for name in ctl.weights)  # Opacus' wrapper never leaks into names
     record = ctl.run(1, nbfl.FedProx(mu=0.1))[0]
-    assert "does not combine with FedProx" in record["failed"]["site"]
+    assert "does not combine with FedProx" in record.failed["site"]

@@ -82,9 +82,9 @@ def test_garbage_is_logged_answered_and_harmless(controller_factory, client_fact
         assert any(reason in m for m in refused), reason
     assert any("unknown task" in r.getMessage() for r in caplog.records)
     record = records[0]
-    assert record["status"] == "ok" and sorted(record["clients"]) == ["real-1", "real-2"]
-    assert record["failed"] == {"intruder": "left"}
+    assert record.status == "ok" and sorted(record.clients) == ["real-1", "real-2"]
+    assert record.failed == {"intruder": "left"}
     for name in w0:  # the global model is exactly the real clients' (unchanged) weights
         np.testing.assert_array_equal(ctl.weights[name], w0[name])
     # and the controller still runs the next round
-    assert ctl.run(1, min_clients=2, timeout=60)[0]["status"] == "ok"
+    assert ctl.run(1, min_clients=2, timeout=60)[0].status == "ok"

@@ -12,6 +12,7 @@ import pytest
 ts = pytest.importorskip("tenseal")
 
 import nbfl  # noqa: E402
+from nbfl.run import Run  # noqa: E402
 from nbfl.filters.he import ENCRYPTED, LAYOUT_KEY, HEDecrypt, HEEncrypt, decrypt, encrypt, new_contexts  # noqa: E402
 from nbfl.workflows.he_fedavg import HEFedAvg  # noqa: E402
 
@@ -70,7 +71,7 @@ def plain_fedavg(controller_factory, client_factory, rounds: int, requested: lis
     ctl = controller_factory(toy_model())
     client_factory(ctl.endpoint, "a", tasks=shrink_and_add(1.0, 1))
     client_factory(ctl.endpoint, "b", tasks=shrink_and_add(-2.0, 3))
-    assert all(r["status"] == "ok" for r in ctl.run(rounds, min_clients=2, timeout=30, filters=requested))
+    assert all(r.status == "ok" for r in ctl.run(rounds, min_clients=2, timeout=30, filters=requested))
     return ctl.weights
 
 
@@ -120,8 +121,8 @@ def test_he_fedavg_equals_fedavg(keys, controller_factory, client_factory, reque
     client_factory(ctl.endpoint, "b", tasks=shrink_and_add(-2.0, 3), **he(full))
     workflow = HEFedAvg(public)
     records = ctl.run(3, workflow, min_clients=2, timeout=30, filters=requested)
-    assert all(r["status"] == "ok" for r in records)
-    assert records[0]["filters"]["a"][-1] == {"name": "he_encrypt", "slots": 4096}
+    assert all(r.status == "ok" for r in records)
+    assert records[0].filters["a"][-1] == {"name": "he_encrypt", "slots": 4096}
     assert all(v.dtype == np.uint8 for v in ctl.weights.values())  # the controller holds ciphertexts only
     tensors, _, meta = tap.seen[1]  # round two's task: the encrypted aggregate and its layout
     assert meta[LAYOUT_KEY] == workflow.layout and all(v.dtype == np.uint8 for v in tensors.values())
@@ -167,7 +168,7 @@ class Relay:
             sock.close()
 
 
-def test_only_ciphertexts_go_over_the_wire(keys, controller_factory, client_factory):
+def test_only_ciphertexts_go_over_the_wire(keys, controller_factory, client_factory, monkeypatch):
     public, full = keys
     ctl = controller_factory(toy_model())
     relay = Relay(ctl.endpoint)
@@ -175,9 +176,9 @@ def test_only_ciphertexts_go_over_the_wire(keys, controller_factory, client_fact
     try:
         client_factory(relay.endpoint, "a", tasks=shrink_and_add(1.0, 1, sent), **he(full))
         received = []
-        scatter = ctl.scatter
-        ctl.scatter = lambda *args, **kwargs: (received.append(r) or r for r in scatter(*args, **kwargs))
-        assert all(r["status"] == "ok" for r in ctl.run(2, HEFedAvg(public), timeout=30))
+        scatter = Run.scatter
+        monkeypatch.setattr(Run, "scatter", lambda run, *a, **kw: (received.append(r) or r for r in scatter(run, *a, **kw)))
+        assert all(r.status == "ok" for r in ctl.run(2, HEFedAvg(public), timeout=30))
     finally:
         relay.close()
     with relay.lock:
@@ -215,11 +216,11 @@ def test_malformed_ciphertexts_are_rejected_and_the_round_goes_on(keys, controll
     workflow = HEFedAvg(public)
     ctl.wait_for_clients(5)
     record = ctl.run(1, workflow, min_clients=2, timeout=30)[0]
-    assert record["status"] == "ok" and sorted(record["clients"]) == ["a", "b"]
-    assert sorted(record["failed"]) == sorted(spoil) and all("rejected" in r for r in record["failed"].values())
-    assert "not a CKKS ciphertext" in record["failed"]["garbage"]
-    assert "expected the 2 ciphertexts" in record["failed"]["short"]
-    assert "not a fresh ciphertext" in record["failed"]["stale"]
+    assert record.status == "ok" and sorted(record.clients) == ["a", "b"]
+    assert sorted(record.failed) == sorted(spoil) and all("rejected" in r for r in record.failed.values())
+    assert "not a CKKS ciphertext" in record.failed["garbage"]
+    assert "expected the 2 ciphertexts" in record.failed["short"]
+    assert "not a fresh ciphertext" in record.failed["stale"]
     assert _eventually(lambda: all(c.last_error and "rejected" in c.last_error for c in bad.values()))
     w0 = toy_model()
     result = decrypt(ctl.weights, full, workflow.layout)
@@ -250,7 +251,7 @@ def test_digits_with_he_ends_within_half_a_point_of_plain_fedavg(keys, controlle
         for i, part in enumerate(parts):
             trainer = ArrayTrainer(DigitsMLP(32), x[part], y[part], epochs=2, seed=i, device="cpu")
             client_factory(ctl.endpoint, f"site-{i}", trainer, **client_filters)
-        assert all(r["status"] == "ok" for r in ctl.run(5, workflow, min_clients=3, timeout=60))
+        assert all(r.status == "ok" for r in ctl.run(5, workflow, min_clients=3, timeout=60))
         return ctl
 
     plain = accuracy(run().weights)

@@ -49,7 +49,7 @@ def test_sigkilled_client_does_not_hang_the_round(tmp_path):
         }
         try:
             ctl.wait_for_clients(3, timeout=60)
-            assert ctl.run(1, min_clients=2, timeout=120)[0]["status"] == "ok"
+            assert ctl.run(1, min_clients=2, timeout=120)[0].status == "ok"
 
             def kill_when_training():
                 while not marker.exists():
@@ -60,14 +60,14 @@ def test_sigkilled_client_does_not_hang_the_round(tmp_path):
             killer.start()
             record = ctl.run(1, min_clients=2, timeout=120)[0]  # round 2: the victim dies in it
             killer.join()
-            assert record["status"] == "ok"
-            assert "lost" in record["failed"]["victim"]
-            assert sorted(record["clients"]) == ["a", "b"]
+            assert record.status == "ok"
+            assert "lost" in record.failed["victim"]
+            assert sorted(record.clients) == ["a", "b"]
             assert {c.name: c.state for c in ctl.clients}["victim"] == "lost"
             np.testing.assert_allclose(ctl.weights["w"], w0["w"] + 2, rtol=1e-6)
 
             nxt = ctl.run(1, min_clients=2, timeout=120)[0]  # the next round runs with the survivors
-            assert nxt["status"] == "ok" and sorted(nxt["clients"]) == ["a", "b"]
+            assert nxt.status == "ok" and sorted(nxt.clients) == ["a", "b"]
             np.testing.assert_allclose(ctl.weights["w"], w0["w"] + 3, rtol=1e-6)
         finally:
             for proc in procs.values():

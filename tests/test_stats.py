@@ -47,11 +47,11 @@ def assert_pooled(result, pooled, bins, edges_from_pooled=True):
 def test_statistics_match_numpy_on_pooled_data(controller_factory, client_factory):
     sites = {"a": site_data(1, 40, 4), "b": site_data(2, 75, 4), "c": site_data(3, 120, 4)}
     workflow, record = run_statistics(controller_factory, client_factory, sites, bins=7, features=["p", "q", "r", "s"])
-    assert record["status"] == "ok" and record["workflow"] == "statistics"
+    assert record.status == "ok" and record.workflow == "statistics"
     assert_pooled(workflow.result, np.concatenate(list(sites.values())), bins=7)
     assert sorted(workflow.result["clients"]) == ["a", "b", "c"]
     assert workflow.result["withheld"] == {} and workflow.result["features"] == ["p", "q", "r", "s"]
-    noted = record["statistics"]  # the round's record holds the same, as plain lists
+    noted = record.notes["statistics"]  # the round's record holds the same, as plain lists
     assert noted["count"] == [235] * 4 and noted["mean"] == workflow.result["mean"].tolist()
     assert len(noted["histogram"]) == 4 and len(noted["histogram"][0]) == 7
 
@@ -62,7 +62,7 @@ def test_a_client_below_the_minimum_count_is_withheld(controller_factory, client
     assert workflow.result["withheld"] == {"small": "6 samples, fewer than the minimum count of 10"}
     assert sorted(workflow.result["clients"]) == ["big", "other"]
     assert_pooled(workflow.result, np.concatenate([sites["big"], sites["other"]]), bins=10)
-    assert record["statistics"]["withheld"] == workflow.result["withheld"]
+    assert record.notes["statistics"]["withheld"] == workflow.result["withheld"]
 
 
 def test_a_client_policy_above_the_controllers_wins(controller_factory, client_factory):
@@ -75,8 +75,8 @@ def test_a_client_policy_above_the_controllers_wins(controller_factory, client_f
 def test_the_round_fails_when_every_client_withholds(controller_factory, client_factory):
     sites = {"a": site_data(10, 3, 2), "b": site_data(11, 4, 2)}
     workflow, record = run_statistics(controller_factory, client_factory, sites, min_count=10)
-    assert record["status"].startswith("failed: no client contributed statistics")
-    assert "a: 3 samples" in record["status"] and workflow.result == {}
+    assert record.status == "failed" and record.reason.startswith("no client contributed statistics")
+    assert "a: 3 samples" in record.reason and workflow.result == {}
 
 
 def test_malformed_results_are_rejected_and_the_others_counted(controller_factory, client_factory):
@@ -103,10 +103,10 @@ def test_malformed_results_are_rejected_and_the_others_counted(controller_factor
     for name, fn in {"nan": nan_sum, "negative": negative_histogram, "narrow": two_features}.items():
         client_factory(ctl.endpoint, name, tasks={"statistics": fn})
     record = ctl.run(1, workflow, min_clients=4, timeout=30)[0]
-    assert record["status"] == "ok" and workflow.result["clients"] == ["good"]
-    assert "sum holds NaN" in record["failed"]["nan"]
-    assert "histogram counts must be whole numbers, not negative" in record["failed"]["negative"]
-    assert "shape (2,), expected (3,)" in record["failed"]["narrow"]
+    assert record.status == "ok" and workflow.result["clients"] == ["good"]
+    assert "sum holds NaN" in record.failed["nan"]
+    assert "histogram counts must be whole numbers, not negative" in record.failed["negative"]
+    assert "shape (2,), expected (3,)" in record.failed["narrow"]
     # "negative" counted in pass 1 (the mean sent, the edges) but not in the result: the
     # variance is moved to the mean of "good" alone, the edges still span both
     assert_pooled(workflow.result, good, bins=10, edges_from_pooled=False)

@@ -4,12 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-import nbfl
 from nbfl.data.vision import CIFAR10, Compose, Normalize, ToTensor
 from nbfl.torch_adapter import get_weights
 
 from cifar_files import write_cifar10_binary
-from conftest import FAST
 from seed.simple_network import SimpleNetwork
 from seed.simple_trainer import SimpleTrainer
 
@@ -57,8 +55,8 @@ def test_seed_simple_trainer_trains_through_nbfl(tmp_path, monkeypatch, controll
     for i, trainer in enumerate(trainers):
         client_factory(ctl.endpoint, f"site-{i + 1}", trainer)
     records = ctl.run(2, min_clients=2, timeout=300)
-    assert [r["status"] for r in records] == ["ok", "ok"] and all(not r["failed"] for r in records)
-    assert sorted(records[-1]["clients"]) == ["site-1", "site-2"]
+    assert [r.status for r in records] == ["ok", "ok"] and all(not r.failed for r in records)
+    assert sorted(records[-1].clients) == ["site-1", "site-2"]
     # the diffs were applied: the global model moved, and it equals the clients' mean model
     assert any(not np.allclose(ctl.weights[k], initial[k]) for k in initial)
     local = [get_weights(t.model) for t in trainers]
@@ -76,7 +74,7 @@ def test_notebook_cifar10_comparison_runs_on_files_in_cifar10_format(tmp_path):
     assert -1.0 <= x.min() and x.max() <= 1.0 and y.tolist() == labels[:150].tolist()
     seen = []
     rows = compare_cifar10(str(tmp_path), ["fedavg", "scaffold"], clients=3, rounds=2,
-                           on_round=lambda alpha, name, record: seen.append((name, record["status"])))  # fmt: skip
+                           on_round=lambda alpha, name, record: seen.append((name, record.status)))  # fmt: skip
     assert seen == [("fedavg", "ok")] * 2 + [("scaffold", "ok")] * 2
     assert [(r["algorithm"], r["round"]) for r in rows] == [("fedavg", 1), ("fedavg", 2), ("scaffold", 1), ("scaffold", 2)]
     assert all(0 <= r["accuracy"] <= 1 for r in rows)

@@ -18,7 +18,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from . import FilterContext, Weights, as_diff, register
+from .base import FilterContext, Weights, as_diff, register
 
 PRIVATE_META = ("metrics", "num_samples", "NUM_STEPS_CURRENT_ROUND")
 

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from . import FilterContext, Weights, as_diff, register
+from .base import FilterContext, Weights, as_diff, register
 
 
 @register

@@ -38,7 +38,7 @@ import numpy as np
 
 from ..weights import full_weights
 from ..wire import DTYPES
-from . import FilterContext, FilterError, Weights
+from .base import FilterContext, FilterError, Weights
 
 if TYPE_CHECKING:
     import tenseal

@@ -9,11 +9,12 @@ from .fedopt import FedOpt
 from .fedprox import FedProx
 from .robust import RobustAggregation
 from .scaffold import Scaffold
-from .scatter_gather import FedAvg, RoundFailed, RoundStopped
+from .base import RoundContext, RoundFailed, RoundStopped, Workflow
+from .scatter_gather import FedAvg
 from .stats import FederatedStatistics
 
 __all__ = [
-    "ALGORITHMS", "CrossSiteEval", "CrossSiteMatrix", "Cyclic", "FedAvg", "FederatedStatistics", "FedOpt", "FedProx", "RobustAggregation", "RoundFailed", "RoundStopped", "Scaffold",
+    "ALGORITHMS", "CrossSiteEval", "CrossSiteMatrix", "Cyclic", "FedAvg", "FederatedStatistics", "FedOpt", "FedProx", "RobustAggregation", "RoundContext", "RoundFailed", "RoundStopped", "Scaffold", "Workflow",
     "make_workflow",
 ]  # fmt: skip
 

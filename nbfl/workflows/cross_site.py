@@ -22,12 +22,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .. import names
 from ..executor import DataKind
 from ..weights import UpdateError, Weights, check_update
-from .scatter_gather import RoundFailed
+from .base import RoundFailed
 
 if TYPE_CHECKING:
-    from ..controller import ClientInfo, Controller
+    from ..records import ClientInfo
+    from .base import RoundContext
 
 GLOBAL = "global"
 
@@ -58,51 +60,51 @@ class CrossSiteEval:
     name = "cross_site"
     trains = False  # the global model is unchanged, so the controller does not rate it again
 
-    def __init__(self, submit_task: str = "submit_model", validate_task: str = "validate", metric: str = "accuracy"):
+    def __init__(self, submit_task: str = names.SUBMIT_MODEL, validate_task: str = names.VALIDATE, metric: str = "accuracy"):
         self.submit_task = submit_task
         self.validate_task = validate_task
         self.metric = metric
         self.matrix: CrossSiteMatrix | None = None
 
-    def round(self, ctl: "Controller", weights: Weights, number: int) -> Weights:
-        sites = sorted(ctl.live_clients(), key=lambda c: c.name)
+    def round(self, run: "RoundContext", weights: Weights, number: int) -> Weights:
+        sites = sorted(run.live_clients(), key=lambda c: c.name)
         if not sites:
             raise RoundFailed("no live clients to evaluate on")
         names = [c.name for c in sites]
-        models = self._collect_models(ctl, weights, sites)
+        models = self._collect_models(run, weights, sites)
         row_names = [*names, GLOBAL]
         values = np.full((len(row_names), len(names)), np.nan)
         for row, model_name in enumerate(row_names):
             model = weights if model_name == GLOBAL else models.get(model_name)
             if model is None:  # that client submitted no usable model: its row stays NaN
                 continue
-            for result in ctl.scatter(self.validate_task, model, clients=_still_live(ctl, names)):
+            for result in run.scatter(self.validate_task, model, clients=_still_live(run, names)):
                 value = result.metrics.get(self.metric)
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
                     values[row, names.index(result.client)] = float(value)
                 else:
-                    ctl.reject(result, f"no number {self.metric!r} in its {self.validate_task!r} metrics")
+                    run.reject(result, f"no number {self.metric!r} in its {self.validate_task!r} metrics")
         if np.isnan(values).all():
             raise RoundFailed(f"no site answered {self.validate_task!r} with {self.metric!r}")
         self.matrix = CrossSiteMatrix(row_names, names, self.metric, values)
-        ctl.note("cross_site", self.matrix.as_record())
+        run.note("cross_site", self.matrix.as_record())
         return weights
 
-    def _collect_models(self, ctl: "Controller", weights: Weights, sites: list["ClientInfo"]) -> dict[str, Weights]:
+    def _collect_models(self, run: "RoundContext", weights: Weights, sites: list["ClientInfo"]) -> dict[str, Weights]:
         """Phase 1: each site's locally trained model, by client name; bad ones rejected."""
         models: dict[str, Weights] = {}
-        for result in ctl.scatter(self.submit_task, weights, clients=sites):
+        for result in run.scatter(self.submit_task, weights, clients=sites):
             try:
                 if result.kind != DataKind.WEIGHTS:
                     raise UpdateError(f"{self.submit_task!r} must answer with WEIGHTS, not {result.kind}")
                 check_update(result.weights, weights)
             except UpdateError as exc:
-                ctl.reject(result, exc)
+                run.reject(result, exc)
                 continue
             models[result.client] = result.weights
         return models
 
 
-def _still_live(ctl: "Controller", names: list[str]) -> list["ClientInfo"]:
+def _still_live(run: "RoundContext", names: list[str]) -> list["ClientInfo"]:
     """The round's sites that are still connected: a lost one would only be waited for."""
-    return [c for c in ctl.live_clients() if c.name in names]
+    return [c for c in run.live_clients() if c.name in names]

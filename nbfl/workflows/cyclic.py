@@ -12,11 +12,13 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING, Any, Sequence
 
+from .. import names
 from ..weights import UpdateError, Weights, full_weights
-from .scatter_gather import RoundFailed
+from .base import RoundFailed
 
 if TYPE_CHECKING:
-    from ..controller import ClientInfo, Controller
+    from ..records import ClientInfo
+    from .base import RoundContext
 
 
 class Cyclic:
@@ -25,7 +27,7 @@ class Cyclic:
 
     def __init__(
         self,
-        task_name: str = "train",
+        task_name: str = names.TRAIN,
         order: str | Sequence[str] = "fixed",
         seed: int = 0,
         task_meta: dict[str, Any] | None = None,
@@ -50,17 +52,17 @@ class Cyclic:
             raise RoundFailed(f"clients in the declared order are not connected: {', '.join(missing)}")
         return [by_name[n] for n in self.order]
 
-    def round(self, ctl: "Controller", weights: Weights, number: int) -> Weights:
+    def round(self, run: "RoundContext", weights: Weights, number: int) -> Weights:
         current, visited = weights, []
-        for client in self.visit_order(ctl.live_clients(), number):
-            for result in ctl.scatter(self.task_name, current, clients=[client], meta=self.task_meta):
+        for client in self.visit_order(run.live_clients(), number):
+            for result in run.scatter(self.task_name, current, clients=[client], meta=self.task_meta):
                 try:
                     current = full_weights(result.weights, result.kind, current)
                 except UpdateError as exc:
-                    ctl.reject(result, exc)
+                    run.reject(result, exc)
                     continue
                 visited.append(client.name)
-        ctl.note("order", visited)
+        run.note("order", visited)
         if not visited:
             raise RoundFailed("no client returned a usable model this cycle")
         return current

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .. import names
 from ..aggregators.fedopt import OPTIMIZERS, ServerOptimizer
 from ..weights import Weights
 from .scatter_gather import FedAvg
 
 if TYPE_CHECKING:
-    from ..controller import Controller
+    from .base import RoundContext
 
 
 class FedOpt(FedAvg):
@@ -26,7 +27,7 @@ class FedOpt(FedAvg):
     def __init__(
         self,
         optimizer: ServerOptimizer | str = "sgd",
-        task_name: str = "train",
+        task_name: str = names.TRAIN,
         weight_by: str = "auto",
         task_meta: dict[str, Any] | None = None,
         **optimizer_args: Any,
@@ -38,6 +39,6 @@ class FedOpt(FedAvg):
             optimizer = OPTIMIZERS[optimizer](**optimizer_args)
         self.optimizer = optimizer
 
-    def round(self, ctl: "Controller", weights: Weights, number: int) -> Weights:
-        mean = super().round(ctl, weights, number)
+    def round(self, run: "RoundContext", weights: Weights, number: int) -> Weights:
+        mean = super().round(run, weights, number)
         return self.optimizer.step(weights, mean)

@@ -1,6 +1,6 @@
 """FedProx (Li et al., 2020): FedAvg whose clients add ``mu/2 * ||w - w_global||^2`` to their loss.
 
-The controller's part is only to say ``mu`` in every task's meta (``fedprox_mu``);
+The controller's part is only to say ``mu`` in every task's meta (:data:`nbfl.names.FEDPROX_MU`);
 the proximal term itself is computed by the client's training loop
 (:func:`nbfl.torch_algorithms.proximal_term`, used by the built-in trainers), which
 keeps heterogeneous clients from drifting far from the global model.
@@ -10,18 +10,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import names
 from .scatter_gather import FedAvg
-
-MU_KEY = "fedprox_mu"
 
 
 class FedProx(FedAvg):
     name = "fedprox"
 
     def __init__(
-        self, mu: float = 0.01, task_name: str = "train", weight_by: str = "auto", task_meta: dict[str, Any] | None = None
+        self, mu: float = 0.01, task_name: str = names.TRAIN, weight_by: str = "auto", task_meta: dict[str, Any] | None = None
     ):
         if not mu >= 0:
             raise ValueError(f"mu must be zero or positive, got {mu}")
-        super().__init__(task_name, weight_by, {**(task_meta or {}), MU_KEY: float(mu)})
+        super().__init__(task_name, weight_by, {**(task_meta or {}), names.FEDPROX_MU: float(mu)})
         self.mu = float(mu)

@@ -24,11 +24,14 @@ import numpy as np
 
 from ..filters.he import CHUNK_PREFIX, ENCRYPTED, LAYOUT_KEY, Layout, chunk_names, chunk_sizes, layout_of, load_context
 from ..filters.he import require_tenseal, slots
+from .. import names
 from ..weights import Weights
-from .scatter_gather import FedAvg, RoundFailed
+from .base import RoundFailed, needs_results
+from .scatter_gather import FedAvg
 
 if TYPE_CHECKING:
-    from ..controller import Controller, Result
+    from ..records import Result
+    from .base import RoundContext
 
 
 class HEFedAvg(FedAvg):
@@ -46,7 +49,7 @@ class HEFedAvg(FedAvg):
     trains = True
 
     def __init__(
-        self, context: bytes, task_name: str = "train", weight_by: str = "auto", task_meta: dict[str, Any] | None = None
+        self, context: bytes, task_name: str = names.TRAIN, weight_by: str = "auto", task_meta: dict[str, Any] | None = None
     ):
         super().__init__(task_name, weight_by, task_meta)
         self.context = load_context(context)
@@ -59,8 +62,8 @@ class HEFedAvg(FedAvg):
         self.slots = slots(self.context)
         self.layout: Layout | None = None  # of the model the controller holds, once it is encrypted
 
-    def round(self, ctl: "Controller", weights: Weights, number: int) -> Weights:
-        if ctl.evaluate is not None:
+    def round(self, run: "RoundContext", weights: Weights, number: int) -> Weights:
+        if run.evaluate is not None:
             raise ValueError("the controller cannot evaluate an encrypted model: drop evaluate=; clients report it")
         meta = dict(self.task_meta)
         if not any(name.startswith(CHUNK_PREFIX) for name in weights):
@@ -71,18 +74,18 @@ class HEFedAvg(FedAvg):
             meta[LAYOUT_KEY] = self.layout
         acc: list[Any] | None = None
         total, count = 0.0, 0
-        for result in ctl.scatter(self.task_name, weights, meta=meta):
+        for result in run.scatter(self.task_name, weights, meta=meta):
             try:
                 weight = self.weight_of(result)
                 scaled = self._scaled(result, weight)
             except ValueError as exc:
-                ctl.reject(result, exc)
+                run.reject(result, exc)
                 continue
             acc = scaled if acc is None else [a + s for a, s in zip(acc, scaled)]
             total += weight
             count += 1
-        if acc is None or count < max(1, ctl.min_clients):
-            raise RoundFailed(f"{count} usable results, {ctl.min_clients} needed")
+        needs_results(run, count)
+        assert acc is not None
         names = chunk_names(self.layout)
         return {name: np.frombuffer((a * (1.0 / total)).serialize(), np.uint8) for name, a in zip(names, acc)}
 

@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 from ..aggregators import robust
 from ..weights import UpdateError, Weights, full_weights
-from .scatter_gather import RoundFailed
+from .. import names
+from .base import RoundFailed, needs_results
 
 if TYPE_CHECKING:
-    from ..controller import Controller
+    from .base import RoundContext
 
 RULES = ("median", "trimmed_mean", "krum")
 
@@ -26,7 +27,7 @@ class RobustAggregation:
     def __init__(
         self,
         rule: str = "median",
-        task_name: str = "train",
+        task_name: str = names.TRAIN,
         *,
         beta: float = 0.2,
         f: int = 1,
@@ -40,15 +41,14 @@ class RobustAggregation:
         self.beta, self.f, self.m = beta, f, m
         self.task_meta = dict(task_meta or {})
 
-    def round(self, ctl: "Controller", weights: Weights, number: int) -> Weights:
+    def round(self, run: "RoundContext", weights: Weights, number: int) -> Weights:
         models: list[Weights] = []
-        for result in ctl.scatter(self.task_name, weights, meta=self.task_meta):
+        for result in run.scatter(self.task_name, weights, meta=self.task_meta):
             try:
                 models.append(full_weights(result.weights, result.kind, weights))
             except UpdateError as exc:
-                ctl.reject(result, exc)
-        if len(models) < max(1, ctl.min_clients):
-            raise RoundFailed(f"{len(models)} usable results, {ctl.min_clients} needed")
+                run.reject(result, exc)
+        needs_results(run, len(models))
         if self.rule == "median":
             return robust.median(models)
         if self.rule == "trimmed_mean":

@@ -9,20 +9,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .. import names
 from ..aggregators import WeightedMean
 from ..executor import MetaKey
 from ..weights import UpdateError, Weights
+from .base import needs_results
 
 if TYPE_CHECKING:
-    from ..controller import Controller, Result
-
-class RoundFailed(RuntimeError):
-    """Not enough usable results this round; the global model stays as it was."""
-
-
-class RoundStopped(Exception):
-    """The user stopped the run (``Controller.stop``, a Stop button) during this round."""
-
+    from ..records import Result
+    from .base import RoundContext
 
 WEIGHT_KEYS = {"steps": MetaKey.NUM_STEPS_CURRENT_ROUND, "samples": "num_samples"}
 
@@ -37,22 +32,21 @@ class FedAvg:
     name = "fedavg"
     trains = True
 
-    def __init__(self, task_name: str = "train", weight_by: str = "auto", task_meta: dict[str, Any] | None = None):
+    def __init__(self, task_name: str = names.TRAIN, weight_by: str = "auto", task_meta: dict[str, Any] | None = None):
         if weight_by not in ("auto", "equal", *WEIGHT_KEYS):
             raise ValueError(f"weight_by must be auto, equal, steps or samples, not {weight_by!r}")
         self.task_name = task_name
         self.weight_by = weight_by
         self.task_meta = dict(task_meta or {})
 
-    def round(self, ctl: "Controller", weights: Weights, number: int) -> Weights:
+    def round(self, run: "RoundContext", weights: Weights, number: int) -> Weights:
         mean = WeightedMean(weights)
-        for result in ctl.scatter(self.task_name, weights, meta=self.task_meta):
+        for result in run.scatter(self.task_name, weights, meta=self.task_meta):
             try:
                 mean.accept(result.weights, self.weight_of(result), result.kind, owned=True)
             except (UpdateError, ValueError) as exc:
-                ctl.reject(result, exc)
-        if mean.count < max(1, ctl.min_clients):
-            raise RoundFailed(f"{mean.count} usable results, {ctl.min_clients} needed")
+                run.reject(result, exc)
+        needs_results(run, mean.count)
         return mean.result()
 
     def weight_of(self, result: "Result") -> float:

@@ -26,15 +26,14 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
-from ..statistics import FIRST_PASS, SECOND_PASS, Tensors
+from .. import names
+from ..statistics import FIRST_PASS, Tensors
 from ..weights import Weights
-from .scatter_gather import RoundFailed
+from .base import RoundFailed
 
 if TYPE_CHECKING:
-    from ..controller import ClientInfo, Controller, Result
-
-
-STATISTICS_TASK = "statistics"
+    from ..records import ClientInfo, Result
+    from .base import RoundContext
 
 
 class FederatedStatistics:
@@ -51,7 +50,7 @@ class FederatedStatistics:
     trains = False
 
     def __init__(
-        self, task_name: str = STATISTICS_TASK, bins: int = 10, min_count: int = 10, features: list[str] | None = None
+        self, task_name: str = names.STATISTICS, bins: int = 10, min_count: int = 10, features: list[str] | None = None
     ):
         if bins < 1:
             raise ValueError(f"bins must be at least 1, not {bins}")
@@ -63,16 +62,16 @@ class FederatedStatistics:
         self.features = list(features) if features is not None else None
         self.result: dict[str, Any] = {}
 
-    def round(self, ctl: "Controller", weights: Weights, number: int) -> Weights:
+    def round(self, run: "RoundContext", weights: Weights, number: int) -> Weights:
         self.result = {}
         withheld: dict[str, str] = {}
 
         # pass 1: count, sum, min, max
         width = len(self.features) if self.features is not None else None
         first: dict[str, Tensors] = {}
-        for result in self._contributions(ctl, {}, 1, None, withheld):
+        for result in self._contributions(run, {}, 1, None, withheld):
             shape = (width,) if width is not None else np.shape(result.weights.get("count"))
-            if _accept(ctl, result, dict.fromkeys(FIRST_PASS, shape), first):
+            if _accept(run, result, dict.fromkeys(FIRST_PASS, shape), first):
                 width = shape[0]  # unless `features` said so, the first good answer sets it
         if not first:
             raise RoundFailed(_nobody(withheld))
@@ -82,11 +81,11 @@ class FederatedStatistics:
         edges = _equal_width_edges(low, high, self.bins)
 
         # pass 2: squared deviations from the global mean, histograms over shared edges
-        again = [client for client in ctl.live_clients() if client.name in first]
+        again = [client for client in run.live_clients() if client.name in first]
         second: dict[str, Tensors] = {}
         shapes = {"sum_sq_dev": (width,), "histogram": (width, self.bins)}
-        for result in self._contributions(ctl, {"mean": center, "edges": edges}, 2, again, withheld):
-            _accept(ctl, result, shapes, second)
+        for result in self._contributions(run, {"mean": center, "edges": edges}, 2, again, withheld):
+            _accept(run, result, shapes, second)
 
         # combine the clients that answered both passes (pass 2 asked only those of pass 1)
         used = [name for name in first if name in second]
@@ -112,32 +111,32 @@ class FederatedStatistics:
             "withheld": withheld,
             "clients": used,
         }
-        ctl.note("statistics", {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in self.result.items()})
+        run.note("statistics", {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in self.result.items()})
         return weights
 
     def _contributions(
         self,
-        ctl: "Controller",
+        run: "RoundContext",
         request: Tensors,
         step: int,
         clients: "list[ClientInfo] | None",
         withheld: dict[str, str],
     ) -> "Iterator[Result]":
         """Scatter one pass and yield the answers with tensors; note the withheld ones."""
-        meta = {"pass": step, "min_count": self.min_count}
-        for result in ctl.scatter(self.task_name, request, clients=clients, meta=meta):
+        meta = {names.STATS_PASS: step, names.MIN_COUNT: self.min_count}
+        for result in run.scatter(self.task_name, request, clients=clients, meta=meta):
             if result.weights:
                 yield result
             else:
                 withheld[result.client] = _withheld_reason(result)
 
 
-def _accept(ctl: "Controller", result: "Result", shapes: dict[str, tuple[int, ...]], into: dict[str, Tensors]) -> bool:
+def _accept(run: "RoundContext", result: "Result", shapes: dict[str, tuple[int, ...]], into: dict[str, Tensors]) -> bool:
     """Check ``result`` against ``shapes`` and keep it in ``into``, or reject it; True if kept."""
     try:
         into[result.client] = _checked(result.weights, shapes)
     except ValueError as exc:
-        ctl.reject(result, exc)
+        run.reject(result, exc)
         return False
     return True
 
@@ -178,7 +177,7 @@ def _equal_width_edges(low: np.ndarray, high: np.ndarray, bins: int) -> np.ndarr
 
 def _withheld_reason(result: "Result") -> str:
     """Why a client sent no tensors, in its own words (cut short: it is shown in tables)."""
-    reason = result.meta.get("withheld")
+    reason = result.meta.get(names.WITHHELD)
     return str(reason)[:200] if reason else "sent no statistics"
 
 

@@ -1,0 +1,97 @@
+"""What the controller records: its clients, their results, and one record per round.
+
+Plain dataclasses, shared by the controller, the workflows, the notebook layer and the
+command line, so each of them reads the same typed fields instead of agreeing on the
+keys of a dict.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class ClientInfo:
+    """What the controller knows of one client; shown in ``%fl_clients`` and dashboards."""
+
+    name: str
+    host: str
+    device: str
+    samples: int
+    peer: bytes = field(repr=False)
+    accepts_code: bool = False
+    state: str = "idle"  # idle, training, lost, left
+    last_seen: float = field(default_factory=time.time)
+    last_round: int | None = None
+    last_seconds: float | None = None
+    last_metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def live(self) -> bool:
+        """Connected and answering (not lost, not left)."""
+        return self.state in ("idle", "training")
+
+
+@dataclass
+class Result:
+    """One client's answer to one task, as handed to a workflow."""
+
+    client: str
+    kind: str
+    weights: dict[str, np.ndarray]
+    meta: dict[str, Any]
+    seconds: float
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        return dict(self.meta.get("metrics") or {})
+
+
+class RoundStatus(str, Enum):
+    """How a round ended. A ``str`` enum: ``record.status == "ok"`` reads as it says."""
+
+    OK = "ok"  # the workflow's new model is the global model
+    FAILED = "failed"  # too few usable results, or the workflow refused; the model is unchanged
+    STOPPED = "stopped"  # Run.stop() (a Stop button, %fl_stop); clients told to abort
+    INTERRUPTED = "interrupted"  # the kernel's interrupt (Ctrl-C); clients told to abort
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass
+class RoundRecord:
+    """One round: how it ended, the global model's metrics and each client's part in it.
+
+    ``clients`` maps each client whose result was used to its seconds and metrics;
+    ``failed`` maps the others to why (with a remote traceback where there was one).
+    ``notes`` holds what a workflow reports beyond the model (``cross_site``,
+    ``statistics``, ``order``).
+    """
+
+    round: int
+    workflow: str
+    status: RoundStatus = RoundStatus.OK
+    reason: str = ""  # why it failed or stopped, for people
+    metrics: dict[str, float] = field(default_factory=dict)  # the global model's evaluation after the round
+    clients: dict[str, dict[str, float]] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    filters: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # what each site's update went through
+    privacy: dict[str, Any] | None = None  # epsilon spent so far through DP filters (nbfl.filters.accountant)
+    notes: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status is RoundStatus.OK
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON types, for files and tables."""
+        out = asdict(self)
+        out["status"] = self.status.value
+        return out

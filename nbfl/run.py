@@ -1,0 +1,411 @@
+"""A run: some rounds of one workflow, on its own thread, behind a handle.
+
+:meth:`Controller.start <nbfl.controller.Controller.start>` returns a :class:`Run` at
+once, in the manner of ``concurrent.futures.Future`` (and ipyparallel's
+``AsyncResult``): ``wait()``, ``stop()``, ``done()``, ``result()``, ``exception()``,
+``add_done_callback()``, plus the live ``round`` and ``history``. Rounds go on in the
+background while the notebook does other things; ``Controller.run()`` is
+``start(...).wait()``.
+
+Everything that belongs to one run lives here: the workflow, ``min_clients``, the
+timeouts, the filters asked of clients, the round in progress and its inbox. Nothing of
+it is on the controller, so no run (or magic) can change another's settings.
+
+Threads: the run's thread scatters tasks and aggregates; the controller's IO thread
+puts the round's traffic (results, errors, lost clients) into the run's inbox. Neither
+touches the other's state except through that queue and the registry's lock.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections import deque
+from typing import Any, Callable, Iterator, Mapping, Protocol
+
+import numpy as np
+
+from . import names, wire
+from .executor import DataKind
+from .filters.accountant import PrivacyLedger
+from .records import ClientInfo, Result, RoundRecord, RoundStatus
+from .registry import Registry
+from .transport import ServerIO
+from .weights import Weights
+from .workflows.base import RoundFailed, RoundStopped, Workflow
+
+log = logging.getLogger("nbfl.run")
+
+Evaluate = Callable[[Weights], Mapping[str, float]]
+OnRound = Callable[[RoundRecord], None]
+OnProgress = Callable[[int, int], None]
+
+
+class RunError(RuntimeError):
+    """The run cannot go on: the controller's IO thread died, or the controller was closed."""
+
+
+class Host(Protocol):
+    """What a run uses of its controller (:class:`nbfl.controller.Controller`)."""
+
+    endpoint: str
+    registry: Registry
+    io: ServerIO
+    evaluate: Evaluate | None
+    max_inflight: int
+    task_code: dict[str, str]
+    privacy: PrivacyLedger
+    history: list[RoundRecord]
+    weights: Weights  # the last complete global model
+
+    def adopt(self, weights: Weights) -> None:
+        """Make ``weights`` the global model (a round completed)."""
+        ...
+
+    def check_alive(self) -> None:
+        """Raise :class:`RunError` if the controller cannot talk to its clients any more."""
+        ...
+
+
+class Run:
+    """Rounds of ``workflow`` on ``host``'s clients; made by ``Controller.start``, not directly."""
+
+    def __init__(
+        self,
+        host: Host,
+        rounds: int,
+        workflow: Workflow,
+        *,
+        min_clients: int = 1,
+        timeout: float | None = None,
+        join_timeout: float | None = 60.0,
+        filters: list[dict[str, Any]] | None = None,
+        on_round: OnRound | None = None,
+        on_progress: OnProgress | None = None,
+    ):
+        self.rounds = rounds
+        self.workflow = workflow
+        self.min_clients = min_clients
+        self.timeout = timeout
+        self.join_timeout = join_timeout
+        self.filters = list(filters or [])
+        self.evaluate = host.evaluate
+        self.history: list[RoundRecord] = []  # this run's rounds, as they complete
+        self.round = 0  # the round in progress, or the last one
+        self._host = host
+        self._on_round = on_round
+        self._on_progress = on_progress
+        self._future: concurrent.futures.Future[list[RoundRecord]] = concurrent.futures.Future()
+        self._stop = threading.Event()
+        self._stop_status = RoundStatus.STOPPED
+        self._inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._record: RoundRecord | None = None  # the round gathering results: the IO thread forwards to it
+        self._thread = threading.Thread(target=self._main, name="nbfl-run", daemon=True)
+
+    # -- the handle ----------------------------------------------------------------
+    def done(self) -> bool:
+        """True once the run has ended: all rounds done, stopped, or failed."""
+        return self._future.done()
+
+    @property
+    def stopped(self) -> bool:
+        """Whether :meth:`stop` (or an interrupt) ended the run before all its rounds."""
+        return self._stop.is_set()
+
+    def stop(self) -> None:
+        """End the run: the round in progress is aborted on the clients and the global
+        model stays the last complete one. Thread-safe and quick (a Stop button); the run
+        ends within about half a second, :meth:`wait` tells when."""
+        self._halt(RoundStatus.STOPPED)
+
+    def interrupt(self) -> None:
+        """What Ctrl-C (the kernel's interrupt) does: :meth:`stop`, recorded as ``interrupted``."""
+        self._halt(RoundStatus.INTERRUPTED)
+
+    def wait(self, timeout: float | None = None) -> list[RoundRecord]:
+        """Block until the run ends; return its records or raise what ended it.
+
+        A KeyboardInterrupt (Ctrl-C, the kernel's interrupt) while waiting stops the run,
+        waits for the abort to reach the clients, and is raised again.
+        """
+        try:
+            return self._future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            if self._future.done():  # the run's own TimeoutError (its clients did not come)
+                raise
+            raise TimeoutError(f"the run is still going after {timeout} s (round {self.round} of {self.rounds})") from None
+        except KeyboardInterrupt:
+            self.interrupt()
+            concurrent.futures.wait([self._future], timeout=30)
+            raise
+
+    def result(self, timeout: float | None = None) -> list[RoundRecord]:
+        """The run's records (as :meth:`wait`)."""
+        return self.wait(timeout)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        """What ended the run, or None if it ended normally (waits like :meth:`wait`)."""
+        try:
+            return self._future.exception(timeout)
+        except concurrent.futures.TimeoutError:
+            raise TimeoutError(f"the run is still going after {timeout} s") from None
+
+    def add_done_callback(self, fn: Callable[["Run"], None]) -> None:
+        """Call ``fn(run)`` when the run ends (at once if it has), on the thread that ends it."""
+        self._future.add_done_callback(lambda _: fn(self))
+
+    def future(self) -> concurrent.futures.Future:
+        """The underlying future (for ``concurrent.futures.wait`` and the like)."""
+        return self._future
+
+    def summary(self) -> str:
+        """One line on where the run is: for status lines and ``%fl_status``."""
+        done = sum(r.status in (RoundStatus.OK, RoundStatus.FAILED) for r in self.history)  # rounds that ran to the end
+        last = self.history[-1] if self.history else None
+        metrics = ", ".join(f"{k} {v:.4f}" for k, v in (last.metrics if last else {}).items())
+        tail = f"; {metrics}" if metrics else ""
+        if not self.done():
+            where = f"round {self.round} of {self.rounds}" if self.round else "waiting for clients"
+            return f"running: {where}{tail}"
+        error = self._future.exception()
+        if error is not None:
+            return f"failed after {done} of {self.rounds} rounds: {type(error).__name__}: {error}"
+        if self.stopped:
+            return f"stopped after {done} of {self.rounds} rounds{tail}"
+        return f"finished {done} of {self.rounds} rounds{tail}"
+
+    def __repr__(self) -> str:
+        return f"<nbfl.Run {self.workflow.name} {self.summary()}>"
+
+    # -- what a workflow uses (nbfl.workflows.base.RoundContext) ---------------------
+    def live_clients(self) -> list[ClientInfo]:
+        return self._host.registry.live()
+
+    def note(self, key: str, value: Any) -> None:
+        if self._record is not None:
+            self._record.notes[key] = value
+
+    def reject(self, result: Result, reason: Exception | str) -> None:
+        self._fail(result.client, f"update rejected: {reason}")
+        peer = self._host.registry.peer_of(result.client)
+        if peer is not None:
+            self._host.io.send(peer, wire.message("error", reason=f"update rejected: {reason}"))
+        if self._record is not None:
+            self._record.clients.pop(result.client, None)
+
+    def scatter(
+        self,
+        task_name: str,
+        weights: Mapping[str, np.ndarray],
+        clients: list[ClientInfo] | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> Iterator[Result]:
+        """Send one task to each client and yield results as they arrive.
+
+        At most ``max_inflight`` results are on their way at once: that many clients may
+        send as soon as they finish, the rest are pulled one by one as slots free.
+        Errors, lost clients and timeouts are recorded in the round's record and logged
+        with the client's name; leaving the loop early (or a stop) aborts the tasks
+        still running.
+        """
+        host, registry = self._host, self._host.registry
+        targets = clients if clients is not None else registry.live()
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        number = self._record.round if self._record else 0
+        task_meta = {**(meta or {}), names.FILTERS: self.filters} if self.filters else dict(meta or {})
+        pending: dict[str, ClientInfo] = {}
+        sent_at: dict[str, float] = {}
+        ready: deque[str] = deque()
+        inflight: set[str] = set()
+        headers: dict[bytes, dict[str, Any]] = {}
+        for client in targets:
+            task_id = uuid.uuid4().hex
+            pending[task_id] = client
+            sent_at[task_id] = time.perf_counter()
+            # the first max_inflight clients may send their result as soon as it is done;
+            # the others announce "ready" and wait for a pull when one of those slots frees
+            direct = len(inflight) < host.max_inflight
+            if direct:
+                inflight.add(task_id)
+            headers[client.peer] = {
+                "task_id": task_id, "task_name": task_name, "round": number,
+                "kind": DataKind.WEIGHTS, "direct": direct, "meta": task_meta,
+            }  # fmt: skip
+            if client.accepts_code and task_name in host.task_code:
+                headers[client.peer]["code"] = host.task_code[task_name]
+            registry.set_state(client.peer, "training")
+        host.io.broadcast("task", weights, headers)
+        self._progress(0, len(targets))
+
+        def pump() -> None:
+            while ready and len(inflight) < host.max_inflight:
+                task_id = ready.popleft()
+                if task_id in pending:
+                    inflight.add(task_id)
+                    host.io.send(pending[task_id].peer, wire.message("pull", task_id=task_id))
+
+        def finish(task_id: str, state: str = "idle") -> ClientInfo:
+            inflight.discard(task_id)
+            client = pending.pop(task_id)
+            registry.set_state(client.peer, state)
+            pump()
+            self._progress(len(targets) - len(pending), len(targets))
+            return client
+
+        ended_by: str | None = "ended early"  # why tasks still pending are aborted; None: the user stopped it
+        try:
+            while pending:
+                if self._stop.is_set():
+                    ended_by = None
+                    raise RoundStopped()
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    ended_by = f"timed out after {self.timeout} s"
+                    break
+                try:  # short waits, so a stop is seen promptly
+                    kind, peer, msg = self._inbox.get(timeout=0.5 if remaining is None else min(remaining, 0.5))
+                except queue.Empty:
+                    continue
+                if kind == "died":
+                    ended_by = "lost its connection"
+                    raise RunError(f"the controller's IO thread died: {msg!r}") from msg
+                if kind in ("lost", "bye"):
+                    for task_id in [t for t, c in pending.items() if c.peer == peer]:
+                        client = finish(task_id, "lost" if kind == "lost" else "left")
+                        self._fail(client.name, "lost: no heartbeat" if kind == "lost" else "left")
+                    continue
+                task_id = msg.get("task_id")
+                owner = pending.get(task_id) if isinstance(task_id, str) else None
+                if owner is None or owner.peer != peer:
+                    log.warning("%s for unknown task %r from %s: dropped", kind, task_id, registry.name_of(peer))
+                    host.io.send(peer, wire.message("error", reason=f"unknown task {task_id!r}"))
+                    continue
+                if kind == "ready":
+                    ready.append(task_id)
+                    pump()
+                elif kind == "error":
+                    client = finish(task_id)
+                    reason = str(msg.get("reason", "error"))
+                    tb = msg.get("traceback")
+                    self._fail(client.name, reason + (f"\n{tb}" if tb else ""))
+                elif kind == "result":
+                    client = finish(task_id)
+                    result = Result(
+                        client=client.name,
+                        kind=str(msg.get("kind", DataKind.WEIGHTS)),
+                        weights=msg.tensors,
+                        meta=msg.get("meta") if isinstance(msg.get("meta"), dict) else {},
+                        seconds=time.perf_counter() - sent_at[task_id],
+                    )
+                    self._record_result(client, result, number)
+                    yield result
+        finally:
+            for task_id, client in pending.items():
+                host.io.send(client.peer, wire.message("abort", task_id=task_id))
+                registry.set_state(client.peer, "idle")
+                if ended_by is not None:  # a stop is the user's wish, not the client's failure
+                    self._fail(client.name, f"aborted: the round {ended_by}")
+
+    # -- for the controller's IO thread ------------------------------------------------
+    def deliver(self, item: tuple[str, bytes, Any]) -> bool:
+        """Queue a message for the round gathering results; False if none is (nobody would read it)."""
+        if self._record is None:
+            return False
+        self._inbox.put(item)
+        return True
+
+    def begin(self) -> "Run":
+        self._future.set_running_or_notify_cancel()  # from now on nobody can cancel() it: stop() ends a run
+        self._thread.start()
+        return self
+
+    # -- the run's thread ----------------------------------------------------------------
+    def _main(self) -> None:
+        try:
+            for _ in range(self.rounds):
+                if len(self.live_clients()) < self.min_clients:  # not there yet, or some left: wait for them
+                    self._wait_for_clients()
+                if self._stop.is_set():
+                    break
+                record = self._round()
+                if self._on_round is not None:
+                    self._on_round(record)
+                if record.status in (RoundStatus.STOPPED, RoundStatus.INTERRUPTED):
+                    break
+        except BaseException as exc:  # the waiter raises it: nothing ends this thread unseen
+            self._future.set_exception(exc)
+        else:
+            self._future.set_result(list(self.history))
+
+    def _wait_for_clients(self) -> None:
+        def cancelled() -> None:
+            self._host.check_alive()
+            if self._stop.is_set():
+                raise RoundStopped()
+
+        try:
+            self._host.registry.wait_for(self.min_clients, self.join_timeout, self._host.endpoint, cancelled)
+        except RoundStopped:
+            pass  # stopped before a round began: the loop ends the run
+
+    def _round(self) -> RoundRecord:
+        host = self._host
+        host.check_alive()
+        number = len(host.history) + 1
+        record = RoundRecord(number, getattr(self.workflow, "name", type(self.workflow).__name__.lower()))
+        self.round = number
+        while not self._inbox.empty():  # leftovers of an earlier round
+            self._inbox.get_nowait()
+        self._record = record
+        started = time.perf_counter()
+        try:
+            host.adopt(self.workflow.round(self, host.weights, number))
+        except RoundStopped:
+            record.status, record.reason = self._stop_status, f"{self._stop_status.value} by the user"
+            log.warning("round %d %s; clients told to abort, global model is round %d's", number, record.status, number - 1)
+        except RoundFailed as exc:
+            record.status, record.reason = RoundStatus.FAILED, str(exc)
+            log.warning("round %d failed, global model unchanged: %s", number, exc)
+        finally:
+            self._record = None
+        # evaluation, statistics and other workflows that leave the model alone are not rated
+        if record.ok and self.evaluate is not None and getattr(self.workflow, "trains", True):
+            record.metrics = {k: float(v) for k, v in self.evaluate(host.weights).items()}
+        record.seconds = time.perf_counter() - started
+        self.history.append(record)
+        host.history.append(record)
+        log.info("round %d %s in %.2f s %s", number, record.status, record.seconds, record.metrics)
+        return record
+
+    def _halt(self, status: RoundStatus) -> None:
+        if not self._stop.is_set() and not self.done():
+            self._stop_status = status
+            self._stop.set()
+            self._host.registry.wake()
+
+    def _progress(self, answered: int, asked: int) -> None:
+        if self._on_progress is not None:
+            self._on_progress(answered, asked)
+
+    def _record_result(self, client: ClientInfo, result: Result, number: int) -> None:
+        metrics = {k: float(v) for k, v in result.metrics.items() if isinstance(v, (int, float))}
+        self._host.registry.record_result(client.peer, number, result.seconds, metrics)
+        if self._record is None:
+            return
+        self._record.clients[client.name] = {"seconds": result.seconds, **metrics}
+        applied = result.meta.get(names.FILTERS)
+        if isinstance(applied, list) and applied:  # what this site says its update went through
+            self._record.filters[client.name] = applied
+            ledger = self._host.privacy
+            ledger.record(client.name, applied)
+            spent = ledger.epsilons()
+            self._record.privacy = {"epsilon": max(spent.values(), default=0.0), "delta": ledger.delta, "clients": spent}
+
+    def _fail(self, name: str, reason: str) -> None:
+        log.error("client %s: %s", name, reason)
+        if self._record is not None:
+            self._record.failed[name] = reason

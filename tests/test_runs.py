@@ -1,0 +1,146 @@
+"""A run is its own object: started in the background, watched, stopped, waited for,
+and told at once when the controller's IO thread is gone. Real sockets on 127.0.0.1."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import nbfl
+from nbfl.records import RoundStatus
+
+from conftest import small_model
+
+
+def adder(delta=1.0):
+    def train(weights, ctx):
+        return nbfl.Update({k: v + delta for k, v in weights.items()}, num_samples=1)
+
+    return {"train": train}
+
+
+def until(condition, timeout=60.0):
+    """Poll ``condition()`` until it holds; fail the test if it never does."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "never happened"
+        time.sleep(0.01)
+
+
+def gated():
+    """A train task that waits for ``gate`` (or an abort) before answering; ``started`` lists the rounds it began."""
+    started, gate, aborted = [], threading.Event(), threading.Event()
+
+    def train(weights, ctx):
+        started.append(ctx.round)
+        while not gate.is_set():
+            if ctx.abort.wait(0.02):
+                aborted.set()
+                return weights
+        gate.clear()
+        return nbfl.Update({k: v + 1 for k, v in weights.items()}, num_samples=1)
+
+    return {"train": train}, started, gate, aborted
+
+
+def test_start_returns_at_once_and_the_handle_follows_the_run(controller_factory, client_factory):
+    ctl = controller_factory(small_model())
+    tasks, started, gate, _ = gated()
+    client_factory(ctl.endpoint, "a", tasks=tasks)
+    seen, ended = [], []
+    run = ctl.start(3, timeout=60, on_round=seen.append)
+    run.add_done_callback(ended.append)
+    until(lambda: started)
+    assert not run.done() and run.round == 1 and run.history == []
+    assert "running: round 1 of 3" in run.summary()
+    assert ctl.active_run is run
+    for expected in (1, 2, 3):
+        gate.set()
+        until(lambda: len(run.history) >= expected)
+    records = run.wait(timeout=60)
+    assert [r.status for r in records] == ["ok"] * 3 and records == run.history == run.result() == seen
+    assert run.done() and run.exception() is None and ended == [run] and ctl.active_run is None
+    assert run.summary() == "finished 3 of 3 rounds"
+    np.testing.assert_allclose(ctl.weights["w"], small_model()["w"] + 3)
+
+
+def test_stop_aborts_the_round_and_keeps_the_last_complete_model(controller_factory, client_factory):
+    ctl = controller_factory(small_model())
+    tasks, started, gate, aborted = gated()
+    client_factory(ctl.endpoint, "a", tasks=tasks)
+    run = ctl.start(200, timeout=60)
+    gate.set()  # round 1 completes
+    until(lambda: started == [1, 2])  # round 2 is training
+    run.stop()
+    records = run.wait(timeout=30)
+    assert [r.status for r in records] == [RoundStatus.OK, RoundStatus.STOPPED] and run.stopped
+    assert aborted.wait(10), "the client was not told to abort"
+    assert run.summary() == "stopped after 1 of 200 rounds"
+    np.testing.assert_allclose(ctl.weights["w"], small_model()["w"] + 1)  # round 1's model
+    assert {c.state for c in ctl.clients} == {"idle"}  # the table shows no one still training
+    gate.set()
+    assert ctl.run(1, timeout=30)[0].ok  # and the next run works
+
+
+def test_one_run_at_a_time_and_the_model_is_not_swapped_under_it(controller_factory, client_factory):
+    ctl = controller_factory(small_model())
+    tasks, started, gate, _ = gated()
+    client_factory(ctl.endpoint, "a", tasks=tasks)
+    run = ctl.start(1, timeout=60)
+    until(lambda: started)
+    with pytest.raises(nbfl.RunActive, match="running: round 1 of 1"):
+        ctl.start(1)
+    with pytest.raises(nbfl.RunActive):
+        ctl.weights = small_model(1)
+    with pytest.raises(nbfl.RunActive):
+        ctl.restart(small_model(1))
+    gate.set()
+    assert run.wait(30)[0].ok
+    gate.set()
+    assert ctl.start(1, timeout=30).wait(30)[0].ok  # free again
+
+
+def test_each_run_keeps_its_own_settings(controller_factory, client_factory):
+    ctl = controller_factory(small_model())
+    client_factory(ctl.endpoint, "a", tasks=adder())
+    strict = ctl.start(1, min_clients=2, join_timeout=0.5)
+    with pytest.raises(TimeoutError, match="1 of 2 clients"):
+        strict.wait(30)
+    assert isinstance(strict.exception(), TimeoutError) and strict.summary().startswith("failed after 0 of 1")
+    lenient = ctl.start(1, min_clients=1)
+    assert lenient.wait(30)[0].ok and (strict.min_clients, lenient.min_clients) == (2, 1)
+    assert not hasattr(ctl, "min_clients") and not hasattr(ctl, "filters")  # nothing per run on the controller
+
+
+def test_a_dead_io_thread_is_raised_by_wait_at_once(controller_factory, client_factory):
+    """A bug that ends the controller's IO thread (injected here) reaches whoever waits."""
+    ctl = controller_factory(small_model())
+    tasks, started, _, _ = gated()
+    client_factory(ctl.endpoint, "a", tasks=tasks)
+    run = ctl.start(5)  # no round timeout: without the news it would wait forever
+    until(lambda: started)
+
+    def injected(now):
+        raise RuntimeError("injected bug")
+
+    ctl.io._beat = injected
+    with pytest.raises(nbfl.RunError, match="injected bug"):
+        run.wait(timeout=60)  # raises long before the timeout: a TimeoutError here would fail the test
+    assert not ctl.io.is_alive() and "injected bug" in run.summary()
+    with pytest.raises(nbfl.RunError, match="IO thread"):
+        ctl.wait_for_clients(5, timeout=None)
+    with pytest.raises(nbfl.RunError, match="IO thread"):
+        ctl.start(1)
+
+
+def test_a_dead_client_io_thread_stops_the_client_and_says_why(controller_factory, client_factory):
+    ctl = controller_factory(small_model())
+    client = client_factory(ctl.endpoint, "a", tasks=adder())
+
+    def injected(now):
+        raise RuntimeError("injected bug")
+
+    client._io._beat = injected
+    assert client.wait(30), "the client did not notice its IO thread was gone"
+    assert client.state == "stopped" and "injected bug" in client.last_error
