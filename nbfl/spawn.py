@@ -19,7 +19,9 @@ def spawn_clients(
 ) -> list[subprocess.Popen]:
     """``n`` separate ``nbfl client`` processes, each training on its own part of ``data``.
 
-    They leave when the controller says bye, or when this process ends.
+    Each gets a session of its own, so the kernel's interrupt (Jupyter signals the
+    kernel's whole process group) stops the round, not the clients. They leave when
+    the controller says bye, or when this process ends (``--exit-with-parent``).
 
     With ``accept_code`` they run ``%%fl_task`` code the controller sends on that part.
     """
@@ -33,7 +35,7 @@ def spawn_clients(
             "--seed", str(seed), "--epochs", str(epochs), "--exit-with-parent",
             *(["--accept-code"] if accept_code else []),
         ]  # fmt: skip
-        procs.append(subprocess.Popen(cmd, stdin=subprocess.DEVNULL))
+        procs.append(subprocess.Popen(cmd, stdin=subprocess.DEVNULL, start_new_session=True))
     return procs
 
 

@@ -1,8 +1,11 @@
-"""Two real Jupyter kernels: one is the controller, the other joins with %fl_join."""
+"""Real Jupyter kernels: one is the controller, another joins with %fl_join, or the
+controller's kernel spawns its clients with %fl_spawn, as a notebook user does."""
 
+import re
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from jupyter_client.manager import start_new_kernel
 
@@ -91,7 +94,7 @@ def test_participant_kernel_stays_usable_while_training(kernels):
     (tmp / "release").touch()
     output = collect(kc_a, msg_id)
     assert "participant" in output and "stopped" not in output
-    status, text = run(kc_a, "print([r['status'] for r in nbfl_controller.history], nbfl_controller.weights['fc2.bias'][:1])")
+    status, text = run(kc_a, "print([str(r.status) for r in nbfl_controller.history], nbfl_controller.weights['fc2.bias'][:1])")
     assert text.startswith("['ok', 'ok']")
     assert run(kc_b, "print(nbfl_client.rounds_done)")[1].strip() == "2"
 
@@ -110,5 +113,110 @@ def test_interrupt_during_fl_round_leaves_the_controller_usable(kernels):
     assert text.strip() == "True"  # the global model is the last complete one
     (tmp / "release").touch()
     assert run(kc_a, "%fl_round 1")[0] == "ok"
-    status, text = run(kc_a, "print(nbfl_controller.history[-1]['status'])")
+    status, text = run(kc_a, "print(nbfl_controller.history[-1].status)")
     assert text.strip() == "ok"
+
+
+SPAWNED_TASK = """%%fl_task train
+import os, time, nbfl
+def train(weights, ctx):
+    open(os.path.join({folder!r}, f"started-{{ctx.round}}-{{os.getpid()}}"), "w").close()
+    while not os.path.exists(os.path.join({folder!r}, "release")) and not ctx.abort.triggered:
+        time.sleep({pause})
+        if {pause} > 0.01:
+            break
+    return nbfl.Update({{k: v + 1 for k, v in weights.items()}}, num_samples=1)
+"""
+
+
+@pytest.fixture
+def spawning_kernel(tmp_path):
+    """A controller kernel with two %fl_spawn clients whose task waits for a file ``release``
+    (or, with ``pause``, sleeps that long): the first round's training can be caught mid-way."""
+    km, kc = start_new_kernel(kernel_name="python3")
+    try:
+        for code in ["%load_ext nbfl", "%fl_controller start", "%fl_spawn 2 --partition iid"]:
+            status, text = run(kc, code)
+            assert status == "ok", text
+
+        def task(pause: float = 0.01) -> None:
+            status, text = run(kc, SPAWNED_TASK.format(folder=str(tmp_path), pause=pause))
+            assert status == "ok", text
+
+        yield km, kc, tmp_path, task
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+def spawned_pids(kc) -> list[int]:
+    code = "print([p.pid for p in get_ipython().magics_manager.registry['FLMagics'].spawned])"
+    return [int(pid) for pid in re.findall(r"\d+", run(kc, code)[1])]
+
+
+def running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_interrupt_during_fl_round_keeps_the_spawned_clients(spawning_kernel):
+    """Jupyter interrupts the kernel's whole process group: spawned clients must not be in it."""
+    km, kc, tmp, task = spawning_kernel
+    task()
+    pids = spawned_pids(kc)
+    assert len(pids) == 2 and all(running(p) for p in pids)
+    msg_id = kc.execute("%fl_round 3")
+    wait_for_files = time.monotonic() + 120
+    while len(list(tmp.glob("started-1-*"))) < 2:  # both clients are training round 1
+        assert time.monotonic() < wait_for_files, "the clients never started training"
+        time.sleep(0.05)
+    km.interrupt_kernel()  # SIGINT to the kernel's process group, as the notebook's stop button sends
+    output = collect(kc, msg_id)
+    assert "stopped" in output and "told to abort" in output
+    assert all(running(p) for p in pids), "an interrupt of the kernel ended a spawned client"
+    text = run(kc, "print(sorted(c.name for c in nbfl_controller.live_clients()), "
+                   "sorted({c.state for c in nbfl_controller.clients}))")[1]  # fmt: skip
+    assert text.strip() == "['site-1', 'site-2'] ['idle']"  # joined, and not shown as still training
+    (tmp / "release").touch()
+    status, text = run(kc, "%fl_round 2")
+    assert status == "ok", text
+    text = run(kc, "print([(str(r.status), sorted(r.clients)) for r in nbfl_controller.history])")[1]
+    assert text.strip() == ("[('interrupted', []), ('ok', ['site-1', 'site-2']), ('ok', ['site-1', 'site-2'])]")
+    assert spawned_pids(kc) == pids  # the same processes did the work
+
+
+def dashboard_says(kc, text: str, timeout: float = 120) -> bool:
+    """Whether a widget update carrying ``text`` arrives (how a background dashboard changes)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        msg = kc.get_iopub_msg(timeout=timeout)
+        if msg["msg_type"] == "comm_msg" and text in str(msg["content"]["data"].get("state", {}).get("value", "")):
+            return True
+    return False
+
+
+def test_a_background_run_leaves_the_kernel_free(spawning_kernel):
+    km, kc, tmp, task = spawning_kernel
+    task(pause=0.2)
+    status, text = run(kc, "%fl_round 30 --background")
+    assert status == "ok", text
+    assert dashboard_says(kc, "round 2: ok"), "the dashboard did not update after its cell ended"
+    status, text = run(kc, "print(1 + 1, nbfl_run.done())")  # the kernel answers while rounds go on
+    assert (status, text.strip()) == ("ok", "2 False")
+    status, text = run(kc, "%fl_clients")
+    assert status == "ok" and "site-1" in text and "site-2" in text
+    first = int(run(kc, "print(nbfl_run.round)")[1])
+    deadline = time.monotonic() + 120
+    while int(run(kc, "print(nbfl_run.round)")[1]) == first:  # read in later cells, the round moves on
+        assert time.monotonic() < deadline, "the background run did not advance"
+        time.sleep(0.2)
+    status, text = run(kc, "%fl_history")
+    assert status == "ok" and "fedavg" in text
+    status, text = run(kc, "%fl_stop")
+    assert status == "ok" and "stopped after" in text, text
+    text = run(kc, "print(nbfl_run.done(), len(nbfl_run.history) < 30, nbfl_controller.active_run)")[1]
+    assert text.strip() == "True True None"
+    status, text = run(kc, "%fl_round 2")  # and the next run works
+    assert status == "ok" and "final" in text, text
