@@ -4,7 +4,9 @@ Needs Debian's chromium and Playwright's Python package (no browser download); C
 installs both (.ci/run). Elsewhere the test is skipped when chromium is missing.
 """
 
+import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -42,9 +44,8 @@ def wait_for_one_kernel(base: str, token: str, timeout: float = 120) -> None:
     JupyterLab can start a kernel and replace it at once on a loaded machine; cells run
     on the first one would be lost.
     """
-    import json
-
     deadline, seen = time.monotonic() + timeout, None
+    kernels: list = []
     while time.monotonic() < deadline:
         sessions = json.load(urllib.request.urlopen(f"{base}/api/sessions?token={token}", timeout=5))
         kernels = [(s["kernel"]["id"], s["kernel"]["execution_state"], s["kernel"]["connections"]) for s in sessions]
@@ -80,13 +81,19 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def lab(tmp_path):
+def lab(tmp_path, request):
+    """JupyterLab serving a folder with the quickstart; ``request.param``, if any, is its
+    "commsOverSubshells" setting (JupyterLab's default is perCommTarget)."""
     assert CHROMIUM, "CI must install Debian's chromium (apt-get install chromium)"
     (tmp_path / "lab").mkdir()
     shutil.copy(ROOT / "notebooks" / "01_quickstart.ipynb", tmp_path / "lab")
     settings = tmp_path / "settings" / "@jupyterlab" / "notebook-extension"
     settings.mkdir(parents=True)  # render every cell (outputs below the fold are in the page); no kernel dialog
     (settings / "tracker.jupyterlab-settings").write_text('{"windowingMode": "none", "autoStartDefaultKernel": true}')
+    kernels = tmp_path / "settings" / "@jupyterlab" / "apputils-extension"
+    kernels.mkdir(parents=True)
+    comms = getattr(request, "param", "perCommTarget")
+    (kernels / "kernels-settings.jupyterlab-settings").write_text(json.dumps({"commsOverSubshells": comms}))
     port, token = free_port(), secrets.token_hex(16)
     OUT.mkdir(parents=True, exist_ok=True)
     log = open(OUT / "jupyterlab.log", "w")  # the server's side of a failure
@@ -132,7 +139,7 @@ def test_quickstart_in_jupyterlab(lab):
             output = page.locator(".jp-OutputArea-output")
             output.filter(has_text="global model test accuracy:").wait_for(state="attached", timeout=240_000)
             output.filter(has_text="controller stopped").wait_for(state="attached", timeout=60_000)
-            round_cell = page.locator(".jp-CodeCell", has_text="%fl_round")
+            round_cell = page.locator(".jp-CodeCell", has_text="%fl_round").first
             rows = round_cell.locator("table.nbfl-clients").last.locator("tbody tr")
             assert rows.count() == 4
             assert sorted(rows.locator("td").nth(i * 8).inner_text() for i in range(4)) == [
@@ -149,3 +156,68 @@ def test_quickstart_in_jupyterlab(lab):
         finally:
             browser.close()
 
+
+
+STOP_NOTEBOOK = [
+    "%load_ext nbfl\n%fl_controller start\n%fl_spawn 2 --partition iid",
+    "%%fl_task train\nimport time, nbfl\n\ndef train(weights, ctx):\n    ctx.abort.wait(0.25)  # a slow site\n"
+    "    return nbfl.Update({k: v * 0.99 for k, v in weights.items()}, num_samples=len(ctx.data[1]))",
+    "%fl_round 200",
+    "%fl_round 2",
+    "print('after the stop:', [str(r.status) for r in nbfl_controller.history][-2:], nbfl_controller.active_run)",
+]
+
+
+def write_notebook(path: Path, cells: list[str]) -> None:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+@pytest.mark.parametrize("lab", ["perCommTarget", "disabled"], indirect=True)
+def test_stop_button_ends_a_blocking_fl_round(lab):
+    """While %fl_round 200 blocks its cell, a click on the dashboard's Stop button ends the run;
+    the cell ends with fewer than 200 rounds, the kernel goes idle and the next %fl_round runs."""
+    from playwright.sync_api import sync_playwright
+
+    base, token, folder = lab
+    write_notebook(folder / "stop.ipynb", STOP_NOTEBOOK)
+    settings = json.loads((folder.parent / "settings" / "@jupyterlab" / "apputils-extension"
+                           / "kernels-settings.jupyterlab-settings").read_text())  # fmt: skip
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{base}/lab/tree/stop.ipynb?token={token}")
+            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
+            wait_for_one_kernel(base, token)
+            run_all_cells(page)
+            cell = page.locator(".jp-CodeCell").filter(has_text="%fl_round 200")
+            # a round takes a fraction of a second: wait for any round from the second on
+            cell.locator(".nbfl-status", has_text=re.compile(r"round ([2-9]|\d\d+): ")).wait_for(timeout=240_000)
+            assert cell.locator(".jp-InputArea-prompt").inner_text().strip() == "[*]:"  # still running
+            cell.scroll_into_view_if_needed()
+            clicked = time.monotonic()
+            cell.locator("button", has_text="Stop").click()
+            stopped = cell.locator(".nbfl-status", has_text="stopped after")
+            stopped.wait_for(state="attached", timeout=60_000)
+            seconds = time.monotonic() - clicked
+            done = int(re.search(r"stopped after (\d+) of 200 rounds", stopped.inner_text()).group(1))
+            assert 2 <= done < 200
+            after = page.locator(".jp-OutputArea-output", has_text="after the stop:")
+            after.wait_for(state="attached", timeout=120_000)
+            assert "['ok', 'ok'] None" in after.inner_text()  # the next %fl_round completed its 2 rounds
+            wait_for_one_kernel(base, token)  # idle
+            cell.evaluate("cell => cell.scrollIntoView({block: 'start'})")
+            page.screenshot(path=str(OUT / f"stop-{settings['commsOverSubshells']}.png"))
+            (OUT / f"stop-{settings['commsOverSubshells']}.txt").write_text(
+                f"Stop clicked after round 2 or later; the run ended after {done} of 200 rounds; "
+                f"the cell said so {seconds:.2f} s after the click\n"
+            )
+        except Exception:
+            page.screenshot(path=str(OUT / "failure.png"))
+            raise
+        finally:
+            browser.close()

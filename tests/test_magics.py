@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from IPython.core.error import UsageError
 from IPython.testing.globalipapp import start_ipython
+from IPython.utils.capture import capture_output
 
 from nbfl.data import load_digits_split
 
@@ -66,9 +67,9 @@ def test_controller_spawn_task_round_history(ip, capsys):
     )
     before = {k: v.copy() for k, v in ctl.weights.items()}
     ip.run_line_magic("fl_round", "2")
-    assert [r["status"] for r in ctl.history] == ["ok", "ok"]
+    assert [r.status for r in ctl.history] == ["ok", "ok"]
     # the shipped code ran on the clients' own data (iid halves of the training split)
-    samples = sorted(m["samples_seen"] for m in ctl.history[-1]["clients"].values())
+    samples = sorted(m["samples_seen"] for m in ctl.history[-1].clients.values())
     assert samples[0] + samples[1] == len(load_digits_split()[1]) and abs(samples[0] - samples[1]) <= 1
     np.testing.assert_allclose(ctl.weights["fc1.bias"], before["fc1.bias"] + 2, rtol=1e-5)
     assert "final accuracy" in capsys.readouterr().out
@@ -82,16 +83,15 @@ def test_a_failing_task_is_shown_with_the_client_name_and_traceback(ip):
     ip.run_line_magic("fl_controller", "start")
     ip.run_line_magic("fl_spawn", "1")
     ip.run_cell_magic("fl_task", "train", "def train(weights, ctx):\n    raise ValueError('bad site data')\n")
-    shown = []
-    import nbfl.notebook.magics as m
-
-    original = m.display
-    m.display = lambda obj, **kw: (shown.append(getattr(obj, "data", obj)), original(obj, **kw))[1]
+    types = ip.display_formatter.active_types
+    ip.display_formatter.active_types = ["text/plain", "text/html"]  # as a notebook asks for
     try:
-        ip.run_line_magic("fl_round", "1")
+        with capture_output() as shown:  # what the cell shows, updates of the dashboard's handles included
+            ip.run_line_magic("fl_round", "1")
     finally:
-        m.display = original
-    failures = [s for s in shown if isinstance(s, str) and "failed</summary>" in s]
+        ip.display_formatter.active_types = types
+    html = [out.data.get("text/html", "") for out in shown.outputs]
+    failures = [s for s in html if "failed</summary>" in s]
     assert failures and "site-1" in failures[0] and "ValueError: bad site data" in failures[0]
     assert "Traceback" in failures[0]
 
@@ -142,20 +142,61 @@ def test_algorithms_cross_site_and_statistics_from_magics(ip):
         ip.run_line_magic("fl_round", "1 --algorithm fedprox --with nonsense=1")
     ip.run_line_magic("fl_round", "1 --algorithm scaffold")
     ip.run_line_magic("fl_round", "1 --filter dp:clip=0.5,noise_multiplier=0.1 --filter exclude:names=fc2.bias")
-    assert ctl.history[-1]["filters"]["site-1"] == [
+    assert ctl.history[-1].filters["site-1"] == [
         {"name": "dp", "clip": 0.5, "noise_multiplier": 0.1}, {"name": "exclude", "names": ["fc2.bias"]}]
-    assert ctl.history[-1]["privacy"]["epsilon"] > 0
+    assert ctl.history[-1].privacy["epsilon"] > 0
     with pytest.raises(UsageError, match="unknown filter 'zip'"):
         ip.run_line_magic("fl_round", "1 --filter zip")
-    assert [r["workflow"] for r in ctl.history] == ["fedopt"] * 4 + ["scaffold", "fedavg"]
-    assert all(r["status"] == "ok" for r in ctl.history)
+    assert [r.workflow for r in ctl.history] == ["fedopt"] * 4 + ["scaffold", "fedavg"]
+    assert all(r.status == "ok" for r in ctl.history)
 
     ip.run_line_magic("fl_cross_site", "")
-    matrix = ctl.history[-1]["cross_site"]
+    matrix = ctl.history[-1].notes["cross_site"]
     assert len(matrix["models"]) == 4 and len(matrix["sites"]) == 3
     ip.run_line_magic("fl_stats", "--bins 4 --min-count 5")
     stats = ip.user_ns["nbfl_statistics"]
     x_train = load_digits_split()[0]
     assert stats["count"].tolist() == [len(x_train)] * 64
     np.testing.assert_allclose(stats["mean"], x_train.astype(np.float64).mean(0), atol=1e-9)
+    ip.run_line_magic("fl_controller", "stop")
+
+
+def test_run_settings_do_not_leak_from_one_magic_to_the_next(ip):
+    """--min-clients 2 is %fl_round's default; %fl_stats (one round of its own) does not change it."""
+    ip.run_line_magic("fl_controller", "start --min-clients 2")
+    ip.run_line_magic("fl_spawn", "1")
+    ip.run_line_magic("fl_stats", "--min-count 5")  # its own run, with its own settings: one client will do
+    with pytest.raises(UsageError, match="1 of 2 clients have joined"):
+        ip.run_line_magic("fl_round", "1")
+    ip.run_line_magic("fl_cross_site", "")
+    with pytest.raises(UsageError, match="1 of 2 clients have joined"):
+        ip.run_line_magic("fl_round", "1")
+    ip.run_line_magic("fl_spawn", "1")
+    ip.run_line_magic("fl_round", "1")
+    run = ip.user_ns["nbfl_run"]
+    assert run.min_clients == 2 and run.history[0].ok and len(run.history[0].clients) == 2
+    ip.run_line_magic("fl_controller", "stop")
+
+
+def test_background_round_status_wait_and_stop(ip, capsys):
+    ip.run_line_magic("fl_controller", "start")
+    ip.run_line_magic("fl_spawn", "2 --partition iid")
+    ip.run_cell_magic("fl_task", "train", "import time, nbfl\n"
+                      "def train(weights, ctx):\n"
+                      "    ctx.abort.wait(0.2)\n"
+                      "    return nbfl.Update(weights, num_samples=1)\n")  # fmt: skip
+    ip.run_line_magic("fl_round", "3 --background")  # returns at once
+    run = ip.user_ns["nbfl_run"]
+    assert not run.done()
+    with pytest.raises(UsageError, match="a run is going"):
+        ip.run_line_magic("fl_round", "1")
+    ip.run_line_magic("fl_status", "")
+    ip.run_line_magic("fl_wait", "")
+    assert [r.status for r in run.history] == ["ok"] * 3 and "final accuracy" in capsys.readouterr().out
+    ip.run_line_magic("fl_round", "100 --background")
+    run = ip.user_ns["nbfl_run"]
+    ip.run_line_magic("fl_stop", "")
+    assert run.done() and run.stopped and len(run.history) < 100
+    ip.run_line_magic("fl_round", "1")  # the next round runs
+    assert ip.user_ns["nbfl_run"].history[0].ok
     ip.run_line_magic("fl_controller", "stop")

@@ -2,20 +2,22 @@
 
 The table and the plot are display handles (HTML and PNG) updated after every round,
 so the last frame stays in a saved notebook and in static renders; the progress bars
-and the Stop button are ipywidgets. Everything is updated from the cell's own thread,
-never printed from another one.
+and the Stop button are ipywidgets. Updates come from the run's thread through those
+handles and widgets, never printed, so they land in the dashboard's own cell.
 """
 
 from __future__ import annotations
 
+import base64
 import html
 from typing import Any, Iterable, Sequence
 
 import ipywidgets as widgets
 from IPython.display import HTML, Image, display
 
-from ..controller import ClientInfo, Controller
-from ..transport import PLAINTEXT_NOTE
+from ..controller import Controller
+from ..records import ClientInfo, RoundRecord
+from ..run import Run
 from .plots import history_png
 
 
@@ -31,26 +33,34 @@ def clients_html(clients: Iterable[ClientInfo], security: str = "") -> str:
     return note + _table("nbfl-clients", head, rows)
 
 
-def history_html(history: Sequence[dict[str, Any]]) -> str:
+def history_html(history: Sequence[RoundRecord]) -> str:
     """One row per round: status, global metrics, who answered, who failed and why."""
     rows = []
     for r in history:
-        metrics = ", ".join(f"{k} {v:.4f}" for k, v in r.get("global", {}).items())
-        failed = "; ".join(f"{k}: {v.splitlines()[0]}" for k, v in r.get("failed", {}).items())
+        metrics = ", ".join(f"{k} {v:.4f}" for k, v in r.metrics.items())
+        failed = "; ".join(f"{k}: {v.splitlines()[0]}" for k, v in r.failed.items())
         rows.append([
-            r["round"], r.get("workflow", ""), r.get("status", ""), metrics, privacy_text(r).strip(" ;"),
-            len(r.get("clients", {})), failed, f"{r.get('seconds', 0):.2f}",
+            r.round, r.workflow, r.status, metrics, privacy_text(r).strip(" ;"), len(r.clients), failed, f"{r.seconds:.2f}",
         ])  # fmt: skip
     head = ["round", "workflow", "status", "global", "privacy", "clients", "failed", "seconds"]
     return _table("nbfl-history", head, rows)
 
 
-def privacy_text(record: dict[str, Any]) -> str:
+def privacy_text(record: RoundRecord) -> str:
     """``; epsilon 3.2 at delta 1e-05`` when clients ran the DP filter: the most any client spent."""
-    privacy = record.get("privacy")
-    if not privacy:
+    if not record.privacy:
         return ""
-    return f"; epsilon {privacy['epsilon']:.3g} at delta {privacy['delta']:g}"
+    return f"; epsilon {record.privacy['epsilon']:.3g} at delta {record.privacy['delta']:g}"
+
+
+def failures_html(records: Iterable[RoundRecord]) -> str:
+    """Client errors, with their tracebacks, where the user looks."""
+    return "".join(
+        f"<details open><summary style='color:#b00'>round {record.round}: client {html.escape(name)} failed</summary>"
+        f"<pre>{html.escape(reason)}</pre></details>"
+        for record in records
+        for name, reason in record.failed.items()
+    )
 
 
 def statistics_html(result: dict[str, Any]) -> str:
@@ -75,51 +85,100 @@ def _table(css_class: str, head: Sequence[str], rows: Iterable[Sequence[Any]]) -
     return f"<table class='{css_class}'><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>"
 
 
-# what a plaintext controller's dashboards say; Controller.security says it for each one
-# (CurveZMQ and its number of allowed keys when it runs from a startup kit)
-SECURITY_NOTE = PLAINTEXT_NOTE
-
-
 class Dashboard:
-    """Shown by ``%fl_round`` and ``%fl_controller status``; updated on the cell's thread."""
+    """What ``%fl_round`` shows: progress, a Stop button, a status line, the client table,
+    the plot and client failures.
 
-    def __init__(self, controller: Controller, rounds: int = 0):
+    Its callbacks run on the run's thread. The progress bars and the button are
+    widgets; the other parts are display handles while the cell blocks (updated in
+    place, and kept in a saved notebook) and, for a background run, HTML widgets: once
+    its cell has ended, a frontend routes a display update to no cell (JupyterLab
+    forgets the cell's request), while widget state still syncs.
+    """
+
+    def __init__(self, controller: Controller, rounds: int = 0, *, background: bool = False):
         self.controller = controller
+        self.background = background
         self.rounds = widgets.IntProgress(value=0, min=0, max=max(rounds, 1), description="rounds")
         self.answers = widgets.IntProgress(value=0, min=0, max=1, description="this round")
-        self.stop_button = widgets.Button(description="Stop", button_style="danger", icon="stop")
-        self.stop_button.on_click(lambda _: controller.stop())
-        self.status = widgets.HTML()
-        self._table = None
-        self._plot = None
-        self._start = len(controller.history)
+        self.stop_button = widgets.Button(description="Stop", button_style="danger", icon="stop", disabled=True)
+        self.stop_button.on_click(lambda _: self.run.stop() if self.run is not None else None)
+        self.run: Run | None = None
+        self._records: list[RoundRecord] = []  # the followed run's, for the failures shown
+        self._status: _Part
+        self._table: _Part
+        self._plot: _Part
+        self._failures: _Part
 
     def show(self, controls: bool = True) -> "Dashboard":
         if controls:
-            display(widgets.VBox([widgets.HBox([self.rounds, self.answers, self.stop_button]), self.status]))
-        self._table = display(HTML(self._table_html()), display_id=True)
-        self._plot = display(self._image(), display_id=True)
+            display(widgets.HBox([self.rounds, self.answers, self.stop_button]))
+        run = self.controller.active_run
+        self._status = _Part(HTML(_status_html(run.summary() if run else "no run is going")), self.background)
+        self._table = _Part(HTML(self._table_html()), self.background)
+        self._plot = _Part(self._image(), self.background)
+        self._failures = _Part(HTML(""), self.background)
         return self
+
+    def follow(self, run: Run) -> None:
+        """Show ``run``: its Stop button works from now on, and its end is shown when it comes."""
+        self.run = run
+        self.stop_button.disabled = False
+        run.add_done_callback(self.on_done)
 
     def on_progress(self, answered: int, asked: int) -> None:
         self.answers.max = max(asked, 1)
         self.answers.value = answered
-        self._table.update(HTML(self._table_html()))
+        self._table.set(HTML(self._table_html()))
 
-    def on_round(self, record: dict[str, Any]) -> None:
-        self.rounds.value = len(self.controller.history) - self._start
-        g = ", ".join(f"{k} {v:.4f}" for k, v in record["global"].items())
-        self.status.value = html.escape(f"round {record['round']}: {record['status']} {g}{privacy_text(record)}")
-        self._table.update(HTML(self._table_html()))
-        self._plot.update(self._image())
+    def on_round(self, record: RoundRecord) -> None:
+        self._records.append(record)
+        self.rounds.value = len(self._records)
+        g = ", ".join(f"{k} {v:.4f}" for k, v in record.metrics.items())
+        self._status.set(HTML(_status_html(f"round {record.round}: {record.status} {g}{privacy_text(record)}")))
+        self._table.set(HTML(self._table_html()))
+        self._plot.set(self._image())
+        if record.failed:
+            self._failures.set(HTML(failures_html(self._records)))
 
-    def done(self) -> None:
+    def on_done(self, run: Run) -> None:
+        """The run ended (finished, stopped or failed): the button goes grey and nothing
+        shown stays as it was mid-round (clients "training")."""
         self.stop_button.disabled = True
+        error = run.exception()
+        color = "#b00" if error is not None else "#060" if not run.stopped else "#a60"
+        self._status.set(HTML(_status_html(run.summary(), color)))
+        self._table.set(HTML(self._table_html()))
+        self._plot.set(self._image())
 
     def _table_html(self) -> str:
         return clients_html(self.controller.clients, self.controller.security)
 
     def _image(self) -> Image | HTML:
-        if not any(r.get("global") for r in self.controller.history):
+        if not any(r.metrics for r in self.controller.history):
             return HTML("<i>the plot appears after the first evaluated round</i>")
         return Image(data=history_png(self.controller.history), format="png")
+
+
+class _Part:
+    """One changing part of a dashboard: a display handle, or an HTML widget (``widget``)."""
+
+    def __init__(self, content: HTML | Image, widget: bool):
+        self._widget = widgets.HTML(_as_html(content)) if widget else None
+        self._handle = display(self._widget if widget else content, display_id=not widget)
+
+    def set(self, content: HTML | Image) -> None:
+        if self._widget is not None:
+            self._widget.value = _as_html(content)
+        else:
+            self._handle.update(content)
+
+
+def _as_html(content: HTML | Image) -> str:
+    if isinstance(content, Image):
+        return f"<img src='data:image/png;base64,{base64.b64encode(content.data).decode()}'>"
+    return content.data
+
+
+def _status_html(text: str, color: str = "inherit") -> str:
+    return f"<div class='nbfl-status' style='color:{color}'><b>{html.escape(text)}</b></div>"

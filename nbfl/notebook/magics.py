@@ -17,13 +17,16 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from IPython.display import HTML, Image, display
 
 from ..client import Client
-from ..controller import Controller
-from ..filters import FilterError
+from ..controller import Controller, RunActive
+from ..filters import FilterError, build as build_filters
+from ..provision import load_kit
+from ..records import RoundRecord, RoundStatus
+from ..run import Run, RunError
 from ..spawn import spawn_clients, stop_clients
 from ..workflows import ALGORITHMS, CrossSiteEval, FederatedStatistics, make_workflow
-from ..provision import load_kit
-from .dashboard import Dashboard, clients_html, history_html, statistics_html
+from .dashboard import Dashboard, clients_html, failures_html, history_html, statistics_html
 from .plots import cross_site_png
+from .waiting import await_blocking_magics, unregister, wait_blocking, wait_awaited
 
 
 @magics_class
@@ -35,7 +38,10 @@ class FLMagics(Magics):
         self.controller: Controller | None = None
         self.spawned: list = []
         self.batches = 0
+        # the defaults %fl_round takes from %fl_controller start; each run gets its own copy
+        self.min_clients = 1
         self.round_timeout = 300.0
+        self.run: Run | None = None  # the current (or last) run
         self.client: Client | None = None
         self.task_code: dict[str, str] = {}
         # one workflow per (algorithm, task, options): FedOpt's and SCAFFOLD's state
@@ -80,7 +86,7 @@ class FLMagics(Magics):
             raise UsageError(str(exc)) from None
         self.controller.task_code.update(self.task_code)
         self.shell.user_ns["nbfl_controller"] = self.controller  # the Python API, for what magics do not cover
-        self.controller.min_clients = args.min_clients
+        self.min_clients = args.min_clients
         self.round_timeout = args.timeout
         endpoint = self.controller.endpoint
         join = endpoint.replace("0.0.0.0", socket.gethostname())
@@ -117,8 +123,9 @@ class FLMagics(Magics):
 
     def _stop_all(self) -> None:
         if self.controller is not None:
-            self.controller.close()
+            self.controller.close()  # stops its run first
             self.controller = None
+        self.run = None
         self.workflows.clear()
         stop_clients(self.spawned)
         self.spawned = []
@@ -225,41 +232,104 @@ class FLMagics(Magics):
     @argument("--task", default="train", help="the task each client runs")
     @argument("--filter", dest="filters", action="append", default=[], metavar="NAME[:KEY=VALUE,...]",
               help="a filter every client applies to its updates, e.g. dp:clip=0.5,noise_multiplier=1.0")
-    @argument("--min-clients", type=int, help="results a round needs (default: the controller's)")
-    @argument("--timeout", type=float, help="seconds a round waits (default: the controller's)")
+    @argument("--min-clients", type=int, help="results a round needs (default: the controller's --min-clients)")
+    @argument("--timeout", type=float, help="seconds a round waits (default: the controller's --timeout)")
+    @argument("--background", action="store_true",
+              help="return at once; the dashboard keeps updating (%%fl_status, %%fl_wait, %%fl_stop act on the run)")
     @line_magic
     def fl_round(self, line: str) -> None:
-        """Run N rounds with a live dashboard; the kernel's interrupt button ends the round cleanly."""
+        """Run N rounds with a live dashboard: client table, progress, Stop button, accuracy/loss plot.
+
+        The cell blocks until the rounds end; the Stop button or the kernel's interrupt
+        ends the run cleanly (clients abort, the global model stays the last complete
+        one). With --background it returns at once and the run goes on while other cells run.
+        """
+        run = self._start_run(line)
+        if run is not None:
+            wait_blocking(run)
+            self._report(run)
+
+    @line_magic
+    def fl_wait(self, line: str = "") -> None:
+        """Block until the current run ends (the Stop button works meanwhile); raise what ended it, if anything."""
+        run = self._current_run()
+        wait_blocking(run)
+        self._report(run)
+
+    async def awaited(self, name: str, line: str) -> None:
+        """``%fl_round`` and ``%fl_wait`` in a kernel: the same, awaited so the Stop button is heard
+        (see :mod:`nbfl.notebook.waiting`)."""
+        run = self._start_run(line) if name == "fl_round" else self._current_run()
+        if run is not None:
+            await wait_awaited(run)
+            self._report(run)
+
+    @line_magic
+    def fl_stop(self, line: str = "") -> None:
+        """Stop the current run: the round in progress is aborted, the model stays the last complete one."""
+        run = self._current_run()
+        run.stop()
+        wait_blocking(run)
+        display(HTML(_status_line(run)))
+
+    @line_magic
+    def fl_status(self, line: str = "") -> None:
+        """Where the current run is (round, state, last metrics) and the client table; works mid-run."""
+        ctl = self._controller()
+        display(HTML((_status_line(self.run) if self.run else "no run yet: %fl_round N") + clients_html(ctl.clients)))
+
+    def _start_run(self, line: str) -> Run | None:
+        """Parse ``%fl_round``'s arguments, show a dashboard and start the run; None if it runs in the background."""
         args = parse_argstring(self.fl_round, line)
         if args.n < 1:
             raise UsageError("%fl_round needs at least 1 round")
         ctl = self._controller()
-        if not ctl.live_clients():
+        live = len(ctl.live_clients())
+        if not live:
             raise UsageError("no client has joined: %fl_spawn N, or %fl_join from another notebook")
+        min_clients = args.min_clients or self.min_clients
+        if live < min_clients:
+            raise UsageError(f"{live} of {min_clients} clients have joined; this round needs {min_clients} (--min-clients)")
+        if ctl.active_run is not None:
+            raise UsageError(f"a run is going ({ctl.active_run.summary()}): %fl_wait for it or %fl_stop it first")
         workflow = self._workflow(args)
-        board = Dashboard(ctl, args.n).show()
-        start = len(ctl.history)
+        filters = [_filter_spec(text) for text in args.filters]
         try:
-            ctl.run(
-                args.n, workflow,
-                min_clients=args.min_clients or ctl.min_clients, timeout=args.timeout or self.round_timeout,
-                join_timeout=0, on_round=board.on_round, on_progress=board.on_progress,
-                filters=[_filter_spec(text) for text in args.filters],
-            )  # fmt: skip
-        except (TimeoutError, FilterError) as exc:
+            build_filters(filters)
+        except FilterError as exc:
             raise UsageError(str(exc)) from None
-        except KeyboardInterrupt:
-            pass  # the controller aborted the round on the clients; say so below
-        finally:
-            board.done()
-        _show_failures(ctl.history[start:])
-        last = ctl.history[-1] if len(ctl.history) > start else None
-        if last is not None and last["status"] in ("interrupted", "stopped"):
-            display(HTML(f"<b>stopped</b> in round {last['round']}: clients were told to abort; the global "
-                         f"model is round {last['round'] - 1}'s. %fl_round runs again."))  # fmt: skip
-        if ctl.history and ctl.history[-1].get("global"):
-            g = ctl.history[-1]["global"]
-            print("final " + ", ".join(f"{k} {v:.4f}" for k, v in g.items()))
+        board = Dashboard(ctl, args.n, background=args.background).show()  # before the run: its thread updates it
+        try:
+            run = ctl.start(
+                args.n, workflow, min_clients=min_clients, timeout=args.timeout or self.round_timeout,
+                join_timeout=0, on_round=board.on_round, on_progress=board.on_progress, filters=filters,
+            )  # fmt: skip
+        except (RunActive, RunError) as exc:
+            raise UsageError(str(exc)) from None
+        board.follow(run)
+        self.run = self.shell.user_ns["nbfl_run"] = run  # the Python handle: wait(), stop(), history
+        return None if args.background else run
+
+    def _current_run(self) -> Run:
+        if self.run is None:
+            raise UsageError("no run yet: %fl_round N --background starts one")
+        return self.run
+
+    def _report(self, run: Run) -> None:
+        """After a blocking wait: say how the run ended, here in the cell; raise what ended it."""
+        error = run.exception()
+        if error is not None:
+            if isinstance(error, (TimeoutError, FilterError, RunError)):
+                raise UsageError(f"the run failed: {error}") from None
+            raise error
+        last = run.history[-1] if run.history else None
+        if last is not None and last.status in (RoundStatus.INTERRUPTED, RoundStatus.STOPPED):
+            display(HTML(f"<b>stopped</b> in round {last.round}: clients were told to abort; the global "
+                         f"model is round {last.round - 1}'s. %fl_round runs again."))  # fmt: skip
+        elif run.stopped:
+            display(HTML(f"<b>stopped</b> after round {run.round}. %fl_round runs again."))
+        if last is not None and last.metrics:
+            print("final " + ", ".join(f"{k} {v:.4f}" for k, v in last.metrics.items()))
 
     def _workflow(self, args: Any) -> Any:
         options = dict(_option(text) for text in args.options)
@@ -271,18 +341,25 @@ class FLMagics(Magics):
                 raise UsageError(f"--algorithm {args.algorithm}: {exc}") from None
         return self.workflows[key]
 
+    def _once(self, workflow: Any) -> RoundRecord:
+        """One round of a reporting workflow (cross-site, statistics), with its own settings; failures shown."""
+        try:
+            record = self._controller().run(1, workflow, join_timeout=0, timeout=self.round_timeout)[0]
+        except (RunActive, RunError) as exc:
+            raise UsageError(str(exc)) from None
+        display(HTML(failures_html([record])))
+        return record
+
     @magic_arguments()
     @argument("--metric", default="accuracy", help="the metric each site's validate task reports")
     @line_magic
     def fl_cross_site(self, line: str = "") -> None:
         """Every client's own model and the global model, evaluated on every client's data: a heatmap."""
         args = parse_argstring(self.fl_cross_site, line)
-        ctl = self._controller()
         workflow = CrossSiteEval(metric=args.metric)
-        record = ctl.run(1, workflow, join_timeout=0, timeout=self.round_timeout)[0]
-        _show_failures([record])
+        record = self._once(workflow)
         if workflow.matrix is None:
-            raise UsageError(f"cross-site evaluation {record['status']}")
+            raise UsageError(f"cross-site evaluation {record.status}: {record.reason}")
         m = workflow.matrix
         display(Image(data=cross_site_png(m.models, m.sites, m.values, m.metric), format="png"))
 
@@ -293,12 +370,10 @@ class FLMagics(Magics):
     def fl_stats(self, line: str = "") -> None:
         """Count, mean, std, min, max and histograms per feature over all clients' data; no sample leaves."""
         args = parse_argstring(self.fl_stats, line)
-        ctl = self._controller()
         workflow = FederatedStatistics(bins=args.bins, min_count=args.min_count)
-        record = ctl.run(1, workflow, join_timeout=0, timeout=self.round_timeout)[0]
-        _show_failures([record])
+        record = self._once(workflow)
         if not workflow.result:
-            raise UsageError(f"federated statistics {record['status']}")
+            raise UsageError(f"federated statistics {record.status}: {record.reason}")
         self.shell.user_ns["nbfl_statistics"] = workflow.result
         display(HTML(statistics_html(workflow.result)))
 
@@ -333,16 +408,8 @@ def _option(text: str) -> tuple[str, Any]:
     return key, value
 
 
-def _show_failures(records: list[dict[str, Any]]) -> None:
-    """Client errors, with their tracebacks, in the cell where the user looks."""
-    for record in records:
-        for name, reason in record.get("failed", {}).items():
-            display(
-                HTML(
-                    f"<details open><summary style='color:#b00'>round {record['round']}: client "
-                    f"{html.escape(name)} failed</summary><pre>{html.escape(reason)}</pre></details>"
-                )
-            )
+def _status_line(run: Run) -> str:
+    return f"<div class='nbfl-status'><b>run: {html.escape(run.summary())}</b></div>"
 
 
 def _client_status(client: Client) -> str:
@@ -361,10 +428,13 @@ def load(shell: Any) -> None:
     if not logger.handlers:
         logger.addHandler(logging.NullHandler())
     shell.register_magics(FLMagics)
+    if await_blocking_magics not in shell.input_transformers_post:
+        shell.input_transformers_post.append(await_blocking_magics)
 
 
 def unload(shell: Any) -> None:
     """``%unload_ext``/``%reload_ext``: close this kernel's controller, spawned clients and client."""
+    unregister(shell)
     magics = shell.magics_manager.registry.get("FLMagics")
     if magics is not None:
         magics._stop_all()

@@ -8,23 +8,24 @@ from typing import Any, Sequence
 import matplotlib
 import numpy as np
 
+from ..records import RoundRecord
+
 matplotlib.use("Agg", force=False)  # no GUI backend needed: the PNG goes into the notebook
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def history_png(history: Sequence[dict[str, Any]], width: float = 7.5, height: float = 2.8) -> bytes:
+def history_png(history: Sequence[RoundRecord], width: float = 7.5, height: float = 2.8) -> bytes:
     """Global accuracy and loss per round, the two side by side."""
-    rounds = [r["round"] for r in history if r.get("global")]
+    rated = [r for r in history if r.metrics]
     fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(width, height), dpi=90)
     for ax, key, colour in ((acc_ax, "accuracy", "tab:blue"), (loss_ax, "loss", "tab:red")):
-        values = [r["global"].get(key) for r in history if r.get("global")]
-        points = [(n, v) for n, v in zip(rounds, values) if v is not None]
+        points = [(r.round, r.metrics[key]) for r in rated if key in r.metrics]
         if points:
             ax.plot(*zip(*points), marker="o", color=colour)
         ax.set_title(f"global {key}")
         ax.set_xlabel("round")
         ax.grid(alpha=0.3)
-    if any(r["global"].get("accuracy") is not None for r in history if r.get("global")):
+    if any("accuracy" in r.metrics for r in rated):
         acc_ax.set_ylim(0, 1)
     return _png(fig)
 
