@@ -216,7 +216,8 @@ def _wait_for_clients(controller: Any, need: int, procs: list, timeout: float = 
     while time.monotonic() < deadline:
         dead = [p for p in procs if p.poll() not in (None, 0)]
         if dead:
-            print(f"{len(dead)} client process(es) failed at start (exit {dead[0].returncode}); see above", flush=True)
+            print(f"{len(dead)} client process(es) failed at start (exit {dead[0].returncode}); "
+                  f"{dead[0].log} ends:\n{dead[0].tail()}", flush=True)  # fmt: skip
             return False
         try:
             controller.wait_for_clients(need, timeout=1.0)
