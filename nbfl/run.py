@@ -95,7 +95,7 @@ class Run:
         self.filters = list(filters or [])
         self.evaluate = host.evaluate
         self.history: list[RoundRecord] = []  # this run's rounds, as they complete
-        self.round = 0  # the round in progress, or the last one
+        self.round = 0  # this run's round in progress (1 .. rounds), or its last; records number rounds controller-wide
         self._host = host
         self._on_round = on_round
         self._on_progress = on_progress
@@ -163,11 +163,14 @@ class Run:
         return self._future
 
     def summary(self) -> str:
-        """One line on where the run is: for status lines and ``%fl_status``."""
+        """One line on where the run is, counted in this run's rounds: for status lines and ``%fl_status``."""
         done = sum(r.status in (RoundStatus.OK, RoundStatus.FAILED) for r in self.history)  # rounds that ran to the end
+        failed = [r for r in self.history if r.status is RoundStatus.FAILED]
         last = self.history[-1] if self.history else None
         metrics = ", ".join(f"{k} {v:.4f}" for k, v in (last.metrics if last else {}).items())
         tail = f"; {metrics}" if metrics else ""
+        if failed:
+            tail += f"; {len(failed)} failed (round {failed[-1].round}: {failed[-1].reason})"
         if not self.done():
             where = f"round {self.round} of {self.rounds}" if self.round else "waiting for clients"
             return f"running: {where}{tail}"
@@ -357,7 +360,7 @@ class Run:
         host.check_alive()
         number = len(host.history) + 1
         record = RoundRecord(number, getattr(self.workflow, "name", type(self.workflow).__name__.lower()))
-        self.round = number
+        self.round = len(self.history) + 1
         while not self._inbox.empty():  # leftovers of an earlier round
             self._inbox.get_nowait()
         self._record = record

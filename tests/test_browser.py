@@ -14,7 +14,10 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Iterator
 
 import pytest
 
@@ -80,6 +83,35 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@dataclass
+class Lab:
+    base: str  # the server's address
+    token: str
+    folder: Path  # what it serves
+    comms: str  # its commsOverSubshells setting
+
+
+@contextmanager
+def notebook_page(lab: Lab, name: str) -> Iterator[Any]:
+    """Headless Chromium with ``name`` open in JupyterLab and its kernel settled; a
+    screenshot of the page is saved if the test fails."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        try:
+            page.goto(f"{lab.base}/lab/tree/{name}?token={lab.token}")
+            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
+            wait_for_one_kernel(lab.base, lab.token)
+            yield page
+        except Exception:
+            page.screenshot(path=str(OUT / "failure.png"))  # what the page showed when it went wrong
+            raise
+        finally:
+            browser.close()
+
+
 @pytest.fixture
 def lab(tmp_path, request):
     """JupyterLab serving a folder with the quickstart; ``request.param``, if any, is its
@@ -116,7 +148,7 @@ def lab(tmp_path, request):
                 break
             except OSError:
                 time.sleep(0.1)
-        yield base, token, tmp_path / "lab"
+        yield Lab(base, token, tmp_path / "lab", comms)
     finally:
         server.terminate()
         server.wait(30)
@@ -124,38 +156,23 @@ def lab(tmp_path, request):
 
 
 def test_quickstart_in_jupyterlab(lab):
-    from playwright.sync_api import sync_playwright
-
-    base, token, _ = lab
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"{base}/lab/tree/01_quickstart.ipynb?token={token}")
-            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
-            wait_for_one_kernel(base, token)
-            page.evaluate(WATCH_PLOTS)
-            run_all_cells(page)
-            output = page.locator(".jp-OutputArea-output")
-            output.filter(has_text="global model test accuracy:").wait_for(state="attached", timeout=240_000)
-            output.filter(has_text="controller stopped").wait_for(state="attached", timeout=60_000)
-            round_cell = page.locator(".jp-CodeCell", has_text="%fl_round").first
-            rows = round_cell.locator("table.nbfl-clients").last.locator("tbody tr")
-            assert rows.count() == 4
-            assert sorted(rows.locator("td").nth(i * 8).inner_text() for i in range(4)) == [
-                "site-1", "site-2", "site-3", "site-4"
-            ]
-            plots = page.evaluate("() => window.nbflPlots.size")
-            assert plots >= 2, "the plot did not change between rounds"
-            round_cell.scroll_into_view_if_needed()
-            round_cell.evaluate("cell => cell.scrollIntoView({block: 'start'})")
-            page.screenshot(path=str(OUT / "quickstart.png"))
-        except Exception:
-            page.screenshot(path=str(OUT / "failure.png"))  # what the page showed when it went wrong
-            raise
-        finally:
-            browser.close()
-
+    with notebook_page(lab, "01_quickstart.ipynb") as page:
+        page.evaluate(WATCH_PLOTS)
+        run_all_cells(page)
+        output = page.locator(".jp-OutputArea-output")
+        output.filter(has_text="global model test accuracy:").wait_for(state="attached", timeout=240_000)
+        output.filter(has_text="controller stopped").wait_for(state="attached", timeout=60_000)
+        round_cell = page.locator(".jp-CodeCell", has_text="%fl_round").first
+        rows = round_cell.locator("table.nbfl-clients").last.locator("tbody tr")
+        assert rows.count() == 4
+        assert sorted(rows.locator("td").nth(i * 8).inner_text() for i in range(4)) == [
+            "site-1", "site-2", "site-3", "site-4"
+        ]
+        plots = page.evaluate("() => window.nbflPlots.size")
+        assert plots >= 2, "the plot did not change between rounds"
+        round_cell.scroll_into_view_if_needed()
+        round_cell.evaluate("cell => cell.scrollIntoView({block: 'start'})")
+        page.screenshot(path=str(OUT / "quickstart.png"))
 
 
 STOP_NOTEBOOK = [
@@ -180,44 +197,27 @@ def write_notebook(path: Path, cells: list[str]) -> None:
 def test_stop_button_ends_a_blocking_fl_round(lab):
     """While %fl_round 200 blocks its cell, a click on the dashboard's Stop button ends the run;
     the cell ends with fewer than 200 rounds, the kernel goes idle and the next %fl_round runs."""
-    from playwright.sync_api import sync_playwright
-
-    base, token, folder = lab
-    write_notebook(folder / "stop.ipynb", STOP_NOTEBOOK)
-    settings = json.loads((folder.parent / "settings" / "@jupyterlab" / "apputils-extension"
-                           / "kernels-settings.jupyterlab-settings").read_text())  # fmt: skip
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"{base}/lab/tree/stop.ipynb?token={token}")
-            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
-            wait_for_one_kernel(base, token)
-            run_all_cells(page)
-            cell = page.locator(".jp-CodeCell").filter(has_text="%fl_round 200")
-            # a round takes a fraction of a second: wait for any round from the second on
-            cell.locator(".nbfl-status", has_text=re.compile(r"round ([2-9]|\d\d+): ")).wait_for(timeout=240_000)
-            assert cell.locator(".jp-InputArea-prompt").inner_text().strip() == "[*]:"  # still running
-            cell.scroll_into_view_if_needed()
-            clicked = time.monotonic()
-            cell.locator("button", has_text="Stop").click()
-            stopped = cell.locator(".nbfl-status", has_text="stopped after")
-            stopped.wait_for(state="attached", timeout=60_000)
-            seconds = time.monotonic() - clicked
-            done = int(re.search(r"stopped after (\d+) of 200 rounds", stopped.inner_text()).group(1))
-            assert 2 <= done < 200
-            after = page.locator(".jp-OutputArea-output", has_text="after the stop:")
-            after.wait_for(state="attached", timeout=120_000)
-            assert "['ok', 'ok'] None" in after.inner_text()  # the next %fl_round completed its 2 rounds
-            wait_for_one_kernel(base, token)  # idle
-            cell.evaluate("cell => cell.scrollIntoView({block: 'start'})")
-            page.screenshot(path=str(OUT / f"stop-{settings['commsOverSubshells']}.png"))
-            (OUT / f"stop-{settings['commsOverSubshells']}.txt").write_text(
-                f"Stop clicked after round 2 or later; the run ended after {done} of 200 rounds; "
-                f"the cell said so {seconds:.2f} s after the click\n"
-            )
-        except Exception:
-            page.screenshot(path=str(OUT / "failure.png"))
-            raise
-        finally:
-            browser.close()
+    write_notebook(lab.folder / "stop.ipynb", STOP_NOTEBOOK)
+    with notebook_page(lab, "stop.ipynb") as page:
+        run_all_cells(page)
+        cell = page.locator(".jp-CodeCell").filter(has_text="%fl_round 200")
+        # a round takes a fraction of a second: wait for any round from the second on
+        cell.locator(".nbfl-status", has_text=re.compile(r"round ([2-9]|\d\d+): ")).wait_for(timeout=240_000)
+        assert cell.locator(".jp-InputArea-prompt").inner_text().strip() == "[*]:"  # still running
+        cell.scroll_into_view_if_needed()
+        clicked = time.monotonic()
+        cell.locator("button", has_text="Stop").click()
+        stopped = cell.locator(".nbfl-status", has_text="stopped after")
+        stopped.wait_for(state="attached", timeout=60_000)
+        seconds = time.monotonic() - clicked
+        done = int(re.search(r"stopped after (\d+) of 200 rounds", stopped.inner_text()).group(1))
+        assert 2 <= done < 200
+        after = page.locator(".jp-OutputArea-output", has_text="after the stop:")
+        after.wait_for(state="attached", timeout=120_000)
+        assert "['ok', 'ok'] None" in after.inner_text()  # the next %fl_round completed its 2 rounds
+        wait_for_one_kernel(lab.base, lab.token)  # idle
+        cell.evaluate("cell => cell.scrollIntoView({block: 'start'})")
+        page.screenshot(path=str(OUT / f"stop-{lab.comms}.png"))
+        (OUT / f"stop-{lab.comms}.txt").write_text(
+            f"the run ended after {done} of 200 rounds; the cell said so {seconds:.2f} s after the click\n"
+        )

@@ -214,9 +214,31 @@ def test_a_background_run_leaves_the_kernel_free(spawning_kernel):
         time.sleep(0.2)
     status, text = run(kc, "%fl_history")
     assert status == "ok" and "fedavg" in text
+    msg_id = kc.execute("%fl_wait")
+    time.sleep(1)
+    km.interrupt_kernel()  # ends the waiting, not the run
+    assert "stopped waiting; the run goes on" in collect(kc, msg_id)
+    assert run(kc, "print(nbfl_run.done())")[1].strip() == "False"
     status, text = run(kc, "%fl_stop")
     assert status == "ok" and "stopped after" in text, text
     text = run(kc, "print(nbfl_run.done(), len(nbfl_run.history) < 30, nbfl_controller.active_run)")[1]
     assert text.strip() == "True True None"
     status, text = run(kc, "%fl_round 2")  # and the next run works
     assert status == "ok" and "final" in text, text
+
+
+def test_spawned_clients_leave_when_their_kernel_dies():
+    """Out of the kernel's process group, spawned clients must still notice it is gone."""
+    km, kc = start_new_kernel(kernel_name="python3")
+    try:
+        status, text = run(kc, "%load_ext nbfl\n%fl_controller start\n%fl_spawn 2")
+        assert status == "ok", text
+        pids = spawned_pids(kc)
+        assert len(pids) == 2 and all(running(p) for p in pids)
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)  # killed: no goodbye from its controller
+    deadline = time.monotonic() + 60
+    while any(running(p) for p in pids):
+        assert time.monotonic() < deadline, "a spawned client outlived its kernel"
+        time.sleep(0.2)

@@ -1,5 +1,7 @@
 """The %fl_* magics in-process (IPython's test shell) against real client processes."""
 
+import time
+
 import numpy as np
 import pytest
 from IPython.core.error import UsageError
@@ -18,6 +20,13 @@ def ip():
     shell.run_line_magic("load_ext", "nbfl")
     yield shell
     shell.run_line_magic("unload_ext", "nbfl")
+
+
+def until(condition, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "never happened"
+        time.sleep(0.05)
 
 
 def magics(shell):
@@ -57,6 +66,8 @@ def test_controller_spawn_task_round_history(ip, capsys):
         ip.run_line_magic("fl_round", "1")
     ip.run_line_magic("fl_spawn", "2 --partition iid")
     assert sorted(c.name for c in ctl.live_clients()) == ["site-1", "site-2"]
+    for proc in magics(ip).spawned:  # what a client prints goes to its log, not into whichever cell runs
+        until(lambda: "joined" in proc.tail())
     ip.run_cell_magic(
         "fl_task",
         "train",
@@ -199,4 +210,20 @@ def test_background_round_status_wait_and_stop(ip, capsys):
     assert run.done() and run.stopped and len(run.history) < 100
     ip.run_line_magic("fl_round", "1")  # the next round runs
     assert ip.user_ns["nbfl_run"].history[0].ok
+    ip.run_line_magic("fl_controller", "stop")
+
+
+def test_a_failed_background_run_is_raised_by_fl_wait(ip):
+    ip.run_line_magic("fl_controller", "start")
+    ip.run_line_magic("fl_spawn", "2 --partition iid")
+    ip.run_cell_magic("fl_task", "train", "import nbfl\n"
+                      "def train(weights, ctx):\n"
+                      "    ctx.abort.wait(0.2)\n"
+                      "    return nbfl.Update(weights, num_samples=1)\n")  # fmt: skip
+    ip.run_line_magic("fl_round", "1000 --background --min-clients 2")
+    run = ip.user_ns["nbfl_run"]
+    magics(ip).spawned[0].kill()  # a site's machine dies: too few clients for the next round
+    with pytest.raises(UsageError, match="the run failed: 1 of 2 clients joined"):
+        ip.run_line_magic("fl_wait", "")
+    assert run.summary().startswith("failed after") and "1 of 2 clients" in run.summary()  # as its dashboard says
     ip.run_line_magic("fl_controller", "stop")

@@ -113,6 +113,17 @@ def test_each_run_keeps_its_own_settings(controller_factory, client_factory):
     assert not hasattr(ctl, "min_clients") and not hasattr(ctl, "filters")  # nothing per run on the controller
 
 
+def test_a_run_whose_rounds_failed_says_so(controller_factory, client_factory):
+    def broken(weights, ctx):
+        raise ValueError("no data here")
+
+    ctl = controller_factory(small_model())
+    client_factory(ctl.endpoint, "a", tasks={"train": broken})
+    run = ctl.start(1)
+    assert run.wait(30)[0].status == "failed"
+    assert run.summary() == "finished 1 of 1 rounds; 1 failed (round 1: 0 usable results, 1 needed)"
+
+
 def test_a_dead_io_thread_is_raised_by_wait_at_once(controller_factory, client_factory):
     """A bug that ends the controller's IO thread (injected here) reaches whoever waits."""
     ctl = controller_factory(small_model())

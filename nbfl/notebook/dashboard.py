@@ -16,7 +16,7 @@ import ipywidgets as widgets
 from IPython.display import HTML, Image, display
 
 from ..controller import Controller
-from ..records import ClientInfo, RoundRecord
+from ..records import ClientInfo, RoundRecord, RoundStatus
 from ..run import Run
 from .plots import history_png
 
@@ -114,17 +114,21 @@ class Dashboard:
         if controls:
             display(widgets.HBox([self.rounds, self.answers, self.stop_button]))
         run = self.controller.active_run
-        self._status = _Part(HTML(_status_html(run.summary() if run else "no run is going")), self.background)
+        first = "starting" if controls else run.summary() if run else "no run is going"
+        self._status = _Part(HTML(_status_html(first)), self.background)
         self._table = _Part(HTML(self._table_html()), self.background)
         self._plot = _Part(self._image(), self.background)
         self._failures = _Part(HTML(""), self.background)
         return self
 
     def follow(self, run: Run) -> None:
-        """Show ``run``: its Stop button works from now on, and its end is shown when it comes."""
+        """Show ``run``: its Stop button works from now on. A background run's end is shown
+        when it comes; a blocking cell calls :meth:`on_done` itself before it ends, since
+        an update sent after the cell has ended would be lost."""
         self.run = run
         self.stop_button.disabled = False
-        run.add_done_callback(self.on_done)
+        if self.background:
+            run.add_done_callback(self.on_done)
 
     def on_progress(self, answered: int, asked: int) -> None:
         self.answers.max = max(asked, 1)
@@ -146,7 +150,8 @@ class Dashboard:
         shown stays as it was mid-round (clients "training")."""
         self.stop_button.disabled = True
         error = run.exception()
-        color = "#b00" if error is not None else "#060" if not run.stopped else "#a60"
+        troubled = run.stopped or any(r.status is RoundStatus.FAILED for r in run.history)
+        color = "#b00" if error is not None else "#a60" if troubled else "#060"
         self._status.set(HTML(_status_html(run.summary(), color)))
         self._table.set(HTML(self._table_html()))
         self._plot.set(self._image())

@@ -42,6 +42,7 @@ class FLMagics(Magics):
         self.min_clients = 1
         self.round_timeout = 300.0
         self.run: Run | None = None  # the current (or last) run
+        self.board: Dashboard | None = None  # its dashboard
         self.client: Client | None = None
         self.task_code: dict[str, str] = {}
         # one workflow per (algorithm, task, options): FedOpt's and SCAFFOLD's state
@@ -66,8 +67,10 @@ class FLMagics(Magics):
         if args.action == "start":
             self._start_controller(args)
         elif args.action == "stop":
+            going = self.controller is not None and self.controller.active_run is not None
             self._stop_all()
-            display(HTML("controller stopped; its clients were told goodbye"))
+            run = f" (its run {html.escape(self.run.summary())})" if going and self.run else ""
+            display(HTML(f"controller stopped{run}; its clients were told goodbye"))
         else:
             Dashboard(self._controller()).show(controls=False)
 
@@ -125,7 +128,6 @@ class FLMagics(Magics):
         if self.controller is not None:
             self.controller.close()  # stops its run first
             self.controller = None
-        self.run = None
         self.workflows.clear()
         stop_clients(self.spawned)
         self.spawned = []
@@ -157,7 +159,12 @@ class FLMagics(Magics):
             ctl.endpoint, args.n, partition=args.partition, seed=args.seed, epochs=args.epochs,
             name_prefix="site" if self.batches == 1 else f"site{self.batches}", accept_code=True,
         )  # fmt: skip
-        ctl.wait_for_clients(before + args.n, timeout=args.wait)
+        try:
+            ctl.wait_for_clients(before + args.n, timeout=args.wait)
+        except TimeoutError as exc:
+            dead = [p for p in self.spawned if p.poll() is not None]
+            why = f"; {dead[0].log} ends:\n{dead[0].tail()}" if dead else ""
+            raise UsageError(f"{exc}{why}") from None
         display(HTML(clients_html(ctl.clients)))
 
     @magic_arguments()
@@ -246,14 +253,15 @@ class FLMagics(Magics):
         """
         run = self._start_run(line)
         if run is not None:
-            wait_blocking(run)
+            wait_blocking(run, stop=True)
             self._report(run)
 
     @line_magic
     def fl_wait(self, line: str = "") -> None:
-        """Block until the current run ends (the Stop button works meanwhile); raise what ended it, if anything."""
+        """Block until the current run ends (its Stop button works meanwhile); raise what
+        ended it if it failed. The kernel's interrupt ends the waiting, not the run."""
         run = self._current_run()
-        wait_blocking(run)
+        wait_blocking(run, stop=False)
         self._report(run)
 
     async def awaited(self, name: str, line: str) -> None:
@@ -261,7 +269,7 @@ class FLMagics(Magics):
         (see :mod:`nbfl.notebook.waiting`)."""
         run = self._start_run(line) if name == "fl_round" else self._current_run()
         if run is not None:
-            await wait_awaited(run)
+            await wait_awaited(run, stop=name == "fl_round")
             self._report(run)
 
     @line_magic
@@ -269,7 +277,7 @@ class FLMagics(Magics):
         """Stop the current run: the round in progress is aborted, the model stays the last complete one."""
         run = self._current_run()
         run.stop()
-        wait_blocking(run)
+        wait_blocking(run, stop=True)
         display(HTML(_status_line(run)))
 
     @line_magic
@@ -307,7 +315,8 @@ class FLMagics(Magics):
         except (RunActive, RunError) as exc:
             raise UsageError(str(exc)) from None
         board.follow(run)
-        self.run = self.shell.user_ns["nbfl_run"] = run  # the Python handle: wait(), stop(), history
+        self.run, self.board = run, board
+        self.shell.user_ns["nbfl_run"] = run  # the Python handle: wait(), stop(), history
         return None if args.background else run
 
     def _current_run(self) -> Run:
@@ -316,7 +325,13 @@ class FLMagics(Magics):
         return self.run
 
     def _report(self, run: Run) -> None:
-        """After a blocking wait: say how the run ended, here in the cell; raise what ended it."""
+        """After a blocking wait, in the cell: how the run ended (or that only the waiting
+        did); raise what ended it if it failed."""
+        if not run.done():  # %fl_wait interrupted: the run goes on
+            display(HTML(f"stopped waiting; the run goes on ({html.escape(run.summary())}): %fl_stop ends it"))
+            return
+        if not self.board.background and self.board.run is run:
+            self.board.on_done(run)  # before the cell ends: a display update after it would be lost
         error = run.exception()
         if error is not None:
             if isinstance(error, (TimeoutError, FilterError, RunError)):
@@ -327,7 +342,10 @@ class FLMagics(Magics):
             display(HTML(f"<b>stopped</b> in round {last.round}: clients were told to abort; the global "
                          f"model is round {last.round - 1}'s. %fl_round runs again."))  # fmt: skip
         elif run.stopped:
-            display(HTML(f"<b>stopped</b> after round {run.round}. %fl_round runs again."))
+            after = f"after round {last.round}" if last else "before its first round"
+            display(HTML(f"<b>stopped</b> {after}. %fl_round runs again."))
+        elif any(r.status is RoundStatus.FAILED for r in run.history):
+            display(HTML(f"<b style='color:#a60'>{html.escape(run.summary())}</b>"))
         if last is not None and last.metrics:
             print("final " + ", ".join(f"{k} {v:.4f}" for k, v in last.metrics.items()))
 

@@ -47,19 +47,18 @@ def await_blocking_magics(lines: list[str]) -> list[str]:
     return [_CALL.sub(_AWAITED, line) for line in lines]
 
 
-def wait_blocking(run: Run) -> None:
-    """Wait in a plain (not awaited) cell; Ctrl-C stops the run (:meth:`Run.wait`)."""
+def wait_blocking(run: Run, stop: bool) -> None:
+    """Wait in a plain (not awaited) cell until the run ends or Ctrl-C (the kernel's
+    interrupt) comes; with ``stop`` the interrupt also stops the run and waits for its abort."""
     try:
-        run.wait()
+        concurrent.futures.wait([run.future()])
     except KeyboardInterrupt:
-        pass  # the run was stopped and its clients told to abort; the magic says so
-    except Exception:
-        pass  # what ended the run is shown by the magic, from run.exception()
+        _interrupted(run, stop)
 
 
-async def wait_awaited(run: Run) -> None:
-    """Wait in an awaited cell: widget events are handled meanwhile; the kernel's
-    interrupt (a cancellation here) stops the run like Ctrl-C.
+async def wait_awaited(run: Run, stop: bool) -> None:
+    """Wait in an awaited cell, where widget events are handled meanwhile; the kernel's
+    interrupt (a cancellation here) is treated as in :func:`wait_blocking`.
 
     It wakes every 0.1 s rather than awaiting the run's future once: ipykernel 7.4
     queues the interrupt's cancellation of an async cell on its event loop without
@@ -69,6 +68,11 @@ async def wait_awaited(run: Run) -> None:
         while not run.done():
             await asyncio.sleep(POLL)
     except asyncio.CancelledError:
+        _interrupted(run, stop)
+
+
+def _interrupted(run: Run, stop: bool) -> None:
+    if stop:
         run.interrupt()
         concurrent.futures.wait([run.future()], timeout=30)
 
