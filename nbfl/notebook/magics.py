@@ -165,7 +165,8 @@ class FLMagics(Magics):
             dead = [p for p in self.spawned if p.poll() is not None]
             why = f"; {dead[0].log} ends:\n{dead[0].tail()}" if dead else ""
             raise UsageError(f"{exc}{why}") from None
-        display(HTML(clients_html(ctl.clients)))
+        logs = html.escape(str(self.spawned[-1].log.parent))
+        display(HTML(clients_html(ctl.clients) + f"<div>what these clients print goes to {logs}</div>"))
 
     @magic_arguments()
     @argument("endpoint", nargs="?", help="the address %%fl_controller start showed, e.g. tcp://10.0.0.5:5555")
