@@ -189,13 +189,21 @@ def test_run_settings_do_not_leak_from_one_magic_to_the_next(ip):
     ip.run_line_magic("fl_controller", "stop")
 
 
-def test_background_round_status_wait_and_stop(ip, capsys):
+SLOW_TASK = """import nbfl
+def train(weights, ctx):
+    ctx.abort.wait(0.2)  # a slow site: rounds take a while
+    return nbfl.Update(weights, num_samples=1)
+"""
+
+
+def two_slow_sites(ip):
     ip.run_line_magic("fl_controller", "start")
     ip.run_line_magic("fl_spawn", "2 --partition iid")
-    ip.run_cell_magic("fl_task", "train", "import time, nbfl\n"
-                      "def train(weights, ctx):\n"
-                      "    ctx.abort.wait(0.2)\n"
-                      "    return nbfl.Update(weights, num_samples=1)\n")  # fmt: skip
+    ip.run_cell_magic("fl_task", "train", SLOW_TASK)
+
+
+def test_background_round_status_wait_and_stop(ip, capsys):
+    two_slow_sites(ip)
     ip.run_line_magic("fl_round", "3 --background")  # returns at once
     run = ip.user_ns["nbfl_run"]
     assert not run.done()
@@ -214,12 +222,7 @@ def test_background_round_status_wait_and_stop(ip, capsys):
 
 
 def test_a_failed_background_run_is_raised_by_fl_wait(ip):
-    ip.run_line_magic("fl_controller", "start")
-    ip.run_line_magic("fl_spawn", "2 --partition iid")
-    ip.run_cell_magic("fl_task", "train", "import nbfl\n"
-                      "def train(weights, ctx):\n"
-                      "    ctx.abort.wait(0.2)\n"
-                      "    return nbfl.Update(weights, num_samples=1)\n")  # fmt: skip
+    two_slow_sites(ip)
     ip.run_line_magic("fl_round", "1000 --background --min-clients 2")
     run = ip.user_ns["nbfl_run"]
     magics(ip).spawned[0].kill()  # a site's machine dies: too few clients for the next round
