@@ -18,6 +18,7 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import os
+import threading
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -80,6 +81,7 @@ class Controller:
         self.registry = Registry()
         self._joins = RateLimit(*join_rate)  # (per second, at once): a join flood is refused cheaply
         self._run: Run | None = None  # the active run, if any
+        self._starting = threading.Lock()
         self._failure: BaseException | None = None  # what ended the IO thread, if it died
         self.kit = as_kit(kit, "controller") if kit is not None else None
         if endpoint is None:
@@ -168,12 +170,13 @@ class Controller:
         self.check_alive()
         workflow = make_workflow(workflow) if isinstance(workflow, str) else workflow or FedAvg()
         build_filters(filters)  # an unknown or bad spec fails here, not on every client
-        self._refuse_during_run("start another run")
-        self._run = Run(
-            self, rounds, workflow, min_clients=min_clients, timeout=timeout, join_timeout=join_timeout,
-            filters=filters, on_round=on_round, on_progress=on_progress,
-        )  # fmt: skip
-        return self._run.begin()
+        with self._starting:  # the check and the claim are one step: two callers cannot both pass
+            self._refuse_during_run("start another run")
+            self._run = Run(
+                self, rounds, workflow, min_clients=min_clients, timeout=timeout, join_timeout=join_timeout,
+                filters=filters, on_round=on_round, on_progress=on_progress,
+            ).begin()  # fmt: skip
+        return self._run
 
     def run(self, rounds: int = 1, workflow: Any = None, **settings: Any) -> list[RoundRecord]:
         """``start(rounds, workflow, **settings).wait()``: run the rounds here and return their records.
