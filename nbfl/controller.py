@@ -33,7 +33,7 @@ from .registry import Registry
 from .run import OnProgress, OnRound, Run, RunError
 from .transport import HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT, PLAINTEXT_NOTE, ServerIO
 from .weights import Weights
-from .workflows import FedAvg, make_workflow
+from .workflows import FedAvg, Workflow, make_workflow
 
 log = logging.getLogger("nbfl.controller")
 
@@ -169,6 +169,8 @@ class Controller:
             raise ValueError(f"a run needs at least 1 round, not {rounds}")
         self.check_alive()
         workflow = make_workflow(workflow) if isinstance(workflow, str) else workflow or FedAvg()
+        if not isinstance(workflow, Workflow):
+            raise TypeError(f"{workflow!r} is not a workflow: it needs name, trains and round(run, weights, number)")
         build_filters(filters)  # an unknown or bad spec fails here, not on every client
         with self._starting:  # the check and the claim are one step: two callers cannot both pass
             self._refuse_during_run("start another run")

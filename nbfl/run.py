@@ -359,7 +359,7 @@ class Run:
         host = self._host
         host.check_alive()
         number = len(host.history) + 1
-        record = RoundRecord(number, getattr(self.workflow, "name", type(self.workflow).__name__.lower()))
+        record = RoundRecord(number, self.workflow.name)
         self.round = len(self.history) + 1
         while not self._inbox.empty():  # leftovers of an earlier round
             self._inbox.get_nowait()
@@ -376,7 +376,7 @@ class Run:
         finally:
             self._record = None
         # evaluation, statistics and other workflows that leave the model alone are not rated
-        if record.ok and self.evaluate is not None and getattr(self.workflow, "trains", True):
+        if record.ok and self.evaluate is not None and self.workflow.trains:
             record.metrics = {k: float(v) for k, v in self.evaluate(host.weights).items()}
         record.seconds = time.perf_counter() - started
         self.history.append(record)

@@ -155,3 +155,15 @@ def test_a_dead_client_io_thread_stops_the_client_and_says_why(controller_factor
     client._io._beat = injected
     assert client.wait(30), "the client did not notice its IO thread was gone"
     assert client.state == "stopped" and "injected bug" in client.last_error
+
+
+def test_a_workflow_must_keep_the_contract(controller_factory):
+    ctl = controller_factory(small_model())
+
+    class Partial:  # a round, but no name and no word on whether it trains
+        def round(self, run, weights, number):
+            return weights
+
+    with pytest.raises(TypeError, match="not a workflow: it needs name, trains and round"):
+        ctl.start(1, Partial())
+    assert ctl.active_run is None
