@@ -8,7 +8,7 @@ keys of a dict.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
@@ -89,9 +89,3 @@ class RoundRecord:
     @property
     def ok(self) -> bool:
         return self.status is RoundStatus.OK
-
-    def as_dict(self) -> dict[str, Any]:
-        """Plain JSON types, for files and tables."""
-        out = asdict(self)
-        out["status"] = self.status.value
-        return out

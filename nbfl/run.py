@@ -162,10 +162,15 @@ class Run:
         """The underlying future (for ``concurrent.futures.wait`` and the like)."""
         return self._future
 
+    @property
+    def failed_rounds(self) -> list[RoundRecord]:
+        """This run's rounds that ended without a new model (too few usable results)."""
+        return [r for r in self.history if r.status is RoundStatus.FAILED]
+
     def summary(self) -> str:
         """One line on where the run is, counted in this run's rounds: for status lines and ``%fl_status``."""
         done = sum(r.status in (RoundStatus.OK, RoundStatus.FAILED) for r in self.history)  # rounds that ran to the end
-        failed = [r for r in self.history if r.status is RoundStatus.FAILED]
+        failed = self.failed_rounds
         last = self.history[-1] if self.history else None
         metrics = ", ".join(f"{k} {v:.4f}" for k, v in (last.metrics if last else {}).items())
         tail = f"; {metrics}" if metrics else ""

@@ -16,7 +16,7 @@ import ipywidgets as widgets
 from IPython.display import HTML, Image, display
 
 from ..controller import Controller
-from ..records import ClientInfo, RoundRecord, RoundStatus
+from ..records import ClientInfo, RoundRecord
 from ..run import Run
 from .plots import history_png
 
@@ -115,7 +115,7 @@ class Dashboard:
             display(widgets.HBox([self.rounds, self.answers, self.stop_button]))
         run = self.controller.active_run
         first = "starting" if controls else run.summary() if run else "no run is going"
-        self._status = _Part(HTML(_status_html(first)), self.background)
+        self._status = _Part(HTML(status_html(first)), self.background)
         self._table = _Part(HTML(self._table_html()), self.background)
         self._plot = _Part(self._image(), self.background)
         self._failures = _Part(HTML(""), self.background)
@@ -139,7 +139,7 @@ class Dashboard:
         self._records.append(record)
         self.rounds.value = len(self._records)
         g = ", ".join(f"{k} {v:.4f}" for k, v in record.metrics.items())
-        self._status.set(HTML(_status_html(f"round {record.round}: {record.status} {g}{privacy_text(record)}")))
+        self._status.set(HTML(status_html(f"round {record.round}: {record.status} {g}{privacy_text(record)}")))
         self._table.set(HTML(self._table_html()))
         self._plot.set(self._image())
         if record.failed:
@@ -150,9 +150,9 @@ class Dashboard:
         shown stays as it was mid-round (clients "training")."""
         self.stop_button.disabled = True
         error = run.exception()
-        troubled = run.stopped or any(r.status is RoundStatus.FAILED for r in run.history)
+        troubled = run.stopped or bool(run.failed_rounds)
         color = "#b00" if error is not None else "#a60" if troubled else "#060"
-        self._status.set(HTML(_status_html(run.summary(), color)))
+        self._status.set(HTML(status_html(run.summary(), color)))
         self._table.set(HTML(self._table_html()))
         self._plot.set(self._image())
 
@@ -185,5 +185,6 @@ def _as_html(content: HTML | Image) -> str:
     return content.data
 
 
-def _status_html(text: str, color: str = "inherit") -> str:
+def status_html(text: str, color: str = "inherit") -> str:
+    """The one-line status a dashboard, %fl_status and %fl_stop show."""
     return f"<div class='nbfl-status' style='color:{color}'><b>{html.escape(text)}</b></div>"

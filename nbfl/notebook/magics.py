@@ -24,7 +24,7 @@ from ..records import RoundRecord, RoundStatus
 from ..run import Run, RunError
 from ..spawn import spawn_clients, stop_clients
 from ..workflows import ALGORITHMS, CrossSiteEval, FederatedStatistics, make_workflow
-from .dashboard import Dashboard, clients_html, failures_html, history_html, statistics_html
+from .dashboard import Dashboard, clients_html, failures_html, history_html, statistics_html, status_html
 from .plots import cross_site_png
 from .waiting import await_blocking_magics, unregister, wait_blocking, wait_awaited
 
@@ -279,13 +279,14 @@ class FLMagics(Magics):
         run = self._current_run()
         run.stop()
         wait_blocking(run, stop=True)
-        display(HTML(_status_line(run)))
+        display(HTML(status_html(f"run: {run.summary()}")))
 
     @line_magic
     def fl_status(self, line: str = "") -> None:
         """Where the current run is (round, state, last metrics) and the client table; works mid-run."""
         ctl = self._controller()
-        display(HTML((_status_line(self.run) if self.run else "no run yet: %fl_round N") + clients_html(ctl.clients)))
+        status = status_html(f"run: {self.run.summary()}" if self.run else "no run yet: %fl_round N")
+        display(HTML(status + clients_html(ctl.clients)))
 
     def _start_run(self, line: str) -> Run | None:
         """Parse ``%fl_round``'s arguments, show a dashboard and start the run; None if it runs in the background."""
@@ -345,7 +346,7 @@ class FLMagics(Magics):
         elif run.stopped:
             after = f"after round {last.round}" if last else "before its first round"
             display(HTML(f"<b>stopped</b> {after}. %fl_round runs again."))
-        elif any(r.status is RoundStatus.FAILED for r in run.history):
+        elif run.failed_rounds:
             display(HTML(f"<b style='color:#a60'>{html.escape(run.summary())}</b>"))
         if last is not None and last.metrics:
             print("final " + ", ".join(f"{k} {v:.4f}" for k, v in last.metrics.items()))
@@ -425,10 +426,6 @@ def _option(text: str) -> tuple[str, Any]:
         except ValueError:
             pass
     return key, value
-
-
-def _status_line(run: Run) -> str:
-    return f"<div class='nbfl-status'><b>run: {html.escape(run.summary())}</b></div>"
 
 
 def _client_status(client: Client) -> str:
