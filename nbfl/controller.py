@@ -174,11 +174,12 @@ class Controller:
         build_filters(filters)  # an unknown or bad spec fails here, not on every client
         with self._starting:  # the check and the claim are one step: two callers cannot both pass
             self._refuse_during_run("start another run")
-            self._run = Run(
+            run = self._run = Run(
                 self, rounds, workflow, min_clients=min_clients, timeout=timeout, join_timeout=join_timeout,
                 filters=filters, on_round=on_round, on_progress=on_progress,
-            ).begin()  # fmt: skip
-        return self._run
+            )  # fmt: skip
+        # begun only once it is self._run: the IO thread forwards the first results to it
+        return run.begin()
 
     def run(self, rounds: int = 1, workflow: Any = None, **settings: Any) -> list[RoundRecord]:
         """``start(rounds, workflow, **settings).wait()``: run the rounds here and return their records.

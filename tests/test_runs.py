@@ -167,3 +167,21 @@ def test_a_workflow_must_keep_the_contract(controller_factory):
     with pytest.raises(TypeError, match="not a workflow: it needs name, trains and round"):
         ctl.start(1, Partial())
     assert ctl.active_run is None
+
+
+def test_a_run_is_the_controllers_before_its_first_round(controller_factory, client_factory):
+    """A run's first results can come back before start() returns: the IO thread forwards
+    them only to the controller's run, so the run must be that before its thread begins
+    (it once began first, and a loaded CI machine lost a result and hung)."""
+    ctl = controller_factory(small_model())
+    client_factory(ctl.endpoint, "a", tasks=adder())
+    seen = []
+
+    class Probe(nbfl.FedAvg):
+        def round(self, run, weights, number):
+            seen.append(ctl.active_run is run)
+            return super().round(run, weights, number)
+
+    for _ in range(20):
+        assert ctl.run(1, Probe(), timeout=10)[0].ok
+    assert seen == [True] * 20
