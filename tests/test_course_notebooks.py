@@ -1,0 +1,116 @@
+"""The course notebooks 05 and 06, executed for real, and what every course notebook needs.
+
+The helpers come from test_notebooks.py (tests/ has no __init__.py, so pytest's default
+"prepend" import mode puts it on sys.path), so these notebooks run exactly as the others do.
+"""
+
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from test_notebooks import NOTEBOOKS, execute, outputs
+
+SEED = Path(__file__).resolve().parent / "seed"
+
+
+def text_of(nb: nbformat.NotebookNode) -> str:
+    return "".join(t for c in nb.cells for _, t in outputs(c))
+
+
+def errors_of(nb: nbformat.NotebookNode) -> list[str]:
+    return [o.get("ename", "") for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")))
+def test_course_notebook_has_a_parameters_cell(name):
+    """The tests (and papermill users) shrink a notebook through its cell tagged `parameters`."""
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert tagged, f"{name} has no cell tagged parameters"
+    assert all(c.cell_type == "code" for c in tagged), f"{name}: a markdown cell is tagged parameters"
+
+
+def test_course_readme_lists_every_notebook_in_order():
+    readme = (NOTEBOOKS / "README.md").read_text()
+    names = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
+    positions = [readme.find(n) for n in names]
+    assert all(p >= 0 for p in positions), [n for n, p in zip(names, positions) if p < 0]
+    assert positions == sorted(positions), "the README lists the notebooks out of order"
+
+
+def test_course_executor_notebook_shows_the_seed_trainer_verbatim():
+    """What the learner reads is the seed's trainer, only its imports changed (tests/seed is the reference)."""
+    nb = nbformat.read(NOTEBOOKS / "05_bring_your_own_executor.ipynb", as_version=4)
+    written = {}
+    for cell in nb.cells:
+        first, _, body = cell.source.partition("\n")
+        if cell.cell_type == "code" and first.startswith("%%writefile"):
+            written[first.rsplit("/", 1)[-1]] = body
+    assert written.keys() == {"simple_network.py", "simple_trainer.py"}
+    for name, body in written.items():
+        assert body.rstrip("\n") == (SEED / name).read_text().rstrip("\n"), f"{name} differs from tests/seed/{name}"
+
+
+def test_course_executor_notebook_trains_the_flare_trainer_through_nbfl():
+    nb = execute("05_bring_your_own_executor.ipynb", CLIENTS=2, ROUNDS=2, EPOCHS=1, IMAGES_PER_FILE=20)
+    text = text_of(nb)
+    assert not errors_of(nb), text
+    # the diff shows nvflare/torchvision imports replaced by nbfl ones, and nothing else
+    diff = re.findall(r"^([-+])(from \S+)", text, re.M)
+    assert {m for s, m in diff if s == "-"} == {
+        "from nvflare.apis.dxo", "from nvflare.apis.executor", "from nvflare.apis.fl_constant",
+        "from nvflare.apis.fl_context", "from nvflare.apis.shareable", "from nvflare.apis.signal",
+        "from nvflare.app_common.app_constant", "from torchvision.datasets", "from torchvision.transforms",
+    }  # fmt: skip
+    assert {m for s, m in diff if s == "+"} == {"from nbfl.executor", "from nbfl.data.vision"}
+    assert "same program apart from the imports: True" in text
+    # the generated files are read back in CIFAR-10's format: 5 x 20 training, 20 test images
+    assert re.findall(r"(site-\d): (\d+) training and (\d+) test images", text) == [
+        ("site-1", "100", "20"), ("site-2", "100", "20")]  # fmt: skip
+    by_hand = re.search(r"by hand: site-1 answered (\w+) for (\d+) tensors, NUM_STEPS_CURRENT_ROUND = (\d+)", text)
+    assert by_hand and by_hand.groups() == ("WEIGHT_DIFF", "10", "25"), text  # 100 images in batches of 4
+    rounds = re.findall(r"round (\d): (\w+), held-out accuracy ([\d.]+), sites site-1, site-2", text)
+    assert [(r, s) for r, s, _ in rounds] == [("1", "ok"), ("2", "ok")], text
+    sent = re.findall(r"last round, (site-\d) sent (\w+) with NUM_STEPS_CURRENT_ROUND = (\d+)", text)
+    assert sorted(sent) == [("site-1", "WEIGHT_DIFF", "25"), ("site-2", "WEIGHT_DIFF", "25")]
+    assert "rounds ok: 2, kinds: WEIGHT_DIFF" in text
+    moved = re.search(r"global model moved: (\w+) \(largest change ([\d.]+)\)", text)
+    assert moved and moved.group(1) == "True" and float(moved.group(2)) > 0
+    assert "global model is the steps-weighted mean of the sites' models: True" in text
+    assert "closed; the global model has 62006 parameters" in text
+
+
+def test_course_statistics_notebook_checks_its_numbers_and_reads_the_heatmap():
+    nb = execute("06_statistics_and_evaluation.ipynb", CLIENTS=3, ALPHA=0.3, ROUNDS=2, EPOCHS=2, BINS=5)
+    text = text_of(nb)
+    assert not errors_of(nb), text
+    html_out = [d.get("text/html", "") for c in nb.cells for d, _ in outputs(c)]
+    assert sum("nbfl-statistics" in h for h in html_out) == 2  # the two %fl_stats tables
+
+    first = re.search(r"features: (\d+), total count: (\d+), sites counted: (\d+) of (\d+) \(they hold (\d+) samples\)", text)
+    assert first, text
+    features, total, counted, sites, held = map(int, first.groups())
+    assert (features, counted, sites) == (64, 3, 3) and total == held  # digits train split: 1,438 images
+    pooled = re.search(r"count (\d+), largest difference in mean ([\d.e+-]+), in std ([\d.e+-]+); histograms equal: (\w+)", text)
+    assert pooled and int(pooled.group(1)) == total
+    assert float(pooled.group(2)) < 1e-9 and float(pooled.group(3)) < 1e-9 and pooled.group(4) == "True"
+
+    # raising --min-count just above the smallest site withholds exactly that site
+    smallest = re.search(r"smallest site: (site-\d) with (\d+) samples; asking for at least (\d+)", text)
+    assert smallest and int(smallest.group(3)) == int(smallest.group(2)) + 1
+    withheld = re.findall(r"withheld: (site-\d) \((\d+) samples, fewer than the minimum count of (\d+)\)", text)
+    assert withheld == [(smallest.group(1), smallest.group(2), smallest.group(3))], text
+    after = re.search(r"count now (\d+) = (\d+) - (\d+) withheld, from (\d+) sites", text)
+    assert after and int(after.group(1)) == total - int(smallest.group(2)) and int(after.group(4)) == 2
+    assert any(f"{smallest.group(1)} withheld" in h for h in html_out)
+
+    cross_cell = next(c for c in nb.cells if c.source.startswith("%fl_cross_site"))
+    assert any("image/png" in d for d, _ in outputs(cross_cell)), "no cross-site heatmap"
+    means = re.search(r"diagonal mean ([\d.]+), off-diagonal mean ([\d.]+), global row mean ([\d.]+)", text)
+    assert means, text
+    diagonal, off_diagonal, global_row = map(float, means.groups())
+    # under a strong label skew a site's model does best at home, and the global model beats it elsewhere
+    assert diagonal > off_diagonal + 0.1 and global_row > off_diagonal, means.groups()
+    assert len(re.findall(r"site-\d holds \d+ digits, mostly", text)) == 3
