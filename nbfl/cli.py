@@ -36,15 +36,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     ctl.add_argument("--host", help="address to bind (default: the kit's host, else 127.0.0.1)")
     ctl.add_argument("--port", type=int, help="0 picks a free one (printed); default: the kit's port, else 5555")
     _security_args(ctl, "controller")
+    ctl.add_argument("--workshop", action="store_true",
+                     help="walk-in participants: CurveZMQ, one join line to paste (address, key, token), no kits")
+    ctl.add_argument("--capacity", type=_positive, default=30, help="workshop: participants at most, and data shares")
     ctl.add_argument("--min-clients", type=_positive, default=2, help="clients to wait for, and results a round needs")
     ctl.add_argument("--seed", type=int, default=0, help="the digits test split (clients must use the same)")
     _round_args(ctl)
 
     cli = sub.add_parser("client", help="join a controller and train on a share of digits")
-    cli.add_argument("endpoint", type=_endpoint, nargs="?", help="e.g. tcp://127.0.0.1:5555 (default: the kit's)")
+    cli.add_argument("endpoint", type=_endpoint, nargs="?",
+                     help="a workshop's join code nbfl://..., or tcp://HOST:PORT (default: the kit's)")
     cli.add_argument("--name", help="how the controller lists this client (with a kit: the kit's name)")
     _security_args(cli, "client")
-    cli.add_argument("--index", type=int, default=0, help="this client's share: 0 .. num-clients - 1, one each")
+    cli.add_argument("--index", type=int,
+                     help="this client's share: 0 .. num-clients - 1, one each (default: a workshop assigns it, else 0)")
     cli.add_argument("--num-clients", type=_positive, default=1, help="how many shares; the same on every client")
     cli.add_argument("--wait", type=float, default=300.0, help="seconds to wait for the controller's welcome")
     cli.add_argument(
@@ -59,12 +64,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "provision":
         return _provision(args)
     if args.command == "client":
-        if not 0 <= args.index < args.num_clients:
+        if args.index is not None and not 0 <= args.index < args.num_clients:
             parser.error(f"--index must be between 0 and {args.num_clients - 1} (--num-clients {args.num_clients})")
         if args.kit is None and (args.endpoint is None or args.name is None):
             parser.error("a client needs ENDPOINT and --name, or --kit DIR")
         return _client(args)
     if args.command == "controller":
+        if args.workshop and args.kit is not None:
+            parser.error("--workshop makes its own keys and join line; it does not take --kit")
         return _controller(args, _controller_endpoint(parser, args), spawn=0)
     return _controller(args, "tcp://127.0.0.1:0", spawn=args.clients)
 
@@ -77,9 +84,13 @@ def _security_args(p: argparse.ArgumentParser, role: str) -> None:
 
 
 def _controller_endpoint(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str:
-    """``--host``/``--port`` win; the kit's endpoint fills what they leave out."""
+    """``--host``/``--port`` win; the kit's endpoint fills what they leave out. A workshop
+    listens on every interface and puts the LAN address (or ``--host``) in its join line."""
+    port = 5555 if args.port is None else args.port
+    if args.workshop:
+        return f"tcp://{args.host or '0.0.0.0'}:{port}"
     if args.kit is None:
-        return f"tcp://{args.host or '127.0.0.1'}:{5555 if args.port is None else args.port}"
+        return f"tcp://{args.host or '127.0.0.1'}:{port}"
     from .provision import ProvisionError, load_kit
 
     try:
@@ -131,6 +142,14 @@ def _positive(text: str) -> int:
 
 
 def _endpoint(text: str) -> str:
+    from .workshop import JoinCode, is_join_code
+
+    if is_join_code(text):
+        try:
+            JoinCode.parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return text
     match = ENDPOINT.match(text)
     if not match or not 0 < int(match.group(1)) < 65536:
         raise argparse.ArgumentTypeError(f"{text!r} is not tcp://HOST:PORT with a port from 1 to 65535")
@@ -169,8 +188,13 @@ def _controller(args: argparse.Namespace, endpoint: str, spawn: int) -> int:
     he_context = kit.he_context() if kit is not None else None
     # under HE the controller holds ciphertexts: it cannot evaluate, the clients report
     evaluate = None if he_context is not None else evaluator(model, x_test, y_test)
+    workshop = None
+    if getattr(args, "workshop", False):
+        from .workshop import Workshop
+
+        workshop = Workshop(args.capacity, args.partition, args.seed, host=args.host)
     try:
-        controller = Controller(endpoint, model, kit=kit, insecure=insecure, evaluate=evaluate)
+        controller = Controller(endpoint, model, kit=kit, workshop=workshop, insecure=insecure, evaluate=evaluate)
     except ValueError as exc:  # plaintext off loopback, or a bad kit
         print(f"nbfl controller: {exc}", file=sys.stderr)
         return 1
@@ -180,9 +204,13 @@ def _controller(args: argparse.Namespace, endpoint: str, spawn: int) -> int:
             print(controller.security, flush=True)
         if spawn:
             procs = spawn_clients(controller.endpoint, spawn, partition=args.partition, seed=args.seed, epochs=args.epochs)
+        elif controller.join_code is not None:
+            print(f"waiting for {need} participants; each pastes into a notebook (after %load_ext nbfl):\n"
+                  f"  %fl_join {controller.join_code} --name YOUR_NAME --accept-code\n"
+                  f"or runs: nbfl client {controller.join_code} --name YOUR_NAME", flush=True)  # fmt: skip
         else:
             how = "--kit KIT_DIR" if kit is not None else f"{controller.endpoint} --name NAME"
-            print(f"waiting for {need} clients: nbfl client {how} --index I --num-clients N")
+            print(f"waiting for {need} clients: nbfl client {how} --index I --num-clients N", flush=True)
         if not _wait_for_clients(controller, need, procs):
             stop_clients(procs)
             return 1
@@ -248,21 +276,27 @@ def _client(args: argparse.Namespace) -> int:
     import torch
 
     from .client import Client
-    from .data import load_digits_split, partition
-    from .models import DigitsMLP
-    from .trainers import ArrayTrainer
+    from .trainers import digits_setup
+    from .workshop import Share, is_join_code
 
-    torch.manual_seed(args.seed + args.index)
     torch.set_num_threads(1)  # many clients share few cores in demos
-    x, y, _, _ = load_digits_split(seed=args.seed)
-    part = partition(args.partition, y, args.num_clients, args.seed)[args.index]
-    trainer = ArrayTrainer(DigitsMLP(), x[part], y[part], epochs=args.epochs, seed=args.seed + args.index)
+
+    def setup(share: Share) -> Any:
+        torch.manual_seed(share.seed + share.index)
+        return digits_setup(share, args.epochs)
+
+    if args.index is None and is_join_code(args.endpoint):
+        local: dict[str, Any] = {"from_share": setup}  # the workshop's controller assigns the share
+    else:
+        made = setup(Share(args.index or 0, args.num_clients, args.partition, args.seed))
+        local = {"executor": made.executor, "data": made.data, "samples": made.samples, "device": made.device,
+                 "labels": made.labels}  # fmt: skip
     try:
         client = Client(
-            args.endpoint, args.name, trainer, kit=args.kit, insecure=args.insecure, data=(x[part], y[part]),
-            samples=trainer.samples, device=trainer.device, accept_code=args.accept_code, **_he_filters(args.kit),
+            args.endpoint, args.name, kit=args.kit, insecure=args.insecure, accept_code=args.accept_code,
+            **local, **_he_filters(args.kit),
         )  # fmt: skip
-    except ValueError as exc:  # plaintext off loopback, or a bad kit
+    except ValueError as exc:  # plaintext off loopback, a bad kit or join code
         print(f"nbfl client: {exc}", file=sys.stderr)
         return 1
     if args.exit_with_parent:
@@ -272,8 +306,7 @@ def _client(args: argparse.Namespace) -> int:
     except ConnectionError as exc:
         print(f"nbfl client: {exc}", file=sys.stderr)
         return 1
-    print(f"joined {client.endpoint} as {client.name} ({len(part)} samples); training when the controller asks",
-          flush=True)  # fmt: skip
+    print(f"joined {client.endpoint} as {client.name}; training when the controller asks", flush=True)
     try:
         while not client.wait(0.5):  # short waits keep Ctrl-C prompt
             pass

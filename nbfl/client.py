@@ -22,13 +22,15 @@ import traceback
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
+import zmq
 
 from . import filters, names, wire
 from .executor import DXO, DataKind, Executor, FLContext, ReturnCode, Signal, from_shareable
 from .filters import Filter
 from .provision import Kit, as_kit
 from .tasks import FunctionExecutor, TaskFunction, registry, tasks_from_source
-from .transport import HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT, ClientIO, check_plaintext
+from .transport import HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT, ClientIO, CurveConfig, check_plaintext
+from .workshop import JoinCode, LocalSetup, Share, is_join_code
 
 log = logging.getLogger("nbfl.client")
 
@@ -48,7 +50,14 @@ class Client:
     With ``kit`` (a client's startup kit from ``nbfl provision``, or its folder) the
     connection is CurveZMQ with the kit's keys, and ``endpoint`` and ``name`` default to
     the kit's; the controller lists the client under the kit's name whatever ``name``
-    says. Without a kit only a loopback controller is allowed unless ``insecure=True``.
+    says. ``endpoint`` may instead be a workshop's join code (``nbfl://HOST:PORT/KEY/TOKEN``,
+    :mod:`nbfl.workshop`): the client makes its own key pair, knows the controller by
+    the code's key and joins with its token. Otherwise only a loopback controller is
+    allowed unless ``insecure=True``.
+
+    With ``from_share(share) -> LocalSetup`` the client asks the controller (a
+    workshop's) for its share of a built-in dataset and builds its executor and data
+    from the answer; ``executor``, ``data``, ``samples`` and ``device`` come from it.
     """
 
     def __init__(
@@ -64,6 +73,8 @@ class Client:
         samples: int = 0,
         device: str = "cpu",
         accept_code: bool = False,
+        labels: Sequence[int] = (),
+        from_share: Callable[[Share], LocalSetup] | None = None,
         filters: Sequence[Filter] = (),
         task_filters: Sequence[Filter] = (),
         on_update: Callable[["Client"], None] | None = None,
@@ -71,11 +82,20 @@ class Client:
         heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
     ):
         self.kit = as_kit(kit, "client") if kit is not None else None
+        self.join_code = JoinCode.parse(endpoint) if is_join_code(endpoint) else None
+        if self.join_code is not None:
+            if self.kit is not None:
+                raise ValueError("join with a startup kit or a join code, not both")
+            public, secret = zmq.curve_keypair()  # this client's own, made now: nothing to hand out
+            self._curve: CurveConfig | None = CurveConfig(public, secret, self.join_code.server_key, source="join line")
+            endpoint = self.join_code.endpoint
+        else:
+            self._curve = self.kit.curve() if self.kit is not None else None
         endpoint = endpoint or (self.kit.endpoint if self.kit is not None else None)
         name = name or (self.kit.name if self.kit is not None else None)
         if endpoint is None or name is None:
             raise TypeError("Client needs an endpoint and a name, or a kit that has them")
-        if self.kit is None:
+        if self._curve is None:
             check_plaintext(endpoint, insecure, connect=True)  # a clear error now, not at start()
         self.insecure = insecure
         self.endpoint = endpoint
@@ -84,6 +104,9 @@ class Client:
         self.executor = executor or FunctionExecutor(tasks if tasks is not None else registry, data, device)
         self.samples = samples
         self.device = device
+        self.labels = list(labels)
+        self.from_share = from_share
+        self.share: Share | None = None  # the controller's answer, with from_share
         self.accept_code = accept_code
         self.filters = list(filters)  # this site's policy: after the controller's, on every update
         self.task_filters = list(task_filters)  # on what a task brings, before the executor sees it
@@ -138,7 +161,8 @@ class Client:
                     self._current[1].trigger()
             self._tasks.put(None)
             if self._io is not None:
-                self._io.send(wire.message("bye"))
+                if self._welcomed.is_set():  # a refused client never joined: nothing to leave
+                    self._io.send(wire.message("bye"))
                 self._io.stop()
             for thread in self._threads:  # a thread still running torch at exit can abort the process
                 if thread is not threading.current_thread():
@@ -160,7 +184,7 @@ class Client:
     def _connect(self) -> None:
         self._io = ClientIO(
             self.endpoint, self._on_io_event, heartbeat_interval=self._hb[0], heartbeat_timeout=self._hb[1],
-            curve=self.kit.curve() if self.kit is not None else None, insecure=self.insecure,
+            curve=self._curve, insecure=self.insecure,
         )  # fmt: skip
         self._io.start()
         worker = threading.Thread(target=self._work, name=f"nbfl-worker-{self.name}", daemon=True)
@@ -170,12 +194,15 @@ class Client:
 
     def _join(self) -> None:
         assert self._io is not None
-        self._io.send(
-            wire.message(
-                "join", name=self.name, host=socket.gethostname(), device=self.device, samples=self.samples,
-                pid=os.getpid(), accepts_code=self.accept_code,
-            )  # fmt: skip
-        )
+        fields: dict[str, Any] = {
+            "name": self.name, "host": socket.gethostname(), "device": self.device, "samples": self.samples,
+            "pid": os.getpid(), "accepts_code": self.accept_code, "labels": self.labels,
+        }  # fmt: skip
+        if self.join_code is not None:  # inside CurveZMQ to the key in the code: only that controller reads it
+            fields["token"] = self.join_code.token
+        if self.from_share is not None and self.share is None:
+            fields["wants_share"] = True
+        self._io.send(wire.message("join", **fields))
 
     # -- IO thread: reacts to the controller, quickly ---------------------------
     def _on_io_event(self, kind: str, peer: bytes, payload: Any) -> None:
@@ -203,6 +230,9 @@ class Client:
             if isinstance(listed, str) and listed != self.name:  # a kit's key decides the name
                 log.warning("%s: the controller lists this client as %r (its kit's name)", self.name, listed)
                 self.name = listed
+            if self.from_share is not None and self.share is None:
+                # the worker builds the data before any task, which the queue keeps behind it
+                self._tasks.put(Share.from_fields(msg.get("share")) or Share(0, 1))
             self.state = "idle"
             self._welcomed.set()
             self._answered.set()
@@ -227,7 +257,10 @@ class Client:
             if msg.get("rejoin") is True:
                 self._join()
         elif msg.kind == "bye":
-            log.info("%s: the controller closed", self.name)
+            reason = msg.get("reason")
+            if isinstance(reason, str):
+                self.last_error = reason
+            log.info("%s: the controller said goodbye%s", self.name, f": {reason}" if reason else "")
             return True
         return False
 
@@ -237,6 +270,9 @@ class Client:
             msg = self._tasks.get()
             if msg is None:
                 return
+            if isinstance(msg, Share):
+                self._set_up(msg)
+                continue
             frames = self._execute(msg)
             if frames is not None and self._io is not None and not self._closing.is_set():
                 self._io.send_frames(frames)
@@ -295,6 +331,23 @@ class Client:
         with self._lock:
             self._ready[task_id] = frames
         return wire.encode(wire.message("ready", task_id=task_id))
+
+    def _set_up(self, share: Share) -> None:
+        """Build what this client trains with from the share the controller assigned, and tell it."""
+        assert self.from_share is not None and self._io is not None
+        try:
+            setup = self.from_share(share)
+        except Exception as exc:
+            self.last_error = f"could not set up share {share}: {type(exc).__name__}: {exc}"
+            log.exception("%s: %s", self.name, self.last_error)
+            self._notify()
+            return
+        self.share = share
+        self.executor, self.data = setup.executor, setup.data
+        self.samples, self.device, self.labels = setup.samples, setup.device, list(setup.labels)
+        self._shipped = None  # shipped code sees the new data
+        self._io.send(wire.message("info", samples=self.samples, device=self.device, labels=self.labels))
+        self._notify()
 
     def _executor_for(self, msg: wire.Message) -> Executor:
         """Shipped task code if the controller sent some (only to clients that opted in)."""

@@ -22,6 +22,7 @@ import threading
 from typing import Any, Callable, Mapping
 
 import numpy as np
+import zmq
 
 from . import wire
 from .filters import build as build_filters
@@ -31,9 +32,10 @@ from .provision import Kit, as_kit
 from .records import ClientInfo, RoundRecord
 from .registry import Registry
 from .run import OnProgress, OnRound, Run, RunError
-from .transport import HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT, PLAINTEXT_NOTE, ServerIO
+from .transport import HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT, PLAINTEXT_NOTE, CurveConfig, ServerIO
 from .weights import Weights
 from .workflows import FedAvg, Workflow, make_workflow
+from .workshop import JoinCode, Workshop
 
 log = logging.getLogger("nbfl.controller")
 
@@ -53,8 +55,11 @@ class Controller:
 
     With ``kit`` (a controller's startup kit from ``nbfl provision``, or its folder) every
     connection is CurveZMQ and only the kit's client keys are admitted, each under its
-    listed name; ``endpoint`` then defaults to the kit's. Without a kit the controller
-    listens in plaintext, on loopback only unless ``insecure=True``.
+    listed name; ``endpoint`` then defaults to the kit's. With ``workshop``
+    (:class:`~nbfl.workshop.Workshop`) every connection is CurveZMQ with a key pair made
+    now, anyone holding the :attr:`join_code` may join, and ``endpoint`` defaults to
+    all interfaces on a free port. Without either the controller listens in plaintext,
+    on loopback only unless ``insecure=True``.
     """
 
     def __init__(
@@ -63,6 +68,7 @@ class Controller:
         weights: Any = None,
         *,
         kit: Kit | str | os.PathLike[str] | None = None,
+        workshop: Workshop | None = None,
         insecure: bool = False,
         evaluate: Evaluate | None = None,
         max_inflight: int = 2,
@@ -83,12 +89,21 @@ class Controller:
         self._run: Run | None = None  # the active run, if any
         self._starting = threading.Lock()
         self._failure: BaseException | None = None  # what ended the IO thread, if it died
+        self._removed: set[str] = set()  # names the user removed; they are not let back in
+        if kit is not None and workshop is not None:
+            raise ValueError("a controller uses a startup kit or a workshop's join code, not both")
         self.kit = as_kit(kit, "controller") if kit is not None else None
+        self.workshop = workshop
+        curve = self.kit.curve() if self.kit is not None else None
+        if workshop is not None:
+            public, secret = zmq.curve_keypair()
+            curve = CurveConfig(public, secret, admit=workshop.admit_key, source="join line")
         if endpoint is None:
             endpoint = self.kit.endpoint if self.kit is not None else "tcp://127.0.0.1:0"
+            endpoint = "tcp://0.0.0.0:0" if workshop is not None else endpoint
         self.io = ServerIO(
             endpoint, self._on_io_event, heartbeat_interval=heartbeat_interval, heartbeat_timeout=heartbeat_timeout,
-            curve=self.kit.curve() if self.kit is not None else None, insecure=insecure,
+            curve=curve, insecure=insecure,
         )  # fmt: skip
         self.io.start()
         self._closed = False
@@ -101,8 +116,20 @@ class Controller:
         return self.io.endpoint
 
     @property
+    def join_code(self) -> JoinCode | None:
+        """In workshop mode, what a participant pastes: address, this controller's key, the token."""
+        if self.workshop is None or self.io.curve is None:
+            return None
+        port = int(self.endpoint.rsplit(":", 1)[1])
+        return JoinCode(self.workshop.host, port, self.io.curve.public_key, self.workshop.token)
+
+    @property
     def security(self) -> str:
         """One line on how connections are protected, for dashboards and client tables."""
+        if self.workshop is not None:
+            live = len(self.registry.live())
+            return (f"CurveZMQ: encrypted; participants join with the join line's token "
+                    f"({live} of {self.workshop.capacity} places taken)")  # fmt: skip
         if self.kit is None:
             return PLAINTEXT_NOTE
         n = len(self.kit.allowed_clients)
@@ -195,6 +222,23 @@ class Controller:
         self.history.clear()
         self.privacy = PrivacyLedger(self.privacy.delta)
 
+    def remove(self, name: str) -> None:
+        """Disconnect client ``name`` and keep it out: its name (and in a workshop its key)
+        is refused from now on, and a workshop's token is rotated, since the removed
+        participant saw it. A run going on carries on without it."""
+        peer = self.registry.peer_of(name)
+        if peer is None and (self.workshop is None or name not in self._removed):
+            raise KeyError(f"no client named {name!r} has joined")
+        self._removed.add(name)
+        if self.workshop is not None:
+            self.workshop.remove(name)
+        if peer is not None:
+            self.io.send(peer, wire.message("bye", reason="removed by the controller's user"))
+            self.io.forget(peer)
+            self.registry.set_state(peer, "removed")
+            self._forward(("bye", peer, None))
+            log.warning("client %s removed", name)
+
     def stop(self) -> None:
         """Stop the active run, if any (thread-safe: a Stop button)."""
         run = self._run
@@ -257,6 +301,8 @@ class Controller:
         if msg.kind == "join":
             self._on_join(peer, msg)
         elif not self.registry.heard_from(peer):
+            if msg.kind == "bye":  # e.g. a removed client leaving: nothing to undo
+                return
             log.warning("%s from a peer that has not joined (%s): dropped", msg.kind, peer.hex())
             self.io.send(peer, wire.message("error", reason="not joined", rejoin=True))
         elif msg.kind == "bye":
@@ -264,6 +310,8 @@ class Controller:
             self.io.forget(peer)
             log.info("client %s left", self.registry.name_of(peer))
             self._forward(("bye", peer, msg))
+        elif msg.kind == "info":
+            self._on_info(peer, msg)
         elif msg.kind in ("ready", "result", "error"):
             if not self._forward((msg.kind, peer, msg)):
                 log.warning("%s from %s while no round runs: dropped", msg.kind, self.registry.name_of(peer))
@@ -280,7 +328,7 @@ class Controller:
         if self.kit is not None:
             # the identity is the name the kit lists for the key that passed the handshake;
             # a name claimed in the message is only compared with it
-            listed = self.io.authenticated_name(peer)
+            listed = self.io.authenticated_id(peer)
             if listed is None:
                 self.io.send(peer, wire.message("error", reason="this connection was not authenticated"))
                 return
@@ -290,6 +338,11 @@ class Controller:
         if not isinstance(name, str) or not 0 < len(name) <= 64 or not name.isprintable():
             self.io.send(peer, wire.message("error", reason="join needs a name of 1 to 64 printable characters"))
             return
+        refusal = self._refusal(peer, name, msg)
+        if refusal is not None:
+            log.warning("join of %r refused: %s", name, refusal)
+            self.io.send(peer, wire.message("error", reason=refusal))
+            return
         info = ClientInfo(
             name=name,
             host=str(msg.get("host", "?"))[:128],
@@ -297,14 +350,37 @@ class Controller:
             samples=_int(msg.get("samples")),
             peer=peer,
             accepts_code=msg.get("accepts_code") is True,
+            labels=_counts(msg.get("labels")),
         )
         if not self.registry.add(info):
             log.warning("join refused: the name %r is taken by a connected client", name)
             self.io.send(peer, wire.message("error", reason=f"the name {name!r} is taken"))
             return
+        welcome: dict[str, Any] = {"name": name}
+        if self.workshop is not None:
+            share = self.workshop.joined(self.io.authenticated_id(peer), name)
+            if msg.get("wants_share") is True:  # it trains on a built-in dataset: which part is its own
+                welcome["share"] = share.fields()
+                self.registry.update(peer, share=str(share))
         self.io.admit(peer)
-        self.io.send(peer, wire.message("welcome", name=name))
+        self.io.send(peer, wire.message("welcome", **welcome))
         log.info("client %s joined from %s (%s)", name, info.host, info.device)
+
+    def _refusal(self, peer: bytes, name: str, msg: wire.Message) -> str | None:
+        """Why a join is refused, for the client to show, or None."""
+        if name in self._removed:
+            return f"{name!r} was removed from this federation"
+        if self.workshop is None:
+            return None
+        live = [c.name for c in self.registry.live()]
+        return self.workshop.refusal(self.io.authenticated_id(peer), msg.get("token"), name, live)
+
+    def _on_info(self, peer: bytes, msg: wire.Message) -> None:
+        """What a client trains on, once it knows (after its share came in the welcome)."""
+        self.registry.update(
+            peer, samples=_int(msg.get("samples")), device=str(msg.get("device", "cpu"))[:64],
+            labels=_counts(msg.get("labels")),
+        )  # fmt: skip
 
     def _forward(self, item: tuple) -> bool:
         run = self._run
@@ -319,6 +395,13 @@ def _as_weights(value: Any) -> Weights:
 
         return {k: v.copy() for k, v in get_weights(value).items()}
     raise TypeError(f"weights must be a dict of arrays or a torch module, not {type(value).__name__}")
+
+
+def _counts(value: Any) -> list[int]:
+    """Samples per class as a client reports them: at most 1000 classes of non-negative ints."""
+    if not isinstance(value, list) or len(value) > 1000:
+        return []
+    return [_int(v) for v in value]
 
 
 def _int(value: Any) -> int:

@@ -25,7 +25,11 @@ class ClientInfo:
     samples: int
     peer: bytes = field(repr=False)
     accepts_code: bool = False
-    state: str = "idle"  # idle, training, lost, left
+    share: str = ""  # the part of a built-in dataset the controller assigned ("3/30"), if any
+    code: str = ""  # what it ran last: "%%fl_task" (the controller's code) or "own"
+    labels: list[int] = field(default_factory=list)  # samples per class, if the client reported them
+    traffic: tuple[int, int] | None = None  # bytes sent to it and received from it in its last round
+    state: str = "idle"  # idle, training, lost, left, removed
     last_seen: float = field(default_factory=time.time)
     last_round: int | None = None
     last_seconds: float | None = None
@@ -83,6 +87,7 @@ class RoundRecord:
     failed: dict[str, str] = field(default_factory=dict)
     filters: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # what each site's update went through
     privacy: dict[str, Any] | None = None  # epsilon spent so far through DP filters (nbfl.filters.accountant)
+    traffic: dict[str, tuple[int, int]] = field(default_factory=dict)  # client -> (bytes sent to it, received)
     notes: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
 

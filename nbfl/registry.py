@@ -41,7 +41,7 @@ class Registry:
         """Note that ``peer`` is alive; False if it has not joined (or has left)."""
         with self._lock:
             info = self._clients.get(peer)
-            if info is None or info.state == "left":
+            if info is None or info.state in ("left", "removed"):
                 return False
             info.last_seen = time.time()
             return True
@@ -63,10 +63,18 @@ class Registry:
     def set_state(self, peer: bytes, state: str) -> None:
         with self._lock:
             info = self._clients.get(peer)
-            # a lost or left client stays so until it joins again
-            if info is not None and (info.live or state in ("lost", "left")):
+            # a lost, left or removed client stays so until it joins again
+            if info is not None and (info.live or state in ("lost", "left", "removed")):
                 info.state = state
             self._changed.notify_all()
+
+    def update(self, peer: bytes, **fields: object) -> None:
+        """Set some of a client's :class:`ClientInfo` fields (what it trains on, what it ran)."""
+        with self._lock:
+            info = self._clients.get(peer)
+            if info is not None:
+                for name, value in fields.items():
+                    setattr(info, name, value)
 
     def record_result(self, peer: bytes, number: int, seconds: float, metrics: dict[str, float]) -> None:
         with self._lock:

@@ -243,8 +243,10 @@ class Run:
                 "task_id": task_id, "task_name": task_name, "round": number,
                 "kind": DataKind.WEIGHTS, "direct": direct, "meta": task_meta,
             }  # fmt: skip
-            if client.accepts_code and task_name in host.task_code:
+            shipped = client.accepts_code and task_name in host.task_code
+            if shipped:
                 headers[client.peer]["code"] = host.task_code[task_name]
+            registry.update(client.peer, code="%%fl_task" if shipped else "own")
             registry.set_state(client.peer, "training")
         host.io.broadcast("task", weights, headers)
         self._progress(0, len(targets))
@@ -370,6 +372,7 @@ class Run:
             self._inbox.get_nowait()
         self._record = record
         started = time.perf_counter()
+        traffic_before = host.io.traffic()
         try:
             host.adopt(self.workflow.round(self, host.weights, number))
         except RoundStopped:
@@ -380,6 +383,7 @@ class Run:
             log.warning("round %d failed, global model unchanged: %s", number, exc)
         finally:
             self._record = None
+            self._count_traffic(record, traffic_before)
         # evaluation, statistics and other workflows that leave the model alone are not rated
         if record.ok and self.evaluate is not None and self.workflow.trains:
             record.metrics = {k: float(v) for k, v in self.evaluate(host.weights).items()}
@@ -388,6 +392,16 @@ class Run:
         host.history.append(record)
         log.info("round %d %s in %.2f s %s", number, record.status, record.seconds, record.metrics)
         return record
+
+    def _count_traffic(self, record: RoundRecord, before: Mapping[bytes, tuple[int, int]]) -> None:
+        """What crossed the network with each client this round, in the record and the client table."""
+        registry = self._host.registry
+        for peer, (sent, received) in self._host.io.traffic().items():
+            was = before.get(peer, (0, 0))
+            moved = (sent - was[0], received - was[1])
+            if moved != (0, 0):
+                record.traffic[registry.name_of(peer)] = moved
+                registry.update(peer, traffic=moved)
 
     def _halt(self, status: RoundStatus) -> None:
         if not self._stop.is_set() and not self.done():

@@ -20,6 +20,7 @@ from .torch_adapter import device_name, get_weights, set_weights
 from .statistics import local_statistics
 from .torch_algorithms import ScaffoldClient, proximal_term
 from .weights import Weights
+from .workshop import LocalSetup, Share
 
 
 class ArrayTrainer(Executor):
@@ -174,3 +175,17 @@ def evaluator(model: nn.Module, x: np.ndarray, y: np.ndarray) -> Callable[[Mappi
         return evaluate_model(model, x, y, next(model.parameters()).device.type)
 
     return evaluate
+
+
+def digits_setup(share: Share, epochs: int = 2) -> LocalSetup:
+    """The built-in trainer on ``share`` of scikit-learn's digits: what ``nbfl client``,
+    ``%fl_spawn`` and ``%fl_join`` train with, the share given on the command line or
+    assigned by a workshop's controller."""
+    from .data import load_digits_split, partition
+    from .models import DigitsMLP
+
+    x, y, _, _ = load_digits_split(seed=share.seed)
+    part = partition(share.partition, y, share.of, share.seed)[share.index]
+    trainer = ArrayTrainer(DigitsMLP(), x[part], y[part], epochs=epochs, seed=share.seed + share.index)
+    labels = np.bincount(y[part], minlength=10).tolist()
+    return LocalSetup(trainer, (x[part], y[part]), trainer.samples, trainer.device, labels)

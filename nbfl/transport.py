@@ -22,11 +22,13 @@ registry, queue work for another thread or answer):
                                   message, ZAP request and queued call is handled inside
                                   its own ``try``, so bad input is logged and dropped.
 
-Security: with :class:`CurveConfig` keys (from a startup kit, :mod:`nbfl.provision`)
-every connection is CurveZMQ, encrypted and authenticated. The controller answers ZAP
-(ZeroMQ's authentication protocol) itself, on its IO thread, and admits only the client
-keys its kit lists; the name ZAP gives a key is the client's identity. Without keys,
-only loopback endpoints are allowed unless ``insecure=True`` says otherwise.
+Security: with :class:`CurveConfig` keys (from a startup kit, :mod:`nbfl.provision`, or
+a workshop's join code, :mod:`nbfl.workshop`) every connection is CurveZMQ, encrypted
+and authenticated. The controller answers ZAP (ZeroMQ's authentication protocol)
+itself, on its IO thread: with a kit it admits only the client keys the kit lists, and
+the name ZAP gives a key is the client's identity; in a workshop it admits any key but
+a removed participant's, and the join token decides. Without keys, only loopback
+endpoints are allowed unless ``insecure=True`` says otherwise.
 """
 
 from __future__ import annotations
@@ -68,13 +70,17 @@ class CurveConfig:
     """One party's CurveZMQ keys (z85 text), and whom it trusts.
 
     A client sets ``server_key`` (the controller's public key); a controller sets
-    ``allowed`` (client public key -> the name that client is listed under).
+    ``allowed`` (client public key -> the name that client is listed under) or, instead,
+    ``admit(key) -> User-Id or None`` (workshop mode admits keys it has not seen).
+    ``source`` says where the keys came from, for error messages.
     """
 
     public_key: bytes
     secret_key: bytes = field(repr=False)
     server_key: bytes | None = None
     allowed: Mapping[bytes, str] = field(default_factory=dict)
+    admit: Callable[[bytes], str | None] | None = None
+    source: str = "startup kit"
 
 
 def is_loopback(endpoint: str, connect: bool = False) -> bool:
@@ -267,7 +273,22 @@ class ServerIO(_IOThread):
     def __init__(self, *args: Any, **kwargs: Any):
         self._admitted: dict[bytes, float] = {}  # peer -> last time heard from
         self._user_ids: dict[bytes, str] = {}  # peer -> the name ZAP gave its key (CURVE only)
+        self._traffic: dict[bytes, list[int]] = {}  # peer -> [bytes sent, bytes received]
+        self._traffic_lock = threading.Lock()
         super().__init__(*args, **kwargs)
+
+    def traffic(self) -> dict[bytes, tuple[int, int]]:
+        """Bytes sent to and received from each joined peer so far (message frames, before
+        ZeroMQ's framing and encryption). Any thread."""
+        with self._traffic_lock:
+            return {peer: (sent, received) for peer, (sent, received) in self._traffic.items()}
+
+    def _count(self, peer: bytes, frames: list, direction: int) -> None:
+        if peer not in self._admitted:  # only joined clients: a flood of strangers must not grow this
+            return
+        size = sum(f.nbytes if isinstance(f, memoryview) else len(f) for f in frames)
+        with self._traffic_lock:
+            self._traffic.setdefault(peer, [0, 0])[direction] += size
 
     def _open(self, endpoint: str) -> str:
         self._sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # unknown peer -> error, not silent drop
@@ -315,8 +336,9 @@ class ServerIO(_IOThread):
     def forget(self, peer: bytes) -> None:
         self.call(self._drop, peer)
 
-    def authenticated_name(self, peer: bytes) -> str | None:
-        """The name ZAP gave ``peer``'s CurveZMQ key when it joined (None in plaintext).
+    def authenticated_id(self, peer: bytes) -> str | None:
+        """The User-Id our ZAP answer gave ``peer``'s CurveZMQ key when it joined: the
+        kit's name for it, or in a workshop the key itself (None in plaintext).
 
         IO thread only: call it from the handler, while it handles that peer's join.
         """
@@ -324,6 +346,8 @@ class ServerIO(_IOThread):
 
     def _drop(self, peer: bytes) -> bool:
         self._user_ids.pop(peer, None)
+        with self._traffic_lock:
+            self._traffic.pop(peer, None)
         return self._admitted.pop(peer, None) is not None
 
     def _answer_zap(self, zap: zmq.Socket) -> None:
@@ -348,10 +372,12 @@ class ServerIO(_IOThread):
         address = request[3].decode(errors="replace") if len(request) > 3 else "?"
         curve = len(request) == 7 and request[0] == b"1.0" and request[5] == b"CURVE" and len(request[6]) == 32
         key = z85.encode(request[6]) if curve else None
-        name = self.curve.allowed.get(key) if key is not None and self.curve is not None else None
+        name = None
+        if key is not None and self.curve is not None:
+            name = (self.curve.admit or self.curve.allowed.get)(key)
         if name is None:
             shown = key.decode() if key is not None else "?"
-            log.warning("refused a connection from %s: its CurveZMQ key %s is not in the kit", address, shown)
+            log.warning("refused a connection from %s: CurveZMQ key %s is not admitted", address, shown)
             return b"400", b"key not allowed", b""
         return b"200", b"OK", name.encode()
 
@@ -362,9 +388,12 @@ class ServerIO(_IOThread):
             log.debug("send to %s failed: %s", peer.hex(), exc)
             if self._drop(peer):
                 self._emit("lost", peer, None)
+            return
+        self._count(peer, frames, 0)
 
     def _on_frames(self, frames: list) -> None:
         peer = frames[0].bytes
+        self._count(peer, frames[1:], 1)
         try:
             msg = wire.decode(frames[1:])
         except wire.WireError as exc:
@@ -450,13 +479,17 @@ class ClientIO(_IOThread):
                 self._emit("refused", b"", self._handshake_cause(event))
 
     def _handshake_cause(self, event: int) -> str:
-        if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
-            return "the controller refused this client's CurveZMQ key: it is not in the controller's kit"
         if self.curve is None:
-            return "handshake failed: the controller probably requires CurveZMQ (join with its startup kit)"
+            return "handshake failed: the controller probably requires CurveZMQ (join with its startup kit or join line)"
+        source = self.curve.source
+        if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+            if source == "startup kit":
+                return "the controller refused this client's CurveZMQ key: it is not in the controller's kit"
+            return "the controller refused this client: it was removed by the instructor"
         return (
-            "CurveZMQ handshake failed: the controller's public key in this kit is probably wrong "
-            "(a kit of another project or provisioning), or the controller runs without encryption"
+            f"CurveZMQ handshake failed: the controller's public key in this {source} does not match the controller "
+            f"at {self.endpoint} (a mistyped or altered {source}, or another controller answers there), "
+            "or the controller runs without encryption"
         )
 
     def send(self, msg: wire.Message) -> None:

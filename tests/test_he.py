@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 from typing import Callable
 
@@ -15,6 +14,7 @@ import nbfl  # noqa: E402
 from nbfl.run import Run  # noqa: E402
 from nbfl.filters.he import ENCRYPTED, LAYOUT_KEY, HEDecrypt, HEEncrypt, decrypt, encrypt, new_contexts  # noqa: E402
 from nbfl.workflows.he_fedavg import HEFedAvg  # noqa: E402
+from relay import Relay  # noqa: E402
 
 CKKS_TOLERANCE = 1e-4
 
@@ -131,43 +131,6 @@ def test_he_fedavg_equals_fedavg(keys, controller_factory, client_factory, reque
         np.testing.assert_allclose(result[name], expected[name], atol=CKKS_TOLERANCE)
 
 
-class Relay:
-    """A TCP relay between clients and the controller that keeps every byte each way."""
-
-    def __init__(self, endpoint: str):
-        self.target = ("127.0.0.1", int(endpoint.rsplit(":", 1)[1]))
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.endpoint = f"tcp://127.0.0.1:{self.server.getsockname()[1]}"
-        self.up, self.down = bytearray(), bytearray()  # client -> controller, controller -> client
-        self.sockets: list[socket.socket] = [self.server]
-        self.lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.server.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self.target)
-            self.sockets += [conn, upstream]
-            threading.Thread(target=self._pump, args=(conn, upstream, self.up), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, conn, self.down), daemon=True).start()
-
-    def _pump(self, src: socket.socket, dst: socket.socket, seen: bytearray) -> None:
-        try:
-            while data := src.recv(1 << 16):
-                with self.lock:
-                    seen += data
-                dst.sendall(data)
-        except OSError:
-            pass
-
-    def close(self) -> None:
-        for sock in self.sockets:
-            sock.close()
-
-
 def test_only_ciphertexts_go_over_the_wire(keys, controller_factory, client_factory, monkeypatch):
     public, full = keys
     ctl = controller_factory(toy_model())
@@ -181,8 +144,7 @@ def test_only_ciphertexts_go_over_the_wire(keys, controller_factory, client_fact
         assert all(r.status == "ok" for r in ctl.run(2, HEFedAvg(public), timeout=30))
     finally:
         relay.close()
-    with relay.lock:
-        up, down = bytes(relay.up), bytes(relay.down)
+    up, down = relay.captured()
     assert toy_model()["w"].tobytes() in down  # round one's model is plaintext, and the relay would see it
     assert len(sent) == 2 and len(received) == 2
     for update in sent:  # no 8-byte piece of what the client trained reached the wire

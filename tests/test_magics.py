@@ -1,5 +1,6 @@
 """The %fl_* magics in-process (IPython's test shell) against real client processes."""
 
+import re
 import time
 
 import numpy as np
@@ -229,4 +230,48 @@ def test_a_failed_background_run_is_raised_by_fl_wait(ip):
     with pytest.raises(UsageError, match="the run failed: 1 of 2 clients joined"):
         ip.run_line_magic("fl_wait", "")
     assert run.summary().startswith("failed after") and "1 of 2 clients" in run.summary()  # as its dashboard says
+    ip.run_line_magic("fl_controller", "stop")
+
+
+def shown_html(ip, magic, line):
+    """The HTML a magic displays, as a notebook asks for it."""
+    types = ip.display_formatter.active_types
+    ip.display_formatter.active_types = ["text/plain", "text/html"]
+    try:
+        with capture_output() as shown:
+            ip.run_line_magic(magic, line)
+    finally:
+        ip.display_formatter.active_types = types
+    return "".join(out.data.get("text/html", "") for out in shown.outputs)
+
+
+def test_a_workshop_from_the_magics_join_line_shares_remove_and_rotate(ip):
+    started = shown_html(ip, "fl_controller", "start --workshop --host 127.0.0.1 --capacity 4")
+    line = re.search(r"value='(%fl_join [^']+)'", started).group(1)
+    assert line.startswith("%fl_join nbfl://127.0.0.1:") and "copy</button>" in started
+    assert line in shown_html(ip, "fl_controller", "status")  # shown again for latecomers
+    ctl = ip.user_ns["nbfl_controller"]
+    # a participant pastes the line with their name (here the same kernel joins, as a second notebook would)
+    ip.run_line_magic("fl_join", line.split(" ", 1)[1].replace("YOUR_NAME", "ada"))
+    client = ip.user_ns["nbfl_client"]
+    until(lambda: client.share is not None and ctl.clients[0].samples > 0)
+    [ada] = ctl.clients
+    assert (ada.name, ada.share, ada.accepts_code) == ("ada", "1/4", True)
+    assert ada.samples == client.samples and sum(ada.labels) == ada.samples
+    again = shown_html(ip, "fl_join", "")  # after a page reload: the status line again
+    assert "ada" in again and "share 1/4" in again
+    ip.run_line_magic("fl_round", "1")
+    assert ctl.history[-1].ok and "ada" in ctl.history[-1].traffic
+    for labels in ("", "--partition dirichlet:0.1 --clients 30"):  # ada's own counts; a partition previewed
+        with capture_output() as shown:
+            ip.run_line_magic("fl_labels", labels)
+        assert any("image/png" in out.data for out in shown.outputs)
+    table = shown_html(ip, "fl_clients", "")
+    assert re.search(r"<tr><td>ada</td><td>1/4</td><td>own</td><td>cpu</td>", table)
+    rotated = shown_html(ip, "fl_controller", "remove ada")
+    assert "removed ada" in rotated and line not in rotated  # a new line, since ada saw the old one
+    until(lambda: client.state == "stopped")
+    assert "removed" in client.last_error
+    with pytest.raises(UsageError, match="removed"):
+        ip.run_line_magic("fl_join", line.split(" ", 1)[1].replace("YOUR_NAME", "ada"))
     ip.run_line_magic("fl_controller", "stop")

@@ -213,7 +213,7 @@ def test_a_key_the_kit_does_not_list_is_refused(tmp_path, kits, closing, caplog)
 def test_a_wrong_controller_key_fails_the_handshake(kits, closing):
     ctl = controller(closing, weights=small_model(), kit=kits["controller"])
     wrong = dataclasses.replace(load_kit(kits["site-1"]), controller_key=zmq.curve_keypair()[0])
-    with pytest.raises(ConnectionError, match="controller's public key in this kit is probably wrong"):
+    with pytest.raises(ConnectionError, match="controller.s public key in this startup kit does not match"):
         client(closing, ctl.endpoint, kit=wrong, tasks=adder(1.0))
     assert ctl.clients == []
 

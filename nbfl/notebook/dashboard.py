@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import base64
 import html
-from typing import Any, Iterable, Sequence
+from collections import Counter
+from typing import Any, Iterable, Mapping, Sequence
 
 import ipywidgets as widgets
 from IPython.display import HTML, Image, display
@@ -21,16 +22,54 @@ from ..run import Run
 from .plots import history_png
 
 
-def clients_html(clients: Iterable[ClientInfo], security: str = "") -> str:
-    """The client table: who joined, on what, and how their last round went."""
+def clients_html(clients: Iterable[ClientInfo], security: str = "", global_metrics: Mapping[str, float] | None = None) -> str:
+    """The client table: who joined, on what share and device, running whose code, and
+    how their last round went; it scrolls inside a fixed height, so a room of thirty
+    leaves the plot in view."""
+    clients = list(clients)
     rows = []
     for c in clients:
-        metrics = ", ".join(f"{k} {v:.3g}" for k, v in sorted(c.last_metrics.items()))
-        seconds = "" if c.last_seconds is None else f"{c.last_seconds:.2f}"
-        rows.append([c.name, c.host, c.device, c.samples, c.state, c.last_round or "", seconds, metrics])
+        local = c.last_metrics.get("local_accuracy", c.last_metrics.get("accuracy"))
+        others = ", ".join(f"{k} {v:.3g}" for k, v in sorted(c.last_metrics.items()) if k not in LOCAL_ACCURACY)
+        code = c.code or ("opts in to %%fl_task" if c.accepts_code else "own")
+        rows.append([
+            c.name, c.share, code, c.device, c.host, c.samples, c.state, c.last_round or "",
+            "" if c.last_seconds is None else f"{c.last_seconds:.2f}", "" if local is None else f"{local:.3f}",
+            _traffic_text(c.traffic), others,
+        ])  # fmt: skip
     note = f"<div style='color:#a60'>{html.escape(security)}</div>" if security else ""
-    head = ["client", "host", "device", "samples", "state", "round", "seconds", "metrics"]
-    return note + _table("nbfl-clients", head, rows)
+    states = Counter(c.state for c in clients)
+    summary = f"{len(clients)} client{'s' if len(clients) != 1 else ''}" + (
+        ": " + ", ".join(f"{n} {state}" for state, n in sorted(states.items())) if clients else ""
+    )
+    accuracy = (global_metrics or {}).get("accuracy")
+    local_head = "local accuracy" + (f" (global {accuracy:.3f})" if accuracy is not None else "")
+    head = ["client", "share", "code", "device", "host", "samples", "state", "round", "seconds", local_head,
+            "kB out / in", "metrics"]  # fmt: skip
+    table = _table("nbfl-clients", head, rows, sticky=True)
+    return f"{note}<div class='nbfl-summary'>{summary}</div><div style='max-height:16em;overflow-y:auto'>{table}</div>"
+
+
+LOCAL_ACCURACY = ("local_accuracy", "accuracy")
+
+
+def _traffic_text(traffic: tuple[int, int] | None) -> str:
+    """Bytes sent to a client and received from it in its last round, in kB."""
+    return "" if traffic is None else f"{traffic[0] / 1e3:.1f} / {traffic[1] / 1e3:.1f}"
+
+
+def join_html(code: Any) -> str:
+    """A workshop's join line, to project and paste, with a copy button (for a notebook and a terminal)."""
+    line = f"%fl_join {code} --name YOUR_NAME --accept-code"
+    shell = f"nbfl client {code} --name YOUR_NAME --accept-code"
+    copy = "navigator.clipboard.writeText(this.previousElementSibling.value)"
+    return (
+        "<div class='nbfl-join'>"
+        f"<input class='nbfl-join-line' readonly size='{len(line)}' value='{html.escape(line, quote=True)}' "
+        "onclick='this.select()' style='font-family:monospace'>"
+        f"<button class='nbfl-copy' onclick='{copy}'>copy</button>"
+        f"<div style='font-size:smaller'>from a terminal: <code>{html.escape(shell)}</code></div></div>"
+    )
 
 
 def history_html(history: Sequence[RoundRecord]) -> str:
@@ -79,8 +118,9 @@ def statistics_html(result: dict[str, Any]) -> str:
     return used + withheld + f"<div style='max-height:24em;overflow:auto'>{table}</div>"
 
 
-def _table(css_class: str, head: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    header = "".join(f"<th>{h}</th>" for h in head)
+def _table(css_class: str, head: Sequence[str], rows: Iterable[Sequence[Any]], sticky: bool = False) -> str:
+    style = " style='position:sticky;top:0;background:var(--jp-layout-color1,#fff)'" if sticky else ""
+    header = "".join(f"<th{style}>{h}</th>" for h in head)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>" for row in rows)
     return f"<table class='{css_class}'><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>"
 
@@ -157,7 +197,10 @@ class Dashboard:
         self._plot.set(self._image())
 
     def _table_html(self) -> str:
-        return clients_html(self.controller.clients, self.controller.security)
+        ctl = self.controller
+        last = next((r.metrics for r in reversed(ctl.history) if r.metrics), None)
+        join = join_html(ctl.join_code) if ctl.join_code is not None else ""
+        return join + clients_html(ctl.clients, ctl.security, last)
 
     def _image(self) -> Image | HTML:
         if not any(r.metrics for r in self.controller.history):

@@ -11,6 +11,7 @@ import logging
 import socket
 from typing import Any
 
+import numpy as np
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
@@ -24,8 +25,9 @@ from ..records import RoundRecord, RoundStatus
 from ..run import Run, RunError
 from ..spawn import spawn_clients, stop_clients
 from ..workflows import ALGORITHMS, CrossSiteEval, FederatedStatistics, make_workflow
-from .dashboard import Dashboard, clients_html, failures_html, history_html, statistics_html, status_html
-from .plots import cross_site_png
+from ..workshop import Share, Workshop, is_join_code
+from .dashboard import Dashboard, clients_html, failures_html, history_html, join_html, statistics_html, status_html
+from .plots import cross_site_png, labels_png
 from .waiting import await_blocking_magics, unregister, wait_blocking, wait_awaited
 
 
@@ -44,6 +46,7 @@ class FLMagics(Magics):
         self.run: Run | None = None  # the current (or last) run
         self.board: Dashboard | None = None  # its dashboard
         self.client: Client | None = None
+        self.client_status: Any = None  # the display handle %fl_join's status line updates
         self.task_code: dict[str, str] = {}
         # one workflow per (algorithm, task, options): FedOpt's and SCAFFOLD's state
         # carries from one %fl_round to the next, until --reset or a new controller
@@ -51,10 +54,18 @@ class FLMagics(Magics):
 
     # -- controller --------------------------------------------------------------
     @magic_arguments()
-    @argument("action", choices=["start", "stop", "status"], help="start, stop or show the controller")
-    @argument("--host", help="address to bind (default: the kit's host, else 127.0.0.1); others need a reachable one")
+    @argument("action", choices=["start", "stop", "status", "rotate", "remove"],
+              help="start, stop or show the controller; in a workshop, rotate the join token or remove NAME")
+    @argument("name", nargs="?", help="remove: the participant to disconnect and keep out")
+    @argument("--host", help="address to bind (default: the kit's host; in a workshop this machine's LAN address, "
+                             "else 127.0.0.1); others need a reachable one")
     @argument("--port", type=int, help="0 picks a free port (default: the kit's port, else 0)")
     @argument("--kit", help="the controller's startup kit folder (nbfl provision): CurveZMQ, only its clients admitted")
+    @argument("--workshop", action="store_true",
+              help="walk-in participants: CurveZMQ with a join line to paste (address, key, token); no kits")
+    @argument("--capacity", type=int, default=30, help="workshop: participants at most, and data shares")
+    @argument("--partition", default="dirichlet:0.5", help="workshop: how the built-in data is shared out")
+    @argument("--token-hours", type=float, default=12.0, help="workshop: how long the join line admits newcomers")
     @argument("--insecure", action="store_true", help="allow plaintext on a non-loopback --host (a trusted network)")
     @argument("--model", help="name of a torch module or dict of arrays in this notebook (default: digits MLP)")
     @argument("--evaluate", help="name of a function weights -> {'accuracy': ...} (default: digits test split)")
@@ -66,40 +77,71 @@ class FLMagics(Magics):
         args = parse_argstring(self.fl_controller, line)
         if args.action == "start":
             self._start_controller(args)
+        elif args.action in ("rotate", "remove"):
+            self._admit(args)
         elif args.action == "stop":
             going = self.controller is not None and self.controller.active_run is not None
             self._stop_all()
             run = f" (its run {html.escape(self.run.summary())})" if going and self.run else ""
             display(HTML(f"controller stopped{run}; its clients were told goodbye"))
         else:
-            Dashboard(self._controller()).show(controls=False)
+            ctl = self._controller()
+            if ctl.join_code is not None:
+                display(HTML(join_html(ctl.join_code)))
+            Dashboard(ctl).show(controls=False)
+
+    def _admit(self, args: Any) -> None:
+        """``rotate``: a new join line; ``remove NAME``: disconnect a participant and keep them out."""
+        ctl = self._controller()
+        if args.action == "remove":
+            if not args.name:
+                raise UsageError("usage: %fl_controller remove NAME")
+            try:
+                ctl.remove(args.name)
+            except KeyError as exc:
+                raise UsageError(str(exc.args[0])) from None
+            display(HTML(f"removed {html.escape(args.name)}: it cannot join again"))
+        elif ctl.workshop is None:
+            raise UsageError("only a workshop has a join token to rotate: %fl_controller start --workshop")
+        else:
+            ctl.workshop.rotate(args.token_hours * 3600)
+        if ctl.join_code is not None:
+            display(HTML("the old join line no longer admits newcomers; the new one:<br>" + join_html(ctl.join_code)))
 
     def _start_controller(self, args: Any) -> None:
         if self.controller is not None:
             raise UsageError(f"a controller already runs at {self.controller.endpoint}; %fl_controller stop first")
         weights, evaluate = self._model(args.model, args.evaluate)
-        kit = None
+        kit = workshop = None
         endpoint = f"tcp://{args.host or '127.0.0.1'}:{args.port or 0}"
         try:
             if args.kit is not None:
                 kit = load_kit(args.kit)
                 endpoint = kit.endpoint_with(args.host, args.port)
-            self.controller = Controller(endpoint, weights, kit=kit, insecure=args.insecure, evaluate=evaluate)
-        except ValueError as exc:  # plaintext off loopback, or a bad kit
+            elif args.workshop:
+                workshop = Workshop(args.capacity, args.partition, token_ttl=args.token_hours * 3600, host=args.host)
+                endpoint = f"tcp://{args.host or '0.0.0.0'}:{args.port or 0}"
+            self.controller = Controller(
+                endpoint, weights, kit=kit, workshop=workshop, insecure=args.insecure, evaluate=evaluate
+            )
+        except ValueError as exc:  # plaintext off loopback, a bad kit or workshop setting
             raise UsageError(str(exc)) from None
         self.controller.task_code.update(self.task_code)
         self.shell.user_ns["nbfl_controller"] = self.controller  # the Python API, for what magics do not cover
         self.min_clients = args.min_clients
         self.round_timeout = args.timeout
         endpoint = self.controller.endpoint
-        join = endpoint.replace("0.0.0.0", socket.gethostname())
-        how = "--kit YOUR_KIT_FOLDER" if kit is not None else f"{html.escape(join)} --name YOUR_NAME"
-        color = "#060" if kit is not None else "#a60"
+        color = "#060" if kit is not None or workshop is not None else "#a60"
+        if self.controller.join_code is not None:
+            how = join_html(self.controller.join_code)
+        else:
+            join = endpoint.replace("0.0.0.0", socket.gethostname())
+            how = "--kit YOUR_KIT_FOLDER" if kit is not None else f"{html.escape(join)} --name YOUR_NAME"
+            how = f"<code>%fl_join {how}</code>"
         display(
             HTML(
                 f"<b>controller listening on {html.escape(endpoint)}</b><br>"
-                f"participants join from their notebook with:<br><code>%load_ext nbfl<br>"
-                f"%fl_join {how}</code><br>"
+                f"participants join from their notebook (after <code>%load_ext nbfl</code>) with:<br>{how}"
                 f"<span style='color:{color}'>{html.escape(self.controller.security)}</span>"
             )
         )
@@ -155,8 +197,10 @@ class FLMagics(Magics):
                              "start clients with their kits (nbfl client --kit DIR, %fl_join --kit DIR)")  # fmt: skip
         before = len(ctl.live_clients())
         self.batches += 1  # names stay unique across several %fl_spawn calls: site-1, site2-1, ...
+        # in a workshop they join like participants, with the join line, and get shares from it
+        where = str(ctl.join_code) if ctl.join_code is not None else ctl.endpoint
         self.spawned += spawn_clients(
-            ctl.endpoint, args.n, partition=args.partition, seed=args.seed, epochs=args.epochs,
+            where, args.n, partition=args.partition, seed=args.seed, epochs=args.epochs,
             name_prefix="site" if self.batches == 1 else f"site{self.batches}", accept_code=True,
         )  # fmt: skip
         try:
@@ -169,24 +213,32 @@ class FLMagics(Magics):
         display(HTML(clients_html(ctl.clients) + f"<div>what these clients print goes to {logs}</div>"))
 
     @magic_arguments()
-    @argument("endpoint", nargs="?", help="the address %%fl_controller start showed, e.g. tcp://10.0.0.5:5555")
+    @argument("endpoint", nargs="?",
+              help="what %%fl_controller start showed: a join line's nbfl://... code, or an address tcp://HOST:PORT")
     @argument("--name", help="how the controller will list you (with --kit: the kit's name)")
     @argument("--kit", help="your startup kit folder (nbfl provision): endpoint, name and CurveZMQ keys")
     @argument("--insecure", action="store_true", help="allow plaintext to a non-loopback controller")
     @argument("--data", default="digits", choices=["digits", "none"], help="'none': use your @nbfl.task functions")
-    @argument("--index", type=int, default=0, help="your share of the partition")
+    @argument("--index", type=int, help="your share of the partition (default: the workshop assigns one, else 0)")
     @argument("--num-clients", type=int, default=1)
     @argument("--partition", default="dirichlet:0.5")
     @argument("--seed", type=int, default=0)
     @argument("--accept-code", action="store_true", help="run task code the controller sends (%%fl_task)")
     @line_magic
     def fl_join(self, line: str) -> None:
-        """Join a controller as a client and return at once; training runs in the background."""
+        """Join a controller as a client and return at once; training runs in the background.
+
+        With no arguments: this notebook's client again (after a page reload, say).
+        """
         args = parse_argstring(self.fl_join, line)
+        if not line.strip() and self.client is not None:
+            self._show_client()
+            return
         if self.client is not None and self.client.state != "stopped":
-            raise UsageError(f"this notebook is already client {self.client.name!r}; call nbfl_client.stop() first")
+            raise UsageError(f"this notebook is already client {self.client.name!r} (%fl_join alone shows it); "
+                             "nbfl_client.stop() leaves")  # fmt: skip
         if args.kit is None and (args.endpoint is None or args.name is None):
-            raise UsageError("%fl_join needs ENDPOINT and --name, or --kit YOUR_KIT_FOLDER")
+            raise UsageError("%fl_join needs the join line's code (or ENDPOINT) and --name, or --kit YOUR_KIT_FOLDER")
         where = args.endpoint or f"the controller of kit {args.kit}"
         status = display(HTML(f"joining {html.escape(where)} as {html.escape(args.name or 'the kit name')} ..."),
                          display_id=True)  # fmt: skip
@@ -194,24 +246,39 @@ class FLMagics(Magics):
         try:
             self.client = Client(
                 args.endpoint, args.name, kit=args.kit, insecure=args.insecure, accept_code=args.accept_code,
-                on_update=lambda c: status.update(HTML(_client_status(c))), **kwargs,
-            ).start(wait=30)  # fmt: skip
+                on_update=self._client_updated, **kwargs,
+            )  # fmt: skip
+            self.client_status = status
+            self.client.start(wait=30)
         except (ConnectionError, ValueError) as exc:
             raise UsageError(str(exc)) from None
         self.shell.user_ns["nbfl_client"] = self.client
         status.update(HTML(_client_status(self.client)))
 
+    def _client_updated(self, client: Client) -> None:
+        if self.client_status is not None:
+            self.client_status.update(HTML(_client_status(client)))
+
+    def _show_client(self) -> None:
+        """This kernel's client, in a new status line that keeps updating (the old one may be gone with a page)."""
+        assert self.client is not None
+        self.client_status = display(HTML(_client_status(self.client)), display_id=True)
+
     def _local_training(self, args: Any) -> dict[str, Any]:
+        """The built-in trainer on a share of digits: the one given, else one the workshop assigns."""
         if args.data == "none":
             return {}
-        from ..data import load_digits_split, partition
-        from ..models import DigitsMLP
-        from ..trainers import ArrayTrainer
+        from ..trainers import digits_setup
 
-        x, y, _, _ = load_digits_split(seed=args.seed)
-        part = partition(args.partition, y, args.num_clients, args.seed)[args.index]
-        trainer = ArrayTrainer(DigitsMLP(), x[part], y[part], epochs=2, seed=args.seed + args.index)
-        return {"executor": trainer, "data": (x[part], y[part]), "samples": trainer.samples, "device": trainer.device}
+        epochs = 2
+        if args.index is None and is_join_code(args.endpoint):
+            return {"from_share": lambda share: digits_setup(share, epochs)}
+        share = Share(args.index or 0, args.num_clients, args.partition, args.seed)
+        if not 0 <= share.index < share.of:
+            raise UsageError(f"--index must be between 0 and {share.of - 1} (--num-clients {share.of})")
+        setup = digits_setup(share, epochs)
+        return {"executor": setup.executor, "data": setup.data, "samples": setup.samples, "device": setup.device,
+                "labels": setup.labels}  # fmt: skip
 
     @cell_magic
     def fl_task(self, line: str, cell: str) -> None:
@@ -283,7 +350,11 @@ class FLMagics(Magics):
 
     @line_magic
     def fl_status(self, line: str = "") -> None:
-        """Where the current run is (round, state, last metrics) and the client table; works mid-run."""
+        """Where the current run is (round, state, last metrics) and the client table; works mid-run.
+        In a participant's notebook: this notebook's client."""
+        if self.controller is None and self.client is not None:
+            self._show_client()
+            return
         ctl = self._controller()
         status = status_html(f"run: {self.run.summary()}" if self.run else "no run yet: %fl_round N")
         display(HTML(status + clients_html(ctl.clients)))
@@ -374,13 +445,15 @@ class FLMagics(Magics):
     @argument("--metric", default="accuracy", help="the metric each site's validate task reports")
     @line_magic
     def fl_cross_site(self, line: str = "") -> None:
-        """Every client's own model and the global model, evaluated on every client's data: a heatmap."""
+        """Every client's own model and the global model, evaluated on every client's data: a heatmap
+        (its numbers are ``nbfl_cross_site``: models, sites, values)."""
         args = parse_argstring(self.fl_cross_site, line)
         workflow = CrossSiteEval(metric=args.metric)
         record = self._once(workflow)
         if workflow.matrix is None:
             raise UsageError(f"cross-site evaluation {record.status}: {record.reason}")
         m = workflow.matrix
+        self.shell.user_ns["nbfl_cross_site"] = m  # models, sites, values, metric: for the notebook's own analysis
         display(Image(data=cross_site_png(m.models, m.sites, m.values, m.metric), format="png"))
 
     @magic_arguments()
@@ -402,6 +475,33 @@ class FLMagics(Magics):
         """The client table: name, host, device, samples, state, last round's time and metrics."""
         ctl = self._controller()
         display(HTML(clients_html(ctl.clients, ctl.security)))
+
+    @magic_arguments()
+    @argument("--partition", help="preview a partition of the digits instead, e.g. dirichlet:0.1, iid, shards:2")
+    @argument("--clients", type=int, default=8, help="with --partition: how many shares")
+    @argument("--seed", type=int, default=0)
+    @line_magic
+    def fl_labels(self, line: str = "") -> None:
+        """Samples of each class per client, as stacked bars: the joined clients' own counts
+        (those training on built-in data report them), or a partition of the digits previewed."""
+        args = parse_argstring(self.fl_labels, line)
+        if args.partition is not None:
+            from ..data import load_digits_split, partition
+
+            y = load_digits_split(seed=args.seed)[1]
+            try:
+                parts = partition(args.partition, y, args.clients, args.seed)
+            except ValueError as exc:
+                raise UsageError(f"--partition {args.partition}: {exc}") from None
+            counts = {f"share {i + 1}": np.bincount(y[p], minlength=10).tolist() for i, p in enumerate(parts)}
+            title = f"digits, {args.partition}, {args.clients} shares"
+        else:
+            counts = {c.name: c.labels for c in self._controller().clients if c.labels}
+            if not counts:
+                raise UsageError("no client reported its labels (clients on built-in data do); "
+                                 "--partition SPEC previews one")  # fmt: skip
+            title = "labels per client"
+        display(Image(data=labels_png(counts, title), format="png"))
 
     @line_magic
     def fl_history(self, line: str = "") -> None:
@@ -431,9 +531,10 @@ def _option(text: str) -> tuple[str, Any]:
 def _client_status(client: Client) -> str:
     metrics = ", ".join(f"{k} {v:.3g}" for k, v in sorted(client.last_metrics.items()))
     error = f"<br><span style='color:#b00'>{html.escape(client.last_error)}</span>" if client.last_error else ""
+    share = f", share {client.share} ({client.samples} samples)" if client.share is not None else ""
     return (
-        f"<b>{html.escape(client.name)}</b> at {html.escape(client.endpoint)}: {client.state}, "
-        f"{client.rounds_done} rounds done{'; ' + html.escape(metrics) if metrics else ''}{error}"
+        f"<b>{html.escape(client.name)}</b> at {html.escape(client.endpoint)} on {html.escape(client.device)}"
+        f"{share}: {client.state}, {client.rounds_done} rounds done{'; ' + html.escape(metrics) if metrics else ''}{error}"
     )
 
 

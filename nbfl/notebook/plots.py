@@ -1,23 +1,25 @@
-"""Plots as PNG bytes (matplotlib, headless), for display handles: rounds, cross-site matrix."""
+"""Plots as PNG bytes for display handles: rounds, cross-site matrix, labels per client.
+
+Figures are made with ``matplotlib.figure.Figure``, not pyplot, so loading nbfl leaves
+the notebook's own pyplot backend (inline plots) as it was.
+"""
 
 from __future__ import annotations
 
 import io
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
-import matplotlib
 import numpy as np
+from matplotlib.figure import Figure
 
 from ..records import RoundRecord
-
-matplotlib.use("Agg", force=False)  # no GUI backend needed: the PNG goes into the notebook
-import matplotlib.pyplot as plt  # noqa: E402
 
 
 def history_png(history: Sequence[RoundRecord], width: float = 7.5, height: float = 2.8) -> bytes:
     """Global accuracy and loss per round, the two side by side."""
     rated = [r for r in history if r.metrics]
-    fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(width, height), dpi=90)
+    fig = Figure(figsize=(width, height), dpi=90)
+    acc_ax, loss_ax = fig.subplots(1, 2)
     for ax, key, colour in ((acc_ax, "accuracy", "tab:blue"), (loss_ax, "loss", "tab:red")):
         points = [(r.round, r.metrics[key]) for r in rated if key in r.metrics]
         if points:
@@ -37,7 +39,8 @@ def cross_site_png(models: Sequence[str], sites: Sequence[str], values: Any, met
     answered; such cells stay blank ("n/a") so a missing answer is not read as a score.
     """
     grid = np.array(values, dtype=float).reshape(len(models), len(sites))
-    fig, ax = plt.subplots(figsize=(1.3 * len(sites) + 2.5, 0.5 * len(models) + 1.6), dpi=90)
+    fig = Figure(figsize=(1.3 * len(sites) + 2.5, 0.5 * len(models) + 1.6), dpi=90)
+    ax = fig.subplots()
     image = ax.imshow(np.ma.masked_invalid(grid), cmap="viridis", aspect="auto")
     fig.colorbar(image, ax=ax, label=metric)
     ax.set_xticks(range(len(sites)), labels=list(sites))
@@ -53,9 +56,34 @@ def cross_site_png(models: Sequence[str], sites: Sequence[str], values: Any, met
     return _png(fig)
 
 
-def _png(fig: Any) -> bytes:
+def labels_png(counts: Mapping[str, Sequence[int]], title: str = "labels per client") -> bytes:
+    """Samples of each class per client as stacked bars: how skewed a partition is."""
+    names = list(counts)
+    classes = max((len(c) for c in counts.values()), default=0)
+    grid = np.zeros((len(names), classes))
+    for row, name in enumerate(names):
+        grid[row, : len(counts[name])] = counts[name]
+    fig = Figure(figsize=(min(0.32 * len(names) + 2.5, 14), 3.2), dpi=90)
+    ax = fig.subplots()
+    bottom = np.zeros(len(names))
+    for label in range(classes):
+        ax.bar(range(len(names)), grid[:, label], bottom=bottom, label=str(label), color=_tab10(label))
+        bottom += grid[:, label]
+    ax.set_xticks(range(len(names)), labels=names, rotation=90 if len(names) > 8 else 0, fontsize=8)
+    ax.set_ylabel("samples")
+    ax.set_title(title)
+    ax.legend(title="class", fontsize=7, ncols=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return _png(fig)
+
+
+def _tab10(i: int) -> Any:
+    from matplotlib import colormaps
+
+    return colormaps["tab10"](i % 10)
+
+
+def _png(fig: Figure) -> bytes:
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
-    plt.close(fig)
     return buf.getvalue()

@@ -1,0 +1,250 @@
+"""Workshop mode: walk-in participants join one controller with one pasted line.
+
+An instructor starts a controller with a :class:`Workshop`. It makes a CurveZMQ key
+pair on the spot and shows one join code, ``nbfl://HOST:PORT/KEY/TOKEN``: the
+controller's address as an IP, its public key, and a join token. A participant pastes
+``%fl_join CODE --name ALICE``; their client makes its own key pair, so every byte is
+encrypted from the first one, and it knows the controller by the key in the code, so a
+machine that only pretends to be the controller fails the handshake. The token travels
+inside that encrypted channel, in the join message: holding it is what admits a
+participant. Nobody has to provision or hand out kits.
+
+The instructor can rotate the token (the old line stops working; participants already
+in stay), remove a participant (their key and name are kept out, and the token is
+rotated, since they saw the old line) and cap how many take part. Each newcomer is
+assigned a share of the built-in datasets (:class:`Share`) in the welcome, so thirty
+participants train on thirty different parts of one partition with nothing typed.
+
+The code uses base64url for the key and the token: IPython expands ``$name`` and
+``{expr}`` in a magic's line, and z85 (ZeroMQ's key text) contains ``$``, ``{`` and ``}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import ipaddress
+import re
+import secrets
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from zmq.utils import z85
+
+SCHEME = "nbfl://"
+CODE = re.compile(r"^nbfl://(?P<host>[^/:\s]+):(?P<port>\d{1,5})/(?P<key>[A-Za-z0-9_-]{43})/(?P<token>[A-Za-z0-9_-]{8,64})$")
+DEFAULT_TTL = 12 * 3600.0  # a day's workshop; rotate() makes a new token when asked
+
+
+@dataclass(frozen=True)
+class JoinCode:
+    """What a participant needs to join: the controller's address, its public key, a token."""
+
+    host: str
+    port: int
+    server_key: bytes  # z85, as CurveZMQ takes it
+    token: str
+
+    @property
+    def endpoint(self) -> str:
+        return f"tcp://{self.host}:{self.port}"
+
+    def __str__(self) -> str:
+        key = base64.urlsafe_b64encode(z85.decode(self.server_key)).decode().rstrip("=")
+        return f"{SCHEME}{self.host}:{self.port}/{key}/{self.token}"
+
+    @classmethod
+    def parse(cls, text: str) -> "JoinCode":
+        """Read a pasted code; ValueError says what is wrong with it."""
+        match = CODE.match(text.strip())
+        if match is None or not 0 < int(match["port"]) < 65536:
+            raise ValueError(
+                f"{text!r} is not a join code: expected nbfl://HOST:PORT/KEY/TOKEN; paste the whole line the instructor shows"
+            )
+        try:
+            raw = base64.urlsafe_b64decode(match["key"] + "=")
+        except (binascii.Error, ValueError):
+            raise ValueError("the controller key in this join code is damaged; paste the line again") from None
+        return cls(match["host"], int(match["port"]), z85.encode(raw), match["token"])
+
+
+def is_join_code(text: str | None) -> bool:
+    return isinstance(text, str) and text.startswith(SCHEME)
+
+
+@dataclass(frozen=True)
+class Share:
+    """Which part of a built-in dataset's partition a participant trains on."""
+
+    index: int  # 0 .. of - 1
+    of: int
+    partition: str = "dirichlet:0.5"
+    seed: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.index + 1}/{self.of}"
+
+    def fields(self) -> dict[str, Any]:
+        return {"index": self.index, "of": self.of, "partition": self.partition, "seed": self.seed}
+
+    @classmethod
+    def from_fields(cls, value: Any) -> "Share | None":
+        """The share a welcome carries, or None if there is none or it does not make sense."""
+        if not isinstance(value, Mapping):
+            return None
+        index, of = value.get("index"), value.get("of")
+        partition, seed = value.get("partition"), value.get("seed")
+        ints = all(isinstance(v, int) and not isinstance(v, bool) for v in (index, of, seed))
+        if not ints or not 0 <= index < of <= 100_000 or not isinstance(partition, str) or len(partition) > 64:
+            return None
+        return cls(index, of, partition, seed)
+
+
+@dataclass
+class LocalSetup:
+    """What a client trains with once it knows its share: an Executor, the data task
+    functions see, and what the controller's table shows (samples, device, samples per class)."""
+
+    executor: Any
+    data: Any = None
+    samples: int = 0
+    device: str = "cpu"
+    labels: list[int] = field(default_factory=list)
+
+
+class Workshop:
+    """The controller's side of workshop mode: the token, who is kept out, who holds which share.
+
+    ``capacity`` caps how many participants are connected at once and is the number of
+    shares the built-in data is cut into (``partition`` with ``seed``). ``host`` is the
+    address put in the join code; by default the machine's LAN address
+    (:func:`lan_address`). Called from the controller's IO thread (ZAP, joins) and from
+    the instructor's (rotate, remove), so one lock guards it.
+    """
+
+    def __init__(
+        self,
+        capacity: int = 30,
+        partition: str = "dirichlet:0.5",
+        seed: int = 0,
+        token_ttl: float = DEFAULT_TTL,
+        host: str | None = None,
+    ):
+        if capacity < 1:
+            raise ValueError(f"a workshop needs room for at least 1 participant, not {capacity}")
+        self.capacity = capacity
+        self.partition = partition
+        self.seed = seed
+        self.host = host or lan_address()
+        self._lock = threading.Lock()
+        self._token = ""
+        self._expires = 0.0
+        self._revoked: list[str] = []
+        self._known: dict[str, str] = {}  # client key (z85) -> the name it joined as
+        self._banned_keys: set[str] = set()
+        self._banned_names: set[str] = set()
+        self._shares: dict[str, int] = {}  # participant name -> share index, kept across rejoins
+        self.rotate(token_ttl)
+
+    @property
+    def token(self) -> str:
+        return self._token
+
+    @property
+    def expires(self) -> float:
+        """When the current token stops admitting newcomers (``time.time()`` seconds)."""
+        return self._expires
+
+    def rotate(self, ttl: float = DEFAULT_TTL) -> str:
+        """A new token valid for ``ttl`` seconds; the old one is refused from now on, but
+        participants who joined with it stay (their keys are known)."""
+        with self._lock:
+            if self._token:
+                self._revoked.append(self._token)
+            self._token = secrets.token_urlsafe(12)
+            self._expires = time.time() + ttl
+            return self._token
+
+    def admit_key(self, key: bytes) -> str | None:
+        """ZAP: any client key except a removed participant's. The key becomes the
+        connection's User-Id, so the join can tell who holds it."""
+        text = key.decode()
+        with self._lock:
+            return None if text in self._banned_keys else text
+
+    def refusal(self, key: str | None, token: Any, name: str, live: list[str]) -> str | None:
+        """Why a join is refused (a sentence for the participant), or None to admit it.
+
+        ``live`` names the participants connected now; a key that joined before may come
+        back without the current token (its connection dropped, the token was rotated).
+        """
+        with self._lock:
+            if key is None:
+                return "this connection was not authenticated"
+            if key in self._banned_keys or name in self._banned_names:
+                return f"{name!r} was removed from this workshop by the instructor"
+            returning = self._known.get(key) == name
+            if not returning:
+                problem = self._token_problem(token)
+                if problem:
+                    return problem
+            if name not in live and len(live) >= self.capacity:
+                return f"the workshop is full ({self.capacity} participants); ask the instructor"
+        return None
+
+    def _token_problem(self, token: Any) -> str | None:
+        if not isinstance(token, str) or not token:
+            return "no join token: paste the whole join line the instructor shows"
+        if hmac.compare_digest(token.encode(), self._token.encode()):
+            if time.time() >= self._expires:
+                when = time.strftime("%H:%M UTC", time.gmtime(self._expires))
+                return f"this join line expired at {when}; ask the instructor for a new one"
+            return None
+        if any(hmac.compare_digest(token.encode(), old.encode()) for old in self._revoked):
+            return "this join line was replaced by a new one; ask the instructor for the current line"
+        return "wrong join token: check the line you pasted, or ask the instructor for the current one"
+
+    def joined(self, key: str | None, name: str) -> Share:
+        """Remember ``key`` as ``name``'s and give ``name`` its share (the same one on a rejoin)."""
+        with self._lock:
+            if key is not None:
+                self._known[key] = name
+            if name not in self._shares:
+                taken = set(self._shares.values())
+                free = [i for i in range(self.capacity) if i not in taken]
+                # more names than shares over the day (people left, others came): reuse the least used
+                self._shares[name] = free[0] if free else len(self._shares) % self.capacity
+            return Share(self._shares[name], self.capacity, self.partition, self.seed)
+
+    def remove(self, name: str) -> None:
+        """Keep ``name`` and every key it joined with out, and rotate the token they saw."""
+        with self._lock:
+            self._banned_names.add(name)
+            self._banned_keys.update(k for k, n in self._known.items() if n == name)
+        self.rotate(max(self._expires - time.time(), 0.0))
+
+
+def lan_address() -> str:
+    """This machine's address on its local network, as others dial it: the interface
+    of the default route (a UDP socket's connect sends nothing), else an address the
+    host name resolves to, else loopback."""
+    candidates = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # TEST-NET-1: only the route is looked up
+            candidates.append(probe.getsockname()[0])
+        except OSError:
+            pass
+    try:
+        candidates += [info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)]
+    except OSError:
+        pass
+    for address in candidates:
+        ip = ipaddress.ip_address(address)
+        if not (ip.is_loopback or ip.is_unspecified or ip.is_link_local):
+            return address
+    return "127.0.0.1"
