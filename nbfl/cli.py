@@ -39,6 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ctl.add_argument("--workshop", action="store_true",
                      help="walk-in participants: CurveZMQ, one join line to paste (address, key, token), no kits")
     ctl.add_argument("--capacity", type=_positive, default=30, help="workshop: participants at most, and data shares")
+    ctl.add_argument("--partition", default="dirichlet:0.5", help="workshop: how the digits are shared out")
     ctl.add_argument("--min-clients", type=_positive, default=2, help="clients to wait for, and results a round needs")
     ctl.add_argument("--seed", type=int, default=0, help="the digits test split (clients must use the same)")
     _round_args(ctl)
@@ -162,7 +163,8 @@ def _check_partition(parser: argparse.ArgumentParser, args: argparse.Namespace) 
         return
     from .data import load_digits_split, partition
 
-    clients = args.clients if args.command == "demo" else args.num_clients
+    clients = {"demo": "clients", "controller": "capacity"}.get(args.command, "num_clients")
+    clients = getattr(args, clients)
     try:
         partition(args.partition, load_digits_split(seed=args.seed)[1], clients, args.seed)
     except ValueError as exc:

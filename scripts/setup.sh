@@ -9,7 +9,21 @@ python=${PYTHON:-python3}
 pip() {  # quiet, minus the notes some machines print about local package folders they lack
   .venv/bin/python -m pip install -q "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 }
-[ -x .venv/bin/python ] || "$python" -m venv .venv
+step() { echo "setup: $*" >&2; }  # one line per step: a first install takes minutes, and says so
+if [ -x .venv/bin/python ]; then
+  step "using the existing .venv"
+else
+  step "creating .venv with $("$python" --version 2>&1)"
+  "$python" -m venv .venv
+fi
+step "updating pip"
 pip --upgrade pip
-.venv/bin/python -c "import torch" 2>/dev/null || pip "${TORCH_SPEC:-torch==2.13.0}"
+if .venv/bin/python -c "import torch" 2>/dev/null; then
+  step "torch $(.venv/bin/python -c 'import torch; print(torch.__version__)') is installed"
+else
+  step "installing ${TORCH_SPEC:-torch==2.13.0} (CPU build; the largest download, a minute or more)"
+  pip "${TORCH_SPEC:-torch==2.13.0}"
+fi
+step "installing nbfl with jupyterlab, ipywidgets, matplotlib and the test tools (a minute or two the first time)"
 pip -e ".[test]"
+step "ready: .venv/bin/python $(.venv/bin/python -c 'import nbfl; print("nbfl", nbfl.__version__)')"

@@ -126,6 +126,7 @@ def lab(tmp_path, request):
     kernels.mkdir(parents=True)
     comms = getattr(request, "param", "perCommTarget")
     (kernels / "kernels-settings.jupyterlab-settings").write_text(json.dumps({"commsOverSubshells": comms}))
+    (kernels / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')  # no news pop-up
     port, token = free_port(), secrets.token_hex(16)
     OUT.mkdir(parents=True, exist_ok=True)
     log = open(OUT / "jupyterlab.log", "w")  # the server's side of a failure
@@ -165,7 +166,7 @@ def test_quickstart_in_jupyterlab(lab):
         round_cell = page.locator(".jp-CodeCell", has_text="%fl_round").first
         rows = round_cell.locator("table.nbfl-clients").last.locator("tbody tr")
         assert rows.count() == 4
-        assert sorted(rows.locator("td").nth(i * 8).inner_text() for i in range(4)) == [
+        assert sorted(rows.nth(i).locator("td").first.inner_text() for i in range(4)) == [
             "site-1", "site-2", "site-3", "site-4"
         ]
         plots = page.evaluate("() => window.nbflPlots.size")
@@ -221,3 +222,48 @@ def test_stop_button_ends_a_blocking_fl_round(lab):
         (OUT / f"stop-{lab.comms}.txt").write_text(
             f"the run ended after {done} of 200 rounds; the cell said so {seconds:.2f} s after the click\n"
         )
+
+
+WORKSHOP = [
+    "%load_ext nbfl",
+    "%fl_controller start --workshop --host 127.0.0.1 --capacity 30",
+    "nbfl_controller.wait_for_clients(30, timeout=600)",
+    "%fl_round 3",
+]
+
+
+def test_instructor_dashboard_with_thirty_participants(lab):
+    """The room's view: 30 participants join with the line read off the instructor's page;
+    the dashboard's table scrolls inside its box and the plot stays in view."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in WORKSHOP])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, lab.folder / "workshop.ipynb")
+    names = [f"participant-{i:02d}" for i in range(1, 31)]
+    with notebook_page(lab, "workshop.ipynb") as page:
+        run_all_cells(page)
+        field = page.locator("input.nbfl-join-line").first
+        field.wait_for(state="attached", timeout=120_000)
+        line = field.input_value()  # what a person copies with the button
+        assert line.startswith("%fl_join nbfl://127.0.0.1:") and line.endswith("--name YOUR_NAME --accept-code")
+        people = subprocess.Popen([sys.executable, str(ROOT / "tests" / "participants.py"), line, *names],
+                                  stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)  # fmt: skip
+        try:
+            output = page.locator(".jp-OutputArea-output")
+            output.filter(has_text="final accuracy").wait_for(state="attached", timeout=300_000)
+            round_cell = page.locator(".jp-CodeCell", has_text="%fl_round").first
+            table = round_cell.locator("table.nbfl-clients").last
+            rows = table.locator("tbody tr")
+            assert rows.count() == 30
+            shares = {rows.nth(i).locator("td").nth(1).inner_text() for i in range(30)}
+            assert len(shares) == 30  # thirty different shares of the digits
+            round_cell.evaluate("cell => cell.scrollIntoView({block: 'start'})")
+            plot = round_cell.locator(".jp-OutputArea-output img").last
+            box, viewport = plot.bounding_box(), page.viewport_size
+            assert box is not None and box["y"] + box["height"] <= viewport["height"], (box, viewport)
+            assert table.bounding_box()["height"] > table.locator("xpath=..").bounding_box()["height"]  # it scrolls
+            page.screenshot(path=str(OUT / "workshop_dashboard.png"))
+        finally:
+            people.stdin.close()
+            people.wait(60)

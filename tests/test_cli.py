@@ -33,6 +33,26 @@ def test_controller_and_two_clients_from_the_command_line():
     assert [c.wait(timeout=60) for c in clients] == [0, 0]  # they leave when the controller says bye
 
 
+def test_a_workshop_from_the_command_line_joins_with_the_printed_line():
+    controller = subprocess.Popen(
+        [*NBFL, "controller", "--workshop", "--host", "127.0.0.1", "--port", "0", "--capacity", "5",
+         "--min-clients", "2", "--rounds", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    lines = [controller.stdout.readline() for _ in range(5)]
+    command = next(ln.strip() for ln in lines if ln.strip().startswith("or runs: nbfl client nbfl://"))
+    code = command.split()[4]  # "or runs: nbfl client CODE --name YOUR_NAME"
+    assert "CurveZMQ" in "".join(lines)
+    clients = [subprocess.Popen([*NBFL, "client", code, "--name", name]) for name in ("ada", "grace")]
+    out, err = controller.communicate(timeout=300)
+    assert controller.returncode == 0, out + err
+    assert "2 rounds completed" in out, out
+    assert [c.wait(timeout=60) for c in clients] == [0, 0]
+    refused = subprocess.run([*NBFL, "client", code.rsplit("/", 1)[0] + "/wrongtoken1", "--name", "x", "--wait", "5"],
+                             capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert refused.returncode == 1  # the controller is gone: nobody answers the old line
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -43,6 +63,8 @@ def test_controller_and_two_clients_from_the_command_line():
         (["client", "tcp://nowhere", "--name", "x"], "tcp://HOST:PORT"),
         (["client", "tcp://127.0.0.1:99999", "--name", "x"], "port from 1 to 65535"),
         (["client", "tcp://127.0.0.1:5555", "--name", "x", "--index", "2", "--num-clients", "2"], "--index"),
+        (["client", "nbfl://10.0.0.5:5555/short/token1234", "--name", "x"], "not a join code"),
+        (["controller", "--workshop", "--kit", "somewhere"], "does not take --kit"),
     ],
 )
 def test_bad_arguments_are_refused_before_anything_starts(args, message):

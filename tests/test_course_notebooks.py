@@ -114,3 +114,38 @@ def test_course_statistics_notebook_checks_its_numbers_and_reads_the_heatmap():
     # under a strong label skew a site's model does best at home, and the global model beats it elsewhere
     assert diagonal > off_diagonal + 0.1 and global_row > off_diagonal, means.groups()
     assert len(re.findall(r"site-\d holds \d+ digits, mostly", text)) == 3
+
+
+def html_of(nb: nbformat.NotebookNode) -> str:
+    return "".join(d.get("text/html", "") for c in nb.cells for d, _ in outputs(c))
+
+
+def test_workshop_instructor_notebook_runs_a_room_of_its_own_sites():
+    nb = execute("03_workshop_instructor.ipynb", CAPACITY=4, HOST="127.0.0.1", LOCAL_SITES=2, WAIT_FOR=2, ROUNDS=3)
+    assert not errors_of(nb)
+    text, shown = text_of(nb), html_of(nb)
+    assert re.search(r"value='%fl_join nbfl://127\.0\.0\.1:\d+/[\w-]{43}/[\w-]+ --name YOUR_NAME --accept-code'", shown)
+    assert "participants: ['site-1', 'site-2']" in text
+    assert "shares: ['1/4', '2/4']" in text  # the spawned sites joined with the line and were given shares
+    accuracy = float(re.search(r"global accuracy after 3 rounds: ([\d.]+)", text).group(1))
+    assert accuracy > 0.5, text
+    labels = next(c for c in nb.cells if c.source.startswith("%fl_labels"))
+    assert any("image/png" in d for d, _ in outputs(labels))
+
+
+def test_workshop_participant_notebook_joins_with_the_pasted_code():
+    import threading
+
+    import nbfl
+    from nbfl.models import DigitsMLP
+    from nbfl.workshop import Workshop
+
+    with nbfl.Controller(weights=DigitsMLP(), workshop=Workshop(capacity=4, host="127.0.0.1")) as ctl:
+        rounds = threading.Thread(target=lambda: ctl.run(2, join_timeout=300, timeout=300), daemon=True)
+        rounds.start()  # waits for the participant, then trains two rounds with it
+        nb = execute("03_workshop_participant.ipynb", JOIN_CODE=str(ctl.join_code), NAME="ada", WATCH_ROUNDS=2)
+        rounds.join(300)
+        assert not errors_of(nb)
+        line = re.search(r"ada: share 1/4, (\d+) samples, 2 rounds done, local accuracy ([\d.]+)", text_of(nb))
+        assert line and int(line.group(1)) > 0 and 0 < float(line.group(2)) <= 1, text_of(nb)
+        assert [r.status for r in ctl.history] == ["ok", "ok"] and list(ctl.history[-1].clients) == ["ada"]

@@ -66,7 +66,7 @@ def join_html(code: Any) -> str:
     return (
         "<div class='nbfl-join'>"
         f"<input class='nbfl-join-line' readonly size='{len(line)}' value='{html.escape(line, quote=True)}' "
-        "onclick='this.select()' style='font-family:monospace'>"
+        "onclick='this.select()' style='font-family:monospace;line-height:1.5;padding:2px 4px'>"
         f"<button class='nbfl-copy' onclick='{copy}'>copy</button>"
         f"<div style='font-size:smaller'>from a terminal: <code>{html.escape(shell)}</code></div></div>"
     )
