@@ -145,3 +145,32 @@ def test_a_join_code_round_trips_and_survives_ipython_expansion():
     code = JoinCode("192.168.1.20", 5555, zmq.curve_keypair()[0], "abc_DEF-123456")
     assert JoinCode.parse(str(code)) == code
     assert not set(str(code)) & set("${}'\" ")  # nothing a magic's line or the HTML attribute would change
+
+
+def test_the_gate_keeps_shares_knows_returning_keys_and_keeps_the_removed_out():
+    gate = Workshop(capacity=2, host="10.0.0.5")
+    token = gate.token
+    assert gate.refusal("key-a", token, "ada", live=[]) is None
+    assert gate.joined("key-a", "ada") == Share(0, 2)
+    assert gate.joined("key-b", "bob") == Share(1, 2)
+    assert gate.joined("key-a2", "ada") == Share(0, 2)  # a rejoin (new kernel, new key) keeps its share
+    gate.rotate()
+    assert gate.refusal("key-a", token, "ada", live=["bob"]) is None  # a known key comes back after a rotation
+    assert "replaced" in gate.refusal("key-c", token, "cy", live=["ada", "bob"])
+    assert "full" in gate.refusal("key-c", gate.token, "cy", live=["ada", "bob"])
+    assert gate.refusal("key-b", gate.token, "bob", live=["ada", "bob"]) is None  # bob's own place
+    gate.remove("bob")
+    assert gate.admit_key(b"key-b") is None and gate.admit_key(b"key-c") == "key-c"
+    assert "removed" in gate.refusal("key-d", gate.token, "bob", live=["ada"])  # the name too, with a new key
+    assert "no join token" in gate.refusal("key-e", None, "eve", live=["ada"])
+    gate.joined("key-c", "cy")
+    assert gate.joined("key-d", "dee").of == 2  # more names than shares over the day: shares are reused
+
+
+def test_lan_address_is_one_others_can_dial():
+    import ipaddress
+
+    from nbfl.workshop import lan_address
+
+    address = ipaddress.ip_address(lan_address())
+    assert address.version == 4 and not address.is_unspecified and not address.is_link_local
