@@ -1,11 +1,27 @@
-"""Start local client processes on 127.0.0.1, for demos, Binder and tests."""
+"""Start local client processes on 127.0.0.1, for demos, Binder and tests.
+
+By default the clients are forked from a warm template process (:mod:`nbfl.template`)
+that has imported torch, numpy, pyzmq and nbfl once, so their memory is shared
+copy-on-write: four clients cost little more than one. One template serves a whole
+kernel: it starts on the first spawn and is reused. ``spawn_clients(..., template=False)``
+or the environment variable ``NBFL_SPAWN=processes`` starts separate processes instead
+(each importing everything on its own), as does a template that cannot be started (a
+warning in the log says so).
+"""
 
 from __future__ import annotations
 
+import logging
+import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from .template import TemplateChild, TemplateError, get_template
+
+log = logging.getLogger(__name__)
+SPAWN_ENV = "NBFL_SPAWN"  # "template" (the default) or "processes"
 
 
 class ClientProcess(subprocess.Popen):
@@ -36,7 +52,8 @@ def spawn_clients(
     epochs: int = 1,
     name_prefix: str = "site",
     accept_code: bool = False,
-) -> list[ClientProcess]:
+    template: bool | None = None,
+) -> list[ClientProcess | TemplateChild]:
     """``n`` separate ``nbfl client`` processes, each training on its own part of ``data``.
 
     Each gets a session of its own, so the kernel's interrupt (Jupyter signals the
@@ -45,7 +62,14 @@ def spawn_clients(
     Their output goes to a log file each, in a new temporary folder.
 
     With ``accept_code`` they run ``%%fl_task`` code the controller sends on that part.
+
+    ``template`` (default: ``True`` unless ``$NBFL_SPAWN`` is ``processes``) forks them
+    from this process's warm template, which is their parent then; ``False`` starts
+    each as a process of its own. Either way each has the same command line and the
+    same handle interface (``pid``, ``poll()``, ``wait()``, ``terminate()``, ``kill()``,
+    ``returncode``, ``log``, ``tail()``).
     """
+    launch = _launcher(template)
     logs = Path(tempfile.mkdtemp(prefix="nbfl-clients-"))
     procs = []
     for i in range(n):
@@ -58,11 +82,32 @@ def spawn_clients(
             "--seed", str(seed), "--epochs", str(epochs), "--exit-with-parent",
             *(["--accept-code"] if accept_code else []),
         ]  # fmt: skip
-        procs.append(ClientProcess(cmd, logs / f"{name}.log"))
+        procs.append(launch(cmd, logs / f"{name}.log"))
     return procs
 
 
-def stop_clients(procs: list[subprocess.Popen], timeout: float = 10.0) -> None:
+def _launcher(template: bool | None):
+    """How to start one client: fork it from the template, or a separate process."""
+    if template is None:
+        choice = os.environ.get(SPAWN_ENV, "template").strip().lower() or "template"
+        if choice not in ("template", "processes"):
+            log.warning("nbfl: %s=%r is neither 'template' nor 'processes'; using the template", SPAWN_ENV, choice)
+        template = choice != "processes"
+    warm = get_template() if template else None
+    if warm is None:
+        return ClientProcess
+
+    def launch(cmd: list[str], log_file: Path) -> ClientProcess | TemplateChild:
+        try:
+            return warm.spawn(cmd, log_file)
+        except TemplateError as exc:
+            log.warning("nbfl: the template could not fork a client (%s); starting a separate process", exc)
+            return ClientProcess(cmd, log_file)
+
+    return launch
+
+
+def stop_clients(procs: list[ClientProcess | TemplateChild], timeout: float = 10.0) -> None:
     """Wait for clients to leave after the controller's bye; terminate stragglers."""
     for proc in procs:
         try:
