@@ -135,7 +135,10 @@ class Client:
         self._connect()
         if wait is not None and not (self._answered.wait(wait) and self._welcomed.is_set()):
             error, refused = self.last_error, self._answered.is_set()
+            stopped = self._closing.is_set()
             self.stop()
+            if stopped:  # stop() from another thread (its parent went) while it waited
+                raise ConnectionError(f"{self.name} stopped before {self.endpoint} welcomed it")
             if refused:  # an answer, not silence: say so without suggesting a longer wait helps
                 raise ConnectionError(f"{self.endpoint} did not admit {self.name}: {error}")
             raise ConnectionError(f"not welcomed by {self.endpoint} within {wait} s" + (f": {error}" if error else ""))
@@ -156,6 +159,7 @@ class Client:
             if self._stopped.is_set():
                 return
             self._closing.set()
+            self._answered.set()  # a start() still waiting for the welcome gives up now
             with self._lock:
                 if self._current is not None:
                     self._current[1].trigger()

@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 from .template import TemplateChild, TemplateError, get_template
+from .workshop import is_join_code
 
 log = logging.getLogger(__name__)
 SPAWN_ENV = "NBFL_SPAWN"  # "template" (the default) or "processes"
@@ -62,6 +63,8 @@ def spawn_clients(
     Their output goes to a log file each, in a new temporary folder.
 
     With ``accept_code`` they run ``%%fl_task`` code the controller sends on that part.
+    ``endpoint`` may be a workshop's join code: they join like participants and the
+    controller assigns each its share (``partition`` and ``seed`` are then the workshop's).
 
     ``template`` (default: ``True`` unless ``$NBFL_SPAWN`` is ``processes``) forks them
     from this process's warm template, which is their parent then; ``False`` starts
@@ -74,11 +77,11 @@ def spawn_clients(
     procs = []
     for i in range(n):
         name = f"{name_prefix}-{i + 1}"
+        share = [] if is_join_code(endpoint) else ["--index", str(i), "--num-clients", str(n)]
         cmd = [
             sys.executable, "-m", "nbfl", "client", endpoint,
             "--name", name,
-            "--data", data, "--partition", partition,
-            "--index", str(i), "--num-clients", str(n),
+            "--data", data, "--partition", partition, *share,
             "--seed", str(seed), "--epochs", str(epochs), "--exit-with-parent",
             *(["--accept-code"] if accept_code else []),
         ]  # fmt: skip
