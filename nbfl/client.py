@@ -337,19 +337,20 @@ class Client:
         return wire.encode(wire.message("ready", task_id=task_id))
 
     def _set_up(self, share: Share) -> None:
-        """Build what this client trains with from the share the controller assigned, and tell it."""
+        """Build what this client trains with from the share the controller assigned, and
+        tell it (the controller counts the client as ready from then on, even if this failed:
+        its tasks then fail with the reason, where the controller's user looks)."""
         assert self.from_share is not None and self._io is not None
         try:
             setup = self.from_share(share)
         except Exception as exc:
             self.last_error = f"could not set up share {share}: {type(exc).__name__}: {exc}"
             log.exception("%s: %s", self.name, self.last_error)
-            self._notify()
-            return
-        self.share = share
-        self.executor, self.data = setup.executor, setup.data
-        self.samples, self.device, self.labels = setup.samples, setup.device, list(setup.labels)
-        self._shipped = None  # shipped code sees the new data
+        else:
+            self.share = share
+            self.executor, self.data = setup.executor, setup.data
+            self.samples, self.device, self.labels = setup.samples, setup.device, list(setup.labels)
+            self._shipped = None  # shipped code sees the new data
         self._io.send(wire.message("info", samples=self.samples, device=self.device, labels=self.labels))
         self._notify()
 

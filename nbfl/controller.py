@@ -227,17 +227,16 @@ class Controller:
         is refused from now on, and a workshop's token is rotated, since the removed
         participant saw it. A run going on carries on without it."""
         peer = self.registry.peer_of(name)
-        if peer is None and (self.workshop is None or name not in self._removed):
+        if peer is None:
             raise KeyError(f"no client named {name!r} has joined")
         self._removed.add(name)
         if self.workshop is not None:
             self.workshop.remove(name)
-        if peer is not None:
-            self.io.send(peer, wire.message("bye", reason="removed by the controller's user"))
-            self.io.forget(peer)
-            self.registry.set_state(peer, "removed")
-            self._forward(("bye", peer, None))
-            log.warning("client %s removed", name)
+        self.io.send(peer, wire.message("bye", reason="removed by the controller's user"))
+        self.io.forget(peer)
+        self.registry.set_state(peer, "removed")
+        self._forward(("bye", peer, None))
+        log.warning("client %s removed", name)
 
     def stop(self) -> None:
         """Stop the active run, if any (thread-safe: a Stop button)."""
@@ -352,6 +351,9 @@ class Controller:
             accepts_code=msg.get("accepts_code") is True,
             labels=_counts(msg.get("labels")),
         )
+        shares = self.workshop is not None and msg.get("wants_share") is True
+        if shares:  # it builds its data from the share in the welcome; ready once it says so (info)
+            info.state = "joining"
         if not self.registry.add(info):
             log.warning("join refused: the name %r is taken by a connected client", name)
             self.io.send(peer, wire.message("error", reason=f"the name {name!r} is taken"))
@@ -359,7 +361,7 @@ class Controller:
         welcome: dict[str, Any] = {"name": name}
         if self.workshop is not None:
             share = self.workshop.joined(self.io.authenticated_id(peer), name)
-            if msg.get("wants_share") is True:  # it trains on a built-in dataset: which part is its own
+            if shares:  # it trains on a built-in dataset: which part is its own
                 welcome["share"] = share.fields()
                 self.registry.update(peer, share=str(share))
         self.io.admit(peer)
@@ -372,15 +374,17 @@ class Controller:
             return f"{name!r} was removed from this federation"
         if self.workshop is None:
             return None
-        live = [c.name for c in self.registry.live()]
-        return self.workshop.refusal(self.io.authenticated_id(peer), msg.get("token"), name, live)
+        present = [c.name for c in self.registry.snapshot() if c.live or c.state == "joining"]
+        return self.workshop.refusal(self.io.authenticated_id(peer), msg.get("token"), name, present)
 
     def _on_info(self, peer: bytes, msg: wire.Message) -> None:
-        """What a client trains on, once it knows (after its share came in the welcome)."""
+        """What a client trains on, once it knows (after its share came in the welcome): from
+        now on it is ready for tasks."""
         self.registry.update(
             peer, samples=_int(msg.get("samples")), device=str(msg.get("device", "cpu"))[:64],
             labels=_counts(msg.get("labels")),
         )  # fmt: skip
+        self.registry.ready(peer)
 
     def _forward(self, item: tuple) -> bool:
         run = self._run

@@ -29,7 +29,7 @@ class ClientInfo:
     code: str = ""  # what it ran last: "%%fl_task" (the controller's code) or "own"
     labels: list[int] = field(default_factory=list)  # samples per class, if the client reported them
     traffic: tuple[int, int] | None = None  # bytes sent to it and received from it in its last round
-    state: str = "idle"  # idle, training, lost, left, removed
+    state: str = "idle"  # joining (setting up its share), idle, training, lost, left, removed
     last_seen: float = field(default_factory=time.time)
     last_round: int | None = None
     last_seconds: float | None = None

@@ -68,6 +68,14 @@ class Registry:
                 info.state = state
             self._changed.notify_all()
 
+    def ready(self, peer: bytes) -> None:
+        """A client that was still setting up (``joining``) is ready for tasks: it counts as live."""
+        with self._lock:
+            info = self._clients.get(peer)
+            if info is not None and info.state == "joining":
+                info.state = "idle"
+                self._changed.notify_all()
+
     def update(self, peer: bytes, **fields: object) -> None:
         """Set some of a client's :class:`ClientInfo` fields (what it trains on, what it ran)."""
         with self._lock:
