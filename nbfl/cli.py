@@ -270,7 +270,7 @@ def _print_round(record: Any) -> None:
     line = f"{record.round:>5} {_accuracy(record):>9.4f} {record.metrics.get('loss', float('nan')):>7.4f}"
     line += f" {len(record.clients):>7} {record.seconds:>8.2f}"
     if record.failed:
-        line += "  failed: " + ", ".join(f"{k} ({v.splitlines()[0]})" for k, v in record.failed.items())
+        line += f"  {record.outcome}: " + ", ".join(f"{k} ({v.strip().splitlines()[-1]})" for k, v in record.failed.items())
     print(line, flush=True)
 
 

@@ -140,7 +140,7 @@ class Client:
             if stopped:  # stop() from another thread (its parent went) while it waited
                 raise ConnectionError(f"{self.name} stopped before {self.endpoint} welcomed it")
             if refused:  # an answer, not silence: say so without suggesting a longer wait helps
-                raise ConnectionError(f"{self.endpoint} did not admit {self.name}: {error}")
+                raise ConnectionError(f"{self.name} could not join {self.endpoint}: {error}")
             raise ConnectionError(f"not welcomed by {self.endpoint} within {wait} s" + (f": {error}" if error else ""))
         return self
 
@@ -316,7 +316,7 @@ class Client:
             result = wire.message("result", data, task_id=task_id, kind=kind, meta=_json_safe(out_meta))
             frames = wire.encode(result)  # fails here, with this client's traceback, if it cannot be sent
         except Exception as exc:
-            tb = traceback.format_exc()
+            tb = user_traceback(exc)
             log.error("%s: task %s failed:\n%s", self.name, task_name, tb)
             self.last_error = f"{type(exc).__name__}: {exc}"
             self._notify()
@@ -369,6 +369,20 @@ class Client:
                 self.on_update(self)
             except Exception:  # a display callback must not break training
                 log.exception("%s: on_update failed", self.name)
+
+
+NBFL_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def user_traceback(exc: BaseException) -> str:
+    """A task's failure as its author wants to read it: their own frames with their source
+    lines, nbfl's frames (the same in every failure) folded into a count. A failure inside
+    nbfl itself (a filter, the wire) keeps every frame."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    mine = [f for f in frames if not os.path.abspath(f.filename).startswith(NBFL_DIR + os.sep)] or frames
+    folded = len(frames) - len(mine)
+    head = "Traceback (most recent call last" + (f"; {folded} frames inside nbfl not shown" if folded else "") + "):\n"
+    return head + "".join(traceback.format_list(mine)) + "".join(traceback.format_exception_only(type(exc), exc))
 
 
 def _arrays(data: Mapping[str, Any]) -> dict[str, np.ndarray]:

@@ -94,3 +94,10 @@ class RoundRecord:
     @property
     def ok(self) -> bool:
         return self.status is RoundStatus.OK
+
+    @property
+    def outcome(self) -> str:
+        """The status as people read it: ``ok``, or ``ok, 1 of 4 failed`` when some clients failed."""
+        if not self.failed:
+            return str(self.status)
+        return f"{self.status}, {len(self.failed)} of {len(self.failed) + len(self.clients)} failed"

@@ -299,9 +299,8 @@ class Run:
                     pump()
                 elif kind == "error":
                     client = finish(task_id)
-                    reason = str(msg.get("reason", "error"))
-                    tb = msg.get("traceback")
-                    self._fail(client.name, reason + (f"\n{tb}" if tb else ""))
+                    tb = msg.get("traceback")  # it ends with the exception, which is the reason
+                    self._fail(client.name, str(tb) if tb else str(msg.get("reason", "error")))
                 elif kind == "result":
                     client = finish(task_id)
                     result = Result(

@@ -8,6 +8,7 @@ either a dict of arrays (sent back as WEIGHTS) or an :class:`Update`.
 from __future__ import annotations
 
 import inspect
+import linecache
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -89,12 +90,14 @@ class FunctionExecutor(Executor):
         return DXO(answer.kind, answer.weights, meta).to_shareable()
 
 
-def tasks_from_source(source: str, filename: str = "<nbfl task>") -> dict[str, TaskFunction]:
+def tasks_from_source(source: str, filename: str = "<%%fl_task>") -> dict[str, TaskFunction]:
     """The functions a ``%%fl_task`` cell defines, run in a fresh namespace.
 
     This executes code sent by a controller; the client calls it only when it opted in
-    to receiving code when it joined.
+    to receiving code when it joined. The source is put in :mod:`linecache` under
+    ``filename``, so a traceback from it shows its lines, not only their numbers.
     """
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     namespace: dict[str, Any] = {"__name__": "nbfl_task"}
     exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - the opt-in is the point
     return {name: fn for name, fn in namespace.items() if inspect.isfunction(fn) and fn.__module__ == "nbfl_task"}

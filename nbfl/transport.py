@@ -33,8 +33,10 @@ endpoints are allowed unless ``insecure=True`` says otherwise.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
+import os
 import queue
 import socket
 import threading
@@ -63,6 +65,18 @@ PLAINTEXT_NOTE = "connection unencrypted and unauthenticated: use loopback or a 
 
 class InsecureTransportError(ValueError):
     """A plaintext endpoint other machines could reach, without ``insecure=True``."""
+
+
+class BindError(ValueError):
+    """An address this machine cannot listen on; the message says what to change."""
+
+
+BIND_HINTS = {
+    zmq.EADDRINUSE: "another program (or another controller) uses that port: choose another port, or 0 for a free one",
+    zmq.EADDRNOTAVAIL: "this machine has no such address: use one of its own, or 0.0.0.0 for all of them",
+    errno.ENODEV: "this machine has no such address or interface: use one of its own, or 0.0.0.0 for all of them",
+    errno.EACCES: "ports below 1024 need privileges: choose a port from 1024 up, or 0 for a free one",
+}
 
 
 @dataclass(frozen=True)
@@ -305,11 +319,15 @@ class ServerIO(_IOThread):
             self._sock.setsockopt(zmq.CURVE_PUBLICKEY, self.curve.public_key)
             self._sock.setsockopt(zmq.CURVE_SECRETKEY, self.curve.secret_key)
             self._sock.setsockopt(zmq.ZAP_DOMAIN, ZAP_DOMAIN)
-        if not endpoint.endswith(":0"):
-            self._sock.bind(endpoint)
-            return endpoint
-        host = endpoint.rsplit(":", 1)[0]
-        return f"{host}:{self._sock.bind_to_random_port(host)}"
+        try:
+            if not endpoint.endswith(":0"):
+                self._sock.bind(endpoint)
+                return endpoint
+            host = endpoint.rsplit(":", 1)[0]
+            return f"{host}:{self._sock.bind_to_random_port(host)}"
+        except zmq.ZMQError as exc:  # one line that says what to change, not a traceback
+            hint = BIND_HINTS.get(exc.errno, "check the host and port")
+            raise BindError(f"cannot listen on {endpoint}: {os.strerror(exc.errno)}; {hint}") from None
 
     def send(self, peer: bytes, msg: wire.Message) -> None:
         """Queue ``msg`` for ``peer``; tensors go zero-copy, so do not mutate them."""
@@ -430,13 +448,20 @@ class ClientIO(_IOThread):
     SOCKET_TYPE = zmq.DEALER
     THREAD_NAME = "nbfl-client-io"
 
-    # handshake outcomes the monitor reports; a failure is reported once per streak
-    HANDSHAKE_EVENTS = (
+    # what the monitor reports: handshake outcomes (a failure once per streak), and
+    # connections made or refused (before the first, refusals mean nobody listens there)
+    MONITORED = (
         zmq.EVENT_HANDSHAKE_SUCCEEDED
         | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
         | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
         | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+        | zmq.EVENT_CONNECTED
+        | zmq.EVENT_CONNECT_RETRIED
     )
+    # refused connections before a first one that say nothing listens at the address:
+    # retries back off from 0.1 s, so five take about three seconds
+    UNREACHABLE_AFTER = 5
+    RECONNECT_IVL_MS, RECONNECT_IVL_MAX_MS = 100, 2000
 
     def __init__(self, *args: Any, **kwargs: Any):
         self._last_heard = time.monotonic()
@@ -444,10 +469,15 @@ class ClientIO(_IOThread):
         self._heard_once = False  # no beats before the controller first answers (the join)
         self._handshake_failed = False
         self._monitored = False
+        self._connected_once = False
+        self._refusals = 0  # connections refused before the first one was made
         super().__init__(*args, **kwargs)
 
     def _open(self, endpoint: str) -> str:
         self._sock.setsockopt(zmq.LINGER, 1000)
+        # a controller that went away is tried again, less and less often (a restart takes seconds)
+        self._sock.setsockopt(zmq.RECONNECT_IVL, self.RECONNECT_IVL_MS)
+        self._sock.setsockopt(zmq.RECONNECT_IVL_MAX, self.RECONNECT_IVL_MAX_MS)
         if self.curve is None:
             check_plaintext(endpoint, self._insecure, connect=True)
         else:
@@ -458,7 +488,7 @@ class ClientIO(_IOThread):
             self._sock.setsockopt(zmq.CURVE_SERVERKEY, self.curve.server_key)
         # a failed handshake is otherwise silent: libzmq just retries. The monitor
         # lets start() fail at once with the likely cause instead of timing out
-        monitor = self._sock.get_monitor_socket(self.HANDSHAKE_EVENTS)
+        monitor = self._sock.get_monitor_socket(self.MONITORED)
         self._monitored = True
         self._extra[monitor] = lambda: self._on_monitor(monitor)
         self._sock.connect(endpoint)
@@ -472,11 +502,25 @@ class ClientIO(_IOThread):
     def _on_monitor(self, monitor: zmq.Socket) -> None:
         while monitor.poll(0):
             event = recv_monitor_message(monitor)["event"]
-            if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            if event == zmq.EVENT_CONNECTED:
+                self._connected_once = True
+            elif event == zmq.EVENT_CONNECT_RETRIED:
+                self._on_refused()
+            elif event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 self._handshake_failed = False
             elif not self._handshake_failed:
                 self._handshake_failed = True
                 self._emit("refused", b"", self._handshake_cause(event))
+
+    def _on_refused(self) -> None:
+        """Say once, a few seconds after connecting, that nothing listens at the address
+        (a controller that answered before and went away is only tried again)."""
+        if self._connected_once:
+            return
+        self._refusals += 1
+        if self._refusals == self.UNREACHABLE_AFTER:
+            self._emit("refused", b"", f"nothing answers at {self.endpoint} (the connection was refused "
+                                       f"{self._refusals} times): is the controller running, with this address and port?")  # fmt: skip
 
     def _handshake_cause(self, event: int) -> str:
         if self.curve is None:

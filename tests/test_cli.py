@@ -72,9 +72,20 @@ def test_bad_arguments_are_refused_before_anything_starts(args, message):
     assert out.returncode == 2 and message in out.stderr, out.stderr
 
 
-def test_client_without_a_controller_gives_up_after_its_wait():
+def test_client_without_a_controller_says_so_at_once():
+    """Refused connections end the wait for a welcome (within seconds, not --wait's 300)."""
     out = subprocess.run(
-        [*NBFL, "client", f"tcp://127.0.0.1:{free_port()}", "--name", "x", "--wait", "1"],
-        capture_output=True, text=True, timeout=120,
+        [*NBFL, "client", f"tcp://127.0.0.1:{free_port()}", "--name", "x"], capture_output=True, text=True, timeout=120,
     )  # fmt: skip
-    assert out.returncode == 1 and "not welcomed" in out.stderr
+    assert out.returncode == 1 and "nothing answers at tcp://127.0.0.1:" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_a_controller_that_cannot_listen_says_what_to_change_in_one_line():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = subprocess.run([*NBFL, "controller", "--port", str(port)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert f"cannot listen on tcp://127.0.0.1:{port}: Address already in use; another program" in out.stderr

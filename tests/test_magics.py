@@ -91,21 +91,30 @@ def test_controller_spawn_task_round_history(ip, capsys):
     assert magics(ip).controller is None
 
 
-def test_a_failing_task_is_shown_with_the_client_name_and_traceback(ip):
+def test_a_failing_task_is_shown_once_with_the_client_name_and_its_own_lines(ip):
     ip.run_line_magic("fl_controller", "start")
-    ip.run_line_magic("fl_spawn", "1")
-    ip.run_cell_magic("fl_task", "train", "def train(weights, ctx):\n    raise ValueError('bad site data')\n")
+    ip.run_line_magic("fl_spawn", "2")
+    ip.run_cell_magic(
+        "fl_task", "train",
+        "def train(weights, ctx):\n"
+        "    if ctx.client == 'site-1':\n"
+        "        raise ValueError('bad site data')\n"
+        "    return weights\n",
+    )  # fmt: skip
     types = ip.display_formatter.active_types
     ip.display_formatter.active_types = ["text/plain", "text/html"]  # as a notebook asks for
     try:
         with capture_output() as shown:  # what the cell shows, updates of the dashboard's handles included
-            ip.run_line_magic("fl_round", "1")
+            ip.run_line_magic("fl_round", "2")
     finally:
         ip.display_formatter.active_types = types
+    assert [r.outcome for r in ip.user_ns["nbfl_controller"].history] == ["ok, 1 of 2 failed"] * 2
     html = [out.data.get("text/html", "") for out in shown.outputs]
-    failures = [s for s in html if "failed</summary>" in s]
-    assert failures and "site-1" in failures[0] and "ValueError: bad site data" in failures[0]
-    assert "Traceback" in failures[0]
+    failures = [s for s in html if "failed</summary>" in s][-1]  # the dashboard's last update
+    assert failures.count("<details") == 1  # the same failure in two rounds is shown once
+    assert "ValueError: bad site data: client site-1 (rounds 1, 2) failed" in failures
+    assert "Traceback" in failures and "raise ValueError(&#x27;bad site data&#x27;)" in failures  # its source line
+    assert "frames inside nbfl not shown" in failures and "client.py" not in failures
 
 
 def test_join_runs_in_the_background(ip):

@@ -79,7 +79,7 @@ def history_html(history: Sequence[RoundRecord]) -> str:
         metrics = ", ".join(f"{k} {v:.4f}" for k, v in r.metrics.items())
         failed = "; ".join(f"{k}: {v.splitlines()[0]}" for k, v in r.failed.items())
         rows.append([
-            r.round, r.workflow, r.status, metrics, privacy_text(r).strip(" ;"), len(r.clients), failed, f"{r.seconds:.2f}",
+            r.round, r.workflow, r.outcome, metrics, privacy_text(r).strip(" ;"), len(r.clients), failed, f"{r.seconds:.2f}",
         ])  # fmt: skip
     head = ["round", "workflow", "status", "global", "privacy", "clients", "failed", "seconds"]
     return _table("nbfl-history", head, rows)
@@ -93,13 +93,21 @@ def privacy_text(record: RoundRecord) -> str:
 
 
 def failures_html(records: Iterable[RoundRecord]) -> str:
-    """Client errors, with their tracebacks, where the user looks."""
-    return "".join(
-        f"<details open><summary style='color:#b00'>round {record.round}: client {html.escape(name)} failed</summary>"
-        f"<pre>{html.escape(reason)}</pre></details>"
-        for record in records
-        for name, reason in record.failed.items()
-    )
+    """Client errors where the user looks, each distinct one once: which clients had it in
+    which rounds, then its traceback (the client's own frames; nbfl's are folded there)."""
+    seen: dict[str, dict[str, list[int]]] = {}  # reason -> client -> rounds
+    for record in records:
+        for name, reason in record.failed.items():
+            seen.setdefault(reason, {}).setdefault(name, []).append(record.round)
+    parts = []
+    for reason, where in seen.items():
+        who = ", ".join(f"{name} ({'round' if len(r) == 1 else 'rounds'} {', '.join(map(str, r))})" for name, r in where.items())
+        first = reason.strip().splitlines()[-1] if reason.strip() else "failed"
+        parts.append(
+            f"<details open><summary style='color:#b00'>{html.escape(first)}: client {html.escape(who)} failed"
+            f"</summary><pre>{html.escape(reason)}</pre></details>"
+        )
+    return "".join(parts)
 
 
 def statistics_html(result: dict[str, Any]) -> str:
@@ -179,7 +187,7 @@ class Dashboard:
         self._records.append(record)
         self.rounds.value = len(self._records)
         g = ", ".join(f"{k} {v:.4f}" for k, v in record.metrics.items())
-        self._status.set(HTML(status_html(f"round {record.round}: {record.status} {g}{privacy_text(record)}")))
+        self._status.set(HTML(status_html(f"round {record.round}: {record.outcome} {g}{privacy_text(record)}")))
         self._table.set(HTML(self._table_html()))
         self._plot.set(self._image())
         if record.failed:
