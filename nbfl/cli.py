@@ -33,13 +33,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     prov.add_argument("--out", required=True, help="folder for the kits: OUT/controller, OUT/<client> ...")
 
     ctl = sub.add_parser("controller", help="run a controller for the digits model and wait for clients")
-    ctl.add_argument("--host", help="address to bind (default: the kit's host, else 127.0.0.1)")
+    ctl.add_argument("--host", help="address to bind (default: the kit's host, else 127.0.0.1); with --workshop, the "
+                                    "address put in the join line (default: the LAN address; it listens on all)")
     ctl.add_argument("--port", type=int, help="0 picks a free one (printed); default: the kit's port, else 5555")
     _security_args(ctl, "controller")
     ctl.add_argument("--workshop", action="store_true",
                      help="walk-in participants: CurveZMQ, one join line to paste (address, key, token), no kits")
     ctl.add_argument("--capacity", type=_positive, default=30, help="workshop: participants at most, and data shares")
     ctl.add_argument("--partition", default="dirichlet:0.5", help="workshop: how the digits are shared out")
+    ctl.add_argument("--join-wait", type=float, default=600.0, help="seconds to wait for --min-clients to join")
     ctl.add_argument("--min-clients", type=_positive, default=2, help="clients to wait for, and results a round needs")
     ctl.add_argument("--seed", type=int, default=0, help="the digits test split (clients must use the same)")
     _round_args(ctl)
@@ -86,10 +88,11 @@ def _security_args(p: argparse.ArgumentParser, role: str) -> None:
 
 def _controller_endpoint(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str:
     """``--host``/``--port`` win; the kit's endpoint fills what they leave out. A workshop
-    listens on every interface and puts the LAN address (or ``--host``) in its join line."""
+    listens on every interface and puts the LAN address (or ``--host``: a tunnel's or a
+    NAT's address) in its join line."""
     port = 5555 if args.port is None else args.port
     if args.workshop:
-        return f"tcp://{args.host or '0.0.0.0'}:{port}"
+        return f"tcp://0.0.0.0:{port}"
     if args.kit is None:
         return f"tcp://{args.host or '127.0.0.1'}:{port}"
     from .provision import ProvisionError, load_kit
@@ -207,13 +210,14 @@ def _controller(args: argparse.Namespace, endpoint: str, spawn: int) -> int:
         if spawn:
             procs = spawn_clients(controller.endpoint, spawn, partition=args.partition, seed=args.seed, epochs=args.epochs)
         elif controller.join_code is not None:
-            print(f"waiting for {need} participants; each pastes into a notebook (after %load_ext nbfl):\n"
+            print(f"waiting for {need} participant{'s' if need != 1 else ''}; each pastes into a notebook "
+                  f"(after %load_ext nbfl):\n"
                   f"  %fl_join {controller.join_code} --name YOUR_NAME --accept-code\n"
                   f"or runs: nbfl client {controller.join_code} --name YOUR_NAME", flush=True)  # fmt: skip
         else:
             how = "--kit KIT_DIR" if kit is not None else f"{controller.endpoint} --name NAME"
             print(f"waiting for {need} clients: nbfl client {how} --index I --num-clients N", flush=True)
-        if not _wait_for_clients(controller, need, procs):
+        if not _wait_for_clients(controller, need, procs, getattr(args, "join_wait", 120.0)):
             stop_clients(procs)
             return 1
         print(f"{need} clients joined: {', '.join(c.name for c in controller.live_clients())}", flush=True)
@@ -259,7 +263,10 @@ def _wait_for_clients(controller: Any, need: int, procs: list, timeout: float = 
 
 
 def _accuracy(record: Any) -> float:
-    """The global model's accuracy, or (under HE) the mean of the clients' own on their data."""
+    """The global model's accuracy, or (under HE) the mean of the clients' own on their data;
+    NaN for a round that did not update the model."""
+    if not record.ok:
+        return float("nan")
     if "accuracy" in record.metrics:
         return record.metrics["accuracy"]
     local = [m["local_accuracy"] for m in record.clients.values() if "local_accuracy" in m]

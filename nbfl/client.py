@@ -18,6 +18,7 @@ import os
 import queue
 import socket
 import threading
+import time
 import traceback
 from typing import Any, Callable, Mapping, Sequence
 
@@ -115,6 +116,7 @@ class Client:
         self.rounds_done = 0
         self.last_metrics: dict[str, float] = {}
         self.last_error: str | None = None
+        self.controller_lost: float | None = None  # since when the controller has not answered (time.time())
         self._hb = (heartbeat_interval, heartbeat_timeout)
         self._io: ClientIO | None = None
         self._welcomed = threading.Event()
@@ -141,6 +143,9 @@ class Client:
                 raise ConnectionError(f"{self.name} stopped before {self.endpoint} welcomed it")
             if refused:  # an answer, not silence: say so without suggesting a longer wait helps
                 raise ConnectionError(f"{self.name} could not join {self.endpoint}: {error}")
+            if not error and self._io is not None and not self._io.connected:
+                error = ("no connection was made: a firewall on the controller's machine, or a network that keeps "
+                         "machines apart (a guest Wi-Fi), may drop it")  # fmt: skip
             raise ConnectionError(f"not welcomed by {self.endpoint} within {wait} s" + (f": {error}" if error else ""))
         return self
 
@@ -213,7 +218,12 @@ class Client:
         if kind == "invalid":
             log.warning("%s: refused a message from the controller: %s", self.name, payload)
         elif kind == "lost":
+            self.controller_lost = time.time()
             log.warning("%s: no heartbeat from %s; still trying", self.name, self.endpoint)
+            self._notify()
+        elif kind == "back":
+            self.controller_lost = None
+            self._notify()
         elif kind == "died":  # a bug ended the IO thread: say so where the participant looks, and leave
             self.last_error = f"connection thread died: {payload!r}"
             self._answered.set()

@@ -232,7 +232,7 @@ class Controller:
         self._removed.add(name)
         if self.workshop is not None:
             self.workshop.remove(name)
-        self.io.send(peer, wire.message("bye", reason="removed by the controller's user"))
+        self.io.send(peer, wire.message("bye", reason="removed by whoever runs the controller (the instructor)"))
         self.io.forget(peer)
         self.registry.set_state(peer, "removed")
         self._forward(("bye", peer, None))
@@ -356,7 +356,8 @@ class Controller:
             info.state = "joining"
         if not self.registry.add(info):
             log.warning("join refused: the name %r is taken by a connected client", name)
-            self.io.send(peer, wire.message("error", reason=f"the name {name!r} is taken"))
+            self.io.send(peer, wire.message("error", reason=f"the name {name!r} is taken by a connected client: "
+                                            "choose another, or try again in a few seconds if it was you before a restart"))
             return
         welcome: dict[str, Any] = {"name": name}
         if self.workshop is not None:
@@ -370,10 +371,8 @@ class Controller:
 
     def _refusal(self, peer: bytes, name: str, msg: wire.Message) -> str | None:
         """Why a join is refused, for the client to show, or None."""
-        if name in self._removed:
-            return f"{name!r} was removed from this federation"
         if self.workshop is None:
-            return None
+            return f"{name!r} was removed by whoever runs the controller; ask them" if name in self._removed else None
         present = [c.name for c in self.registry.snapshot() if c.live or c.state == "joining"]
         return self.workshop.refusal(self.io.authenticated_id(peer), msg.get("token"), name, present)
 

@@ -15,6 +15,7 @@ registry, queue work for another thread or answer):
 * ``("invalid", peer, str)``      frames that failed validation; already answered
 * ``("lost", peer, None)``        no heartbeat from an admitted peer within the timeout,
                                   or a send to it failed
+* ``("back", b"", None)``         (client side) the controller answers again after "lost"
 * ``("refused", b"", str)``       (client side) the handshake with the controller failed;
                                   the text names the likely cause
 * ``("died", b"", exception)``    the IO thread itself ended on a bug; the last event.
@@ -124,8 +125,9 @@ def check_plaintext(endpoint: str, insecure: bool, connect: bool) -> None:
         return
     verb = "connect to" if connect else "listen on"
     raise InsecureTransportError(
-        f"refusing to {verb} {endpoint} without encryption: it is not a loopback address. Use a startup kit "
-        f"(nbfl provision; kit=... / --kit DIR) for CurveZMQ, or pass insecure=True (--insecure) on a network you trust"
+        f"refusing to {verb} {endpoint} without encryption: it is not a loopback address. Use a workshop's join "
+        f"line (nbfl://...; %fl_controller start --workshop) or a startup kit (nbfl provision; --kit DIR) for "
+        f"CurveZMQ, or pass insecure=True (--insecure) on a network you trust"
     )
 
 
@@ -512,6 +514,11 @@ class ClientIO(_IOThread):
                 self._handshake_failed = True
                 self._emit("refused", b"", self._handshake_cause(event))
 
+    @property
+    def connected(self) -> bool:
+        """Whether a TCP connection to the controller was ever made (the handshake aside)."""
+        return self._connected_once
+
     def _on_refused(self) -> None:
         """Say once, a few seconds after connecting, that nothing listens at the address
         (a controller that answered before and went away is only tried again)."""
@@ -551,7 +558,9 @@ class ClientIO(_IOThread):
 
     def _on_frames(self, frames: list) -> None:
         self._last_heard = time.monotonic()
-        self._controller_lost = False
+        if self._controller_lost:
+            self._controller_lost = False
+            self._emit("back", b"", None)
         self._heard_once = True
         try:
             msg = wire.decode(frames)

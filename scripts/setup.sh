@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Create .venv with nbfl, what the notebooks need (jupyterlab, ipywidgets, torch,
 # matplotlib) and the test tools. torch is installed first, pinned, so that pip does
-# not pull a multi-GB CUDA build for the open "torch>=2.0" requirement; choose another
-# build with TORCH_SPEC (for example TORCH_SPEC="torch==2.5.1").
+# not pull another build for the open "torch>=2.0" requirement. On this project's
+# machines torch==2.13.0 is a CPU build on local disk; from PyPI on Linux it is a CUDA
+# build of several GB, so elsewhere choose with TORCH_SPEC (pip arguments), for example
+# TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cpu" for PyTorch's CPU build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}
@@ -21,8 +23,9 @@ pip --upgrade pip
 if .venv/bin/python -c "import torch" 2>/dev/null; then
   step "torch $(.venv/bin/python -c 'import torch; print(torch.__version__)') is installed"
 else
-  step "installing ${TORCH_SPEC:-torch==2.13.0} (CPU build; the largest download, a minute or more)"
-  pip "${TORCH_SPEC:-torch==2.13.0}"
+  step "installing ${TORCH_SPEC:-torch==2.13.0} (the largest download, a minute or more)"
+  # shellcheck disable=SC2086  # TORCH_SPEC is pip arguments: split into words on purpose
+  pip ${TORCH_SPEC:-torch==2.13.0}
 fi
 step "installing nbfl with jupyterlab, ipywidgets, matplotlib and the test tools (a minute or two the first time)"
 pip -e ".[test]"

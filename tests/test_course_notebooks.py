@@ -121,13 +121,13 @@ def html_of(nb: nbformat.NotebookNode) -> str:
 
 
 def test_workshop_instructor_notebook_runs_a_room_of_its_own_sites():
-    nb = execute("03_workshop_instructor.ipynb", CAPACITY=4, HOST="127.0.0.1", LOCAL_SITES=2, WAIT_FOR=2, ROUNDS=3)
+    nb = execute("03_workshop_instructor.ipynb", CAPACITY=4, HOST="127.0.0.1", LOCAL_SITES=2, PARTICIPANTS=0, ROUNDS=3)
     assert not errors_of(nb)
     text, shown = text_of(nb), html_of(nb)
     assert re.search(r"value='%fl_join nbfl://127\.0\.0\.1:\d+/[\w-]{43}/[\w-]+ --name YOUR_NAME --accept-code'", shown)
     assert "participants: ['site-1', 'site-2']" in text
     assert "shares: ['1/4', '2/4']" in text  # the spawned sites joined with the line and were given shares
-    accuracy = float(re.search(r"global accuracy after 3 rounds: ([\d.]+)", text).group(1))
+    accuracy = float(re.search(r"round 3: ok; global accuracy ([\d.]+)", text).group(1))
     assert accuracy > 0.5, text
     labels = next(c for c in nb.cells if c.source.startswith("%fl_labels"))
     assert any("image/png" in d for d, _ in outputs(labels))
@@ -143,7 +143,8 @@ def test_workshop_participant_notebook_joins_with_the_pasted_code():
     with nbfl.Controller(weights=DigitsMLP(), workshop=Workshop(capacity=4, host="127.0.0.1")) as ctl:
         rounds = threading.Thread(target=lambda: ctl.run(2, join_timeout=300, timeout=300), daemon=True)
         rounds.start()  # waits for the participant, then trains two rounds with it
-        nb = execute("03_workshop_participant.ipynb", JOIN_CODE=str(ctl.join_code), NAME="ada", WATCH_ROUNDS=2)
+        line = f"%fl_join {ctl.join_code} --name YOUR_NAME --accept-code"  # the whole line, as copied
+        nb = execute("03_workshop_participant.ipynb", JOIN_LINE=line, NAME="ada", WATCH_ROUNDS=2)
         rounds.join(300)
         assert not errors_of(nb)
         line = re.search(r"ada: share 1/4, (\d+) samples, 2 rounds done, local accuracy ([\d.]+)", text_of(nb))

@@ -284,3 +284,21 @@ def test_a_workshop_from_the_magics_join_line_shares_remove_and_rotate(ip):
     with pytest.raises(UsageError, match="removed"):
         ip.run_line_magic("fl_join", line.split(" ", 1)[1].replace("YOUR_NAME", "ada"))
     ip.run_line_magic("fl_controller", "stop")
+
+
+def test_a_participant_sees_a_silent_controller_and_can_leave(ip):
+    import nbfl
+
+    ctl = nbfl.Controller("tcp://127.0.0.1:0", {"w": np.zeros(3, np.float32)})
+    try:
+        ip.run_line_magic("fl_join", f"{ctl.endpoint} --name laptop --data none")
+        client = ip.user_ns["nbfl_client"]
+        ctl.io.stop()  # the controller's kernel died: no goodbye, no heartbeats
+        until(lambda: client.controller_lost is not None, timeout=120)
+        assert "has not answered since" in shown_html(ip, "fl_status", "")
+        with pytest.raises(UsageError, match="%fl_leave"):
+            ip.run_line_magic("fl_join", f"{ctl.endpoint} --name laptop --data none")
+        ip.run_line_magic("fl_leave", "")
+        assert client.state == "stopped"
+    finally:
+        ctl.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import logging
 import socket
+import time
 from typing import Any
 
 import numpy as np
@@ -57,8 +58,8 @@ class FLMagics(Magics):
     @argument("action", choices=["start", "stop", "status", "rotate", "remove"],
               help="start, stop or show the controller; in a workshop, rotate the join token or remove NAME")
     @argument("name", nargs="?", help="remove: the participant to disconnect and keep out")
-    @argument("--host", help="address to bind (default: the kit's host; in a workshop this machine's LAN address, "
-                             "else 127.0.0.1); others need a reachable one")
+    @argument("--host", help="address to bind (default: the kit's host, else 127.0.0.1); in a workshop, the address "
+                             "put in the join line (default: this machine's LAN address; it listens on all of them)")
     @argument("--port", type=int, help="0 picks a free port (default: the kit's port, else 0)")
     @argument("--kit", help="the controller's startup kit folder (nbfl provision): CurveZMQ, only its clients admitted")
     @argument("--workshop", action="store_true",
@@ -85,10 +86,7 @@ class FLMagics(Magics):
             run = f" (its run {html.escape(self.run.summary())})" if going and self.run else ""
             display(HTML(f"controller stopped{run}; its clients were told goodbye"))
         else:
-            ctl = self._controller()
-            if ctl.join_code is not None:
-                display(HTML(join_html(ctl.join_code)))
-            Dashboard(ctl).show(controls=False)
+            Dashboard(self._controller()).show(controls=False)  # with the join line, in a workshop
 
     def _admit(self, args: Any) -> None:
         """``rotate``: a new join line; ``remove NAME``: disconnect a participant and keep them out."""
@@ -120,7 +118,7 @@ class FLMagics(Magics):
                 endpoint = kit.endpoint_with(args.host, args.port)
             elif args.workshop:
                 workshop = Workshop(args.capacity, args.partition, token_ttl=args.token_hours * 3600, host=args.host)
-                endpoint = f"tcp://{args.host or '0.0.0.0'}:{args.port or 0}"
+                endpoint = f"tcp://0.0.0.0:{args.port or 0}"  # the line may name a tunnel's or a NAT's address
             self.controller = Controller(
                 endpoint, weights, kit=kit, workshop=workshop, insecure=args.insecure, evaluate=evaluate
             )
@@ -236,7 +234,7 @@ class FLMagics(Magics):
             return
         if self.client is not None and self.client.state != "stopped":
             raise UsageError(f"this notebook is already client {self.client.name!r} (%fl_join alone shows it); "
-                             "nbfl_client.stop() leaves")  # fmt: skip
+                             "%fl_leave first to join another controller")  # fmt: skip
         if args.kit is None and (args.endpoint is None or args.name is None):
             raise UsageError("%fl_join needs the join line's code (or ENDPOINT) and --name, or --kit YOUR_KIT_FOLDER")
         where = args.endpoint or f"the controller of kit {args.kit}"
@@ -254,6 +252,14 @@ class FLMagics(Magics):
             raise UsageError(str(exc)) from None
         self.shell.user_ns["nbfl_client"] = self.client
         status.update(HTML(_client_status(self.client)))
+
+    @line_magic
+    def fl_leave(self, line: str = "") -> None:
+        """Leave the controller this notebook joined with %fl_join (to join another, say)."""
+        if self.client is None or self.client.state == "stopped":
+            raise UsageError("this notebook has not joined a controller: %fl_join LINE")
+        self.client.stop()
+        display(HTML(f"{html.escape(self.client.name)} left {html.escape(self.client.endpoint)}"))
 
     def _client_updated(self, client: Client) -> None:
         if self.client_status is not None:
@@ -355,6 +361,9 @@ class FLMagics(Magics):
         if self.controller is None and self.client is not None:
             self._show_client()
             return
+        if self.controller is None:
+            raise UsageError("no controller runs and no client joined from this notebook: "
+                             "%fl_controller start, or %fl_join with the line the controller shows")  # fmt: skip
         ctl = self._controller()
         status = status_html(f"run: {self.run.summary()}" if self.run else "no run yet: %fl_round N")
         display(HTML(status + clients_html(ctl.clients)))
@@ -531,6 +540,9 @@ def _option(text: str) -> tuple[str, Any]:
 def _client_status(client: Client) -> str:
     metrics = ", ".join(f"{k} {v:.3g}" for k, v in sorted(client.last_metrics.items()))
     error = f"<br><span style='color:#b00'>{html.escape(client.last_error)}</span>" if client.last_error else ""
+    if client.controller_lost is not None and client.state != "stopped":
+        since = time.strftime("%H:%M:%S", time.localtime(client.controller_lost))
+        error += f"<br><span style='color:#a60'>the controller has not answered since {since}; still trying</span>"
     share = f", share {client.share} ({client.samples} samples)" if client.share is not None else ""
     return (
         f"<b>{html.escape(client.name)}</b> at {html.escape(client.endpoint)} on {html.escape(client.device)}"
