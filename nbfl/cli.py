@@ -41,6 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                      help="walk-in participants: CurveZMQ, one join line to paste (address, key, token), no kits")
     ctl.add_argument("--capacity", type=_positive, default=30, help="workshop: participants at most, and data shares")
     ctl.add_argument("--partition", default="dirichlet:0.5", help="workshop: how the digits are shared out")
+    ctl.add_argument("--checkpoint-dir", help="write a checkpoint (model, workflow state, history) after every round")
+    ctl.add_argument("--resume", help="continue from the last whole checkpoint in this folder (and keep writing there)")
     ctl.add_argument("--join-wait", type=float, default=600.0, help="seconds to wait for --min-clients to join")
     ctl.add_argument("--min-clients", type=_positive, default=2, help="clients to wait for, and results a round needs")
     ctl.add_argument("--seed", type=int, default=0, help="the digits test split (clients must use the same)")
@@ -198,13 +200,20 @@ def _controller(args: argparse.Namespace, endpoint: str, spawn: int) -> int:
         from .workshop import Workshop
 
         workshop = Workshop(args.capacity, args.partition, args.seed, host=args.host)
+    saving = {"checkpoint_dir": getattr(args, "checkpoint_dir", None), "resume": getattr(args, "resume", None)}
     try:
-        controller = Controller(endpoint, model, kit=kit, workshop=workshop, insecure=insecure, evaluate=evaluate)
-    except ValueError as exc:  # plaintext off loopback, or a bad kit
+        controller = Controller(
+            endpoint, model, kit=kit, workshop=workshop, insecure=insecure, evaluate=evaluate, **saving
+        )
+    except ValueError as exc:  # plaintext off loopback, a bad kit, an address in use, no usable checkpoint
         print(f"nbfl controller: {exc}", file=sys.stderr)
         return 1
     with controller:
         print(f"controller at {controller.endpoint}", flush=True)
+        if controller.resumed is not None:
+            for damaged in controller.resumed.skipped:
+                print(f"skipped a damaged checkpoint: {damaged}", flush=True)
+            print(f"resumed from {controller.resumed.path}: {controller.resumed.round} rounds done", flush=True)
         if not spawn:  # a deployment, not the loopback demo: say how connections are protected
             print(controller.security, flush=True)
         if spawn:
@@ -228,8 +237,10 @@ def _controller(args: argparse.Namespace, endpoint: str, spawn: int) -> int:
             workflow = HEFedAvg(he_context)
             print("homomorphic encryption: this controller cannot read the model; accuracy is the clients' own")
         print(f"{'round':>5} {'accuracy':>9} {'loss':>7} {'clients':>7} {'seconds':>8}  ({workflow.name})", flush=True)
+        rounds = args.rounds - len(controller.history)  # after a resume, the rest of them
         try:
-            controller.run(args.rounds, workflow, min_clients=need, timeout=args.timeout, on_round=_print_round)
+            if rounds > 0:
+                controller.run(rounds, workflow, min_clients=need, timeout=args.timeout, on_round=_print_round)
         except TimeoutError as exc:  # too few clients left, and none came back
             print(f"stopped: {exc}", flush=True)
         except KeyboardInterrupt:

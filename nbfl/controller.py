@@ -24,7 +24,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import zmq
 
-from . import wire
+from . import checkpoint, wire
 from .filters import build as build_filters
 from .filters.accountant import PrivacyLedger
 from .limits import RateLimit
@@ -53,6 +53,11 @@ class Controller:
     :mod:`nbfl.torch_adapter`). ``evaluate(weights) -> {"accuracy": ...}``, if given,
     runs on the controller after every round and its metrics go into the round's record.
 
+    With ``checkpoint_dir`` it writes a checkpoint after every round (:mod:`nbfl.checkpoint`:
+    the model, the workflow's state, the history); ``resume=DIR`` starts from the last whole
+    one in DIR (and keeps writing there): the next round is the one after it, and the
+    next run of the same workflow takes up its state.
+
     With ``kit`` (a controller's startup kit from ``nbfl provision``, or its folder) every
     connection is CurveZMQ and only the kit's client keys are admitted, each under its
     listed name; ``endpoint`` then defaults to the kit's. With ``workshop``
@@ -76,6 +81,8 @@ class Controller:
         heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
         privacy_delta: float = 1e-5,
         join_rate: tuple[float, int] = (20.0, 100),
+        checkpoint_dir: str | os.PathLike[str] | None = None,
+        resume: str | os.PathLike[str] | None = None,
     ):
         self._weights: Weights = _as_weights(weights) if weights is not None else {}
         self.evaluate = evaluate
@@ -87,9 +94,15 @@ class Controller:
         self.registry = Registry()
         self._joins = RateLimit(*join_rate)  # (per second, at once): a join flood is refused cheaply
         self._run: Run | None = None  # the active run, if any
+        self._pending_state: checkpoint.Checkpoint | None = None  # a resumed workflow state, until a run takes it
         self._starting = threading.Lock()
         self._failure: BaseException | None = None  # what ended the IO thread, if it died
         self._removed: set[str] = set()  # names the user removed; they are not let back in
+        # after every round a checkpoint goes here; resume=DIR also continues writing to DIR
+        self.checkpoint_dir = checkpoint_dir if checkpoint_dir is not None else resume
+        self.resumed: checkpoint.Checkpoint | None = None
+        if resume is not None:
+            self._resume(checkpoint.latest(resume))
         if kit is not None and workshop is not None:
             raise ValueError("a controller uses a startup kit or a workshop's join code, not both")
         self.kit = as_kit(kit, "controller") if kit is not None else None
@@ -198,6 +211,7 @@ class Controller:
         workflow = make_workflow(workflow) if isinstance(workflow, str) else workflow or FedAvg()
         if not isinstance(workflow, Workflow):
             raise TypeError(f"{workflow!r} is not a workflow: it needs name, trains and round(run, weights, number)")
+        self._restore_workflow(workflow)
         build_filters(filters)  # an unknown or bad spec fails here, not on every client
         with self._starting:  # the check and the claim are one step: two callers cannot both pass
             self._refuse_during_run("start another run")
@@ -220,6 +234,7 @@ class Controller:
         start empty, so rounds count from 1 again (comparisons of algorithms or noise levels)."""
         self.weights = weights
         self.history.clear()
+        self._pending_state = None
         self.privacy = PrivacyLedger(self.privacy.delta)
 
     def remove(self, name: str) -> None:
@@ -267,6 +282,40 @@ class Controller:
     # -- for runs (nbfl.run.Host) -------------------------------------------------
     def adopt(self, weights: Weights) -> None:
         self._weights = weights
+
+    def round_done(self, workflow: Workflow, record: RoundRecord) -> None:
+        """Write the checkpoint of the round just recorded; a failure to write is noted in the
+        round's record and logged, and the run goes on (the previous checkpoint stays whole)."""
+        if self.checkpoint_dir is None:
+            return
+        try:
+            checkpoint.save(self.checkpoint_dir, self._weights, self.history, workflow)
+        except (OSError, ValueError) as exc:
+            log.error("checkpoint after round %d not written: %s", record.round, exc)
+            record.notes["checkpoint_error"] = str(exc)
+
+    def _resume(self, saved: checkpoint.Checkpoint) -> None:
+        if self._weights:  # a model was given too: it must be the same model
+            mismatch = sorted(
+                k for k in set(self._weights) | set(saved.weights)
+                if k not in self._weights or k not in saved.weights or self._weights[k].shape != saved.weights[k].shape
+            )  # fmt: skip
+            if mismatch:
+                raise ValueError(f"the checkpoint in {saved.path} is of another model: {', '.join(mismatch[:5])} differ")
+        self._weights = {k: np.array(v) for k, v in saved.weights.items()}
+        self.history[:] = saved.history
+        self.resumed = saved
+        self._pending_state = saved
+        log.info("resumed from %s: %d rounds done", saved.path, saved.round)
+
+    def _restore_workflow(self, workflow: Workflow) -> None:
+        """The first run after a resume takes up the checkpoint's workflow state, if it is that workflow."""
+        saved, self._pending_state = self._pending_state, None
+        if saved is None or saved.workflow != workflow.name:
+            return
+        load_state = getattr(workflow, "load_state", None)
+        if callable(load_state) and (saved.workflow_arrays or saved.workflow_meta):
+            load_state(saved.workflow_arrays, saved.workflow_meta)
 
     def check_alive(self) -> None:
         if self._failure is not None:

@@ -70,6 +70,10 @@ class Host(Protocol):
         """Raise :class:`RunError` if the controller cannot talk to its clients any more."""
         ...
 
+    def round_done(self, workflow: Workflow, record: RoundRecord) -> None:
+        """A round is in the history: the controller may write a checkpoint."""
+        ...
+
 
 class Run:
     """Rounds of ``workflow`` on ``host``'s clients; made by ``Controller.start``, not directly."""
@@ -389,6 +393,7 @@ class Run:
         record.seconds = time.perf_counter() - started
         self.history.append(record)
         host.history.append(record)
+        host.round_done(self.workflow, record)
         log.info("round %d %s in %.2f s %s", number, record.status, record.seconds, record.metrics)
         return record
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from .. import names
 from ..aggregators.fedopt import OPTIMIZERS, ServerOptimizer
 from ..weights import Weights
@@ -42,3 +44,19 @@ class FedOpt(FedAvg):
     def round(self, run: "RoundContext", weights: Weights, number: int) -> Weights:
         mean = super().round(run, weights, number)
         return self.optimizer.step(weights, mean)
+
+    def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """The server optimizer's buffers and step count, for a checkpoint."""
+        opt = self.optimizer
+        arrays = {f"{name}/{key}": buf for name, slot in opt.state.items() for key, buf in slot.items()}
+        return arrays, {"optimizer": opt.name, "steps": opt.steps}
+
+    def load_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        """Continue from a checkpoint's :meth:`state`."""
+        if meta.get("optimizer") != self.optimizer.name:
+            raise ValueError(f"the checkpoint holds a {meta.get('optimizer')} server optimizer, not {self.optimizer.name}")
+        self.optimizer.steps = int(meta.get("steps", 0))
+        self.optimizer.state = {}
+        for path, buf in arrays.items():
+            name, _, key = path.rpartition("/")
+            self.optimizer.state.setdefault(name, {})[key] = np.array(buf)

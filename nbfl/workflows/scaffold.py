@@ -76,3 +76,13 @@ class Scaffold(FedAvg):
             k: (g + self.lr * (averaged[k] - g)).astype(g.dtype) if g.dtype.kind == "f" else averaged[k]
             for k, g in weights.items()
         }
+
+    def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """The server's control variate and the run id clients key theirs by, for a checkpoint."""
+        return dict(self.control), {"run_id": self.run_id}
+
+    def load_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        """Continue from a checkpoint's :meth:`state`: the clients still hold their own
+        control variates under the same run id."""
+        self.control = {k: np.array(v, np.float64) for k, v in arrays.items()}
+        self.run_id = str(meta.get("run_id", self.run_id))
