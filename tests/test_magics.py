@@ -302,3 +302,19 @@ def test_a_participant_sees_a_silent_controller_and_can_leave(ip):
         assert client.state == "stopped"
     finally:
         ctl.close()
+
+
+def test_a_controller_started_again_with_resume_carries_on(ip, tmp_path):
+    ip.run_line_magic("fl_controller", f"start --checkpoint-dir {tmp_path}")
+    ip.run_line_magic("fl_spawn", "1")
+    ip.run_line_magic("fl_round", "2")
+    before = {k: v.copy() for k, v in ip.user_ns["nbfl_controller"].weights.items()}
+    ip.run_line_magic("fl_controller", "stop")
+    shown = shown_html(ip, "fl_controller", f"start --resume {tmp_path}")
+    assert "2 rounds done" in shown
+    ctl = ip.user_ns["nbfl_controller"]
+    assert all(np.array_equal(ctl.weights[k], v) for k, v in before.items()) and len(ctl.history) == 2
+    ip.run_line_magic("fl_spawn", "1")
+    ip.run_line_magic("fl_round", "1")
+    assert [r.round for r in ctl.history] == [1, 2, 3]
+    ip.run_line_magic("fl_controller", "stop")

@@ -68,6 +68,8 @@ class FLMagics(Magics):
     @argument("--partition", default="dirichlet:0.5", help="workshop: how the built-in data is shared out")
     @argument("--token-hours", type=float, default=12.0, help="workshop: how long the join line admits newcomers")
     @argument("--insecure", action="store_true", help="allow plaintext on a non-loopback --host (a trusted network)")
+    @argument("--checkpoint-dir", help="write a checkpoint (model, workflow state, history) after every round")
+    @argument("--resume", help="continue from the last whole checkpoint in this folder (and keep writing there)")
     @argument("--model", help="name of a torch module or dict of arrays in this notebook (default: digits MLP)")
     @argument("--evaluate", help="name of a function weights -> {'accuracy': ...} (default: digits test split)")
     @argument("--min-clients", type=int, default=1, help="results a round needs to update the model")
@@ -120,8 +122,9 @@ class FLMagics(Magics):
                 workshop = Workshop(args.capacity, args.partition, token_ttl=args.token_hours * 3600, host=args.host)
                 endpoint = f"tcp://0.0.0.0:{args.port or 0}"  # the line may name a tunnel's or a NAT's address
             self.controller = Controller(
-                endpoint, weights, kit=kit, workshop=workshop, insecure=args.insecure, evaluate=evaluate
-            )
+                endpoint, weights, kit=kit, workshop=workshop, insecure=args.insecure, evaluate=evaluate,
+                checkpoint_dir=args.checkpoint_dir, resume=args.resume,
+            )  # fmt: skip
         except ValueError as exc:  # plaintext off loopback, a bad kit or workshop setting
             raise UsageError(str(exc)) from None
         self.controller.task_code.update(self.task_code)
@@ -136,6 +139,10 @@ class FLMagics(Magics):
             join = endpoint.replace("0.0.0.0", socket.gethostname())
             how = "--kit YOUR_KIT_FOLDER" if kit is not None else f"{html.escape(join)} --name YOUR_NAME"
             how = f"<code>%fl_join {how}</code>"
+        resumed = self.controller.resumed
+        if resumed is not None:
+            damaged = "".join(f"<br>skipped a damaged checkpoint: {html.escape(d)}" for d in resumed.skipped)
+            display(HTML(f"resumed from {html.escape(str(resumed.path))}: {resumed.round} rounds done{damaged}"))
         display(
             HTML(
                 f"<b>controller listening on {html.escape(endpoint)}</b><br>"
