@@ -19,10 +19,10 @@ import concurrent.futures
 import logging
 import os
 import threading
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
-import zmq
 
 from . import checkpoint, wire
 from .filters import build as build_filters
@@ -109,8 +109,9 @@ class Controller:
         self.workshop = workshop
         curve = self.kit.curve() if self.kit is not None else None
         if workshop is not None:
-            public, secret = zmq.curve_keypair()
-            curve = CurveConfig(public, secret, admit=workshop.admit_key, source="join line")
+            if self.resumed is not None and self._workshop_file().exists():  # the same key, token and people
+                workshop.restore(self._workshop_file())
+            curve = CurveConfig(workshop.public_key, workshop.secret_key, admit=workshop.admit_key, source="join line")
         if endpoint is None:
             endpoint = self.kit.endpoint if self.kit is not None else "tcp://127.0.0.1:0"
             endpoint = "tcp://0.0.0.0:0" if workshop is not None else endpoint
@@ -120,6 +121,7 @@ class Controller:
         )  # fmt: skip
         self.io.start()
         self._closed = False
+        self._save_workshop()
         log.info("controller listening on %s", self.endpoint)
 
     # -- public API -------------------------------------------------------------
@@ -247,6 +249,7 @@ class Controller:
         self._removed.add(name)
         if self.workshop is not None:
             self.workshop.remove(name)
+            self._save_workshop()
         self.io.send(peer, wire.message("bye", reason="removed by whoever runs the controller (the instructor)"))
         self.io.forget(peer)
         self.registry.set_state(peer, "removed")
@@ -290,9 +293,21 @@ class Controller:
             return
         try:
             checkpoint.save(self.checkpoint_dir, self._weights, self.history, workflow)
+            self._save_workshop()
         except (OSError, ValueError) as exc:
             log.error("checkpoint after round %d not written: %s", record.round, exc)
             record.notes["checkpoint_error"] = str(exc)
+
+    def _workshop_file(self) -> Path:
+        assert self.checkpoint_dir is not None
+        return Path(self.checkpoint_dir) / "workshop.json"
+
+    def _save_workshop(self) -> None:
+        """A workshop's key, token and participants go beside the checkpoints (mode 0600), so a
+        restarted controller is the same one to the clients: they rejoin by themselves."""
+        if self.workshop is not None and self.checkpoint_dir is not None:
+            Path(self.checkpoint_dir).mkdir(parents=True, exist_ok=True)
+            self.workshop.save(self._workshop_file())
 
     def _resume(self, saved: checkpoint.Checkpoint) -> None:
         if self._weights:  # a model was given too: it must be the same model

@@ -25,14 +25,18 @@ import base64
 import binascii
 import hmac
 import ipaddress
+import json
+import os
 import re
 import secrets
 import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping
 
+import zmq
 from zmq.utils import z85
 
 SCHEME = "nbfl://"
@@ -140,6 +144,7 @@ class Workshop:
         self.partition = partition
         self.seed = seed
         self.host = host or lan_address()
+        self.public_key, self.secret_key = zmq.curve_keypair()  # the controller's, made now: nothing to hand out
         self._lock = threading.Lock()
         self._token = ""
         self._expires = 0.0
@@ -226,6 +231,46 @@ class Workshop:
             self._banned_names.add(name)
             self._banned_keys.update(k for k, n in self._known.items() if n == name)
         self.rotate(max(self._expires - time.time(), 0.0))
+
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write what a restarted controller needs to be the same workshop (its key pair,
+        the token, who joined with which key and share, who was removed) to ``path``,
+        readable by this user only, by atomic replace."""
+        with self._lock:
+            state = {
+                "public_key": self.public_key.decode(), "secret_key": self.secret_key.decode(),
+                "token": self._token, "expires": self._expires, "revoked": self._revoked, "known": self._known,
+                "banned_keys": sorted(self._banned_keys), "banned_names": sorted(self._banned_names),
+                "shares": self._shares,
+            }  # fmt: skip
+        path = Path(path)
+        staging = path.with_name(f".{path.name}.writing")
+        fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(staging, path)
+
+    def restore(self, path: str | os.PathLike[str]) -> None:
+        """Take up a workshop :meth:`save` wrote: the same key (so the line participants
+        joined with still reaches this controller), token, known keys, removals and shares."""
+        try:
+            state = json.loads(Path(path).read_text())
+            public, secret = state["public_key"].encode(), state["secret_key"].encode()
+            if zmq.curve_public(secret) != public:
+                raise ValueError("its secret key does not belong to its public key")
+            known, shares = dict(state["known"]), {str(k): int(v) for k, v in state["shares"].items()}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"cannot take up the workshop saved in {path}: {exc}") from None
+        with self._lock:
+            self.public_key, self.secret_key = public, secret
+            self._token, self._expires = str(state["token"]), float(state["expires"])
+            self._revoked = [str(t) for t in state.get("revoked", [])]
+            self._known, self._shares = known, shares
+            self._banned_keys = set(state.get("banned_keys", []))
+            self._banned_names = set(state.get("banned_names", []))
 
 
 def lan_address() -> str:

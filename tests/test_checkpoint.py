@@ -163,3 +163,26 @@ def test_a_controller_killed_after_round_7_resumes_and_ends_where_an_unbroken_ru
     assert [r.round for r in resumed.history] == list(range(1, 13)) and all(r.ok for r in resumed.history)
     for name, value in unbroken.weights.items():
         np.testing.assert_allclose(resumed.weights[name], value, rtol=1e-4, atol=1e-6)
+
+
+def test_a_restarted_workshop_is_the_same_one_and_its_participants_rejoin_by_themselves(tmp_path, client_factory):
+    from nbfl.workshop import Workshop
+
+    fast = {"heartbeat_interval": 0.1, "heartbeat_timeout": 2.0}
+    first = nbfl.Controller(weights={"w": np.zeros(3, np.float32)}, workshop=Workshop(host="127.0.0.1"),
+                            checkpoint_dir=tmp_path, **fast)  # fmt: skip
+    line = str(first.join_code)
+    for name in ("a", "b"):
+        client_factory(line, name, tasks=shifter(name))
+    first.run(1, min_clients=2, timeout=60)
+    assert oct((tmp_path / "workshop.json").stat().st_mode & 0o777) == "0o600"  # it holds the controller's secret key
+    first.io.stop()  # the kernel died: no goodbye
+    port = first.endpoint.rsplit(":", 1)[1]
+    second = nbfl.Controller(f"tcp://0.0.0.0:{port}", workshop=Workshop(host="127.0.0.1"), resume=tmp_path, **fast)
+    try:
+        assert str(second.join_code) == line  # the same key and token: the line on the projector still works
+        records = second.run(1, min_clients=2, timeout=60, join_timeout=120)
+        assert records[0].ok and sorted(records[0].clients) == ["a", "b"] and records[0].round == 2
+    finally:
+        second.close()
+        first.close()
