@@ -310,9 +310,9 @@ class Client:
             )  # fmt: skip
             shareable = DXO(kind, tensors, meta).to_shareable()
             reply = self._executor_for(msg).execute(task_name, shareable, fl_ctx, signal)
-            if signal.triggered:
+            if signal.triggered:  # acknowledged, so the controller knows the site stopped
                 log.info("%s: task %s aborted", self.name, task_name)
-                return None
+                return wire.encode(wire.message("aborted", task_id=task_id))
             rc = reply.get_return_code() if hasattr(reply, "get_return_code") else ReturnCode.OK
             if rc != ReturnCode.OK:
                 return wire.encode(

@@ -19,6 +19,7 @@ import concurrent.futures
 import logging
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -375,6 +376,8 @@ class Controller:
             self._forward(("bye", peer, msg))
         elif msg.kind == "info":
             self._on_info(peer, msg)
+        elif msg.kind == "aborted":
+            self.registry.update(peer, aborted_at=time.monotonic())
         elif msg.kind in ("ready", "result", "error"):
             if not self._forward((msg.kind, peer, msg)):
                 log.warning("%s from %s while no round runs: dropped", msg.kind, self.registry.name_of(peer))

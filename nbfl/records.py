@@ -29,6 +29,7 @@ class ClientInfo:
     code: str = ""  # what it ran last: "%%fl_task" (the controller's code) or "own"
     labels: list[int] = field(default_factory=list)  # samples per class, if the client reported them
     traffic: tuple[int, int] | None = None  # bytes sent to it and received from it in its last round
+    aborted_at: float | None = None  # time.monotonic() when it last said it stopped a task on an abort
     state: str = "idle"  # joining (setting up its share), idle, training, lost, left, removed
     last_seen: float = field(default_factory=time.time)
     last_round: int | None = None

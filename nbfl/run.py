@@ -284,6 +284,8 @@ class Run:
                     kind, peer, msg = self._inbox.get(timeout=0.5 if remaining is None else min(remaining, 0.5))
                 except queue.Empty:
                     continue
+                if kind == "stop":
+                    continue  # the check above ends the round
                 if kind == "died":
                     ended_by = "lost its connection"
                     raise RunError(f"the controller's IO thread died: {msg!r}") from msg
@@ -412,6 +414,7 @@ class Run:
             self._stop_status = status
             self._stop.set()
             self._host.registry.wake()
+            self._inbox.put(("stop", b"", None))  # wakes a round gathering results: the abort goes out now
 
     def _progress(self, answered: int, asked: int) -> None:
         if self._on_progress is not None:

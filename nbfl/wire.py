@@ -41,6 +41,7 @@ KINDS = frozenset(
         "welcome",  # controller -> client: accepted, client id
         "task",  # controller -> client: task name, task id, round, weights
         "info",  # client -> controller: what it trains on, once its share came (samples, device, labels)
+        "aborted",  # client -> controller: it stopped a task on the controller's abort (task id)
         "ready",  # client -> controller: a result is ready, waiting for a pull
         "pull",  # controller -> client: send the ready result now (flow control)
         "result",  # client -> controller: task id, weights or diff, metrics

@@ -76,6 +76,7 @@ def test_stop_aborts_the_round_and_keeps_the_last_complete_model(controller_fact
     records = run.wait(timeout=30)
     assert [r.status for r in records] == [RoundStatus.OK, RoundStatus.STOPPED] and run.stopped
     assert aborted.wait(10), "the client was not told to abort"
+    until(lambda: ctl.clients[0].aborted_at is not None)  # and it said it stopped
     assert run.summary() == "stopped after 1 of 200 rounds"
     np.testing.assert_allclose(ctl.weights["w"], small_model()["w"] + 1)  # round 1's model
     assert {c.state for c in ctl.clients} == {"idle"}  # the table shows no one still training
