@@ -186,6 +186,8 @@ class Controller:
         workflow: Any = None,
         *,
         min_clients: int = 1,
+        min_results: int | None = None,
+        grace: float | None = None,
         timeout: float | None = None,
         join_timeout: float | None = 60.0,
         on_round: OnRound | None = None,
@@ -195,11 +197,15 @@ class Controller:
         """Start ``rounds`` rounds of ``workflow`` (FedAvg by default, or an algorithm's name)
         in the background and return the :class:`~nbfl.run.Run` handle at once.
 
-        A round waits for every live client or ``timeout`` seconds; a client that dies
-        is noticed by its missing heartbeats and the round goes on with the others.
-        A round with fewer than ``min_clients`` usable results keeps the old model; if
-        fewer than ``min_clients`` are connected before a round, the run waits up to
-        ``join_timeout`` for them (and fails with TimeoutError if they do not come).
+        A round starts once ``min_clients`` are connected (the run waits up to
+        ``join_timeout`` for them, and fails with TimeoutError if they do not come). It
+        waits for every live client, at most ``timeout`` seconds; with ``grace``, only
+        that many seconds more once its quorum of ``min_results`` results (default
+        ``min_clients``) is in: slower clients are told to stop and listed in the
+        record's ``notes["late"]``, and a result of theirs that comes later is dropped
+        with one log line. A client that dies is noticed by its missing heartbeats and
+        the round goes on with the others. A round short of its quorum fails and keeps
+        the old model.
         ``on_round(record)`` follows each round, ``on_progress(answered, asked)`` each
         answer within one, both on the run's thread. ``filters`` are specs of
         :mod:`nbfl.filters` every client applies to its updates this run
@@ -219,7 +225,8 @@ class Controller:
         with self._starting:  # the check and the claim are one step: two callers cannot both pass
             self._refuse_during_run("start another run")
             run = self._run = Run(
-                self, rounds, workflow, min_clients=min_clients, timeout=timeout, join_timeout=join_timeout,
+                self, rounds, workflow, min_clients=min_clients, min_results=min_results, grace=grace, timeout=timeout,
+                join_timeout=join_timeout,
                 filters=filters, on_round=on_round, on_progress=on_progress,
             )  # fmt: skip
         # begun only once it is self._run: the IO thread forwards the first results to it

@@ -85,6 +85,8 @@ class Run:
         workflow: Workflow,
         *,
         min_clients: int = 1,
+        min_results: int | None = None,
+        grace: float | None = None,
         timeout: float | None = None,
         join_timeout: float | None = 60.0,
         filters: list[dict[str, Any]] | None = None,
@@ -93,7 +95,9 @@ class Run:
     ):
         self.rounds = rounds
         self.workflow = workflow
-        self.min_clients = min_clients
+        self.min_clients = min_clients  # connected clients a round starts with
+        self.min_results = min_results if min_results is not None else min_clients  # the quorum that closes it
+        self.grace = grace  # seconds the round waits for slower clients once the quorum is in (None: for all)
         self.timeout = timeout
         self.join_timeout = join_timeout
         self.filters = list(filters or [])
@@ -108,6 +112,7 @@ class Run:
         self._stop_status = RoundStatus.STOPPED
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._record: RoundRecord | None = None  # the round gathering results: the IO thread forwards to it
+        self._closed_tasks: dict[str, str] = {}  # task id -> client, of the last round's aborted tasks
         self._thread = threading.Thread(target=self._main, name="nbfl-run", daemon=True)
 
     # -- the handle ----------------------------------------------------------------
@@ -270,14 +275,21 @@ class Run:
             self._progress(len(targets) - len(pending), len(targets))
             return client
 
-        ended_by: str | None = "ended early"  # why tasks still pending are aborted; None: the user stopped it
+        ended_by: str | None = "ended early"  # why tasks still pending are aborted; None: not a failure
+        got, grace_end = 0, None  # results so far; when the grace after the quorum runs out
+        late: list[str] = []
         try:
             while pending:
                 if self._stop.is_set():
                     ended_by = None
                     raise RoundStopped()
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
+                now = time.monotonic()
+                if grace_end is not None and now >= grace_end:  # slower clients are stragglers, not failures
+                    ended_by, late = None, [c.name for c in pending.values()]
+                    break
+                ends = [t for t in (deadline, grace_end) if t is not None]
+                remaining = min(ends) - now if ends else None
+                if deadline is not None and now >= deadline:
                     ended_by = f"timed out after {self.timeout} s"
                     break
                 try:  # short waits, so a stop is seen promptly
@@ -296,6 +308,9 @@ class Run:
                     continue
                 task_id = msg.get("task_id")
                 owner = pending.get(task_id) if isinstance(task_id, str) else None
+                if owner is None and task_id in self._closed_tasks:  # it was on its way when its round closed
+                    log.info("late %s from %s dropped: its round had closed", kind, registry.name_of(peer))
+                    continue
                 if owner is None or owner.peer != peer:
                     log.warning("%s for unknown task %r from %s: dropped", kind, task_id, registry.name_of(peer))
                     host.io.send(peer, wire.message("error", reason=f"unknown task {task_id!r}"))
@@ -317,6 +332,9 @@ class Run:
                         seconds=time.perf_counter() - sent_at[task_id],
                     )
                     self._record_result(client, result, number)
+                    got += 1
+                    if self.grace is not None and grace_end is None and got >= self.min_results:
+                        grace_end = time.monotonic() + self.grace
                     yield result
         finally:
             for task_id, client in pending.items():
@@ -324,6 +342,11 @@ class Run:
                 registry.set_state(client.peer, "idle")
                 if ended_by is not None:  # a stop is the user's wish, not the client's failure
                     self._fail(client.name, f"aborted: the round {ended_by}")
+            self._closed_tasks = {task_id: client.name for task_id, client in pending.items()}
+            if late and self._record is not None:
+                self._record.notes["late"] = late
+                log.info("round %d closed %s s after its quorum; stragglers told to stop: %s",
+                         number, self.grace, ", ".join(late))  # fmt: skip
 
     # -- for the controller's IO thread ------------------------------------------------
     def deliver(self, item: tuple[str, bytes, Any]) -> bool:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import nbfl
+from nbfl import wire
 from nbfl.records import RoundStatus
 
 from conftest import small_model
@@ -122,7 +123,7 @@ def test_a_run_whose_rounds_failed_says_so(controller_factory, client_factory):
     client_factory(ctl.endpoint, "a", tasks={"train": broken})
     run = ctl.start(1)
     assert run.wait(30)[0].status == "failed"
-    assert run.summary() == "finished 1 of 1 rounds; 1 failed (round 1: 0 usable results, 1 needed)"
+    assert run.summary() == "finished 1 of 1 rounds; 1 failed (round 1: 0 usable results, 1 needed: the global model is unchanged)"
 
 
 def test_a_dead_io_thread_is_raised_by_wait_at_once(controller_factory, client_factory):
@@ -186,3 +187,53 @@ def test_a_run_is_the_controllers_before_its_first_round(controller_factory, cli
     for _ in range(20):
         assert ctl.run(1, Probe(), timeout=10)[0].ok
     assert seen == [True] * 20
+
+
+def test_a_round_closes_a_grace_period_after_its_quorum_and_drops_late_results(
+    controller_factory, client_factory, caplog
+):
+    ctl = controller_factory(small_model())
+    in_round_2, release = threading.Event(), threading.Event()
+
+    def slow(weights, ctx):  # a straggler: round 1 until it is told to stop, round 2 until released
+        if ctx.round == 1:
+            ctx.abort.wait(60)
+        else:
+            in_round_2.set()
+            release.wait(60)
+        return weights
+
+    def fast(delta):
+        def train(weights, ctx):
+            if ctx.round == 2 and delta == 3.0:
+                release.wait(60)  # holds round 2's quorum back while a late result comes in
+            return nbfl.Update({k: v + delta for k, v in weights.items()}, num_samples=1)
+
+        return {"train": train}
+
+    client_factory(ctl.endpoint, "fast-1", tasks=fast(1.0))
+    client_factory(ctl.endpoint, "fast-2", tasks=fast(3.0))
+    straggler = client_factory(ctl.endpoint, "slow", tasks={"train": slow})
+    with caplog.at_level("INFO", logger="nbfl.run"):
+        run = ctl.start(2, min_clients=3, min_results=2, grace=0.0, timeout=120)
+        until(lambda: run.history)
+        first = run.history[0]
+        assert first.ok and sorted(first.clients) == ["fast-1", "fast-2"] and not first.failed
+        assert first.notes["late"] == ["slow"] and first.outcome == "ok"
+        np.testing.assert_allclose(ctl.weights["w"], small_model()["w"] + 2)  # the two fast ones only
+        until(in_round_2.is_set)
+        [closed] = run._closed_tasks  # the straggler's round-1 task; its result comes now, too late
+        straggler._io.send(wire.message("result", dict(small_model()), task_id=closed, kind="WEIGHTS", meta={}))
+        until(lambda: any("late result from slow dropped" in r.getMessage() for r in caplog.records))
+        release.set()
+        records = run.wait(120)
+    assert [r.outcome for r in records] == ["ok", "ok"]
+    assert {"fast-1", "fast-2"} <= set(records[1].clients)
+
+
+def test_a_round_short_of_its_quorum_says_so_and_keeps_the_model(controller_factory, client_factory):
+    ctl = controller_factory(small_model())
+    client_factory(ctl.endpoint, "a", tasks=adder(1.0))
+    [record] = ctl.run(1, min_clients=1, min_results=2, timeout=60)
+    assert record.status == "failed" and "1 usable results, 2 needed: the global model is unchanged" in record.reason
+    np.testing.assert_array_equal(ctl.weights["w"], small_model()["w"])

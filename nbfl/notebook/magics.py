@@ -320,7 +320,10 @@ class FLMagics(Magics):
     @argument("--task", default="train", help="the task each client runs")
     @argument("--filter", dest="filters", action="append", default=[], metavar="NAME[:KEY=VALUE,...]",
               help="a filter every client applies to its updates, e.g. dp:clip=0.5,noise_multiplier=1.0")
-    @argument("--min-clients", type=int, help="results a round needs (default: the controller's --min-clients)")
+    @argument("--min-clients", type=int, help="clients a round starts with and, unless --min-results, results it "
+                                              "needs (default: the controller's --min-clients)")
+    @argument("--min-results", type=int, help="results that close a round (its quorum)")
+    @argument("--grace", type=float, help="seconds to wait for slower clients once the quorum is in (default: for all)")
     @argument("--timeout", type=float, help="seconds a round waits (default: the controller's --timeout)")
     @argument("--background", action="store_true",
               help="return at once; the dashboard keeps updating (%%fl_status, %%fl_wait, %%fl_stop act on the run)")
@@ -398,7 +401,8 @@ class FLMagics(Magics):
         board = Dashboard(ctl, args.n, background=args.background).show()  # before the run: its thread updates it
         try:
             run = ctl.start(
-                args.n, workflow, min_clients=min_clients, timeout=args.timeout or self.round_timeout,
+                args.n, workflow, min_clients=min_clients, min_results=args.min_results, grace=args.grace,
+                timeout=args.timeout or self.round_timeout,
                 join_timeout=0, on_round=board.on_round, on_progress=board.on_progress, filters=filters,
             )  # fmt: skip
         except (RunActive, RunError) as exc:

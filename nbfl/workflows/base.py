@@ -27,7 +27,8 @@ class RoundStopped(Exception):
 class RoundContext(Protocol):
     """What a workflow may use of the run it is part of (:class:`nbfl.run.Run` implements it)."""
 
-    min_clients: int  # usable results a round needs
+    min_clients: int  # connected clients a round starts with
+    min_results: int  # usable results a round needs (its quorum)
     evaluate: Callable[[Weights], Mapping[str, float]] | None  # the controller's, None if it has none
 
     def live_clients(self) -> list[ClientInfo]:
@@ -71,6 +72,6 @@ class Workflow(Protocol):
 
 
 def needs_results(run: RoundContext, count: int) -> None:
-    """Fail the round unless ``count`` usable results reached the run's ``min_clients``."""
-    if count < max(1, run.min_clients):
-        raise RoundFailed(f"{count} usable results, {run.min_clients} needed")
+    """Fail the round unless ``count`` usable results reached the run's quorum (``min_results``)."""
+    if count < max(1, run.min_results):
+        raise RoundFailed(f"{count} usable results, {run.min_results} needed: the global model is unchanged")

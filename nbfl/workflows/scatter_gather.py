@@ -2,7 +2,7 @@
 
 One round reads top to bottom: scatter the task, fold each result into a streaming
 weighted mean as it arrives (a bad update is rejected and the client told why),
-and fail the round if fewer than ``min_clients`` usable results came.
+and fail the round if fewer usable results than the quorum (``min_results``) came.
 """
 
 from __future__ import annotations
