@@ -242,3 +242,37 @@ def test_spawned_clients_leave_when_their_kernel_dies():
     while any(running(p) for p in pids):
         assert time.monotonic() < deadline, "a spawned client outlived its kernel"
         time.sleep(0.2)
+
+
+def test_a_restarted_controller_kernel_resumes_and_the_participant_rejoins_by_itself(tmp_path):
+    """The controller's kernel is restarted (its process ends, state and all); started again
+    with --resume on the same port, it has the model, the round number and, without anyone
+    touching the participant's notebook, the participant."""
+    started = []
+    try:
+        for _ in range(2):
+            started.append(start_new_kernel(kernel_name="python3"))
+        (km_a, kc_a), (_, kc_b) = started
+        folder = tmp_path / "checkpoints"
+        status, text = run(kc_a, f"%load_ext nbfl\n%fl_controller start --checkpoint-dir {folder}\n"
+                                 "print('PORT', nbfl_controller.endpoint.rsplit(':', 1)[1])")  # fmt: skip
+        assert status == "ok", text
+        port = re.search(r"PORT (\d+)", text).group(1)
+        status, text = run(kc_b, f"%load_ext nbfl\n%fl_join tcp://127.0.0.1:{port} --name laptop")
+        assert status == "ok", text
+        assert run(kc_a, "%fl_round 3")[0] == "ok"
+        before = run(kc_a, "print(nbfl_controller.weights['fc2.bias'].tolist())")[1].strip()
+        km_a.restart_kernel(now=True)
+        kc_a.wait_for_ready(timeout=120)
+        status, text = run(kc_a, f"%load_ext nbfl\n%fl_controller start --resume {folder} --port {port}\n"
+                                 "print(nbfl_controller.weights['fc2.bias'].tolist())")  # fmt: skip
+        assert status == "ok" and "3 rounds done" in text and before in text, text
+        status, text = run(kc_a, "nbfl_controller.wait_for_clients(1, timeout=120)\n%fl_round 2\n"
+                                 "print([(r.round, str(r.status), sorted(r.clients)) for r in nbfl_controller.history])")  # fmt: skip
+        assert status == "ok", text
+        assert "(4, 'ok', ['laptop']), (5, 'ok', ['laptop'])" in text, text
+        assert run(kc_b, "print(nbfl_client.rounds_done, nbfl_client.state)")[1].strip() == "5 idle"
+    finally:
+        for km, kc in started:
+            kc.stop_channels()
+            km.shutdown_kernel(now=True)
