@@ -10,6 +10,7 @@ from .controller import Controller, RunActive
 from .records import ClientInfo, Result, RoundRecord, RoundStatus
 from .run import Run, RunError
 from .tasks import TaskContext, Update, task
+from .workshop import JoinCode, Workshop
 from .workflows import (
     ALGORITHMS, CrossSiteEval, Cyclic, FedAvg, FederatedStatistics, FedOpt, FedProx, RobustAggregation, RoundFailed,
     Scaffold, make_workflow,
@@ -33,6 +34,6 @@ def unload_ipython_extension(ipython) -> None:  # type: ignore[no-untyped-def]
 __all__ = [
     "ALGORITHMS", "Client", "ClientInfo", "Controller", "CrossSiteEval", "Cyclic", "FedAvg", "FedOpt", "FedProx",
     "FederatedStatistics", "Result", "RobustAggregation", "RoundFailed", "RoundRecord", "RoundStatus", "Run",
-    "RunActive", "RunError", "Scaffold", "TaskContext", "Update",
+    "JoinCode", "RunActive", "RunError", "Scaffold", "TaskContext", "Update", "Workshop",
     "make_workflow", "task",
 ]  # fmt: skip
