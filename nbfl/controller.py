@@ -359,7 +359,8 @@ class Controller:
             log.warning("refused a message from %s: %s", peer.hex(), payload)
         elif kind == "lost":
             self.registry.set_state(peer, "lost")
-            log.warning("client %s lost: no heartbeat for %s s", self.registry.name_of(peer), self.io.heartbeat_timeout)
+            log.warning("client %s lost: no heartbeat for %s s, or its connection dropped",
+                        self.registry.name_of(peer), self.io.heartbeat_timeout)  # fmt: skip
             self._forward(("lost", peer, None))
         elif kind == "died":  # nbfl's own bug ended the IO thread: whoever waits is told at once
             self._failure = payload

@@ -304,7 +304,8 @@ class Run:
                 if kind in ("lost", "bye"):
                     for task_id in [t for t, c in pending.items() if c.peer == peer]:
                         client = finish(task_id, "lost" if kind == "lost" else "left")
-                        self._fail(client.name, "lost: no heartbeat" if kind == "lost" else "left")
+                        why = "lost: no heartbeat, or its connection dropped" if kind == "lost" else "left"
+                        self._fail(client.name, why)
                     continue
                 task_id = msg.get("task_id")
                 owner = pending.get(task_id) if isinstance(task_id, str) else None
