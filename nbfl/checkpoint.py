@@ -168,7 +168,7 @@ def _record_json(record: RoundRecord) -> dict[str, Any]:
 def _record(data: dict[str, Any]) -> RoundRecord:
     data = dict(data)
     data["status"] = RoundStatus(data["status"])
-    data["traffic"] = {k: tuple(v) for k, v in data.get("traffic", {}).items()}
+    data["traffic"] = tuple(data.get("traffic", (0, 0)))
     return RoundRecord(**data)
 
 

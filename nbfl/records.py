@@ -88,7 +88,7 @@ class RoundRecord:
     failed: dict[str, str] = field(default_factory=dict)
     filters: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # what each site's update went through
     privacy: dict[str, Any] | None = None  # epsilon spent so far through DP filters (nbfl.filters.accountant)
-    traffic: dict[str, tuple[int, int]] = field(default_factory=dict)  # client -> (bytes sent to it, received)
+    traffic: tuple[int, int] = (0, 0)  # bytes sent to all clients, and received from them (each client's: ClientInfo)
     notes: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
 

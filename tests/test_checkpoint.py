@@ -24,7 +24,7 @@ NBFL = [sys.executable, "-m", "nbfl"]
 def history(n: int) -> list[RoundRecord]:
     return [
         RoundRecord(i, "fedopt", RoundStatus.OK, metrics={"accuracy": i / 10}, clients={"a": {"seconds": 0.1}},
-                    failed={"b": "ValueError: x"} if i == 2 else {}, traffic={"a": (10, 20)}, notes={"order": ["a"]})
+                    failed={"b": "ValueError: x"} if i == 2 else {}, traffic=(10, 20), notes={"order": ["a"]})
         for i in range(1, n + 1)
     ]  # fmt: skip
 

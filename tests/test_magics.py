@@ -270,7 +270,7 @@ def test_a_workshop_from_the_magics_join_line_shares_remove_and_rotate(ip):
     again = shown_html(ip, "fl_join", "")  # after a page reload: the status line again
     assert "ada" in again and "share 1/4" in again
     ip.run_line_magic("fl_round", "1")
-    assert ctl.history[-1].ok and "ada" in ctl.history[-1].traffic
+    assert ctl.history[-1].ok and ctl.history[-1].traffic == ctl.clients[0].traffic != (0, 0)
     for labels in ("", "--partition dirichlet:0.1 --clients 30"):  # ada's own counts; a partition previewed
         with capture_output() as shown:
             ip.run_line_magic("fl_labels", labels)

@@ -79,9 +79,10 @@ def history_html(history: Sequence[RoundRecord]) -> str:
         metrics = ", ".join(f"{k} {v:.4f}" for k, v in r.metrics.items())
         failed = "; ".join(f"{k}: {v.splitlines()[0]}" for k, v in r.failed.items())
         rows.append([
-            r.round, r.workflow, r.outcome, metrics, privacy_text(r).strip(" ;"), len(r.clients), failed, f"{r.seconds:.2f}",
+            r.round, r.workflow, r.outcome, metrics, privacy_text(r).strip(" ;"), len(r.clients), failed,
+            _traffic_text(r.traffic), f"{r.seconds:.2f}",
         ])  # fmt: skip
-    head = ["round", "workflow", "status", "global", "privacy", "clients", "failed", "seconds"]
+    head = ["round", "workflow", "status", "global", "privacy", "clients", "failed", "kB out / in", "seconds"]
     return _table("nbfl-history", head, rows)
 
 
