@@ -308,7 +308,9 @@ class Run:
                         self._fail(client.name, why)
                     continue
                 task_id = msg.get("task_id")
-                owner = pending.get(task_id) if isinstance(task_id, str) else None
+                if not isinstance(task_id, str):  # anything may come from the network: a list, a dict
+                    task_id = repr(task_id)[:80]
+                owner = pending.get(task_id)
                 if owner is None and task_id in self._closed_tasks:  # it was on its way when its round closed
                     log.info("late %s from %s dropped: its round had closed", kind, registry.name_of(peer))
                     continue

@@ -237,3 +237,16 @@ def test_a_round_short_of_its_quorum_says_so_and_keeps_the_model(controller_fact
     [record] = ctl.run(1, min_clients=1, min_results=2, timeout=60)
     assert record.status == "failed" and "1 usable results, 2 needed: the global model is unchanged" in record.reason
     np.testing.assert_array_equal(ctl.weights["w"], small_model()["w"])
+
+
+@pytest.mark.parametrize("task_id", [{"a": 1}, [1, 2], None, 3.5])
+def test_a_result_whose_task_id_is_not_text_is_refused_and_the_round_goes_on(controller_factory, client_factory, task_id):
+    ctl = controller_factory(small_model())
+    tasks, started, gate, _ = gated()
+    client = client_factory(ctl.endpoint, "a", tasks=tasks)
+    run = ctl.start(1, timeout=60)
+    until(lambda: started)  # the round is gathering results
+    client._io.send(wire.message("result", dict(small_model()), task_id=task_id, kind="WEIGHTS", meta={}))
+    until(lambda: client.last_error is not None and "unknown task" in client.last_error)
+    gate.set()
+    assert run.wait(60)[0].ok
