@@ -209,7 +209,7 @@ class Client:
         }  # fmt: skip
         if self.join_code is not None:  # inside CurveZMQ to the key in the code: only that controller reads it
             fields["token"] = self.join_code.token
-        if self.from_share is not None and self.share is None:
+        if self.from_share is not None:  # a rejoin asks again: the controller is ready for it once it answers
             fields["wants_share"] = True
         self._io.send(wire.message("join", **fields))
 
@@ -244,7 +244,7 @@ class Client:
             if isinstance(listed, str) and listed != self.name:  # a kit's key decides the name
                 log.warning("%s: the controller lists this client as %r (its kit's name)", self.name, listed)
                 self.name = listed
-            if self.from_share is not None and self.share is None:
+            if self.from_share is not None:
                 # the worker builds the data before any task, which the queue keeps behind it
                 self._tasks.put(Share.from_fields(msg.get("share")) or Share(0, 1))
             self.state = "idle"
@@ -349,18 +349,20 @@ class Client:
     def _set_up(self, share: Share) -> None:
         """Build what this client trains with from the share the controller assigned, and
         tell it (the controller counts the client as ready from then on, even if this failed:
-        its tasks then fail with the reason, where the controller's user looks)."""
+        its tasks then fail with the reason, where the controller's user looks). A rejoin
+        with the same share keeps the trainer as it is."""
         assert self.from_share is not None and self._io is not None
-        try:
-            setup = self.from_share(share)
-        except Exception as exc:
-            self.last_error = f"could not set up share {share}: {type(exc).__name__}: {exc}"
-            log.exception("%s: %s", self.name, self.last_error)
-        else:
-            self.share = share
-            self.executor, self.data = setup.executor, setup.data
-            self.samples, self.device, self.labels = setup.samples, setup.device, list(setup.labels)
-            self._shipped = None  # shipped code sees the new data
+        if share != self.share:
+            try:
+                setup = self.from_share(share)
+            except Exception as exc:
+                self.last_error = f"could not set up share {share}: {type(exc).__name__}: {exc}"
+                log.exception("%s: %s", self.name, self.last_error)
+            else:
+                self.share = share
+                self.executor, self.data = setup.executor, setup.data
+                self.samples, self.device, self.labels = setup.samples, setup.device, list(setup.labels)
+                self._shipped = None  # shipped code sees the new data
         self._io.send(wire.message("info", samples=self.samples, device=self.device, labels=self.labels))
         self._notify()
 

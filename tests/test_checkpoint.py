@@ -166,7 +166,8 @@ def test_a_controller_killed_after_round_7_resumes_and_ends_where_an_unbroken_ru
 
 
 def test_a_restarted_workshop_is_the_same_one_and_its_participants_rejoin_by_themselves(tmp_path, client_factory):
-    from nbfl.workshop import Workshop
+    from nbfl.tasks import FunctionExecutor
+    from nbfl.workshop import LocalSetup, Workshop
 
     fast = {"heartbeat_interval": 0.1, "heartbeat_timeout": 2.0}
     first = nbfl.Controller(weights={"w": np.zeros(3, np.float32)}, workshop=Workshop(host="127.0.0.1"),
@@ -174,15 +175,18 @@ def test_a_restarted_workshop_is_the_same_one_and_its_participants_rejoin_by_the
     line = str(first.join_code)
     for name in ("a", "b"):
         client_factory(line, name, tasks=shifter(name))
-    first.run(1, min_clients=2, timeout=60)
+    sharing = client_factory(line, "c", from_share=lambda share: LocalSetup(FunctionExecutor(shifter("a")), samples=7))
+    first.run(1, min_clients=3, timeout=60)
     assert oct((tmp_path / "workshop.json").stat().st_mode & 0o777) == "0o600"  # it holds the controller's secret key
     first.io.stop()  # the kernel died: no goodbye
     port = first.endpoint.rsplit(":", 1)[1]
     second = nbfl.Controller(f"tcp://0.0.0.0:{port}", workshop=Workshop(host="127.0.0.1"), resume=tmp_path, **fast)
     try:
         assert str(second.join_code) == line  # the same key and token: the line on the projector still works
-        records = second.run(1, min_clients=2, timeout=60, join_timeout=120)
-        assert records[0].ok and sorted(records[0].clients) == ["a", "b"] and records[0].round == 2
+        records = second.run(1, min_clients=3, timeout=60, join_timeout=120)
+        assert records[0].ok and sorted(records[0].clients) == ["a", "b", "c"] and records[0].round == 2
+        [c] = [info for info in second.clients if info.name == "c"]  # it kept its share, and said so again
+        assert c.share == str(sharing.share) and c.samples == 7
     finally:
         second.close()
         first.close()
