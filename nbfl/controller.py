@@ -113,9 +113,8 @@ class Controller:
             if self.resumed is not None and self._workshop_file().exists():  # the same key, token and people
                 workshop.restore(self._workshop_file())
             curve = CurveConfig(workshop.public_key, workshop.secret_key, admit=workshop.admit_key, source="join line")
-        if endpoint is None:
-            endpoint = self.kit.endpoint if self.kit is not None else "tcp://127.0.0.1:0"
-            endpoint = "tcp://0.0.0.0:0" if workshop is not None else endpoint
+        if endpoint is None:  # a kit's own; a workshop on every interface; else loopback
+            endpoint = self.kit.endpoint if self.kit is not None else "tcp://0.0.0.0:0" if workshop else "tcp://127.0.0.1:0"
         self.io = ServerIO(
             endpoint, self._on_io_event, heartbeat_interval=heartbeat_interval, heartbeat_timeout=heartbeat_timeout,
             curve=curve, insecure=insecure,
@@ -134,10 +133,10 @@ class Controller:
     @property
     def join_code(self) -> JoinCode | None:
         """In workshop mode, what a participant pastes: address, this controller's key, the token."""
-        if self.workshop is None or self.io.curve is None:
+        if self.workshop is None:
             return None
         port = int(self.endpoint.rsplit(":", 1)[1])
-        return JoinCode(self.workshop.host, port, self.io.curve.public_key, self.workshop.token)
+        return JoinCode(self.workshop.host, port, self.workshop.public_key, self.workshop.token)
 
     @property
     def security(self) -> str:

@@ -112,7 +112,7 @@ class Run:
         self._stop_status = RoundStatus.STOPPED
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._record: RoundRecord | None = None  # the round gathering results: the IO thread forwards to it
-        self._closed_tasks: dict[str, str] = {}  # task id -> client, of the last round's aborted tasks
+        self._closed_tasks: set[str] = set()  # the last round's aborted tasks: their results come late
         self._thread = threading.Thread(target=self._main, name="nbfl-run", daemon=True)
 
     # -- the handle ----------------------------------------------------------------
@@ -345,7 +345,7 @@ class Run:
                 registry.set_state(client.peer, "idle")
                 if ended_by is not None:  # a stop is the user's wish, not the client's failure
                     self._fail(client.name, f"aborted: the round {ended_by}")
-            self._closed_tasks = {task_id: client.name for task_id, client in pending.items()}
+            self._closed_tasks = set(pending)
             if late and self._record is not None:
                 self._record.notes["late"] = late
                 log.info("round %d closed %s s after its quorum; stragglers told to stop: %s",

@@ -22,6 +22,9 @@ from ..run import Run
 from .plots import history_png
 
 
+LOCAL_ACCURACY = ("local_accuracy", "accuracy")  # what a client's metrics call its own accuracy
+
+
 def clients_html(clients: Iterable[ClientInfo], security: str = "", global_metrics: Mapping[str, float] | None = None) -> str:
     """The client table: who joined, on what share and device, running whose code, and
     how their last round went; it scrolls inside a fixed height, so a room of thirty
@@ -48,9 +51,6 @@ def clients_html(clients: Iterable[ClientInfo], security: str = "", global_metri
             "kB out / in", "metrics"]  # fmt: skip
     table = _table("nbfl-clients", head, rows, sticky=True)
     return f"{note}<div class='nbfl-summary'>{summary}</div><div style='max-height:16em;overflow-y:auto'>{table}</div>"
-
-
-LOCAL_ACCURACY = ("local_accuracy", "accuracy")
 
 
 def _traffic_text(traffic: tuple[int, int] | None) -> str:
