@@ -1,0 +1,197 @@
+/**
+ * The REST contract of nbfl's Jupyter server extension, and the two calls the panel makes.
+ *
+ * Requests go through ServerConnection so they carry Jupyter's token and XSRF cookie
+ * and honour the server's base URL (JupyterHub, proxies).
+ */
+import { URLExt } from '@jupyterlab/coreutils';
+import { ServerConnection } from '@jupyterlab/services';
+
+/** Metrics as reported by a trainer: name -> value. */
+export type Metrics = Record<string, number>;
+
+export type RunState = 'running' | 'finished' | 'stopped' | 'failed';
+
+export interface IRun {
+  state: RunState;
+  summary: string;
+  /** The run's round in progress (or its last one), counted within this run. */
+  round: number | null;
+  rounds: number | null;
+  /** Results in / tasks out in the round in progress. */
+  answered: number;
+  asked: number;
+  workflow: string;
+}
+
+export interface IClient {
+  name: string;
+  device: string;
+  host: string;
+  /** joining | idle | training | lost | left | removed */
+  state: string;
+  share: string | null;
+  round: number | null;
+  seconds: number | null;
+  /** The client's last local metrics; may be empty. */
+  metrics: Metrics;
+}
+
+export interface IHistoryRow {
+  /** Controller-wide round number. */
+  round: number;
+  status: string;
+  outcome: string;
+  metrics: Metrics;
+}
+
+export interface IControllerStatus {
+  endpoint: string;
+  security: string;
+  workshop: boolean;
+  join_line: string | null;
+  run: IRun | null;
+  clients: IClient[];
+  /** At most the last 500 rounds. */
+  history: IHistoryRow[];
+}
+
+export interface IParticipantStatus {
+  name: string;
+  controller: string;
+  /** connecting | idle | training | stopped */
+  state: string;
+  /** Seconds since the controller stopped answering, or null. */
+  controller_lost: number | null;
+  share: string | null;
+  device: string;
+  rounds_done: number;
+  local: Metrics;
+  global: Metrics;
+  last_error: string | null;
+}
+
+interface IEntryBase {
+  id: string;
+  pid: number;
+  /** Notebook path, or null for a process started outside JupyterLab. */
+  notebook: string | null;
+  /** Epoch seconds. */
+  started: number;
+  /** Set when the process's control socket did not answer; status is then null. */
+  error: string | null;
+}
+
+export interface IControllerEntry extends IEntryBase {
+  kind: 'controller';
+  status: IControllerStatus | null;
+}
+
+export interface IParticipantEntry extends IEntryBase {
+  kind: 'participant';
+  status: IParticipantStatus | null;
+}
+
+export type Entry = IControllerEntry | IParticipantEntry;
+
+export interface IFederation {
+  entries: Entry[];
+}
+
+export type Action = 'stop' | 'remove' | 'leave';
+
+/** A failed request, with the server's message when it sent one. */
+export class FederationError extends Error {}
+
+/** How long a request may take before the panel calls the server unreachable. */
+const TIMEOUT_MS = 10000;
+
+export class FederationApi {
+  constructor(
+    private readonly settings: ServerConnection.ISettings = ServerConnection.makeSettings()
+  ) {}
+
+  /**
+   * Fetch the federation as raw JSON text: the panel compares the text with the last
+   * one to decide whether to re-render, then parses it with parseFederation.
+   */
+  async fetchText(): Promise<string> {
+    const url = URLExt.join(this.settings.baseUrl, 'nbfl', 'federation');
+    const response = await this.request(url, { method: 'GET' });
+    return response.text();
+  }
+
+  /** POST an action on one entry; resolves to the server's message. */
+  async post(id: string, action: Action, body?: object): Promise<string> {
+    const url = URLExt.join(
+      this.settings.baseUrl,
+      'nbfl',
+      'federation',
+      encodeURIComponent(id),
+      action
+    );
+    const response = await this.request(url, {
+      method: 'POST',
+      body: JSON.stringify(body ?? {}),
+      headers: { 'Content-Type': 'application/json' }
+    });
+    const data = (await readJson(response)) as { message?: unknown } | null;
+    return typeof data?.message === 'string' ? data.message : `${action}: done`;
+  }
+
+  /** One request with a timeout; a non-2xx answer becomes a FederationError. */
+  private async request(url: string, init: RequestInit): Promise<Response> {
+    const abort = new AbortController();
+    const timer = window.setTimeout(() => abort.abort(), TIMEOUT_MS);
+    let response: Response;
+    try {
+      response = await ServerConnection.makeRequest(
+        url,
+        { ...init, signal: abort.signal },
+        this.settings
+      );
+    } catch (err) {
+      throw new FederationError(
+        abort.signal.aborted
+          ? `no answer within ${TIMEOUT_MS / 1000} s`
+          : `server not reachable (${errorText(err)})`
+      );
+    } finally {
+      window.clearTimeout(timer);
+    }
+    if (!response.ok) {
+      const data = (await readJson(response)) as { message?: unknown } | null;
+      if (typeof data?.message === 'string') {
+        throw new FederationError(data.message);
+      }
+      // A 404 page rather than JSON: the server side of nbfl is not loaded.
+      throw new FederationError(
+        response.status === 404
+          ? 'the nbfl server extension is not loaded on this Jupyter server (404)'
+          : `HTTP ${response.status} ${response.statusText}`
+      );
+    }
+    return response;
+  }
+}
+
+/** Parse the GET answer, refusing anything without an entries list. */
+export function parseFederation(text: string): IFederation {
+  const data = JSON.parse(text) as Partial<IFederation> | null;
+  if (!data || !Array.isArray(data.entries)) {
+    throw new FederationError('unexpected answer from the server (no entries)');
+  }
+  return { entries: data.entries };
+}
+
+export function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+async function readJson(response: Response): Promise<unknown> {
+  try {
+    return await response.json();
+  } catch {
+    return null;
+  }
+}

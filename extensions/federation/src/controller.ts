@@ -1,0 +1,182 @@
+/**
+ * The selected controller's details: run block, chart and clients table. Rebuilt from
+ * scratch whenever the data changes; the buttons live in the panel (they persist).
+ */
+import { IClient, IControllerStatus, IRun } from './api';
+import { renderChart } from './chart';
+import { fmt, h, slug } from './dom';
+
+/** Client states that still hold a connection: only these can be removed. */
+const GONE_STATES = new Set(['left', 'removed']);
+
+/** Order of states in the summary line when counts tie. */
+const STATE_ORDER = ['training', 'idle', 'joining', 'lost', 'left', 'removed'];
+
+export function renderControllerHead(status: IControllerStatus): HTMLElement {
+  return h(
+    'div',
+    { class: 'nbfl-fed-facts' },
+    h('div', { class: 'nbfl-fed-endpoint', title: 'where clients connect' }, status.endpoint),
+    h('div', { class: 'nbfl-fed-security' }, status.security)
+  );
+}
+
+export function renderControllerBody(
+  status: IControllerStatus,
+  onRemove: (name: string) => void
+): HTMLElement {
+  return h(
+    'div',
+    { class: 'nbfl-fed-controller' },
+    renderRun(status.run),
+    renderChart(status.history ?? []),
+    renderClients(status.clients ?? [], status.workshop ? onRemove : null)
+  );
+}
+
+function renderRun(run: IRun | null): HTMLElement {
+  if (!run) {
+    return h('div', { class: 'nbfl-fed-run nbfl-fed-norun' }, 'No run yet');
+  }
+  const round = typeof run.round === 'number' ? run.round : null;
+  const roundText = `Round ${round ?? '–'}${run.rounds ? ` of ${run.rounds}` : ''}`;
+  const block = h(
+    'div',
+    { class: 'nbfl-fed-run' },
+    h(
+      'div',
+      { class: 'nbfl-fed-run-head' },
+      h('span', { class: 'nbfl-fed-round', 'data-round': round ?? '' }, roundText),
+      h('span', { class: `nbfl-fed-runstate nbfl-fed-runstate-${slug(run.state)}` }, run.state),
+      run.workflow ? h('span', { class: 'nbfl-fed-workflow' }, run.workflow) : null
+    )
+  );
+  if (run.state === 'running' && run.asked > 0) {
+    const fraction = Math.min(Math.max(run.answered / run.asked, 0), 1);
+    const bar = h('div', { class: 'nbfl-fed-progress-bar' });
+    bar.style.width = `${(fraction * 100).toFixed(1)}%`;
+    block.append(
+      h(
+        'div',
+        {
+          class: 'nbfl-fed-progress',
+          role: 'progressbar',
+          'aria-valuemin': 0,
+          'aria-valuemax': run.asked,
+          'aria-valuenow': run.answered,
+          'aria-label': 'results in for this round'
+        },
+        bar
+      ),
+      h('div', { class: 'nbfl-fed-progress-label' }, `${run.answered} of ${run.asked} results in`)
+    );
+  }
+  if (run.summary) {
+    block.append(h('div', { class: 'nbfl-fed-summary' }, run.summary));
+  }
+  return block;
+}
+
+/** "3 clients: 2 training, 1 idle" */
+export function clientSummary(clients: IClient[]): string {
+  if (clients.length === 0) {
+    return 'No clients yet';
+  }
+  const counts = new Map<string, number>();
+  for (const client of clients) {
+    counts.set(client.state, (counts.get(client.state) ?? 0) + 1);
+  }
+  const rank = (state: string): number => {
+    const i = STATE_ORDER.indexOf(state);
+    return i < 0 ? STATE_ORDER.length : i;
+  };
+  const parts = [...counts.entries()]
+    .sort((a, b) => b[1] - a[1] || rank(a[0]) - rank(b[0]))
+    .map(([state, n]) => `${n} ${state}`);
+  const noun = clients.length === 1 ? 'client' : 'clients';
+  return `${clients.length} ${noun}: ${parts.join(', ')}`;
+}
+
+/** The local metric shown in the table: accuracy, else the first metric named. */
+function localMetric(client: IClient): { text: string; title: string } {
+  const metrics = client.metrics ?? {};
+  if (typeof metrics.accuracy === 'number') {
+    return { text: fmt(metrics.accuracy), title: 'local accuracy' };
+  }
+  const first = Object.entries(metrics).find(([, v]) => typeof v === 'number');
+  if (!first) {
+    return { text: '–', title: 'no local metrics yet' };
+  }
+  return { text: `${first[0]} ${fmt(first[1])}`, title: `local ${first[0]}` };
+}
+
+function renderClients(
+  clients: IClient[],
+  onRemove: ((name: string) => void) | null
+): HTMLElement {
+  const section = h(
+    'div',
+    { class: 'nbfl-fed-clients-section' },
+    h('div', { class: 'nbfl-fed-clients-summary' }, clientSummary(clients))
+  );
+  if (clients.length === 0) {
+    return section;
+  }
+  const head = h(
+    'tr',
+    {},
+    h('th', {}, 'Name'),
+    h('th', {}, 'Device'),
+    h('th', {}, 'State'),
+    h('th', { class: 'nbfl-fed-num', title: 'the round the client last worked on' }, 'Round'),
+    h('th', { class: 'nbfl-fed-num', title: 'local accuracy (or first metric)' }, 'Local'),
+    onRemove ? h('th', { 'aria-label': 'actions' }) : null
+  );
+  const body = h('tbody');
+  for (const client of clients) {
+    const metric = localMetric(client);
+    const details = [
+      client.host && `host ${client.host}`,
+      client.share && `share ${client.share}`,
+      typeof client.seconds === 'number' && `last task ${fmt(client.seconds)} s`
+    ].filter(Boolean);
+    const row = h(
+      'tr',
+      { 'data-name': client.name },
+      h('td', { class: 'nbfl-fed-name', title: details.join(', ') }, client.name),
+      h('td', {}, client.device ?? ''),
+      h('td', {}, h('span', { class: `nbfl-fed-state nbfl-fed-state-${slug(client.state)}` }, client.state)),
+      h('td', { class: 'nbfl-fed-num' }, client.round ?? '–'),
+      h('td', { class: 'nbfl-fed-num', title: metric.title }, metric.text)
+    );
+    if (onRemove) {
+      row.append(
+        h(
+          'td',
+          {},
+          GONE_STATES.has(client.state)
+            ? null
+            : h(
+                'button',
+                {
+                  class: 'jp-Button jp-mod-styled jp-mod-warn nbfl-fed-remove',
+                  title: `Disconnect ${client.name} and make a new join line`,
+                  'data-nbfl-focus': `remove:${client.name}`,
+                  onclick: () => onRemove(client.name)
+                },
+                'Remove'
+              )
+        )
+      );
+    }
+    body.append(row);
+  }
+  section.append(
+    h(
+      'div',
+      { class: 'nbfl-fed-table-wrap' },
+      h('table', { class: 'nbfl-fed-clients' }, h('thead', {}, head), body)
+    )
+  );
+  return section;
+}
