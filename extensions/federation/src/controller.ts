@@ -4,7 +4,7 @@
  */
 import { IClient, IControllerStatus, IRun } from './api';
 import { renderChart } from './chart';
-import { fmt, h, slug } from './dom';
+import { fixed, fmt, h, slug } from './dom';
 
 /** Client states that still hold a connection: only these can be removed. */
 const GONE_STATES = new Set(['left', 'removed']);
@@ -97,17 +97,17 @@ export function clientSummary(clients: IClient[]): string {
   return `${clients.length} ${noun}: ${parts.join(', ')}`;
 }
 
-/** The local metric shown in the table: accuracy, else the first metric named. */
+/** The local metric shown in the table: accuracy, else the first metric (named in the tooltip). */
 function localMetric(client: IClient): { text: string; title: string } {
   const metrics = client.metrics ?? {};
   if (typeof metrics.accuracy === 'number') {
-    return { text: fmt(metrics.accuracy), title: 'local accuracy' };
+    return { text: fixed(metrics.accuracy), title: 'local accuracy' };
   }
   const first = Object.entries(metrics).find(([, v]) => typeof v === 'number');
   if (!first) {
     return { text: '–', title: 'no local metrics yet' };
   }
-  return { text: `${first[0]} ${fmt(first[1])}`, title: `local ${first[0]}` };
+  return { text: fixed(first[1]), title: `local ${first[0]} (no accuracy reported)` };
 }
 
 function renderClients(
@@ -122,13 +122,14 @@ function renderClients(
   if (clients.length === 0) {
     return section;
   }
+  // The device sits under the name, and the round column shows only when the panel
+  // is wider than the sidebar's default (style/base.css), so the table fits it.
   const head = h(
     'tr',
     {},
     h('th', {}, 'Name'),
-    h('th', {}, 'Device'),
     h('th', {}, 'State'),
-    h('th', { class: 'nbfl-fed-num', title: 'the round the client last worked on' }, 'Round'),
+    h('th', { class: 'nbfl-fed-num nbfl-fed-col-round', title: 'the round the client last worked on' }, 'Round'),
     h('th', { class: 'nbfl-fed-num', title: 'local accuracy (or first metric)' }, 'Local'),
     onRemove ? h('th', { 'aria-label': 'actions' }) : null
   );
@@ -136,6 +137,7 @@ function renderClients(
   for (const client of clients) {
     const metric = localMetric(client);
     const details = [
+      typeof client.round === 'number' && `round ${client.round}`,
       client.host && `host ${client.host}`,
       client.share && `share ${client.share}`,
       typeof client.seconds === 'number' && `last task ${fmt(client.seconds)} s`
@@ -143,10 +145,14 @@ function renderClients(
     const row = h(
       'tr',
       { 'data-name': client.name },
-      h('td', { class: 'nbfl-fed-name', title: details.join(', ') }, client.name),
-      h('td', {}, client.device ?? ''),
+      h(
+        'td',
+        { class: 'nbfl-fed-name', title: [client.name, ...details].join(', ') },
+        h('div', { class: 'nbfl-fed-client-name' }, client.name),
+        h('div', { class: 'nbfl-fed-device' }, client.device ?? '')
+      ),
       h('td', {}, h('span', { class: `nbfl-fed-state nbfl-fed-state-${slug(client.state)}` }, client.state)),
-      h('td', { class: 'nbfl-fed-num' }, client.round ?? '–'),
+      h('td', { class: 'nbfl-fed-num nbfl-fed-col-round' }, client.round ?? '–'),
       h('td', { class: 'nbfl-fed-num', title: metric.title }, metric.text)
     );
     if (onRemove) {
@@ -159,7 +165,9 @@ function renderClients(
             : h(
                 'button',
                 {
-                  class: 'jp-Button jp-mod-styled jp-mod-warn nbfl-fed-remove',
+                  // Outlined, not filled: a red button on every row would shout.
+                  class: 'jp-Button jp-mod-minimal nbfl-fed-remove',
+                  type: 'button',
                   title: `Disconnect ${client.name} and make a new join line`,
                   'data-nbfl-focus': `remove:${client.name}`,
                   onclick: () => onRemove(client.name)

@@ -67,3 +67,11 @@ export function fmt(value: number | null | undefined): string {
 export function slug(text: string): string {
   return text.toLowerCase().replace(/[^a-z0-9-]+/g, '-');
 }
+
+/** A table value with three decimals, so a column of them lines up. */
+export function fixed(value: number | null | undefined): string {
+  if (typeof value !== 'number' || !Number.isFinite(value) || Math.abs(value) >= 1000) {
+    return fmt(value);
+  }
+  return value.toFixed(3);
+}

@@ -54,9 +54,11 @@ export function renderEntries(
         title: entry.notebook ?? `process ${entry.pid}, started outside JupyterLab`,
         onclick: () => onSelect(entry.id)
       },
+      // The icon tells the kind; the detail line below the list names it in words.
       (entry.kind === 'controller' ? federationIcon : participantIcon).element({
         tag: 'span',
-        className: 'nbfl-fed-entry-icon'
+        className: 'nbfl-fed-entry-icon',
+        title: entry.kind
       }),
       h(
         'div',
@@ -65,7 +67,7 @@ export function renderEntries(
           'div',
           { class: 'nbfl-fed-entry-title' },
           h('span', { class: 'nbfl-fed-entry-name' }, entryName(entry)),
-          h('span', { class: 'nbfl-fed-entry-kind' }, entry.kind)
+          h('span', { class: 'nbfl-fed-entry-kind nbfl-fed-sr-only' }, ` (${entry.kind})`)
         ),
         h('div', { class: 'nbfl-fed-entry-state' }, entryState(entry))
       )

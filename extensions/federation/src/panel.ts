@@ -220,6 +220,7 @@ export class FederationPanel extends Widget {
     if (joinLine && this.joinInput.value !== joinLine) {
       // Only a new line (after a removal) replaces the text and its selection.
       this.joinInput.value = joinLine;
+      this.joinInput.title = joinLine;
     }
     this.leaveButton.hidden = !participant;
     this.leaveButton.disabled = this.busy || participant?.state === 'stopped';
