@@ -31,6 +31,17 @@ def unload_ipython_extension(ipython) -> None:  # type: ignore[no-untyped-def]
 
     unload(ipython)
 
+
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    """The Federation panel's server routes (:mod:`nbfl.server_extension`), enabled by the
+    ``jupyter_server_config.d/nbfl.json`` that the wheel installs."""
+    return [{"module": "nbfl.server_extension"}]
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """The prebuilt Federation panel (built from ``extensions/federation``), for ``jupyter labextension develop``."""
+    return [{"src": "labextension", "dest": "nbfl-federation"}]
+
 __all__ = [
     "ALGORITHMS", "Client", "ClientInfo", "Controller", "CrossSiteEval", "Cyclic", "FedAvg", "FedOpt", "FedProx",
     "FederatedStatistics", "Result", "RobustAggregation", "RoundFailed", "RoundRecord", "RoundStatus", "Run",

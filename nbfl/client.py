@@ -26,6 +26,7 @@ import numpy as np
 import zmq
 
 from . import filters, names, wire
+from .control import participant_server
 from .executor import DXO, DataKind, Executor, FLContext, ReturnCode, Signal, from_shareable
 from .filters import Filter
 from .provision import Kit, as_kit
@@ -59,6 +60,10 @@ class Client:
     With ``from_share(share) -> LocalSetup`` the client asks the controller (a
     workshop's) for its share of a built-in dataset and builds its executor and data
     from the answer; ``executor``, ``data``, ``samples`` and ``device`` come from it.
+
+    With ``control=True`` (``%fl_join`` sets it) the client serves a local control socket
+    while it runs (:mod:`nbfl.control`), so JupyterLab's Federation panel shows it and its
+    Leave button works while the participant's kernel is busy.
     """
 
     def __init__(
@@ -79,6 +84,7 @@ class Client:
         filters: Sequence[Filter] = (),
         task_filters: Sequence[Filter] = (),
         on_update: Callable[["Client"], None] | None = None,
+        control: bool = False,
         heartbeat_interval: float = HEARTBEAT_INTERVAL,
         heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
     ):
@@ -115,6 +121,8 @@ class Client:
         self.state = "connecting"  # connecting, idle, training, stopped
         self.rounds_done = 0
         self.last_metrics: dict[str, float] = {}
+        self.global_metrics: dict[str, float] = {}  # the global model's, as the controller last sent them
+        self.global_round: int | None = None  # the round those are of (the one before the task that brought them)
         self.last_error: str | None = None
         self.controller_lost: float | None = None  # since when the controller has not answered (time.time())
         self._hb = (heartbeat_interval, heartbeat_timeout)
@@ -130,8 +138,14 @@ class Client:
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._shipped: tuple[str, FunctionExecutor] | None = None
+        self._control = participant_server(self) if control else None
 
     # -- lifecycle --------------------------------------------------------------
+    @property
+    def controller_address(self) -> str:
+        """Where the controller is, without a join code's token: ``HOST:PORT``."""
+        return self.endpoint.removeprefix("tcp://")
+
     def start(self, wait: float | None = 30.0) -> "Client":
         """Join in the background and return; with ``wait``, block until welcomed."""
         self._connect()
@@ -177,6 +191,8 @@ class Client:
                 if thread is not threading.current_thread():
                     thread.join(5)
             self.state = "stopped"
+            if self._control is not None:
+                self._control.close()
             self._stopped.set()
         self._notify()
 
@@ -191,6 +207,8 @@ class Client:
         self.stop()
 
     def _connect(self) -> None:
+        if self._control is not None:
+            self._control.start()
         self._io = ClientIO(
             self.endpoint, self._on_io_event, heartbeat_interval=self._hb[0], heartbeat_timeout=self._hb[1],
             curve=self._curve, insecure=self.insecure,
@@ -253,6 +271,9 @@ class Client:
             self._notify()
             log.info("%s joined %s", self.name, self.endpoint)
         elif msg.kind == "task":
+            sent = msg.get("global_metrics")
+            if isinstance(sent, dict) and isinstance(sent.get("round"), int):
+                self.global_round, self.global_metrics = sent["round"], _metrics(sent.get("metrics"))
             self._tasks.put(msg)
         elif msg.kind == "pull":
             with self._lock:
@@ -405,6 +426,13 @@ def _arrays(data: Mapping[str, Any]) -> dict[str, np.ndarray]:
             value = value.detach().cpu().numpy()
         out[name] = np.asarray(value)
     return out
+
+
+def _metrics(value: Any) -> dict[str, float]:
+    """The numbers of a metrics dict from the controller; anything else is left out."""
+    if not isinstance(value, dict):
+        return {}
+    return {str(k): float(v) for k, v in value.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 def _json_safe(value: Any) -> Any:

@@ -26,6 +26,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from . import checkpoint, wire
+from .control import controller_server
 from .filters import build as build_filters
 from .filters.accountant import PrivacyLedger
 from .limits import RateLimit
@@ -66,6 +67,9 @@ class Controller:
     now, anyone holding the :attr:`join_code` may join, and ``endpoint`` defaults to
     all interfaces on a free port. Without either the controller listens in plaintext,
     on loopback only unless ``insecure=True``.
+
+    It also serves a local control socket (:mod:`nbfl.control`) for JupyterLab's
+    Federation panel: status, stop and remove, answered while a cell runs.
     """
 
     def __init__(
@@ -122,6 +126,7 @@ class Controller:
         self.io.start()
         self._closed = False
         self._save_workshop()
+        self.control = controller_server(self).start()
         log.info("controller listening on %s", self.endpoint)
 
     # -- public API -------------------------------------------------------------
@@ -171,6 +176,11 @@ class Controller:
         """The run going on now, or None."""
         run = self._run
         return run if run is not None and not run.done() else None
+
+    @property
+    def last_run(self) -> Run | None:
+        """The run going on now, or the one that ended last (None before the first)."""
+        return self._run
 
     def live_clients(self) -> list[ClientInfo]:
         return self.registry.live()
@@ -282,6 +292,7 @@ class Controller:
         for client in self.registry.live():
             self.io.send(client.peer, wire.message("bye"))
         self.io.stop()
+        self.control.close()
 
     def __enter__(self) -> "Controller":
         return self

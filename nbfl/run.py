@@ -104,6 +104,7 @@ class Run:
         self.evaluate = host.evaluate
         self.history: list[RoundRecord] = []  # this run's rounds, as they complete
         self.round = 0  # this run's round in progress (1 .. rounds), or its last; records number rounds controller-wide
+        self.progress = (0, 0)  # (answered, asked) in the round in progress, or the last
         self._host = host
         self._on_round = on_round
         self._on_progress = on_progress
@@ -239,6 +240,8 @@ class Run:
         ready: deque[str] = deque()
         inflight: set[str] = set()
         headers: dict[bytes, dict[str, Any]] = {}
+        last = host.history[-1] if host.history else None  # the global model's metrics, shown beside a participant's own
+        global_metrics = {"round": last.round, "metrics": last.metrics} if last is not None else None
         for client in targets:
             task_id = uuid.uuid4().hex
             pending[task_id] = client
@@ -250,7 +253,7 @@ class Run:
                 inflight.add(task_id)
             headers[client.peer] = {
                 "task_id": task_id, "task_name": task_name, "round": number,
-                "kind": DataKind.WEIGHTS, "direct": direct, "meta": task_meta,
+                "kind": DataKind.WEIGHTS, "direct": direct, "meta": task_meta, "global_metrics": global_metrics,
             }  # fmt: skip
             shipped = client.accepts_code and task_name in host.task_code
             if shipped:
@@ -445,6 +448,7 @@ class Run:
             self._inbox.put(("stop", b"", None))  # wakes a round gathering results: the abort goes out now
 
     def _progress(self, answered: int, asked: int) -> None:
+        self.progress = (answered, asked)
         if self._on_progress is not None:
             self._on_progress(answered, asked)
 

@@ -137,7 +137,7 @@ def decode(frames: Sequence[Any]) -> Message:
     head = _buffer(frames[0])
     if len(head) > MAX_HEADER_BYTES:
         raise WireError(f"header of {len(head)} bytes exceeds {MAX_HEADER_BYTES}")
-    header = _parse_header(head)
+    header = parse_json(head)
     if not isinstance(header, dict):
         raise WireError("header is not a JSON object")
     version = header.get("v")
@@ -169,8 +169,9 @@ def decode(frames: Sequence[Any]) -> Message:
     return Message(kind, fields, tensors)
 
 
-def _parse_header(raw: memoryview) -> Any:
-    """The header frame as plain JSON values, or WireError: never an exception of the parser's own."""
+def parse_json(raw: bytes | memoryview) -> Any:
+    """A header frame (or a control request: :mod:`nbfl.control`) as plain JSON values, or
+    WireError: never an exception of the parser's own."""
     try:
         header = json.loads(bytes(raw).decode("utf-8"), parse_constant=_refuse_constant)  # UTF-8 only (RFC 8259)
     except RecursionError:

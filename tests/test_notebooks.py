@@ -21,7 +21,15 @@ KERNEL = "nbfl-binder"
 
 @functools.cache
 def binder_kernel() -> str:
-    """A kernel in a virtual environment built from binder/requirements.txt the way
+    """The kernel of :func:`binder_venv`, found through JUPYTER_PATH."""
+    venv = binder_venv()
+    os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(venv / "share" / "jupyter"), os.environ.get("JUPYTER_PATH")]))
+    return KERNEL
+
+
+@functools.cache
+def binder_venv() -> Path:
+    """A virtual environment (with a kernel) built from binder/requirements.txt the way
     repo2docker builds it (``pip install -r`` from the repository root), so the course is
     tested with what Binder installs rather than with the test tools' environment.
 
@@ -44,8 +52,7 @@ def binder_kernel() -> str:
         _run([*pip, "-r", str(local)])
         _run([str(python), "-m", "ipykernel", "install", "--prefix", str(venv), "--name", KERNEL])
     _run([*pip, "--no-deps", "--force-reinstall", "."])
-    os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(venv / "share" / "jupyter"), os.environ.get("JUPYTER_PATH")]))
-    return KERNEL
+    return venv
 
 
 def _run(cmd: list[str]) -> None:

@@ -138,7 +138,7 @@ class FLMagics(Magics):
         else:
             join = endpoint.replace("0.0.0.0", socket.gethostname())
             how = "--kit YOUR_KIT_FOLDER" if kit is not None else f"{html.escape(join)} --name YOUR_NAME"
-            how = f"<code>%fl_join {how}</code>"
+            how = f"<code>%fl_join {how}</code><br>"  # the join line's own block ends its line
         resumed = self.controller.resumed
         if resumed is not None:
             damaged = "".join(f"<br>skipped a damaged checkpoint: {html.escape(d)}" for d in resumed.skipped)
@@ -251,7 +251,7 @@ class FLMagics(Magics):
         try:
             self.client = Client(
                 args.endpoint, args.name, kit=args.kit, insecure=args.insecure, accept_code=args.accept_code,
-                on_update=self._client_updated, **kwargs,
+                on_update=self._client_updated, control=True, **kwargs,
             )  # fmt: skip
             self.client_status = status
             self.client.start(wait=30)

@@ -10,6 +10,12 @@ import { ServerConnection } from '@jupyterlab/services';
 /** Metrics as reported by a trainer: name -> value. */
 export type Metrics = Record<string, number>;
 
+/** A client's accuracy on its own data: the built-in trainer reports local_accuracy, a task may say accuracy. */
+export function localAccuracy(metrics: Metrics): number | undefined {
+  const value = metrics.local_accuracy ?? metrics.accuracy;
+  return typeof value === 'number' ? value : undefined;
+}
+
 export type RunState = 'running' | 'finished' | 'stopped' | 'failed';
 
 export interface IRun {
@@ -68,6 +74,8 @@ export interface IParticipantStatus {
   rounds_done: number;
   local: Metrics;
   global: Metrics;
+  /** The round whose global metrics these are (the controller sends them with the next task). */
+  global_round?: number | null;
   last_error: string | null;
 }
 

@@ -2,7 +2,7 @@
  * The selected controller's details: run block, chart and clients table. Rebuilt from
  * scratch whenever the data changes; the buttons live in the panel (they persist).
  */
-import { IClient, IControllerStatus, IRun } from './api';
+import { IClient, IControllerStatus, IRun, localAccuracy } from './api';
 import { renderChart } from './chart';
 import { fixed, fmt, h, slug } from './dom';
 
@@ -97,11 +97,13 @@ export function clientSummary(clients: IClient[]): string {
   return `${clients.length} ${noun}: ${parts.join(', ')}`;
 }
 
-/** The local metric shown in the table: accuracy, else the first metric (named in the tooltip). */
+/** The local metric shown in the table: accuracy (the built-in trainer's local_accuracy,
+ * or a task's own accuracy), else the first metric (named in the tooltip). */
 function localMetric(client: IClient): { text: string; title: string } {
   const metrics = client.metrics ?? {};
-  if (typeof metrics.accuracy === 'number') {
-    return { text: fixed(metrics.accuracy), title: 'local accuracy' };
+  const accuracy = localAccuracy(metrics);
+  if (accuracy !== undefined) {
+    return { text: fixed(accuracy), title: 'local accuracy' };
   }
   const first = Object.entries(metrics).find(([, v]) => typeof v === 'number');
   if (!first) {

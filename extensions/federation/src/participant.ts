@@ -1,9 +1,15 @@
 /** The selected participant's details: a short list of facts about this notebook's client. */
-import { IParticipantStatus, Metrics } from './api';
+import { IParticipantStatus, localAccuracy, Metrics } from './api';
 import { Child, fmt, h, slug } from './dom';
 
 /** The metric compared between the local and the global model: accuracy, else the first. */
-function compared(local: Metrics, global: Metrics): string {
+function compared(local: Metrics, global: Metrics, round: number | null): string {
+  // the controller sends the global model's metrics with each task: they are the round before's
+  const of = round === null ? '' : ` (round ${round})`;
+  const mine = localAccuracy(local);
+  if (mine !== undefined || typeof global.accuracy === 'number') {
+    return `your model ${fmt(mine)} · global ${fmt(global.accuracy)}${of}`;
+  }
   const name =
     'accuracy' in local || 'accuracy' in global
       ? 'accuracy'
@@ -12,7 +18,7 @@ function compared(local: Metrics, global: Metrics): string {
     return 'no metrics yet';
   }
   const label = name === 'accuracy' ? '' : `${name}: `;
-  return `${label}your model ${fmt(local[name])} · global ${fmt(global[name])}`;
+  return `${label}your model ${fmt(local[name])} · global ${fmt(global[name])}${of}`;
 }
 
 export function renderParticipant(status: IParticipantStatus): HTMLElement {
@@ -37,7 +43,7 @@ export function renderParticipant(status: IParticipantStatus): HTMLElement {
       )
     ],
     ['Rounds done', status.rounds_done],
-    ['Accuracy', compared(status.local ?? {}, status.global ?? {})]
+    ['Accuracy', compared(status.local ?? {}, status.global ?? {}, status.global_round ?? null)]
   ];
   const list = h('dl', { class: 'nbfl-fed-facts nbfl-fed-participant' });
   for (const [term, value] of rows) {
