@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import numpy as np
 import pytest
 
 import nbfl
 
 FAST = {"heartbeat_interval": 0.1, "heartbeat_timeout": 2.0}
+
+# Every controller registers its control socket (nbfl.control) in Jupyter's runtime folder:
+# the tests' go to one of their own, not into the Federation panel of the user's JupyterLab.
+os.environ["JUPYTER_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="nbfl-test-runtime-")
 
 
 @pytest.fixture
