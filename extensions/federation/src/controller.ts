@@ -98,18 +98,16 @@ export function clientSummary(clients: IClient[]): string {
 }
 
 /** The local metric shown in the table: accuracy (the built-in trainer's local_accuracy,
- * or a task's own accuracy), else the first metric (named in the tooltip). */
+ * or a task's own accuracy), else the first metric; the tooltip lists all of the client's
+ * last metrics. */
 function localMetric(client: IClient): { text: string; title: string } {
   const metrics = client.metrics ?? {};
-  const accuracy = localAccuracy(metrics);
-  if (accuracy !== undefined) {
-    return { text: fixed(accuracy), title: 'local accuracy' };
-  }
-  const first = Object.entries(metrics).find(([, v]) => typeof v === 'number');
-  if (!first) {
+  const numbers = Object.entries(metrics).filter(([, v]) => typeof v === 'number');
+  if (numbers.length === 0) {
     return { text: '–', title: 'no local metrics yet' };
   }
-  return { text: fixed(first[1]), title: `local ${first[0]} (no accuracy reported)` };
+  const title = 'last metrics: ' + numbers.map(([k, v]) => `${k} ${fmt(v)}`).join(', ');
+  return { text: fixed(localAccuracy(metrics) ?? numbers[0][1]), title };
 }
 
 function renderClients(
@@ -132,7 +130,7 @@ function renderClients(
     h('th', {}, 'Name'),
     h('th', {}, 'State'),
     h('th', { class: 'nbfl-fed-num nbfl-fed-col-round', title: 'the round the client last worked on' }, 'Round'),
-    h('th', { class: 'nbfl-fed-num', title: 'local accuracy (or first metric)' }, 'Local'),
+    h('th', { class: 'nbfl-fed-num', title: 'local accuracy (or first metric); hover for all' }, 'Local'),
     onRemove ? h('th', { 'aria-label': 'actions' }) : null
   );
   const body = h('tbody');
