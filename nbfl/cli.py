@@ -131,6 +131,8 @@ def _round_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rounds", type=_positive, default=10)
     p.add_argument("--algorithm", default="fedavg", choices=sorted(ALGORITHMS))
     p.add_argument("--timeout", type=float, default=120.0, help="seconds a round waits for results")
+    p.add_argument("--compress", choices=["none", "float16", "int8"],
+                   help="the model and the updates on the wire (default: none; with --workshop, int8)")
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:
@@ -203,8 +205,9 @@ def _controller(args: argparse.Namespace, endpoint: str, spawn: int) -> int:
     saving = {"checkpoint_dir": getattr(args, "checkpoint_dir", None), "resume": getattr(args, "resume", None)}
     try:
         controller = Controller(
-            endpoint, model, kit=kit, workshop=workshop, insecure=insecure, evaluate=evaluate, **saving
-        )
+            endpoint, model, kit=kit, workshop=workshop, insecure=insecure, evaluate=evaluate, compress=args.compress,
+            **saving,
+        )  # fmt: skip
     except ValueError as exc:  # plaintext off loopback, a bad kit, an address in use, no usable checkpoint
         print(f"nbfl controller: {exc}", file=sys.stderr)
         return 1

@@ -25,8 +25,8 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import zmq
 
-from . import filters, names, wire
-from .control import participant_server
+from . import compress, filters, names, wire
+from .control import ControlServer
 from .executor import DXO, DataKind, Executor, FLContext, ReturnCode, Signal, from_shareable
 from .filters import Filter
 from .provision import Kit, as_kit
@@ -138,9 +138,28 @@ class Client:
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._shipped: tuple[str, FunctionExecutor] | None = None
-        self._control = participant_server(self) if control else None
+        self._control = ControlServer("participant", self.panel_status, {"leave": self._panel_leave}) if control else None
 
     # -- lifecycle --------------------------------------------------------------
+    def panel_status(self) -> dict[str, Any]:
+        """This participant as its own Federation panel shows it (JSON values): its controller,
+        its state, and its model's metrics beside the global model's."""
+        lost = self.controller_lost
+        return {
+            "name": self.name, "controller": self.controller_address, "state": self.state,
+            "controller_lost": None if lost is None else round(time.time() - lost, 1),
+            "share": str(self.share) if self.share is not None else None, "device": str(self.device),
+            "rounds_done": self.rounds_done, "local": dict(self.last_metrics), "global": dict(self.global_metrics),
+            "global_round": self.global_round, "last_error": self.last_error,
+        }  # fmt: skip
+
+    def _panel_leave(self, args: Mapping[str, Any]) -> str:
+        if self.state == "stopped":
+            raise RuntimeError(f"{self.name} has already left")
+        # stop() closes the control socket too: it runs on a thread of its own, after this answer
+        threading.Thread(target=self.stop, name="nbfl-leave", daemon=True).start()
+        return f"{self.name} is leaving {self.controller_address}"
+
     @property
     def controller_address(self) -> str:
         """Where the controller is, without a join code's token: ``HOST:PORT``."""
@@ -153,10 +172,10 @@ class Client:
             error, refused = self.last_error, self._answered.is_set()
             stopped = self._closing.is_set()
             self.stop()
+            if refused and (error or not stopped):  # an answer, not silence: say so without suggesting a longer wait helps
+                raise ConnectionError(f"{self.name} could not join {self.endpoint}: {error}")
             if stopped:  # stop() from another thread (its parent went) while it waited
                 raise ConnectionError(f"{self.name} stopped before {self.endpoint} welcomed it")
-            if refused:  # an answer, not silence: say so without suggesting a longer wait helps
-                raise ConnectionError(f"{self.name} could not join {self.endpoint}: {error}")
             if not error and self._io is not None and not self._io.connected:
                 error = ("no connection was made: a firewall on the controller's machine, or a network that keeps "
                          "machines apart (a guest Wi-Fi), may drop it")  # fmt: skip
@@ -224,6 +243,7 @@ class Client:
         fields: dict[str, Any] = {
             "name": self.name, "host": socket.gethostname(), "device": self.device, "samples": self.samples,
             "pid": os.getpid(), "accepts_code": self.accept_code, "labels": self.labels,
+            "codecs": list(compress.CODECS),  # the controller compresses only what this client can decode
         }  # fmt: skip
         if self.join_code is not None:  # inside CurveZMQ to the key in the code: only that controller reads it
             fields["token"] = self.join_code.token
@@ -258,6 +278,14 @@ class Client:
         """Handle one controller message; True means the controller said bye."""
         assert self._io is not None
         if msg.kind == "welcome":
+            codec = msg.get("compress")
+            if codec is not None and codec not in compress.CODECS:
+                self.last_error = (f"the controller compresses the model as {str(codec)[:40]!r}, which this nbfl cannot "
+                                   f"decode (it knows {', '.join(compress.CODECS)}): install a newer nbfl")  # fmt: skip
+                log.warning("%s: %s", self.name, self.last_error)
+                self._io.send(wire.message("bye", reason=self.last_error))
+                self._answered.set()
+                return True  # and leaves
             listed = msg.get("name")
             if isinstance(listed, str) and listed != self.name:  # a kit's key decides the name
                 log.warning("%s: the controller lists this client as %r (its kit's name)", self.name, listed)
@@ -325,8 +353,9 @@ class Client:
         self._notify()
         try:
             requested = filters.build(meta.get(names.FILTERS))  # refuses unknown or bad ones, saying why
+            received = compress.unpack(msg.tensors, msg.get("compress")) if "compress" in msg.fields else msg.tensors
             tensors, kind = filters.apply(
-                self.task_filters, msg.tensors, str(msg.get("kind", DataKind.WEIGHTS)),
+                self.task_filters, received, str(msg.get("kind", DataKind.WEIGHTS)),
                 filters.FilterContext(task_name, number, self.name, meta=dict(meta)),
             )  # fmt: skip
             shareable = DXO(kind, tensors, meta).to_shareable()
@@ -344,7 +373,12 @@ class Client:
             if kind in (DataKind.WEIGHTS, DataKind.WEIGHT_DIFF) and (requested or self.filters):
                 ctx = filters.FilterContext(task_name, number, self.name, reference=tensors, meta=out_meta)
                 data, kind = filters.apply([*requested, *self.filters], data, kind, ctx)
-            result = wire.message("result", data, task_id=task_id, kind=kind, meta=_json_safe(out_meta))
+            packing = msg.get("compress_results")
+            if packing in compress.CODECS:  # after every filter: what the site's policy let out, made smaller
+                data, spec = compress.pack(data, packing)
+                result = wire.message("result", data, task_id=task_id, kind=kind, meta=_json_safe(out_meta), compress=spec)
+            else:
+                result = wire.message("result", data, task_id=task_id, kind=kind, meta=_json_safe(out_meta))
             frames = wire.encode(result)  # fails here, with this client's traceback, if it cannot be sent
         except Exception as exc:
             tb = user_traceback(exc)

@@ -2,7 +2,7 @@
 the kernel that holds it is busy running a cell.
 
 While ``%fl_round`` runs, the kernel's shell channel is taken, so the Jupyter server
-extension (:mod:`nbfl.jupyter_server`) does not go through the kernel. Every controller,
+extension (:mod:`nbfl.server_extension`) does not go through the kernel. Every controller,
 and every client joined with ``%fl_join``, serves a control socket of its own: a ROUTER
 bound to 127.0.0.1 on a free port, owned by one thread, answering one JSON request with
 one JSON reply::
@@ -30,20 +30,15 @@ import secrets
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import zmq
 
 from . import wire
 
-if TYPE_CHECKING:
-    from .client import Client
-    from .controller import Controller
-
 log = logging.getLogger("nbfl.control")
 
 MAX_REQUEST_BYTES = 64 * 1024  # a control request is a few hundred bytes; anything bigger is refused by ZeroMQ
-HISTORY_SHOWN = 500  # rounds of history a status carries: enough for a chart, bounded for a long run
 _serial = itertools.count(1)
 
 Action = Callable[[Mapping[str, Any]], str]
@@ -237,87 +232,3 @@ def _finite(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_finite(v) for v in value]
     return value
-
-
-# -- what a controller and a participant show -------------------------------------------------
-def controller_server(controller: "Controller") -> ControlServer:
-    """The control socket of ``controller``: status, stop, remove."""
-
-    def stop(args: Mapping[str, Any]) -> str:
-        run = controller.active_run
-        if run is None:
-            raise RuntimeError("no run is going on")
-        run.stop()
-        return f"stopping the run in round {run.round} of {run.rounds}: clients are told to abort"
-
-    def remove(args: Mapping[str, Any]) -> str:
-        name = args.get("name")
-        if not isinstance(name, str) or not name:
-            raise ValueError("remove needs the client's name")
-        controller.remove(name)
-        return f"{name} was removed" + ("; the join line is new" if controller.workshop is not None else "")
-
-    return ControlServer("controller", lambda: controller_status(controller), {"stop": stop, "remove": remove})
-
-
-def controller_status(controller: "Controller") -> dict[str, Any]:
-    """The controller as the panel shows it: its run, its clients, its rounds."""
-    code = controller.join_code
-    run = controller.last_run
-    status: dict[str, Any] = {
-        "endpoint": controller.endpoint,
-        "security": controller.security,
-        "workshop": controller.workshop is not None,
-        "join_line": f"%fl_join {code} --name YOUR_NAME --accept-code" if code is not None else None,
-        "run": None,
-        "clients": [
-            {
-                "name": c.name, "device": c.device, "host": c.host, "state": c.state, "share": c.share,
-                "round": c.last_round, "seconds": c.last_seconds, "metrics": dict(c.last_metrics),
-            }  # fmt: skip
-            for c in controller.clients
-        ],
-        "history": [
-            {"round": r.round, "status": str(r.status), "outcome": r.outcome, "metrics": dict(r.metrics)}
-            for r in controller.history[-HISTORY_SHOWN:]
-        ],
-    }
-    if run is not None:
-        answered, asked = run.progress
-        state = "running" if not run.done() else "failed" if run.exception() else "stopped" if run.stopped else "finished"
-        status["run"] = {
-            "state": state, "summary": run.summary(), "round": run.round, "rounds": run.rounds,
-            "answered": answered, "asked": asked, "workflow": run.workflow.name,
-        }  # fmt: skip
-    return status
-
-
-def participant_server(client: "Client") -> ControlServer:
-    """The control socket of a client joined from a notebook: status, leave."""
-
-    def leave(args: Mapping[str, Any]) -> str:
-        if client.state == "stopped":
-            raise RuntimeError(f"{client.name} has already left")
-        # stop() closes this socket too: it runs on a thread of its own, after this answer
-        threading.Thread(target=client.stop, name="nbfl-leave", daemon=True).start()
-        return f"{client.name} is leaving {client.controller_address}"
-
-    return ControlServer("participant", lambda: participant_status(client), {"leave": leave})
-
-
-def participant_status(client: "Client") -> dict[str, Any]:
-    """A participant as its own panel shows it: its controller, state and accuracy beside the global one."""
-    lost = client.controller_lost
-    return {
-        "name": client.name,
-        "controller": client.controller_address,
-        "state": client.state,
-        "controller_lost": None if lost is None else round(time.time() - lost, 1),
-        "share": str(client.share) if client.share is not None else None,
-        "device": str(client.device),
-        "rounds_done": client.rounds_done,
-        "local": dict(client.last_metrics),
-        "global": dict(client.global_metrics),
-        "global_round": client.global_round,
-        "last_error": client.last_error,
-    }

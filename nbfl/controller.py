@@ -25,8 +25,9 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from . import checkpoint, wire
-from .control import controller_server
+from . import checkpoint, compress, wire
+from .compress import check_codec
+from .control import ControlServer
 from .filters import build as build_filters
 from .filters.accountant import PrivacyLedger
 from .limits import RateLimit
@@ -40,6 +41,8 @@ from .workflows import FedAvg, Workflow, make_workflow
 from .workshop import JoinCode, Workshop
 
 log = logging.getLogger("nbfl.controller")
+
+PANEL_HISTORY = 500  # rounds of history the panel gets: enough for its chart, bounded for a long run
 
 Evaluate = Callable[[Weights], Mapping[str, float]]
 
@@ -68,6 +71,10 @@ class Controller:
     all interfaces on a free port. Without either the controller listens in plaintext,
     on loopback only unless ``insecure=True``.
 
+    ``compress`` (``"float16"``, ``"int8"``; a workshop's own by default) is the codec of the
+    model going out and the updates coming back in runs that do not choose one
+    (:mod:`nbfl.compress`); clients that do not decode it get float32.
+
     It also serves a local control socket (:mod:`nbfl.control`) for JupyterLab's
     Federation panel: status, stop and remove, answered while a cell runs.
     """
@@ -88,6 +95,7 @@ class Controller:
         join_rate: tuple[float, int] = (20.0, 100),
         checkpoint_dir: str | os.PathLike[str] | None = None,
         resume: str | os.PathLike[str] | None = None,
+        compress: str | None = None,
     ):
         self._weights: Weights = _as_weights(weights) if weights is not None else {}
         self.evaluate = evaluate
@@ -112,6 +120,7 @@ class Controller:
             raise ValueError("a controller uses a startup kit or a workshop's join code, not both")
         self.kit = as_kit(kit, "controller") if kit is not None else None
         self.workshop = workshop
+        self.compress = check_codec(compress) if compress is not None else workshop.compress if workshop else None
         curve = self.kit.curve() if self.kit is not None else None
         if workshop is not None:
             if self.resumed is not None and self._workshop_file().exists():  # the same key, token and people
@@ -126,7 +135,9 @@ class Controller:
         self.io.start()
         self._closed = False
         self._save_workshop()
-        self.control = controller_server(self).start()
+        self.control = ControlServer(
+            "controller", self.panel_status, {"stop": self._panel_stop, "remove": self._panel_remove}
+        ).start()
         log.info("controller listening on %s", self.endpoint)
 
     # -- public API -------------------------------------------------------------
@@ -202,6 +213,7 @@ class Controller:
         on_round: OnRound | None = None,
         on_progress: OnProgress | None = None,
         filters: list[dict[str, Any]] | None = None,
+        compress: str | None = None,
     ) -> Run:
         """Start ``rounds`` rounds of ``workflow`` (FedAvg by default, or an algorithm's name)
         in the background and return the :class:`~nbfl.run.Run` handle at once.
@@ -219,6 +231,10 @@ class Controller:
         answer within one, both on the run's thread. ``filters`` are specs of
         :mod:`nbfl.filters` every client applies to its updates this run
         (``[{"name": "dp", "clip": 1.0, "noise_multiplier": 1.0}]``), besides its own policy.
+        ``compress`` (``"float16"``, ``"int8"`` or ``"none"``; the controller's :attr:`compress`
+        by default) shrinks the model going out and the updates coming back, for the
+        clients that decode it (:mod:`nbfl.compress`); the bytes each round moved are in
+        its record's ``traffic``.
         One run at a time: starting another while one is going raises :class:`RunActive`.
         """
         if not self._weights:
@@ -231,12 +247,12 @@ class Controller:
             raise TypeError(f"{workflow!r} is not a workflow: it needs name, trains and round(run, weights, number)")
         self._restore_workflow(workflow)
         build_filters(filters)  # an unknown or bad spec fails here, not on every client
+        codec = check_codec(compress) if compress is not None else self.compress
         with self._starting:  # the check and the claim are one step: two callers cannot both pass
             self._refuse_during_run("start another run")
             run = self._run = Run(
                 self, rounds, workflow, min_clients=min_clients, min_results=min_results, grace=grace, timeout=timeout,
-                join_timeout=join_timeout,
-                filters=filters, on_round=on_round, on_progress=on_progress,
+                join_timeout=join_timeout, filters=filters, compress=codec, on_round=on_round, on_progress=on_progress,
             )  # fmt: skip
         # begun only once it is self._run: the IO thread forwards the first results to it
         return run.begin()
@@ -299,6 +315,50 @@ class Controller:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+    def panel_status(self) -> dict[str, Any]:
+        """The controller as JupyterLab's Federation panel shows it (JSON values): its run,
+        its clients and the last :data:`PANEL_HISTORY` rounds. Asked on the control socket's
+        thread (:mod:`nbfl.control`), so it reads only snapshots."""
+        code, run = self.join_code, self.last_run
+        status: dict[str, Any] = {
+            "endpoint": self.endpoint, "security": self.security, "workshop": self.workshop is not None,
+            "join_line": f"%fl_join {code} --name YOUR_NAME --accept-code" if code is not None else None,
+            "run": None,
+            "clients": [
+                {
+                    "name": c.name, "device": c.device, "host": c.host, "state": c.state, "share": c.share,
+                    "round": c.last_round, "seconds": c.last_seconds, "metrics": dict(c.last_metrics),
+                }
+                for c in self.clients
+            ],
+            "history": [
+                {"round": r.round, "status": str(r.status), "outcome": r.outcome, "metrics": dict(r.metrics)}
+                for r in self.history[-PANEL_HISTORY:]
+            ],
+        }  # fmt: skip
+        if run is not None:
+            answered, asked = run.progress
+            ended = "failed" if run.done() and run.exception() else "stopped" if run.stopped else "finished"
+            status["run"] = {
+                "state": "running" if not run.done() else ended, "summary": run.summary(), "round": run.round,
+                "rounds": run.rounds, "answered": answered, "asked": asked, "workflow": run.workflow.name,
+            }  # fmt: skip
+        return status
+
+    def _panel_stop(self, args: Mapping[str, Any]) -> str:
+        run = self.active_run
+        if run is None:
+            raise RuntimeError("no run is going on")
+        run.stop()
+        return f"stopping the run in round {run.round} of {run.rounds}: clients are told to abort"
+
+    def _panel_remove(self, args: Mapping[str, Any]) -> str:
+        name = args.get("name")
+        if not isinstance(name, str) or not name:
+            raise ValueError("remove needs the client's name")
+        self.remove(name)
+        return f"{name} was removed" + ("; the join line is new" if self.workshop is not None else "")
 
     # -- for runs (nbfl.run.Host) -------------------------------------------------
     def adopt(self, weights: Weights) -> None:
@@ -435,6 +495,7 @@ class Controller:
             peer=peer,
             accepts_code=msg.get("accepts_code") is True,
             labels=_counts(msg.get("labels")),
+            codecs=[c for c in msg.get("codecs") or () if c in compress.CODECS] if isinstance(msg.get("codecs"), list) else [],
         )
         shares = self.workshop is not None and msg.get("wants_share") is True
         if shares:  # it builds its data from the share in the welcome; ready once it says so (info)
@@ -445,6 +506,8 @@ class Controller:
                                             "choose another, or try again in a few seconds if it was you before a restart"))
             return
         welcome: dict[str, Any] = {"name": name}
+        if self.compress is not None:  # a client that cannot decode it says so now, not in a round
+            welcome["compress"] = self.compress
         if self.workshop is not None:
             share = self.workshop.joined(self.io.authenticated_id(peer), name)
             if shares:  # it trains on a built-in dataset: which part is its own

@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterator, Mapping, Protocol
 
 import numpy as np
 
-from . import names, wire
+from . import compress, names, wire
 from .executor import DataKind
 from .filters.accountant import PrivacyLedger
 from .records import ClientInfo, Result, RoundRecord, RoundStatus
@@ -90,6 +90,7 @@ class Run:
         timeout: float | None = None,
         join_timeout: float | None = 60.0,
         filters: list[dict[str, Any]] | None = None,
+        compress: str | None = None,
         on_round: OnRound | None = None,
         on_progress: OnProgress | None = None,
     ):
@@ -101,6 +102,7 @@ class Run:
         self.timeout = timeout
         self.join_timeout = join_timeout
         self.filters = list(filters or [])
+        self.compress = compress  # the codec of the model going out and the updates coming back (nbfl.compress)
         self.evaluate = host.evaluate
         self.history: list[RoundRecord] = []  # this run's rounds, as they complete
         self.round = 0  # this run's round in progress (1 .. rounds), or its last; records number rounds controller-wide
@@ -260,7 +262,7 @@ class Run:
                 headers[client.peer]["code"] = host.task_code[task_name]
             registry.update(client.peer, code="%%fl_task" if shipped else "own")
             registry.set_state(client.peer, "training")
-        host.io.broadcast("task", weights, headers)
+        self._broadcast(weights, headers, {c.peer for c in targets if self.compress in c.codecs})
         self._progress(0, len(targets))
 
         def pump() -> None:
@@ -330,10 +332,15 @@ class Run:
                     self._fail(client.name, str(tb) if tb else str(msg.get("reason", "error")))
                 elif kind == "result":
                     client = finish(task_id)
+                    try:
+                        tensors = compress.unpack(msg.tensors, msg.get("compress")) if "compress" in msg.fields else msg.tensors
+                    except compress.CompressionError as exc:
+                        self._fail(client.name, f"its compressed result could not be read: {exc}")
+                        continue
                     result = Result(
                         client=client.name,
                         kind=str(msg.get("kind", DataKind.WEIGHTS)),
-                        weights=msg.tensors,
+                        weights=tensors,
                         meta=msg.get("meta") if isinstance(msg.get("meta"), dict) else {},
                         seconds=time.perf_counter() - sent_at[task_id],
                     )
@@ -353,6 +360,20 @@ class Run:
                 self._record.notes["late"] = late
                 log.info("round %d closed %s s after its quorum; stragglers told to stop: %s",
                          number, self.grace, ", ".join(late))  # fmt: skip
+
+    def _broadcast(self, weights: Mapping[str, np.ndarray], headers: dict[bytes, dict[str, Any]], packed: set[bytes]) -> None:
+        """Send each client its task: compressed (and asked to compress its result) if the run
+        compresses and the client said at join that it decodes that codec; as it is otherwise."""
+        io = self._host.io
+        plain = {peer: fields for peer, fields in headers.items() if peer not in packed}
+        if plain:
+            io.broadcast("task", weights, plain)
+        if packed:
+            tensors, spec = compress.pack(weights, self.compress)
+            io.broadcast("task", tensors, {
+                peer: {**fields, "compress": spec, "compress_results": self.compress}
+                for peer, fields in headers.items() if peer in packed
+            })  # fmt: skip
 
     # -- for the controller's IO thread ------------------------------------------------
     def deliver(self, item: tuple[str, bytes, Any]) -> bool:

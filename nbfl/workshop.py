@@ -39,6 +39,8 @@ from typing import Any, Mapping
 import zmq
 from zmq.utils import z85
 
+from .compress import check_codec
+
 SCHEME = "nbfl://"
 CODE = re.compile(r"^nbfl://(?P<host>[^/:\s]+):(?P<port>\d{1,5})/(?P<key>[A-Za-z0-9_-]{43})/(?P<token>[A-Za-z0-9_-]{8,64})$")
 DEFAULT_TTL = 12 * 3600.0  # a day's workshop; rotate() makes a new token when asked
@@ -126,8 +128,11 @@ class Workshop:
     ``capacity`` caps how many participants are connected at once and is the number of
     shares the built-in data is cut into (``partition`` with ``seed``). ``host`` is the
     address put in the join code; by default the machine's LAN address
-    (:func:`lan_address`). Called from the controller's IO thread (ZAP, joins) and from
-    the instructor's (rotate, remove), so one lock guards it.
+    (:func:`lan_address`). ``compress`` is the codec of the workshop's runs unless a run
+    chooses (:mod:`nbfl.compress`): ``int8`` by default, since thirty laptops share one
+    access point and each moves the model both ways every round. Called from the
+    controller's IO thread (ZAP, joins) and from the instructor's (rotate, remove), so one
+    lock guards it.
     """
 
     def __init__(
@@ -137,6 +142,7 @@ class Workshop:
         seed: int = 0,
         token_ttl: float = DEFAULT_TTL,
         host: str | None = None,
+        compress: str | None = "int8",
     ):
         if capacity < 1:
             raise ValueError(f"a workshop needs room for at least 1 participant, not {capacity}")
@@ -144,6 +150,7 @@ class Workshop:
         self.partition = partition
         self.seed = seed
         self.host = host or lan_address()
+        self.compress = check_codec(compress)
         self.public_key, self.secret_key = zmq.curve_keypair()  # the controller's, made now: nothing to hand out
         self._lock = threading.Lock()
         self._token = ""

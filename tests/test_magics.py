@@ -199,6 +199,20 @@ def test_run_settings_do_not_leak_from_one_magic_to_the_next(ip):
     ip.run_line_magic("fl_controller", "stop")
 
 
+def test_fl_round_compress_moves_a_quarter_of_the_bytes_and_the_history_shows_them(ip):
+    ip.run_line_magic("fl_controller", "start --compress float16")  # the controller's default for its runs
+    ip.run_line_magic("fl_spawn", "2 --partition iid")
+    ip.run_line_magic("fl_round", "1 --compress none")
+    ip.run_line_magic("fl_round", "1 --compress int8")
+    ip.run_line_magic("fl_round", "1")
+    plain, int8, half = (r.traffic for r in ip.user_ns["nbfl_controller"].history)
+    assert all(0.25 * p <= i <= 0.32 * p and 0.5 * p <= h <= 0.55 * p for p, i, h in zip(plain, int8, half))
+    kilobytes = re.findall(r"<td>(\d+\.\d) / (\d+\.\d)</td>", shown_html(ip, "fl_history", ""))
+    shown = [float(x) * 1000 for pair in kilobytes for x in pair]
+    assert shown == pytest.approx([*plain, *int8, *half], abs=51)  # kB out / in of each round, to 0.1 kB
+    ip.run_line_magic("fl_controller", "stop")
+
+
 SLOW_TASK = """import nbfl
 def train(weights, ctx):
     ctx.abort.wait(0.2)  # a slow site: rounds take a while

@@ -87,9 +87,11 @@ def test_thirty_participants_join_with_the_line_train_and_one_is_removed(room):
     records = ctl.run(3, min_clients=30, timeout=600, join_timeout=0)
     assert [r.status for r in records] == ["ok"] * 3
     assert all(sorted(r.clients) == NAMES and not r.failed for r in records)
+    # a workshop compresses (int8 by default): each model crosses in a quarter of its float32 bytes,
+    # plus the JSON header (about 3% of a float32 message for this 4.8k-parameter model)
     model_bytes = sum(v.nbytes for v in initial.values())
-    assert all(r.traffic[0] >= 30 * model_bytes and r.traffic[1] >= 30 * model_bytes for r in records)
-    assert all(c.traffic[0] >= model_bytes and c.traffic[1] >= model_bytes for c in ctl.clients)
+    assert all(30 * model_bytes / 4 <= r.traffic[i] <= 30 * model_bytes * 0.32 for r in records for i in (0, 1))
+    assert all(model_bytes / 4 <= c.traffic[i] <= model_bytes * 0.32 for c in ctl.clients for i in (0, 1))
 
     old = str(ctl.join_code)
     ctl.remove("participant-07")
@@ -101,7 +103,7 @@ def test_thirty_participants_join_with_the_line_train_and_one_is_removed(room):
 
     # nothing readable crossed the relay: not the token, not a name, not a header, not the model
     up, down = relay.captured()
-    assert len(down) > 30 * 3 * sum(v.nbytes for v in initial.values())  # every participant's models went through it
+    assert len(down) > 30 * 3 * sum(v.nbytes for v in initial.values()) / 4  # every participant's models went through it
     for secret in [JoinCode.parse(old).token.encode(), b"participant-07", b'"kind"', b"welcome"]:
         assert secret not in up and secret not in down, secret
     sample = initial["fc1.weight"].tobytes()[:64]

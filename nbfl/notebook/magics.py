@@ -67,6 +67,8 @@ class FLMagics(Magics):
     @argument("--capacity", type=int, default=30, help="workshop: participants at most, and data shares")
     @argument("--partition", default="dirichlet:0.5", help="workshop: how the built-in data is shared out")
     @argument("--token-hours", type=float, default=12.0, help="workshop: how long the join line admits newcomers")
+    @argument("--compress", choices=["none", "float16", "int8"],
+              help="the model and the updates on the wire, in runs that do not choose (default: none; a workshop's int8)")
     @argument("--insecure", action="store_true", help="allow plaintext on a non-loopback --host (a trusted network)")
     @argument("--checkpoint-dir", help="write a checkpoint (model, workflow state, history) after every round")
     @argument("--resume", help="continue from the last whole checkpoint in this folder (and keep writing there)")
@@ -123,7 +125,7 @@ class FLMagics(Magics):
                 endpoint = f"tcp://0.0.0.0:{args.port or 0}"  # the line may name a tunnel's or a NAT's address
             self.controller = Controller(
                 endpoint, weights, kit=kit, workshop=workshop, insecure=args.insecure, evaluate=evaluate,
-                checkpoint_dir=args.checkpoint_dir, resume=args.resume,
+                checkpoint_dir=args.checkpoint_dir, resume=args.resume, compress=args.compress,
             )  # fmt: skip
         except ValueError as exc:  # plaintext off loopback, a bad kit or workshop setting
             raise UsageError(str(exc)) from None
@@ -325,6 +327,8 @@ class FLMagics(Magics):
     @argument("--min-results", type=int, help="results that close a round (its quorum)")
     @argument("--grace", type=float, help="seconds to wait for slower clients once the quorum is in (default: for all)")
     @argument("--timeout", type=float, help="seconds a round waits (default: the controller's --timeout)")
+    @argument("--compress", choices=["none", "float16", "int8"],
+              help="the model and the updates on the wire (default: the controller's; a workshop's is int8)")
     @argument("--background", action="store_true",
               help="return at once; the dashboard keeps updating (%%fl_status, %%fl_wait, %%fl_stop act on the run)")
     @line_magic
@@ -404,6 +408,7 @@ class FLMagics(Magics):
                 args.n, workflow, min_clients=min_clients, min_results=args.min_results, grace=args.grace,
                 timeout=args.timeout or self.round_timeout,
                 join_timeout=0, on_round=board.on_round, on_progress=board.on_progress, filters=filters,
+                compress=args.compress,
             )  # fmt: skip
         except (RunActive, RunError) as exc:
             raise UsageError(str(exc)) from None
