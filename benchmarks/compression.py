@@ -40,8 +40,8 @@ CODECS = ("none", "float16", "int8")
 ECHO = "import nbfl, sys; nbfl.Client(sys.argv[1], sys.argv[2], tasks={'train': lambda w: dict(w)}).run()"
 
 
-def digits_run(codec: str, clients: int, rounds: int) -> tuple[float, float]:
-    """(median bytes a round moved, final accuracy) of ``rounds`` rounds with ``codec``."""
+def digits_run(codec: str, clients: int, rounds: int) -> tuple[float, float, float]:
+    """(median bytes a round moved, final accuracy, final loss) of ``rounds`` rounds with ``codec``."""
     torch.manual_seed(0)
     model = DigitsMLP()
     _, _, x_test, y_test = load_digits_split()
@@ -54,7 +54,8 @@ def digits_run(codec: str, clients: int, rounds: int) -> tuple[float, float]:
             ctl.close()
             stop_clients(procs)
     assert all(r.ok and len(r.clients) == clients for r in records), [r.outcome for r in records]
-    return statistics.median(sum(r.traffic) for r in records), records[-1].metrics["accuracy"]
+    last = records[-1].metrics
+    return statistics.median(sum(r.traffic) for r in records), last["accuracy"], last["loss"]
 
 
 class Throttle:
@@ -129,12 +130,12 @@ def main() -> int:
     args = parser.parse_args()
 
     digits = {codec: digits_run(codec, args.clients, args.rounds) for codec in CODECS}
-    base_bytes, base_accuracy = digits["none"]
+    base_bytes, base_accuracy, _ = digits["none"]
     print(f"digits: {args.clients} client processes, {args.rounds} FedAvg rounds, DigitsMLP (4,810 parameters)")
-    print(f"{'codec':>8} {'kB a round':>11} {'ratio':>6} {'final accuracy':>15} {'points from float32':>20}")
-    for codec, (moved, accuracy) in digits.items():
+    print(f"{'codec':>8} {'kB a round':>11} {'ratio':>6} {'final accuracy':>15} {'points from float32':>20} {'final loss':>11}")
+    for codec, (moved, accuracy, loss) in digits.items():
         print(f"{codec if codec != 'none' else 'float32':>8} {moved / 1000:>11.1f} {moved / base_bytes:>6.3f} "
-              f"{accuracy:>15.4f} {100 * (accuracy - base_accuracy):>+20.2f}")  # fmt: skip
+              f"{accuracy:>15.4f} {100 * (accuracy - base_accuracy):>+20.2f} {loss:>11.5f}")  # fmt: skip
 
     slow = {"none": [], "int8": []}
     for _ in range(args.repeat):
