@@ -25,6 +25,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     demo = sub.add_parser("demo", help="controller + local client processes doing FedAvg on digits")
     demo.add_argument("--clients", type=_positive, default=4)
+    demo.add_argument("--dask", metavar="SCHEDULER",
+                      help="run the clients on this Dask cluster (tcp://HOST:8786) instead of local processes; off "
+                           "this machine they join with a workshop's join line")  # fmt: skip
     _round_args(demo)
     _data_args(demo)
 
@@ -61,6 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--accept-code", action="store_true", help="run task code the controller sends (%%%%fl_task) on this data"
     )
     cli.add_argument("--exit-with-parent", action="store_true", help="leave when the process that started this one ends")
+    cli.add_argument("--device", help="where the built-in trainer trains: cpu, cuda, cuda:1 (default: cuda:0 if there is a GPU)")
     _data_args(cli)
 
     args = parser.parse_args(argv)
@@ -78,6 +82,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.workshop and args.kit is not None:
             parser.error("--workshop makes its own keys and join line; it does not take --kit")
         return _controller(args, _controller_endpoint(parser, args), spawn=0)
+    from .transport import is_loopback
+
+    if args.dask and not is_loopback(args.dask, connect=True):  # remote workers: CurveZMQ, a join line
+        return _controller(args, "tcp://0.0.0.0:0", spawn=args.clients, workshop=True)
     return _controller(args, "tcp://127.0.0.1:0", spawn=args.clients)
 
 
@@ -178,7 +186,7 @@ def _check_partition(parser: argparse.ArgumentParser, args: argparse.Namespace) 
         parser.error(f"--partition {args.partition}: {exc}")
 
 
-def _controller(args: argparse.Namespace, endpoint: str, spawn: int) -> int:
+def _controller(args: argparse.Namespace, endpoint: str, spawn: int, workshop: bool = False) -> int:
     import torch
 
     from .controller import Controller
@@ -192,20 +200,21 @@ def _controller(args: argparse.Namespace, endpoint: str, spawn: int) -> int:
     _, _, x_test, y_test = load_digits_split(seed=args.seed)
     model = DigitsMLP()
     procs: list = []
+    on_dask = None
     need = spawn or args.min_clients
     kit, insecure = getattr(args, "kit", None), getattr(args, "insecure", False)
     he_context = kit.he_context() if kit is not None else None
     # under HE the controller holds ciphertexts: it cannot evaluate, the clients report
     evaluate = None if he_context is not None else evaluator(model, x_test, y_test)
-    workshop = None
-    if getattr(args, "workshop", False):
+    room = None
+    if workshop or getattr(args, "workshop", False):
         from .workshop import Workshop
 
-        workshop = Workshop(args.capacity, args.partition, args.seed, host=args.host)
+        room = Workshop(getattr(args, "capacity", spawn), args.partition, args.seed, host=getattr(args, "host", None))
     saving = {"checkpoint_dir": getattr(args, "checkpoint_dir", None), "resume": getattr(args, "resume", None)}
     try:
         controller = Controller(
-            endpoint, model, kit=kit, workshop=workshop, insecure=insecure, evaluate=evaluate, compress=args.compress,
+            endpoint, model, kit=kit, workshop=room, insecure=insecure, evaluate=evaluate, compress=args.compress,
             **saving,
         )  # fmt: skip
     except ValueError as exc:  # plaintext off loopback, a bad kit, an address in use, no usable checkpoint
@@ -219,8 +228,15 @@ def _controller(args: argparse.Namespace, endpoint: str, spawn: int) -> int:
             print(f"resumed from {controller.resumed.path}: {controller.resumed.round} rounds done", flush=True)
         if not spawn:  # a deployment, not the loopback demo: say how connections are protected
             print(controller.security, flush=True)
-        if spawn:
-            procs = spawn_clients(controller.endpoint, spawn, partition=args.partition, seed=args.seed, epochs=args.epochs)
+        where = str(controller.join_code) if controller.join_code is not None else controller.endpoint
+        if spawn and getattr(args, "dask", None):
+            from .on_dask import spawn_on_dask
+
+            on_dask = spawn_on_dask(args.dask, spawn, endpoint=where, partition=args.partition, seed=args.seed,
+                                    epochs=args.epochs)  # fmt: skip
+            print(f"{spawn} clients on the Dask cluster at {args.dask}: {', '.join(sorted(set(on_dask.placement.values())))}")
+        elif spawn:
+            procs = spawn_clients(where, spawn, partition=args.partition, seed=args.seed, epochs=args.epochs)
         elif controller.join_code is not None:
             print(f"waiting for {need} participant{'s' if need != 1 else ''}; each pastes into a notebook "
                   f"(after %load_ext nbfl):\n"
@@ -231,6 +247,8 @@ def _controller(args: argparse.Namespace, endpoint: str, spawn: int) -> int:
             print(f"waiting for {need} clients: nbfl client {how} --index I --num-clients N", flush=True)
         if not _wait_for_clients(controller, need, procs, getattr(args, "join_wait", 120.0)):
             stop_clients(procs)
+            if on_dask is not None:
+                on_dask.release()
             return 1
         print(f"{need} clients joined: {', '.join(c.name for c in controller.live_clients())}", flush=True)
         workflow = make_workflow(args.algorithm)
@@ -249,6 +267,8 @@ def _controller(args: argparse.Namespace, endpoint: str, spawn: int) -> int:
         except KeyboardInterrupt:
             print("stopped: clients were told to abort; the global model is the last complete round's", flush=True)
     stop_clients(procs)
+    if on_dask is not None:  # the controller said goodbye: their tasks end, the workers are free
+        on_dask.release()
     done = [r for r in controller.history if r.ok]
     if not done:
         print("no round completed", flush=True)
@@ -306,7 +326,7 @@ def _client(args: argparse.Namespace) -> int:
 
     def setup(share: Share) -> Any:
         torch.manual_seed(share.seed + share.index)
-        return digits_setup(share, args.epochs)
+        return digits_setup(share, args.epochs, args.device)
 
     if args.index is None and is_join_code(args.endpoint):
         local: dict[str, Any] = {"from_share": setup}  # the workshop's controller assigns the share

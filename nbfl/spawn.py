@@ -53,6 +53,7 @@ def spawn_clients(
     epochs: int = 1,
     name_prefix: str = "site",
     accept_code: bool = False,
+    gpus: list[int] | None = None,
     template: bool | None = None,
 ) -> list[ClientProcess | TemplateChild]:
     """``n`` separate ``nbfl client`` processes, each training on its own part of ``data``.
@@ -65,6 +66,7 @@ def spawn_clients(
     With ``accept_code`` they run ``%%fl_task`` code the controller sends on that part.
     ``endpoint`` may be a workshop's join code: they join like participants and the
     controller assigns each its share (``partition`` and ``seed`` are then the workshop's).
+    ``gpus`` (``[0, 1]``) puts client ``i`` on ``cuda:{gpus[i % len(gpus)]}``.
 
     ``template`` (default: ``True`` unless ``$NBFL_SPAWN`` is ``processes``) forks them
     from this process's warm template, which is their parent then; ``False`` starts
@@ -84,6 +86,7 @@ def spawn_clients(
             "--data", data, "--partition", partition, *share,
             "--seed", str(seed), "--epochs", str(epochs), "--exit-with-parent",
             *(["--accept-code"] if accept_code else []),
+            *(["--device", f"cuda:{gpus[i % len(gpus)]}"] if gpus else []),  # round-robin over the GPUs
         ]  # fmt: skip
         procs.append(launch(cmd, logs / f"{name}.log"))
     return procs

@@ -51,6 +51,18 @@ def set_weights(model: torch.nn.Module, weights: Mapping[str, np.ndarray]) -> No
     model.load_state_dict(to_torch(weights, device))
 
 
-def device_name() -> str:
-    """``cuda:0`` when a GPU is present, else ``cpu``: what built-in trainers use and report."""
-    return "cuda:0" if torch.cuda.is_available() else "cpu"
+def device_name(asked: str | None = None) -> str:
+    """Where a built-in trainer trains, as it reports it: ``asked`` (``cuda`` meaning
+    ``cuda:0``), by default ``cuda:0`` when a GPU is present, else ``cpu``. A GPU asked for
+    where torch sees none (or not that many) is a ValueError that says so, not a crash in
+    the first round."""
+    if asked is None:
+        return "cuda:0" if torch.cuda.is_available() else "cpu"
+    device = torch.device(asked)
+    if device.type == "cuda":
+        index = device.index or 0
+        if index >= torch.cuda.device_count():
+            seen = torch.cuda.device_count() if torch.cuda.is_available() else 0
+            raise ValueError(f"device {asked!r} asked for, but torch {torch.__version__} sees {seen} CUDA GPU(s) here")
+        return f"cuda:{index}"
+    return str(device)

@@ -54,7 +54,7 @@ class ArrayTrainer(Executor):
         device: str | None = None,
     ):
         super().__init__()
-        self.device = device or device_name()
+        self.device = device_name(device)
         self.model = model.to(self.device)
         self.x = torch.as_tensor(np.asarray(x, np.float32))
         self.y = torch.as_tensor(np.asarray(y, np.int64))
@@ -177,15 +177,15 @@ def evaluator(model: nn.Module, x: np.ndarray, y: np.ndarray) -> Callable[[Mappi
     return evaluate
 
 
-def digits_setup(share: Share, epochs: int = 2) -> LocalSetup:
+def digits_setup(share: Share, epochs: int = 2, device: str | None = None) -> LocalSetup:
     """The built-in trainer on ``share`` of scikit-learn's digits: what ``nbfl client``,
     ``%fl_spawn`` and ``%fl_join`` train with, the share given on the command line or
-    assigned by a workshop's controller."""
+    assigned by a workshop's controller. ``device``: ``cuda:0`` when there is a GPU, by default."""
     from .data import load_digits_split, partition
     from .models import DigitsMLP
 
     x, y, _, _ = load_digits_split(seed=share.seed)
     part = partition(share.partition, y, share.of, share.seed)[share.index]
-    trainer = ArrayTrainer(DigitsMLP(), x[part], y[part], epochs=epochs, seed=share.seed + share.index)
+    trainer = ArrayTrainer(DigitsMLP(), x[part], y[part], epochs=epochs, seed=share.seed + share.index, device=device)
     labels = np.bincount(y[part], minlength=10).tolist()
     return LocalSetup(trainer, (x[part], y[part]), trainer.samples, trainer.device, labels)

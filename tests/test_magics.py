@@ -213,6 +213,18 @@ def test_fl_round_compress_moves_a_quarter_of_the_bytes_and_the_history_shows_th
     ip.run_line_magic("fl_controller", "stop")
 
 
+def test_fl_spawn_on_gpus_that_are_not_there_says_so_at_once(ip):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: scripts/gpu_check.sh covers it")
+    ip.run_line_magic("fl_controller", "start")
+    # told as soon as the clients failed (the log's last lines), not after --wait (beyond the test's timeout)
+    with pytest.raises(UsageError, match=r"0 of 2 clients joined(.|\n)*device 'cuda:1' asked for, but torch .* sees 0 CUDA GPU"):
+        ip.run_line_magic("fl_spawn", "2 --gpus 1 --wait 600")
+    ip.run_line_magic("fl_controller", "stop")
+
+
 SLOW_TASK = """import nbfl
 def train(weights, ctx):
     ctx.abort.wait(0.2)  # a slow site: rounds take a while

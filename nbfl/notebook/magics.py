@@ -40,6 +40,7 @@ class FLMagics(Magics):
         super().__init__(shell)
         self.controller: Controller | None = None
         self.spawned: list = []
+        self.on_dask: list = []  # nbfl.on_dask.DaskClients of %fl_spawn --dask
         self.batches = 0
         # the defaults %fl_round takes from %fl_controller start; each run gets its own copy
         self.min_clients = 1
@@ -180,6 +181,9 @@ class FLMagics(Magics):
         self.workflows.clear()
         stop_clients(self.spawned)
         self.spawned = []
+        for group in self.on_dask:  # they heard the controller's goodbye: their tasks end
+            group.release()
+        self.on_dask = []
 
     # -- clients -----------------------------------------------------------------
     @magic_arguments()
@@ -189,9 +193,16 @@ class FLMagics(Magics):
     @argument("--seed", type=int, default=0)
     @argument("--epochs", type=int, default=2, help="local epochs per round (built-in trainer)")
     @argument("--wait", type=float, default=120.0, help="seconds to wait for them to join")
+    @argument("--gpus", help="GPU indices, e.g. 0,1: the clients go round-robin onto cuda:0, cuda:1, ...; with --dask, "
+                             "each client takes a worker's GPU resource (workers started with --resources GPU=N)")
+    @argument("--dask", metavar="SCHEDULER",
+              help="start them on this Dask cluster (tcp://HOST:8786) instead of this machine (nbfl.on_dask)")
+    @argument("--per-worker", type=int, help="with --dask: this many clients to a worker (default: spread out)")
     @line_magic
     def fl_spawn(self, line: str) -> None:
-        """Start N local client processes on 127.0.0.1, each with its own share of the data.
+        """Start N client processes, each with its own share of the data: on 127.0.0.1, or on
+        the workers of a Dask cluster with --dask (off this machine, give the controller a
+        workshop's join line: %fl_controller start --workshop).
 
         They opt in to running ``%%fl_task`` code; without one they use the built-in trainer.
         """
@@ -206,18 +217,45 @@ class FLMagics(Magics):
         self.batches += 1  # names stay unique across several %fl_spawn calls: site-1, site2-1, ...
         # in a workshop they join like participants, with the join line, and get shares from it
         where = str(ctl.join_code) if ctl.join_code is not None else ctl.endpoint
-        self.spawned += spawn_clients(
-            where, args.n, partition=args.partition, seed=args.seed, epochs=args.epochs,
-            name_prefix="site" if self.batches == 1 else f"site{self.batches}", accept_code=True,
-        )  # fmt: skip
+        prefix = "site" if self.batches == 1 else f"site{self.batches}"
         try:
-            ctl.wait_for_clients(before + args.n, timeout=args.wait)
-        except TimeoutError as exc:
-            dead = [p for p in self.spawned if p.poll() is not None]
-            why = f"; {dead[0].log} ends:\n{dead[0].tail()}" if dead else ""
-            raise UsageError(f"{exc}{why}") from None
-        logs = html.escape(str(self.spawned[-1].log.parent))
-        display(HTML(clients_html(ctl.clients) + f"<div>what these clients print goes to {logs}</div>"))
+            gpus = [int(g) for g in args.gpus.split(",")] if args.gpus else None
+        except ValueError:
+            raise UsageError(f"--gpus takes GPU indices separated by commas, e.g. 0,1; not {args.gpus!r}") from None
+        if args.dask:
+            from ..on_dask import spawn_on_dask
+
+            # on a cluster each client takes one of a worker's GPUs: workers started with --resources GPU=N
+            devices = {"device": "cuda", "resources": {"GPU": 1}} if gpus else {}
+            try:
+                group = spawn_on_dask(
+                    args.dask, args.n, endpoint=where, partition=args.partition, seed=args.seed, epochs=args.epochs,
+                    name_prefix=prefix, per_worker=args.per_worker, accept_code=True, **devices,
+                )  # fmt: skip
+            except (ImportError, OSError, ValueError, RuntimeError) as exc:
+                raise UsageError(f"--dask {args.dask}: {exc}") from None
+            self.on_dask.append(group)
+            batch = []
+            where_to = f"on the Dask cluster's workers {', '.join(sorted(set(group.placement.values())))}"
+        else:
+            self.spawned += spawn_clients(
+                where, args.n, partition=args.partition, seed=args.seed, epochs=args.epochs, name_prefix=prefix,
+                accept_code=True, gpus=gpus,
+            )  # fmt: skip
+            batch = self.spawned[-args.n :]
+            where_to = f"what these clients print goes to {self.spawned[-1].log.parent}"
+        deadline = time.monotonic() + args.wait
+        while True:  # in short waits: a client that failed at start (a missing GPU, say) is reported at once
+            try:
+                ctl.wait_for_clients(before + args.n, timeout=min(1.0, max(0.0, deadline - time.monotonic())))
+                break
+            except TimeoutError:
+                dead = [p for p in batch if p.poll() is not None]
+                if dead or time.monotonic() >= deadline:
+                    came = len(ctl.live_clients()) - before
+                    why = f"; {dead[0].log} ends:\n{dead[0].tail()}" if dead else ""
+                    raise UsageError(f"{came} of {args.n} clients joined {where_to} within {args.wait:g} s{why}") from None
+        display(HTML(clients_html(ctl.clients) + f"<div>{html.escape(where_to)}</div>"))
 
     @magic_arguments()
     @argument("endpoint", nargs="?",
