@@ -98,25 +98,27 @@ class Throttle:
         self.server.close()
 
 
-def link_rounds(codec: str, params: int, clients: int, rounds: int, mbit: float) -> list[float]:
+def link_rounds(codec: str, params: int, clients: int, rounds: int, mbit: float) -> tuple[list[float], list[int]]:
+    """Seconds and bytes of each of ``rounds`` rounds through the throttled relay."""
     weights = {"w": np.random.default_rng(0).normal(size=params).astype(np.float32)}
     ctl = nbfl.Controller("tcp://127.0.0.1:0", weights, compress=codec, heartbeat_timeout=120.0)
     link = Throttle(ctl.endpoint, mbit)
     procs = [subprocess.Popen([sys.executable, "-c", ECHO, link.endpoint, f"site-{i}"]) for i in range(clients)]
     try:
         ctl.wait_for_clients(clients, timeout=300)
-        times = []
+        times, moved = [], []
         for _ in range(rounds):
             start = time.perf_counter()
             (record,) = ctl.run(1, min_clients=clients, timeout=3600)
             times.append(time.perf_counter() - start)
+            moved.append(sum(record.traffic))
             assert record.ok and len(record.clients) == clients, record.outcome
     finally:
         ctl.close()
         for proc in procs:
             proc.wait(60)
         link.close()
-    return times
+    return times, moved
 
 
 def main() -> int:
@@ -137,17 +139,21 @@ def main() -> int:
         print(f"{codec if codec != 'none' else 'float32':>8} {moved / 1000:>11.1f} {moved / base_bytes:>6.3f} "
               f"{accuracy:>15.4f} {100 * (accuracy - base_accuracy):>+20.2f} {loss:>11.5f}")  # fmt: skip
 
-    slow = {"none": [], "int8": []}
+    slow: dict[str, list[float]] = {"none": [], "int8": []}
+    sizes: dict[str, list[int]] = {"none": [], "int8": []}
     for _ in range(args.repeat):
         for codec in slow:
-            slow[codec] += link_rounds(codec, args.params, args.clients, args.link_rounds, args.mbit)
-    base = statistics.median(slow["none"])
+            times, moved = link_rounds(codec, args.params, args.clients, args.link_rounds, args.mbit)
+            slow[codec] += times
+            sizes[codec] += moved
+    base, base_size = statistics.median(slow["none"]), statistics.median(sizes["none"])
     print(f"\nover a {args.mbit:g} Mbit/s link shared by {args.clients} clients (a relay on loopback), "
           f"{args.params:,} float32 parameters, clients echo the model ({len(slow['none'])} rounds each, interleaved)")  # fmt: skip
-    print(f"{'codec':>8} {'seconds a round':>16} {'ratio':>6}")
+    print(f"{'codec':>8} {'MB a round':>11} {'ratio':>6} {'seconds a round':>16} {'ratio':>6}")
     for codec, times in slow.items():
-        median = statistics.median(times)
-        print(f"{codec if codec != 'none' else 'float32':>8} {median:>16.2f} {median / base:>6.2f}")
+        median, size = statistics.median(times), statistics.median(sizes[codec])
+        print(f"{codec if codec != 'none' else 'float32':>8} {size / 1e6:>11.2f} {size / base_size:>6.3f} "
+              f"{median:>16.2f} {median / base:>6.2f}")  # fmt: skip
     ratio = digits["int8"][0] / base_bytes
     points = 100 * abs(digits["int8"][1] - base_accuracy)
     print(f"\ntarget: int8 at most 0.27x float32's bytes ({ratio:.3f}) and within 0.5 points ({points:.2f})")

@@ -86,3 +86,25 @@ def test_fl_spawn_dask_from_the_notebook_and_the_controller_stop_releases_the_wo
     finally:
         shell.run_line_magic("unload_ext", "nbfl")
         cluster.close()
+
+
+def test_the_demo_runs_its_clients_on_a_dask_cluster():
+    import subprocess
+    import sys
+
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "nbfl", "demo", "--clients", "3", "--rounds", "2", "--dask", cluster.scheduler_address],
+            capture_output=True, text=True, timeout=280,
+        )  # fmt: skip
+        out = done.stdout
+        assert done.returncode == 0, out + done.stderr[-2000:]
+        assert f"3 clients on the Dask cluster at {cluster.scheduler_address}" in out
+        joined = next(line for line in out.splitlines() if line.startswith("3 clients joined: "))
+        assert sorted(joined.removeprefix("3 clients joined: ").split(", ")) == ["site-1", "site-2", "site-3"]
+        assert "2 rounds completed; final accuracy" in out
+        with distributed.Client(cluster) as dask:  # the demo's clients left with its controller: the workers are idle
+            assert all(not tasks for tasks in dask.processing().values())
+    finally:
+        cluster.close()
