@@ -86,11 +86,18 @@ class ControlServer:
         self._thread = threading.Thread(target=self._serve, name=f"nbfl-control-{kind}", daemon=True)
 
     def start(self) -> "ControlServer":
+        """Serve and register; a federation runs on without a panel if neither can be done here."""
         self._thread.start()
         self._bound.wait()
         if self._error is not None:
-            raise self._error
-        self.path = self._register()
+            log.warning("no Federation panel for this %s: %s", self.kind, self._error)
+            return self
+        try:
+            self.path = self._register()
+        except OSError as exc:  # a read-only home, say
+            log.warning("no Federation panel for this %s: cannot register in %s: %s", self.kind, registry_dir(), exc)
+            self.close()
+            return self
         atexit.register(self.close)
         return self
 

@@ -155,3 +155,13 @@ def test_a_plain_client_does_not_register(controller_factory, client_factory):
     ctl = controller_factory(small_model())
     client_factory(ctl.endpoint, "site-1", tasks=adder())
     assert [e["kind"] for e in control.registered()] == ["controller"]
+
+
+def test_a_controller_runs_on_where_it_cannot_register(monkeypatch, tmp_path, controller_factory, client_factory, caplog):
+    blocked = tmp_path / "read-only"
+    blocked.write_text("a file where the runtime folder should be")
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(blocked))
+    ctl = controller_factory(small_model())
+    assert "no Federation panel for this controller: cannot register in" in caplog.text
+    client_factory(ctl.endpoint, "a", tasks=adder())
+    assert ctl.run(rounds=1)[0].ok and ctl.control.path is None
