@@ -340,9 +340,11 @@ class Controller:
         if run is not None:
             answered, asked = run.progress
             ended = "failed" if run.done() and run.exception() else "stopped" if run.stopped else "finished"
+            before = len(self.history) - len(run.history)  # rounds of earlier runs: the history numbers on from them
             status["run"] = {
                 "state": "running" if not run.done() else ended, "summary": run.summary(), "round": run.round,
-                "rounds": run.rounds, "answered": answered, "asked": asked, "workflow": run.workflow.name,
+                "overall": before + run.round, "rounds": run.rounds, "answered": answered, "asked": asked,
+                "workflow": run.workflow.name,
             }  # fmt: skip
         return status
 

@@ -49,6 +49,7 @@ def test_the_panel_sees_clients_and_rounds_and_stops_a_run_while_it_goes(control
     status = control.request(entry, "status")
     assert sorted(c["name"] for c in status["clients"]) == ["a", "b", "c"]
     assert status["run"]["state"] == "running" and status["run"]["rounds"] == 100_000
+    assert status["run"]["overall"] == status["run"]["round"]  # the controller's first run
     assert status["run"]["asked"] == 3 and 0 <= status["run"]["answered"] <= 3
     accuracies = [h["metrics"]["accuracy"] for h in status["history"]]
     assert accuracies == [float(r.metrics["accuracy"]) for r in ctl.history[: len(accuracies)]]
@@ -61,8 +62,10 @@ def test_the_panel_sees_clients_and_rounds_and_stops_a_run_while_it_goes(control
     assert control.request(entry, "status")["run"]["state"] == "stopped"
     with pytest.raises(control.ControlError, match="no run is going on"):
         control.request(entry, "stop")
-    # the next run works as usual
+    # the next run works as usual, and its round 1 is the controller's round after the stopped run's
     assert ctl.run(rounds=1)[0].ok
+    after = control.request(entry, "status")["run"]
+    assert after["round"] == 1 and after["overall"] == len(ctl.history) == ctl.history[-1].round
 
 
 def test_a_request_without_the_token_is_refused_and_changes_nothing(controller_factory, client_factory):

@@ -23,6 +23,8 @@ export interface IRun {
   summary: string;
   /** The run's round in progress (or its last one), counted within this run. */
   round: number | null;
+  /** The same round numbered across all of the controller's runs, as the history and chart number it. */
+  overall?: number | null;
   rounds: number | null;
   /** Results in / tasks out in the round in progress. */
   answered: number;

@@ -47,6 +47,11 @@ function renderRun(run: IRun | null): HTMLElement {
       'div',
       { class: 'nbfl-fed-run-head' },
       h('span', { class: 'nbfl-fed-round', 'data-round': round ?? '' }, roundText),
+      // the chart and the history number rounds across runs; this run's count starts at 1
+      typeof run.overall === 'number' && run.overall !== round
+        ? h('span', { class: 'nbfl-fed-overall', title: "the controller's round number, as in the chart" },
+            `round ${run.overall} overall`)
+        : null,
       h('span', { class: `nbfl-fed-runstate nbfl-fed-runstate-${slug(run.state)}` }, run.state),
       run.workflow ? h('span', { class: 'nbfl-fed-workflow' }, run.workflow) : null
     )

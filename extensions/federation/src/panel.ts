@@ -26,6 +26,7 @@ import { renderParticipant } from './participant';
 
 const VISIBLE_POLL_MS = 1000;
 const HIDDEN_POLL_MS = 5000;
+const MESSAGE_MS = 10000; // an action's message goes once its effect shows in the panel
 
 /** Built afresh each time: a DOM node can only sit in one place. */
 const emptyText = (): Array<string | Node> => [
@@ -155,7 +156,12 @@ export class FederationPanel extends Widget {
 
   private render(): void {
     const entries = this.data?.entries ?? [];
-    if (!entries.some(e => e.id === this.selectedId)) {
+    // A federation started since the last look is what the user just made: show it.
+    const fresh = entries.filter(e => !this.seen.has(e.id));
+    entries.forEach(e => this.seen.add(e.id));
+    if (fresh.length > 0 && this.seen.size > fresh.length) {
+      this.selectedId = fresh[fresh.length - 1].id;
+    } else if (!entries.some(e => e.id === this.selectedId)) {
       this.selectedId = entries.length > 0 ? entries[0].id : null;
     }
     // A rebuilt node replaces the focused one: remember which it was, and the
@@ -236,6 +242,10 @@ export class FederationPanel extends Widget {
     this.messageLine.hidden = false;
     this.messageLine.classList.toggle('nbfl-fed-message-ok', ok);
     this.messageLine.classList.toggle('nbfl-fed-message-error', !ok);
+    window.clearTimeout(this.messageTimer);
+    this.messageTimer = window.setTimeout(() => {
+      this.messageLine.hidden = true;
+    }, MESSAGE_MS);
   }
 
   // ---- actions -------------------------------------------------------------------
@@ -327,6 +337,8 @@ export class FederationPanel extends Widget {
   private lastText: string | null = null;
   private data: IFederation | null = null;
   private selectedId: string | null = null;
+  private readonly seen = new Set<string>(); // entry ids shown before: a new one is selected once
+  private messageTimer: number | undefined = undefined;
   private readonly joinShown = new Set<string>();
 
   private readonly errorLine = h('div', { class: 'nbfl-fed-error', role: 'alert', hidden: true });
