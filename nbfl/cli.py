@@ -319,21 +319,13 @@ def _client(args: argparse.Namespace) -> int:
     import torch
 
     from .client import Client
-    from .trainers import digits_setup
+    from .trainers import built_in_client
     from .workshop import Share, is_join_code
 
     torch.set_num_threads(1)  # many clients share few cores in demos
-
-    def setup(share: Share) -> Any:
-        torch.manual_seed(share.seed + share.index)
-        return digits_setup(share, args.epochs, args.device)
-
-    if args.index is None and is_join_code(args.endpoint):
-        local: dict[str, Any] = {"from_share": setup}  # the workshop's controller assigns the share
-    else:
-        made = setup(Share(args.index or 0, args.num_clients, args.partition, args.seed))
-        local = {"executor": made.executor, "data": made.data, "samples": made.samples, "device": made.device,
-                 "labels": made.labels}  # fmt: skip
+    assigned = args.index is None and is_join_code(args.endpoint)  # the workshop's controller assigns the share
+    share = None if assigned else Share(args.index or 0, args.num_clients, args.partition, args.seed)
+    local = built_in_client(share, args.epochs, args.device)
     try:
         client = Client(
             args.endpoint, args.name, kit=args.kit, insecure=args.insecure, accept_code=args.accept_code,

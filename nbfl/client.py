@@ -60,6 +60,8 @@ class Client:
     With ``from_share(share) -> LocalSetup`` the client asks the controller (a
     workshop's) for its share of a built-in dataset and builds its executor and data
     from the answer; ``executor``, ``data``, ``samples`` and ``device`` come from it.
+    ``share`` names the part it was given otherwise (``nbfl client --index``), for the
+    controller's table.
 
     With ``control=True`` (``%fl_join`` sets it) the client serves a local control socket
     while it runs (:mod:`nbfl.control`), so JupyterLab's Federation panel shows it and its
@@ -81,6 +83,7 @@ class Client:
         accept_code: bool = False,
         labels: Sequence[int] = (),
         from_share: Callable[[Share], LocalSetup] | None = None,
+        share: Share | None = None,
         filters: Sequence[Filter] = (),
         task_filters: Sequence[Filter] = (),
         on_update: Callable[["Client"], None] | None = None,
@@ -113,7 +116,7 @@ class Client:
         self.device = device
         self.labels = list(labels)
         self.from_share = from_share
-        self.share: Share | None = None  # the controller's answer, with from_share
+        self.share = share  # with from_share, the controller's answer
         self.accept_code = accept_code
         self.filters = list(filters)  # this site's policy: after the controller's, on every update
         self.task_filters = list(task_filters)  # on what a task brings, before the executor sees it
@@ -249,6 +252,8 @@ class Client:
             fields["token"] = self.join_code.token
         if self.from_share is not None:  # a rejoin asks again: the controller is ready for it once it answers
             fields["wants_share"] = True
+        elif self.share is not None:
+            fields["share"] = str(self.share)
         self._io.send(wire.message("join", **fields))
 
     # -- IO thread: reacts to the controller, quickly ---------------------------

@@ -498,6 +498,7 @@ class Controller:
             accepts_code=msg.get("accepts_code") is True,
             labels=_counts(msg.get("labels")),
             codecs=[c for c in msg.get("codecs") or () if c in compress.CODECS] if isinstance(msg.get("codecs"), list) else [],
+            share=str(msg.get("share"))[:32] if isinstance(msg.get("share"), str) else "",  # as the client was given it
         )
         shares = self.workshop is not None and msg.get("wants_share") is True
         if shares:  # it builds its data from the share in the welcome; ready once it says so (info)

@@ -116,7 +116,7 @@ def run_client(
     from distributed import Event, secede
 
     from .client import Client
-    from .trainers import digits_setup
+    from .trainers import built_in_client
     from .workshop import Share, is_join_code
 
     secede()  # a long-running task: its thread leaves the worker's pool
@@ -127,17 +127,8 @@ def run_client(
     stop = Event(f"nbfl-{group}-stop")
     torch.set_num_threads(1)  # several clients may share a worker's cores
 
-    def setup(share: Share) -> Any:
-        torch.manual_seed(share.seed + share.index)
-        return digits_setup(share, epochs, device)
-
-    if is_join_code(endpoint):
-        local: dict[str, Any] = {"from_share": setup}
-    else:
-        made = setup(Share(index, of, partition, seed))
-        local = {"executor": made.executor, "data": made.data, "samples": made.samples, "device": made.device,
-                 "labels": made.labels}  # fmt: skip
-    client = Client(endpoint, name, accept_code=accept_code, **local).start(wait=300)
+    share = None if is_join_code(endpoint) else Share(index, of, partition, seed)  # a workshop assigns its own
+    client = Client(endpoint, name, accept_code=accept_code, **built_in_client(share, epochs, device)).start(wait=300)
     while not client.wait(POLL):
         if stop.is_set():
             client.stop()

@@ -189,3 +189,19 @@ def digits_setup(share: Share, epochs: int = 2, device: str | None = None) -> Lo
     trainer = ArrayTrainer(DigitsMLP(), x[part], y[part], epochs=epochs, seed=share.seed + share.index, device=device)
     labels = np.bincount(y[part], minlength=10).tolist()
     return LocalSetup(trainer, (x[part], y[part]), trainer.samples, trainer.device, labels)
+
+
+def built_in_client(share: Share | None, epochs: int = 2, device: str | None = None) -> dict[str, Any]:
+    """``nbfl.Client`` keyword arguments for the built-in trainer (``nbfl client``,
+    ``%fl_spawn``, Dask): the trainer of ``share``, or with ``share=None`` the means to
+    build it from the share a workshop's controller assigns."""
+
+    def setup(given: Share) -> LocalSetup:
+        torch.manual_seed(given.seed + given.index)
+        return digits_setup(given, epochs, device)
+
+    if share is None:
+        return {"from_share": setup}
+    made = setup(share)
+    return {"executor": made.executor, "data": made.data, "samples": made.samples, "device": made.device,
+            "labels": made.labels, "share": share}  # fmt: skip

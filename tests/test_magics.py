@@ -66,7 +66,7 @@ def test_controller_spawn_task_round_history(ip, capsys):
     with pytest.raises(UsageError, match="no client"):
         ip.run_line_magic("fl_round", "1")
     ip.run_line_magic("fl_spawn", "2 --partition iid")
-    assert sorted(c.name for c in ctl.live_clients()) == ["site-1", "site-2"]
+    assert sorted((c.name, c.share) for c in ctl.live_clients()) == [("site-1", "1/2"), ("site-2", "2/2")]
     for proc in magics(ip).spawned:  # what a client prints goes to its log, not into whichever cell runs
         until(lambda: "joined" in proc.tail())
     ip.run_cell_magic(
