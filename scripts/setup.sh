@@ -37,7 +37,7 @@ panel=nbfl/labextension/static/style.js
 if [ -f "$panel" ] && [ -z "$(find extensions/federation/src extensions/federation/style extensions/federation/package.json -newer "$panel")" ]; then
   step "the JupyterLab Federation panel is built"
 else
-  step "building the JupyterLab Federation panel (extensions/federation: npm ci, tsc, webpack; a minute or less)"
+  step "building the JupyterLab Federation panel (extensions/federation: npm ci, tsc, then the bundle; a minute or less)"
   pip "jupyter-builder>=1.2,<2"
   (cd extensions/federation && export PATH="$PWD/../../.venv/bin:$PATH" &&
     npm ci --no-audit --no-fund --loglevel=error && npm run --silent build:prod)
