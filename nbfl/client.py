@@ -358,9 +358,8 @@ class Client:
         self._notify()
         try:
             requested = filters.build(meta.get(names.FILTERS))  # refuses unknown or bad ones, saying why
-            received = compress.unpack(msg.tensors, msg.get("compress")) if "compress" in msg.fields else msg.tensors
             tensors, kind = filters.apply(
-                self.task_filters, received, str(msg.get("kind", DataKind.WEIGHTS)),
+                self.task_filters, compress.received(msg), str(msg.get("kind", DataKind.WEIGHTS)),
                 filters.FilterContext(task_name, number, self.name, meta=dict(meta)),
             )  # fmt: skip
             shareable = DXO(kind, tensors, meta).to_shareable()
@@ -378,12 +377,10 @@ class Client:
             if kind in (DataKind.WEIGHTS, DataKind.WEIGHT_DIFF) and (requested or self.filters):
                 ctx = filters.FilterContext(task_name, number, self.name, reference=tensors, meta=out_meta)
                 data, kind = filters.apply([*requested, *self.filters], data, kind, ctx)
-            packing = msg.get("compress_results")
-            if packing in compress.CODECS:  # after every filter: what the site's policy let out, made smaller
-                data, spec = compress.pack(data, packing)
-                result = wire.message("result", data, task_id=task_id, kind=kind, meta=_json_safe(out_meta), compress=spec)
-            else:
-                result = wire.message("result", data, task_id=task_id, kind=kind, meta=_json_safe(out_meta))
+            packed: dict[str, Any] = {}
+            if msg.get("compress_results") in compress.CODECS:  # after every filter: what the site's policy let out
+                data, packed["compress"] = compress.pack(data, msg.get("compress_results"))
+            result = wire.message("result", data, task_id=task_id, kind=kind, meta=_json_safe(out_meta), **packed)
             frames = wire.encode(result)  # fails here, with this client's traceback, if it cannot be sent
         except Exception as exc:
             tb = user_traceback(exc)

@@ -24,9 +24,12 @@ refused with an error that says so: a lossy codec must not turn them into number
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .wire import Message
 
 CODECS = ("float16", "int8")
 BLOCK = 256
@@ -68,6 +71,11 @@ def pack(tensors: Mapping[str, np.ndarray], codec: str) -> tuple[dict[str, np.nd
     if scales:
         out[SCALES] = np.concatenate(scales)
     return out, {"codec": codec, "dtypes": dtypes}
+
+
+def received(msg: "Message") -> dict[str, np.ndarray]:
+    """A message's tensors as its sender had them before :func:`pack` (as they came if it did not pack them)."""
+    return unpack(msg.tensors, msg.fields["compress"]) if "compress" in msg.fields else msg.tensors
 
 
 def unpack(tensors: Mapping[str, np.ndarray], spec: Any) -> dict[str, np.ndarray]:

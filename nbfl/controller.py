@@ -497,7 +497,7 @@ class Controller:
             peer=peer,
             accepts_code=msg.get("accepts_code") is True,
             labels=_counts(msg.get("labels")),
-            codecs=[c for c in msg.get("codecs") or () if c in compress.CODECS] if isinstance(msg.get("codecs"), list) else [],
+            codecs=[c for c in _list(msg.get("codecs")) if c in compress.CODECS],
             share=str(msg.get("share"))[:32] if isinstance(msg.get("share"), str) else "",  # as the client was given it
         )
         shares = self.workshop is not None and msg.get("wants_share") is True
@@ -556,6 +556,11 @@ def _counts(value: Any) -> list[int]:
     if not isinstance(value, list) or len(value) > 1000:
         return []
     return [_int(v) for v in value]
+
+
+def _list(value: Any) -> list:
+    """A JSON list from a client, or an empty one for anything else."""
+    return value if isinstance(value, list) else []
 
 
 def _int(value: Any) -> int:

@@ -333,7 +333,7 @@ class Run:
                 elif kind == "result":
                     client = finish(task_id)
                     try:
-                        tensors = compress.unpack(msg.tensors, msg.get("compress")) if "compress" in msg.fields else msg.tensors
+                        tensors = compress.received(msg)
                     except compress.CompressionError as exc:
                         self._fail(client.name, f"its compressed result could not be read: {exc}")
                         continue
