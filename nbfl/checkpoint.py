@@ -13,9 +13,11 @@ After every round a controller with ``checkpoint_dir`` writes one folder,
 The folder is written under a temporary name, each file flushed to disk, then renamed
 into place: a crash mid-write leaves a temporary folder that is ignored, never a
 half-written checkpoint under a real name. The last :data:`KEEP` checkpoints are kept.
-:func:`latest` reads the newest whole one: a checkpoint whose JSON does not parse or
-whose files do not match their checksums is reported (a warning, and in
-:attr:`Checkpoint.skipped`) and the one before it is used.
+:func:`latest` reads the newest whole one: a checkpoint whose JSON does not parse,
+whose files do not match their checksums or whose arrays hold NaN or Inf is reported (a
+warning, and in :attr:`Checkpoint.skipped`) and the one before it is used. A model or
+workflow state with NaN or Inf is never written: resuming from it could only go on
+computing NaN.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from .records import RoundRecord, RoundStatus
-from .weights import Weights
+from .weights import Weights, first_not_finite
 
 log = logging.getLogger("nbfl.checkpoint")
 
@@ -71,17 +73,23 @@ def save(
     history: list[RoundRecord],
     workflow: Any = None,
 ) -> Path:
-    """Write the checkpoint after ``len(history)`` rounds; return its folder."""
+    """Write the checkpoint after ``len(history)`` rounds; return its folder.
+
+    Raises ValueError, writing nothing, if the model or the workflow's arrays hold NaN or Inf.
+    """
+    files = {MODEL: {k: np.ascontiguousarray(v) for k, v in weights.items()}}
+    name, arrays, meta = _workflow_state(workflow)
+    if arrays:
+        files[WORKFLOW] = arrays
+    for filename, tensors in files.items():
+        if (bad := first_not_finite(tensors)) is not None:
+            raise ValueError(f"{bad} in {filename} holds NaN or Inf; the previous checkpoint stays the latest")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     number = len(history)
     final = directory / f"round-{number:06d}"
     staging = Path(tempfile.mkdtemp(prefix=".writing-", dir=directory))
     try:
-        files = {MODEL: {k: np.ascontiguousarray(v) for k, v in weights.items()}}
-        name, arrays, meta = _workflow_state(workflow)
-        if arrays:
-            files[WORKFLOW] = arrays
         sums = {}
         for filename, tensors in files.items():
             save_file(tensors, str(staging / filename))
@@ -125,7 +133,7 @@ def latest(directory: str | os.PathLike[str]) -> Checkpoint:
 
 
 def load(folder: str | os.PathLike[str]) -> Checkpoint:
-    """Read one checkpoint folder, checking every file against its checksum."""
+    """Read one checkpoint folder, checking every file against its checksum and every array for NaN and Inf."""
     folder = Path(folder)
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
@@ -135,6 +143,9 @@ def load(folder: str | os.PathLike[str]) -> Checkpoint:
                 raise CheckpointError(f"{filename} does not match its checksum (cut short or changed)")
         weights = load_file(str(folder / MODEL))
         arrays = load_file(str(folder / WORKFLOW)) if WORKFLOW in sums else {}
+        for filename, tensors in ((MODEL, weights), (WORKFLOW, arrays)):
+            if (bad := first_not_finite(tensors)) is not None:
+                raise CheckpointError(f"{filename}: {bad} holds NaN or Inf")
         history = [_record(r) for r in manifest["history"]]
         number = int(manifest["round"])
     except CheckpointError:

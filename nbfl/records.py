@@ -7,12 +7,18 @@ keys of a dict.
 
 from __future__ import annotations
 
+import math
+import numbers
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
 import numpy as np
+
+MAX_METRICS = 32  # metrics kept of one result: enough for any table, too few to bloat the history
+MAX_METRIC_NAME = 64  # characters of a metric's name
 
 
 @dataclass
@@ -55,7 +61,34 @@ class Result:
 
     @property
     def metrics(self) -> dict[str, float]:
-        return dict(self.meta.get("metrics") or {})
+        """The metrics the client reported, as far as they are numbers fit to record (:func:`finite_metrics`)."""
+        return finite_metrics(self.meta.get("metrics"))
+
+
+def finite_metrics(raw: Any) -> dict[str, float]:
+    """The first :data:`MAX_METRICS` entries of ``raw`` named by 1 to :data:`MAX_METRIC_NAME`
+    printable characters whose value is a finite real number (not a bool), as floats.
+
+    Metrics come from peers and end up in records, tables, checkpoints and the next
+    task's header (whose JSON refuses NaN); anything else is dropped here, once.
+    """
+    if not isinstance(raw, Mapping):
+        return {}
+    kept: dict[str, float] = {}
+    for key, value in raw.items():
+        if len(kept) == MAX_METRICS:
+            break
+        if not (isinstance(key, str) and 0 < len(key) <= MAX_METRIC_NAME and key.isprintable()):
+            continue
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            continue
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond the float range
+            continue
+        if math.isfinite(number):
+            kept[key] = number
+    return kept
 
 
 class RoundStatus(str, Enum):

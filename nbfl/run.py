@@ -32,10 +32,10 @@ import numpy as np
 from . import compress, names, wire
 from .executor import DataKind
 from .filters.accountant import PrivacyLedger
-from .records import ClientInfo, Result, RoundRecord, RoundStatus
+from .records import MAX_METRICS, ClientInfo, Result, RoundRecord, RoundStatus, finite_metrics
 from .registry import Registry
 from .transport import ServerIO
-from .weights import Weights
+from .weights import Weights, first_not_finite
 from .workflows.base import RoundFailed, RoundStopped, Workflow
 
 log = logging.getLogger("nbfl.run")
@@ -243,7 +243,8 @@ class Run:
         inflight: set[str] = set()
         headers: dict[bytes, dict[str, Any]] = {}
         last = host.history[-1] if host.history else None  # the global model's metrics, shown beside a participant's own
-        global_metrics = {"round": last.round, "metrics": last.metrics} if last is not None else None
+        # finite only: a header's JSON refuses NaN, and a resumed history may be older than that rule
+        global_metrics = {"round": last.round, "metrics": finite_metrics(last.metrics)} if last is not None else None
         for client in targets:
             task_id = uuid.uuid4().hex
             pending[task_id] = client
@@ -429,7 +430,12 @@ class Run:
         started = time.perf_counter()
         traffic_before = host.io.traffic()
         try:
-            host.adopt(self.workflow.round(self, host.weights, number))
+            candidate = self.workflow.round(self, host.weights, number)
+            if (bad := first_not_finite(candidate)) is not None:  # e.g. finite updates whose sum overflowed
+                raise RoundFailed(
+                    f"the aggregate is not finite (NaN or Inf in {bad}); the global model stays round {number - 1}'s"
+                )
+            host.adopt(candidate)
         except RoundStopped:
             record.status, record.reason = self._stop_status, f"{self._stop_status.value} by the user"
             log.warning("round %d %s; clients told to abort, global model is round %d's", number, record.status, number - 1)
@@ -441,7 +447,13 @@ class Run:
             self._count_traffic(record, traffic_before)
         # evaluation, statistics and other workflows that leave the model alone are not rated
         if record.ok and self.evaluate is not None and self.workflow.trains:
-            record.metrics = {k: float(v) for k, v in self.evaluate(host.weights).items()}
+            measured = self.evaluate(host.weights)
+            record.metrics = finite_metrics(measured)
+            dropped = {str(k)[:64]: repr(v)[:40] for k, v in measured.items() if k not in record.metrics}
+            if dropped:  # e.g. a NaN loss: kept out of the history and the next task's header, but shown
+                record.notes["metrics_dropped"] = dropped
+                log.warning("round %d: evaluate's metrics %s not recorded: not finite numbers (or past %d)",
+                            number, dropped, MAX_METRICS)  # fmt: skip
         record.seconds = time.perf_counter() - started
         self.history.append(record)
         host.history.append(record)
@@ -474,11 +486,11 @@ class Run:
             self._on_progress(answered, asked)
 
     def _record_result(self, client: ClientInfo, result: Result, number: int) -> None:
-        metrics = {k: float(v) for k, v in result.metrics.items() if isinstance(v, (int, float))}
+        metrics = result.metrics
         self._host.registry.record_result(client.peer, number, result.seconds, metrics)
         if self._record is None:
             return
-        self._record.clients[client.name] = {"seconds": result.seconds, **metrics}
+        self._record.clients[client.name] = {**metrics, "seconds": result.seconds}  # measured here: a metric cannot override it
         applied = result.meta.get(names.FILTERS)
         if isinstance(applied, list) and applied:  # what this site says its update went through
             self._record.filters[client.name] = applied

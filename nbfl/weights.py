@@ -29,11 +29,12 @@ def check_update(update: Mapping[str, np.ndarray], reference: Mapping[str, np.nd
             raise UpdateError(f"{name}: shape {arr.shape}, the model has {ref.shape}")
         if arr.dtype != ref.dtype:
             raise UpdateError(f"{name}: dtype {arr.dtype}, the model has {ref.dtype}")
-        if arr.dtype.kind == "f" and not _all_finite(arr):
+        if arr.dtype.kind == "f" and not all_finite(arr):
             raise UpdateError(f"{name}: contains NaN or Inf")
 
 
-def _all_finite(arr: np.ndarray) -> bool:
+def all_finite(arr: np.ndarray) -> bool:
+    """Whether ``arr`` (a float array) holds no NaN or Inf."""
     # One BLAS pass, no temporary: a sum of squares is finite unless some element is
     # NaN or Inf (squares cannot cancel) or huge enough to overflow; only then pay
     # for the exact element-wise check.
@@ -42,6 +43,11 @@ def _all_finite(arr: np.ndarray) -> bool:
         if np.isfinite(np.dot(flat, flat)):
             return True
     return bool(np.isfinite(arr).all())
+
+
+def first_not_finite(tensors: Mapping[str, np.ndarray]) -> str | None:
+    """The name of the first float tensor holding NaN or Inf, or None if all are finite."""
+    return next((name for name, arr in tensors.items() if arr.dtype.kind == "f" and not all_finite(arr)), None)
 
 
 def diff(new: Mapping[str, np.ndarray], old: Mapping[str, np.ndarray]) -> Weights:

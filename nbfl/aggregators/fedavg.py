@@ -24,10 +24,12 @@ CHUNK = 1 << 16  # elements per step of the scaled add: 256 KiB of float32, cach
 class WeightedMean:
     """Accumulates ``weight * update`` in place, in the model's own float dtype.
 
-    The accumulator holds the weighted sum divided by a running ``scale`` (the last
-    weight seen), so an update whose weight equals it costs one in-place add, the
-    common case of equal steps or samples; another weight first rescales the
-    accumulator, which is what a multiply would have cost anyway.
+    The accumulator holds the weighted sum divided by a running ``scale``, the largest
+    weight seen so far, so every factor ever applied is at most 1 and nothing is
+    multiplied up: a weight of 1e9 beside one of 1e-3 cannot overflow float32, as the
+    ratio of the two would. An update whose weight equals the scale costs one in-place
+    add (the common case of equal steps or samples); a larger weight first scales the
+    accumulator down, a smaller one is added scaled down, chunk by chunk.
     """
 
     def __init__(self, global_weights: Mapping[str, np.ndarray]):
@@ -55,13 +57,17 @@ class WeightedMean:
         check_update(update, self._global)
         if self.count == 0:
             self._acc = {name: _take(update[name], _acc_dtype(g.dtype), owned) for name, g in self._global.items()}
-        else:
-            rescale = self._scale / weight
+            self._scale = float(weight)
+        elif weight < self._scale:
             for name, acc in self._acc.items():
-                if rescale != 1.0:
-                    acc *= rescale
+                self._add_scaled(acc, update[name], weight / self._scale)
+        else:
+            shrink = self._scale / weight
+            for name, acc in self._acc.items():
+                if shrink != 1.0:
+                    acc *= shrink
                 np.add(acc, update[name], out=acc, casting="unsafe")
-        self._scale = float(weight)
+            self._scale = float(weight)
         self.total_weight += weight
         if kind == DataKind.WEIGHT_DIFF:
             self._diff_weight += weight

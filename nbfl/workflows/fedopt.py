@@ -14,7 +14,7 @@ import numpy as np
 from .. import names
 from ..aggregators.fedopt import OPTIMIZERS, ServerOptimizer
 from ..weights import Weights
-from .scatter_gather import FedAvg
+from .scatter_gather import MAX_WEIGHT, FedAvg
 
 if TYPE_CHECKING:
     from .base import RoundContext
@@ -32,9 +32,11 @@ class FedOpt(FedAvg):
         task_name: str = names.TRAIN,
         weight_by: str = "auto",
         task_meta: dict[str, Any] | None = None,
+        *,
+        max_weight: float = MAX_WEIGHT,
         **optimizer_args: Any,
     ):
-        super().__init__(task_name, weight_by, task_meta)
+        super().__init__(task_name, weight_by, task_meta, max_weight=max_weight)
         if isinstance(optimizer, str):
             if optimizer not in OPTIMIZERS:
                 raise ValueError(f"unknown server optimizer {optimizer!r}: use one of {', '.join(OPTIMIZERS)}")

@@ -11,16 +11,22 @@ from __future__ import annotations
 from typing import Any
 
 from .. import names
-from .scatter_gather import FedAvg
+from .scatter_gather import MAX_WEIGHT, FedAvg
 
 
 class FedProx(FedAvg):
     name = "fedprox"
 
     def __init__(
-        self, mu: float = 0.01, task_name: str = names.TRAIN, weight_by: str = "auto", task_meta: dict[str, Any] | None = None
+        self,
+        mu: float = 0.01,
+        task_name: str = names.TRAIN,
+        weight_by: str = "auto",
+        task_meta: dict[str, Any] | None = None,
+        *,
+        max_weight: float = MAX_WEIGHT,
     ):
         if not mu >= 0:
             raise ValueError(f"mu must be zero or positive, got {mu}")
-        super().__init__(task_name, weight_by, {**(task_meta or {}), names.FEDPROX_MU: float(mu)})
+        super().__init__(task_name, weight_by, {**(task_meta or {}), names.FEDPROX_MU: float(mu)}, max_weight=max_weight)
         self.mu = float(mu)

@@ -17,7 +17,6 @@ nothing to read: clients evaluate the model they decrypt and report it as metric
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -27,7 +26,7 @@ from ..filters.he import require_tenseal, slots
 from .. import names
 from ..weights import Weights
 from .base import RoundFailed, needs_results
-from .scatter_gather import FedAvg
+from .scatter_gather import MAX_WEIGHT, FedAvg
 
 if TYPE_CHECKING:
     from ..records import Result
@@ -37,7 +36,7 @@ if TYPE_CHECKING:
 class HEFedAvg(FedAvg):
     """FedAvg over CKKS ciphertexts; ``context`` is the public one from :func:`~nbfl.filters.he.new_contexts`.
 
-    ``weight_by`` and ``task_meta`` are FedAvg's. A result is rejected (the client told
+    ``weight_by``, ``task_meta`` and ``max_weight`` are FedAvg's. A result is rejected (the client told
     why, the round going on with the others) unless it is exactly one fresh ciphertext
     per chunk of this model's layout, under this run's parameters. A ciphertext made
     with another key cannot be told from a good one here: it decrypts to noise on the
@@ -49,9 +48,15 @@ class HEFedAvg(FedAvg):
     trains = True
 
     def __init__(
-        self, context: bytes, task_name: str = names.TRAIN, weight_by: str = "auto", task_meta: dict[str, Any] | None = None
+        self,
+        context: bytes,
+        task_name: str = names.TRAIN,
+        weight_by: str = "auto",
+        task_meta: dict[str, Any] | None = None,
+        *,
+        max_weight: float = MAX_WEIGHT,
     ):
-        super().__init__(task_name, weight_by, task_meta)
+        super().__init__(task_name, weight_by, task_meta, max_weight=max_weight)
         self.context = load_context(context)
         if self.context.is_private():
             raise ValueError("the controller must not hold the secret key: give it the public context")
@@ -96,8 +101,6 @@ class HEFedAvg(FedAvg):
         adding it to the running sum cannot fail halfway and leave the sum half-updated.
         """
         assert self.layout is not None
-        if not (math.isfinite(weight) and weight > 0):
-            raise ValueError(f"aggregation weight must be a positive number, got {weight!r}")
         if result.kind != ENCRYPTED:
             raise ValueError(f"expected {ENCRYPTED} data (is the he_encrypt filter on?), got {result.kind}")
         if result.meta.get(LAYOUT_KEY) != self.layout:

@@ -30,7 +30,7 @@ from ..aggregators import WeightedMean
 from ..executor import DataKind
 from ..weights import UpdateError, Weights, check_update, split
 from .base import needs_results
-from .scatter_gather import FedAvg
+from .scatter_gather import MAX_WEIGHT, FedAvg
 
 if TYPE_CHECKING:
     from .base import RoundContext
@@ -40,8 +40,16 @@ class Scaffold(FedAvg):
 
     name = "scaffold"
 
-    def __init__(self, lr: float = 1.0, task_name: str = names.TRAIN, weight_by: str = "auto", task_meta: dict | None = None):
-        super().__init__(task_name, weight_by, task_meta)
+    def __init__(
+        self,
+        lr: float = 1.0,
+        task_name: str = names.TRAIN,
+        weight_by: str = "auto",
+        task_meta: dict | None = None,
+        *,
+        max_weight: float = MAX_WEIGHT,
+    ):
+        super().__init__(task_name, weight_by, task_meta, max_weight=max_weight)
         self.lr = lr
         self.run_id = uuid.uuid4().hex
         self.control: Weights = {}
