@@ -73,23 +73,36 @@ def pack(tensors: Mapping[str, np.ndarray], codec: str) -> tuple[dict[str, np.nd
     return out, {"codec": codec, "dtypes": dtypes}
 
 
-def received(msg: "Message") -> dict[str, np.ndarray]:
-    """A message's tensors as its sender had them before :func:`pack` (as they came if it did not pack them)."""
-    return unpack(msg.tensors, msg.fields["compress"]) if "compress" in msg.fields else msg.tensors
+def received(msg: "Message", reference: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """A message's tensors as its sender had them before :func:`pack` (as they came if it did not pack them).
+
+    With ``reference`` (the model a result answers), each compressed tensor that has a name
+    of the model's must have its dtype and shape, and the others (statistics, say) may
+    together grow to no more than the model's bytes (1 MiB for a small one), all checked
+    before anything is decompressed: a result cannot make the controller build arrays
+    much larger than the model.
+    """
+    return unpack(msg.tensors, msg.fields["compress"], reference) if "compress" in msg.fields else msg.tensors
 
 
-def unpack(tensors: Mapping[str, np.ndarray], spec: Any) -> dict[str, np.ndarray]:
-    """Restore what :func:`pack` made from its tensors and header field; CompressionError if they disagree."""
+def unpack(
+    tensors: Mapping[str, np.ndarray], spec: Any, reference: Mapping[str, np.ndarray] | None = None
+) -> dict[str, np.ndarray]:
+    """Restore what :func:`pack` made from its tensors and header field; CompressionError if they
+    disagree, or if a tensor is not ``reference``'s (when given) in name, dtype and shape."""
     if not isinstance(spec, dict) or spec.get("codec") not in CODECS or not isinstance(spec.get("dtypes"), list):
         raise CompressionError(f"not a compression this nbfl knows: {str(spec)[:80]}")
     codec = spec["codec"]
     out = {name: array for name, array in tensors.items() if name != SCALES}
     scales = tensors.get(SCALES, np.zeros((0, 2), np.float32))
-    row = 0
-    for item in spec["dtypes"]:
-        name, dtype = item if isinstance(item, list) and len(item) == 2 else (None, None)
+    items = [item if isinstance(item, list) and len(item) == 2 else (None, None) for item in spec["dtypes"]]
+    for name, dtype in items:
         if name not in out or dtype not in FLOATS:
-            raise CompressionError(f"compressed tensor {str(item)[:60]} is missing or has no float type")
+            raise CompressionError(f"compressed tensor {str([name, dtype])[:60]} is missing or has no float type")
+    if reference is not None:
+        _check_against(items, out, reference)
+    row = 0
+    for name, dtype in items:
         if codec == "float16":
             if out[name].dtype != np.float16:
                 raise CompressionError(f"tensor {name!r} should be float16, is {out[name].dtype}")
@@ -103,6 +116,22 @@ def unpack(tensors: Mapping[str, np.ndarray], spec: Any) -> dict[str, np.ndarray
     if row != len(scales):
         raise CompressionError(f"{len(scales)} block scales came for {row} blocks")
     return out
+
+
+def _check_against(items: list, tensors: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray]) -> None:
+    """CompressionError unless what ``items`` ([name, original dtype]) would restore fits ``reference`` (:func:`received`)."""
+    others = 0
+    for name, dtype in items:
+        shape, model = tensors[name].shape, reference.get(name)
+        if model is None:
+            others += tensors[name].size * np.dtype(dtype).itemsize
+        elif model.dtype.name != dtype or model.shape != shape:
+            raise CompressionError(f"compressed tensor {name!r} says it was {dtype} {shape}; the model's is "
+                                   f"{model.dtype.name} {model.shape}")  # fmt: skip
+    allowed = max(sum(a.nbytes for a in reference.values()), 1 << 20)
+    if others > allowed:
+        raise CompressionError(f"compressed tensors that are not the model's would take {others} bytes, "
+                               f"more than the model's {allowed}")  # fmt: skip
 
 
 def quantize(array: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

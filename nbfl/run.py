@@ -334,7 +334,7 @@ class Run:
                 elif kind == "result":
                     client = finish(task_id)
                     try:
-                        tensors = compress.received(msg)
+                        tensors = compress.received(msg, weights)  # checked against the model first
                     except compress.CompressionError as exc:
                         self._fail(client.name, f"its compressed result could not be read: {exc}")
                         continue

@@ -206,3 +206,21 @@ def test_a_workshop_compresses_by_default_and_a_run_can_choose(controller_factor
     with pytest.raises(ValueError, match="unknown compression 'int4'"):
         ctl.start(rounds=1, compress="int4")
     json.dumps(compress.pack(small_model(), "int8")[1])  # the header field is plain JSON
+
+
+def test_a_result_is_checked_against_the_model_before_it_is_decompressed():
+    model = {"w": np.zeros(1000, np.float32), "b": np.zeros(10, np.float32)}
+    honest, spec = compress.pack(model, "int8")
+    assert set(compress.unpack(honest, spec, model)) == {"w", "b"}
+    inflated, spec = compress.pack({k: v.astype(np.float64) for k, v in model.items()}, "int8")
+    with pytest.raises(compress.CompressionError, match="says it was float64"):
+        compress.unpack(inflated, spec, model)
+    reshaped, spec = compress.pack({"w": np.zeros((10, 100), np.float32), "b": model["b"]}, "int8")
+    with pytest.raises(compress.CompressionError, match=r"says it was float32 \(10, 100\)"):
+        compress.unpack(reshaped, spec, model)
+    # tensors that are not the model's (statistics) may come, up to the model's bytes (1 MiB for a small one)
+    extra, spec = compress.pack({**model, "histogram": np.zeros(1000, np.float64)}, "int8")
+    assert compress.unpack(extra, spec, model)["histogram"].dtype == np.float64
+    huge, spec = compress.pack({**model, "histogram": np.zeros(1 << 18, np.float64)}, "int8")  # 2 MiB restored
+    with pytest.raises(compress.CompressionError, match="not the model's"):
+        compress.unpack(huge, spec, model)
