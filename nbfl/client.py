@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import queue
+import random
 import socket
 import threading
 import time
@@ -140,6 +141,7 @@ class Client:
         self._ready: dict[str, list] = {}  # task id -> encoded result, waiting for a pull
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
+        self._busy_refusals = 0  # joins in a row refused for load: each waits longer before the next
         self._shipped: tuple[str, FunctionExecutor] | None = None
         self._control = ControlServer("participant", self.panel_status, {"leave": self._panel_leave}) if control else None
 
@@ -256,6 +258,16 @@ class Client:
             fields["share"] = str(self.share)
         self._io.send(wire.message("join", **fields))
 
+    def _join_later(self) -> None:
+        """Ask again after a pause that doubles with each refusal for load (1 s up to 30 s,
+        jittered, so a room refused together does not come back together)."""
+        delay = min(30.0, 2.0**self._busy_refusals) * random.uniform(0.5, 1.0)
+        self._busy_refusals += 1
+        log.info("%s: the controller is busy; joining again in %.1f s", self.name, delay)
+        timer = threading.Timer(delay, lambda: None if self._closing.is_set() else self._join())
+        timer.daemon = True
+        timer.start()
+
     # -- IO thread: reacts to the controller, quickly ---------------------------
     def _on_io_event(self, kind: str, peer: bytes, payload: Any) -> None:
         if kind == "invalid":
@@ -299,6 +311,7 @@ class Client:
                 # the worker builds the data before any task, which the queue keeps behind it
                 self._tasks.put(Share.from_fields(msg.get("share")) or Share(0, 1))
             self.state = "idle"
+            self._busy_refusals = 0
             self._welcomed.set()
             self._answered.set()
             self._notify()
@@ -320,8 +333,11 @@ class Client:
                 self._ready.pop(msg.get("task_id"), None)
         elif msg.kind == "error":
             self.last_error = str(msg.get("reason"))
-            self._answered.set()
             log.warning("%s: controller says: %s", self.name, self.last_error)
+            if msg.get("retry") is True and not self._welcomed.is_set():  # refused for load: not an answer yet
+                self._join_later()
+                return False
+            self._answered.set()
             if msg.get("rejoin") is True:
                 self._join()
         elif msg.kind == "bye":

@@ -30,7 +30,7 @@ from .compress import check_codec
 from .control import ControlServer
 from .filters import build as build_filters
 from .filters.accountant import PrivacyLedger
-from .limits import RateLimit
+from .guard import GuardSettings
 from .provision import Kit, as_kit
 from .records import ClientInfo, RoundRecord
 from .registry import Registry
@@ -77,6 +77,10 @@ class Controller:
 
     It also serves a local control socket (:mod:`nbfl.control`) for JupyterLab's
     Federation panel: status, stop and remove, answered while a cell runs.
+
+    ``guard`` (:class:`~nbfl.guard.GuardSettings`) sets what a peer may send: budgets of
+    messages, bytes and joins, and the largest frame (by default twice the model's largest
+    tensor). The counts of what was refused are in :meth:`defense`.
     """
 
     def __init__(
@@ -92,7 +96,7 @@ class Controller:
         heartbeat_interval: float = HEARTBEAT_INTERVAL,
         heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
         privacy_delta: float = 1e-5,
-        join_rate: tuple[float, int] = (20.0, 100),
+        guard: GuardSettings | None = None,
         checkpoint_dir: str | os.PathLike[str] | None = None,
         resume: str | os.PathLike[str] | None = None,
         compress: str | None = None,
@@ -105,7 +109,6 @@ class Controller:
         self.task_code: dict[str, str] = {}
         self.privacy = PrivacyLedger(privacy_delta)  # epsilon each client spent through its DP filter
         self.registry = Registry()
-        self._joins = RateLimit(*join_rate)  # (per second, at once): a join flood is refused cheaply
         self._run: Run | None = None  # the active run, if any
         self._pending_state: checkpoint.Checkpoint | None = None  # a resumed workflow state, until a run takes it
         self._starting = threading.Lock()
@@ -130,7 +133,7 @@ class Controller:
             endpoint = self.kit.endpoint if self.kit is not None else "tcp://0.0.0.0:0" if workshop else "tcp://127.0.0.1:0"
         self.io = ServerIO(
             endpoint, self._on_io_event, heartbeat_interval=heartbeat_interval, heartbeat_timeout=heartbeat_timeout,
-            curve=curve, insecure=insecure,
+            curve=curve, insecure=insecure, guard=(guard or GuardSettings()).for_model(*_sizes(self._weights)),
         )  # fmt: skip
         self.io.start()
         self._closed = False
@@ -167,6 +170,12 @@ class Controller:
         keys = f"{n} client key{'s' if n != 1 else ''}"
         return f"CurveZMQ: encrypted and authenticated; {keys} allowed (project {self.kit.project})"
 
+    def defense(self) -> dict[str, Any]:
+        """What the controller refused since it started, for the instructor: messages (over a
+        peer's budget, malformed, or not allowed before joining), joins, participants dropped
+        (they did not read, or were removed), and the addresses most of it came from."""
+        return self.io.guard.report()
+
     @property
     def weights(self) -> Weights:
         """The last complete global model."""
@@ -176,6 +185,11 @@ class Controller:
     def weights(self, value: Any) -> None:
         self._refuse_during_run("set the model")
         self._weights = _as_weights(value)
+        largest, _ = _sizes(self._weights)
+        limit = self.io.guard.settings.max_frame or 0
+        if 2 * largest > limit:  # ZeroMQ would cut off a client that sends a tensor this large
+            log.warning("the new model's largest tensor (%d bytes) is near the frame limit set at start (%d bytes): "
+                        "pass guard=GuardSettings(max_frame=...) to the Controller", largest, limit)  # fmt: skip
 
     @property
     def clients(self) -> list[ClientInfo]:
@@ -284,7 +298,7 @@ class Controller:
             self.workshop.remove(name)
             self._save_workshop()
         self.io.send(peer, wire.message("bye", reason="removed by whoever runs the controller (the instructor)"))
-        self.io.forget(peer)
+        self.io.ban(peer)  # nothing more it sends is read
         self.registry.set_state(peer, "removed")
         self._forward(("bye", peer, None))
         log.warning("client %s removed", name)
@@ -428,7 +442,7 @@ class Controller:
         if kind == "heartbeat":
             self.registry.heard_from(peer)
         elif kind == "invalid":
-            log.warning("refused a message from %s: %s", peer.hex(), payload)
+            pass  # counted and logged (at most every few seconds) by the IO thread's guard
         elif kind == "lost":
             self.registry.set_state(peer, "lost")
             log.warning("client %s lost: no heartbeat for %s s, or its connection dropped",
@@ -447,8 +461,10 @@ class Controller:
         elif not self.registry.heard_from(peer):
             if msg.kind == "bye":  # e.g. a removed client leaving: nothing to undo
                 return
-            log.warning("%s from a peer that has not joined (%s): dropped", msg.kind, peer.hex())
-            self.io.send(peer, wire.message("error", reason="not joined", rejoin=True))
+            address = self.io.address(peer)
+            self.io.guard.refused_message(address, "unjoined", "%s from a peer at %s that has not joined: dropped",
+                                          msg.kind, address)  # fmt: skip
+            self.io.answer(peer, wire.message("error", reason="not joined", rejoin=True))
         elif msg.kind == "bye":
             self.registry.set_state(peer, "left")
             self.io.forget(peer)
@@ -466,28 +482,28 @@ class Controller:
             self.io.send(peer, wire.message("error", reason=f"a client may not send {msg.kind!r}"))
 
     def _on_join(self, peer: bytes, msg: wire.Message) -> None:
-        if not self._joins.allow():
-            log.warning("join from %s refused: more than %s joins a second", peer.hex(), self._joins.rate)
-            self.io.send(peer, wire.message("error", reason="too many joins at once; try again in a moment"))
+        key = self.io.authenticated_id(peer)
+        known = self.kit is not None or (self.workshop is not None and self.workshop.knows(key))
+        busy = self.io.join_refusal(peer, known)
+        if busy is not None:  # the client tries again later by itself
+            self._refuse_join(peer, f"{busy}; trying again in a moment", retry=True)
             return
         name = msg.get("name")
         if self.kit is not None:
             # the identity is the name the kit lists for the key that passed the handshake;
             # a name claimed in the message is only compared with it
-            listed = self.io.authenticated_id(peer)
-            if listed is None:
-                self.io.send(peer, wire.message("error", reason="this connection was not authenticated"))
+            if key is None:
+                self._refuse_join(peer, "this connection was not authenticated")
                 return
-            if name != listed:
-                log.warning("a client with the key of %r joined as %r; it is listed as %r", listed, name, listed)
-            name = listed
+            if name != key:
+                log.warning("a client with the key of %r joined as %r; it is listed as %r", key, name, key)
+            name = key
         if not isinstance(name, str) or not 0 < len(name) <= 64 or not name.isprintable():
-            self.io.send(peer, wire.message("error", reason="join needs a name of 1 to 64 printable characters"))
+            self._refuse_join(peer, "join needs a name of 1 to 64 printable characters")
             return
         refusal = self._refusal(peer, name, msg)
         if refusal is not None:
-            log.warning("join of %r refused: %s", name, refusal)
-            self.io.send(peer, wire.message("error", reason=refusal))
+            self._refuse_join(peer, refusal, name)
             return
         info = ClientInfo(
             name=name,
@@ -504,9 +520,9 @@ class Controller:
         if shares:  # it builds its data from the share in the welcome; ready once it says so (info)
             info.state = "joining"
         if not self.registry.add(info):
-            log.warning("join refused: the name %r is taken by a connected client", name)
-            self.io.send(peer, wire.message("error", reason=f"the name {name!r} is taken by a connected client: "
-                                            "choose another, or try again in a few seconds if it was you before a restart"))
+            # it may be this client's own old connection, not yet noticed gone: the client asks again later
+            self._refuse_join(peer, f"the name {name!r} is taken by a connected client: choose another; if it was "
+                              "you before a restart, joining again in a moment", name, retry=True)  # fmt: skip
             return
         welcome: dict[str, Any] = {"name": name}
         if self.compress is not None:  # a client that cannot decode it says so now, not in a round
@@ -519,6 +535,13 @@ class Controller:
         self.io.admit(peer)
         self.io.send(peer, wire.message("welcome", **welcome))
         log.info("client %s joined from %s (%s)", name, info.host, info.device)
+
+    def _refuse_join(self, peer: bytes, reason: str, name: str | None = None, *, retry: bool = False) -> None:
+        """Answer a refused join with ``reason`` (within a stranger's few answers), count it, log it quietly."""
+        fields: dict[str, Any] = {"reason": reason, "retry": True} if retry else {"reason": reason}
+        who = f" of {name!r}" if name is not None else ""
+        self.io.refuse_join(peer, wire.message("error", **fields), "join%s from %s refused: %s", who, self.io.address(peer),
+                            reason)  # fmt: skip
 
     def _refusal(self, peer: bytes, name: str, msg: wire.Message) -> str | None:
         """Why a join is refused, for the client to show, or None."""
@@ -549,6 +572,12 @@ def _as_weights(value: Any) -> Weights:
 
         return {k: v.copy() for k, v in get_weights(value).items()}
     raise TypeError(f"weights must be a dict of arrays or a torch module, not {type(value).__name__}")
+
+
+def _sizes(weights: Weights) -> tuple[int, int]:
+    """The bytes of a model's largest tensor and of all of it (what a participant's messages carry)."""
+    sizes = [a.nbytes for a in weights.values()]
+    return max(sizes, default=0), sum(sizes)
 
 
 def _counts(value: Any) -> list[int]:

@@ -1,4 +1,4 @@
-"""A token bucket, for limits that count events over time (joins to a controller).
+"""A token bucket, for limits that count events over time (joins, messages, bytes).
 
 ``burst`` events may come at once; after that the bucket refills at ``rate`` a second.
 A flood of joins (each would add a registry entry and a welcome) is then refused
@@ -21,10 +21,14 @@ class RateLimit:
 
     def allow(self) -> bool:
         """Take one token if there is one."""
+        return self.take(1)
+
+    def take(self, cost: float) -> bool:
+        """Take ``cost`` tokens if there are that many (a budget of bytes takes a message's size)."""
         now = self.clock()
         self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
         self.last = now
-        if self.tokens < 1:
+        if self.tokens < cost:
             return False
-        self.tokens -= 1
+        self.tokens -= cost
         return True

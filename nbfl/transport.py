@@ -50,6 +50,7 @@ from zmq.utils import z85
 from zmq.utils.monitor import recv_monitor_message
 
 from . import wire
+from .guard import Guard, GuardSettings, Peer
 
 log = logging.getLogger(__name__)
 
@@ -281,16 +282,26 @@ class _IOThread(threading.Thread):
 
 
 class ServerIO(_IOThread):
-    """Controller side: a ROUTER bound to ``endpoint``; peers are ZeroMQ identities."""
+    """Controller side: a ROUTER bound to ``endpoint``; peers are ZeroMQ identities.
+
+    No peer can block or starve it (:mod:`nbfl.guard`): sends never block (a participant
+    whose queue is full is dropped as lost, a stranger's answer is dropped), every
+    message is weighed against its peer's budget before it is decoded, a peer that has
+    not joined may send headers only and is answered a few times at most, and ZeroMQ
+    refuses frames over ``guard.settings.max_frame`` and handshakes slower than
+    ``handshake_seconds`` before it allocates or waits for them.
+    """
 
     SOCKET_TYPE = zmq.ROUTER
     THREAD_NAME = "nbfl-controller-io"
+    RCVHWM = 100  # messages queued from one peer; an honest one has a result, a few heartbeats and a ready
 
-    def __init__(self, *args: Any, **kwargs: Any):
+    def __init__(self, *args: Any, guard: GuardSettings | None = None, **kwargs: Any):
         self._admitted: dict[bytes, float] = {}  # peer -> last time heard from
-        self._user_ids: dict[bytes, str] = {}  # peer -> the name ZAP gave its key (CURVE only)
         self._traffic: dict[bytes, list[int]] = {}  # peer -> [bytes sent, bytes received]
         self._traffic_lock = threading.Lock()
+        settings = guard if guard is not None and guard.max_frame and guard.bytes else (guard or GuardSettings()).for_model(0, 0)
+        self.guard = Guard(settings)
         super().__init__(*args, **kwargs)
 
     def traffic(self) -> dict[bytes, tuple[int, int]]:
@@ -309,6 +320,11 @@ class ServerIO(_IOThread):
     def _open(self, endpoint: str) -> str:
         self._sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # unknown peer -> error, not silent drop
         self._sock.setsockopt(zmq.LINGER, 0)
+        settings = self.guard.settings
+        assert settings.max_frame is not None
+        self._sock.setsockopt(zmq.MAXMSGSIZE, settings.max_frame)  # per frame: a larger one disconnects its sender
+        self._sock.setsockopt(zmq.HANDSHAKE_IVL, int(settings.handshake_seconds * 1000))
+        self._sock.setsockopt(zmq.RCVHWM, self.RCVHWM)
         if self.curve is None:
             check_plaintext(endpoint, self._insecure, connect=False)
         else:
@@ -350,11 +366,35 @@ class ServerIO(_IOThread):
             self.call(self._send_frames, peer, frames)
 
     def admit(self, peer: bytes) -> None:
-        """Track ``peer``'s heartbeats from now on (it has joined)."""
-        self.call(self._admitted.__setitem__, peer, time.monotonic())
+        """Track ``peer``'s heartbeats from now on, with a participant's budgets (it has joined)."""
+        self.call(self._admit, peer)
 
     def forget(self, peer: bytes) -> None:
         self.call(self._drop, peer)
+
+    def ban(self, peer: bytes) -> None:
+        """Read nothing more from ``peer`` (a removed participant's connection) and forget it."""
+        self.call(self._ban, peer)
+
+    def answer(self, peer: bytes, msg: wire.Message) -> None:
+        """Send ``msg`` to ``peer`` if it has joined, or if a stranger's few answers allow it.
+        IO thread only (a reply to what the peer sent)."""
+        entry = self._peer(peer)
+        if self.guard.answer(entry):
+            self._send_frames(peer, wire.encode(msg))
+
+    def join_refusal(self, peer: bytes, known: bool) -> str | None:
+        """Why ``peer``'s join is refused for load (:meth:`Guard.join_refusal`), or None. IO thread only."""
+        return self.guard.join_refusal(self._peer(peer), known)
+
+    def refuse_join(self, peer: bytes, msg: wire.Message, log_text: str, *args: Any) -> None:
+        """Count a refused join, log it quietly and answer it (as :meth:`answer`). IO thread only."""
+        self.guard.refused_join(self._peer(peer).address, log_text, *args)
+        self.answer(peer, msg)
+
+    def address(self, peer: bytes) -> str:
+        """The network address ``peer`` connects from ("?" if not known). IO thread only."""
+        return self._peer(peer).address
 
     def authenticated_id(self, peer: bytes) -> str | None:
         """The User-Id our ZAP answer gave ``peer``'s CurveZMQ key when it joined: the
@@ -362,12 +402,23 @@ class ServerIO(_IOThread):
 
         IO thread only: call it from the handler, while it handles that peer's join.
         """
-        return self._user_ids.get(peer)
+        return self._peer(peer).user_id
+
+    def _peer(self, peer: bytes, frame: Any = None) -> Peer:
+        return self.guard.peer(peer, lambda: _address(frame))
+
+    def _admit(self, peer: bytes) -> None:
+        self._admitted[peer] = time.monotonic()
+        self.guard.joined(peer)
+
+    def _ban(self, peer: bytes) -> None:
+        self._drop(peer)
+        self.guard.ban(peer)
 
     def _drop(self, peer: bytes) -> bool:
-        self._user_ids.pop(peer, None)
         with self._traffic_lock:
             self._traffic.pop(peer, None)
+        self.guard.left(peer)
         return self._admitted.pop(peer, None) is not None
 
     def _answer_zap(self, zap: zmq.Socket) -> None:
@@ -402,8 +453,16 @@ class ServerIO(_IOThread):
         return b"200", b"OK", name.encode()
 
     def _send_frames(self, peer: bytes, frames: list) -> None:
+        """Send without blocking: a peer that does not read cannot hold this thread."""
         try:
-            self._sock.send_multipart([peer, *frames], copy=False)
+            self._sock.send_multipart([peer, *frames], zmq.NOBLOCK, copy=False)
+        except zmq.Again:  # its queue is full: it has not read for a long time
+            address = self._peer(peer).address
+            if self._drop(peer):
+                self.guard.dropped(address)
+                self.guard.warn("full", "a participant at %s does not read what it is sent: dropped as lost", address)
+                self._emit("lost", peer, None)
+            return
         except zmq.ZMQError as exc:  # EHOSTUNREACH: the peer's connection is gone
             log.debug("send to %s failed: %s", peer.hex(), exc)
             if self._drop(peer):
@@ -413,27 +472,39 @@ class ServerIO(_IOThread):
 
     def _on_frames(self, frames: list) -> None:
         peer = frames[0].bytes
+        entry = self._peer(peer, frames[-1])
+        if not self.guard.allow(entry, sum(f.nbytes if isinstance(f, memoryview) else len(f) for f in frames)):
+            if entry.joined and self._drop(peer):  # a participant flooding: the run goes on without it
+                self.guard.dropped(entry.address)
+                self._emit("lost", peer, None)
+            return
+        admitted = peer in self._admitted
+        if not admitted and len(frames) > 2:  # join, heartbeat and bye are a header alone
+            self.guard.refused_message(entry.address, "stranger", "a peer at %s that has not joined sent tensors: "
+                                       "dropped", entry.address)  # fmt: skip
+            return
         self._count(peer, frames[1:], 1)
         try:
             msg = wire.decode(frames[1:])
         except wire.WireError as exc:
+            self.guard.refused_message(entry.address, "invalid", "refused a message from %s: %s", entry.address, exc)
             self._emit("invalid", peer, str(exc))
-            self._send_frames(peer, wire.encode(wire.message("error", reason=f"refused: {exc}")))
+            self.answer(peer, wire.message("error", reason=f"refused: {exc}"))
             return
-        if peer in self._admitted:
+        if admitted:
             self._admitted[peer] = time.monotonic()
         if msg.kind == "join" and self.curve is not None:
             # set by our ZAP answer for this connection's key; a message cannot forge it
             try:
-                self._user_ids[peer] = str(frames[-1].get("User-Id"))
+                entry.user_id = str(frames[-1].get("User-Id"))
             except zmq.ZMQError:  # no User-Id: not admitted by our ZAP answer; the join is refused
-                self._user_ids.pop(peer, None)
+                entry.user_id = None
         if msg.kind == "heartbeat":
-            if peer in self._admitted:
+            if admitted:
                 self._send_frames(peer, wire.encode(wire.message("heartbeat")))
                 self._emit("heartbeat", peer, None)
             else:  # e.g. the controller restarted: tell the client to join again
-                self._send_frames(peer, wire.encode(wire.message("error", reason="not joined", rejoin=True)))
+                self.answer(peer, wire.message("error", reason="not joined", rejoin=True))
             return
         self._emit("message", peer, msg)
 
@@ -442,6 +513,14 @@ class ServerIO(_IOThread):
             if now - seen > self.heartbeat_timeout:
                 self._drop(peer)
                 self._emit("lost", peer, None)
+
+
+def _address(frame: Any) -> str:
+    """The address a received frame came from (ZeroMQ's Peer-Address), or "?"."""
+    try:
+        return str(frame.get("Peer-Address"))
+    except (zmq.ZMQError, AttributeError):
+        return "?"
 
 
 class ClientIO(_IOThread):
@@ -468,7 +547,7 @@ class ClientIO(_IOThread):
     def __init__(self, *args: Any, **kwargs: Any):
         self._last_heard = time.monotonic()
         self._controller_lost = False
-        self._heard_once = False  # no beats before the controller first answers (the join)
+        self._heard_once = False  # no beats before the controller first welcomes this client
         self._handshake_failed = False
         self._monitored = False
         self._connected_once = False
@@ -561,12 +640,13 @@ class ClientIO(_IOThread):
         if self._controller_lost:
             self._controller_lost = False
             self._emit("back", b"", None)
-        self._heard_once = True
         try:
             msg = wire.decode(frames)
         except wire.WireError as exc:
             self._emit("invalid", b"", str(exc))
             return
+        if msg.kind == "welcome":  # beats only once joined: a refused client has nothing to keep alive
+            self._heard_once = True
         if msg.kind != "heartbeat":
             self._emit("message", b"", msg)
 

@@ -188,6 +188,11 @@ class Workshop:
         with self._lock:
             return None if text in self._banned_keys else text
 
+    def knows(self, key: str | None) -> bool:
+        """Whether a participant joined with this key before (its joins are not counted against newcomers)."""
+        with self._lock:
+            return key is not None and key in self._known
+
     def refusal(self, key: str | None, token: Any, name: str, live: list[str]) -> str | None:
         """Why a join is refused (a sentence for the participant), or None to admit it.
 

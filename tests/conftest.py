@@ -35,10 +35,10 @@ def controller_factory():
 def client_factory():
     made: list[nbfl.Client] = []
 
-    def make(endpoint, name, executor=None, **kwargs) -> nbfl.Client:
+    def make(endpoint, name, executor=None, wait: float = 30.0, **kwargs) -> nbfl.Client:
         client = nbfl.Client(endpoint, name, executor, **{**FAST, **kwargs})
         made.append(client)
-        return client.start()
+        return client.start(wait)
 
     yield make
     for client in made:

@@ -189,13 +189,16 @@ def test_stop_aborts_the_round_like_an_interrupt(controller_factory, client_fact
     assert ctl.run(1, timeout=30)[0].status == "ok"
 
 
-def test_a_join_flood_is_refused_beyond_the_rate(controller_factory, client_factory):
-    ctl = controller_factory(small_model(), join_rate=(0.0, 2))  # two joins, no refill
+def test_a_join_flood_is_refused_beyond_the_rate_and_the_refused_client_keeps_trying(controller_factory, client_factory):
+    from nbfl.guard import GuardSettings
+
+    ctl = controller_factory(small_model(), guard=GuardSettings(joins=(0.0, 2)))  # two newcomers, no refill
     client_factory(ctl.endpoint, "a")
     client_factory(ctl.endpoint, "b")
-    with pytest.raises(ConnectionError, match="too many joins"):
-        client_factory(ctl.endpoint, "c")
+    with pytest.raises(ConnectionError, match="too many joins at once; trying again"):
+        client_factory(ctl.endpoint, "c", wait=3)  # refused for load: it waits and asks again, not an answer
     assert sorted(c.name for c in ctl.clients) == ["a", "b"]
+    assert ctl.defense()["refused_joins"] >= 1
 
 
 def test_rate_limit_refills_at_its_rate():

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 import nbfl
 from nbfl import wire
+from nbfl.guard import GuardSettings
 
 from conftest import small_model
 
@@ -78,9 +79,15 @@ def malformed(draw, to_client: bool) -> list[bytes]:
 DEFAULT_BEATS = {"heartbeat_interval": 1.0, "heartbeat_timeout": 6.0}
 
 
+# every message decoded and every refusal answered: these tests are about what the decoder and
+# the handlers survive, not the budgets that keep a flood unread (tests/test_hostile.py)
+UNLIMITED = (1e12, 10**12)
+OPEN_DOOR = GuardSettings(stranger_messages=UNLIMITED, stranger_bytes=UNLIMITED, answers=UNLIMITED)
+
+
 @pytest.fixture
 def federation(controller_factory, client_factory):
-    ctl = controller_factory(small_model(), **DEFAULT_BEATS)
+    ctl = controller_factory(small_model(), guard=OPEN_DOOR, **DEFAULT_BEATS)
 
     def train(weights, ctx):
         return nbfl.Update({k: v + 1 for k, v in weights.items()}, num_samples=3)

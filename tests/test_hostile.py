@@ -1,0 +1,167 @@
+"""A hostile room: each attack on a workshop controller, with honest participants training.
+
+For each: rounds go on (the rate during the attack against the rate before it is printed,
+measured in the same test, and only "rounds completed" is asserted), the process's memory
+stays under a stated cap, and what the instructor sees (``Controller.defense()``) moved.
+Attackers connect from 127.0.0.66; the room's participants from 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+import nbfl
+from nbfl import wire
+
+import hostile
+from hostile import ATTACKER, Insider, PeakRSS, open_room
+
+ROUNDS = 5
+
+
+@pytest.fixture
+def room():
+    room = open_room()
+    room.rounds(2)  # warm: buffers, threads and caches as in use
+    yield room
+    room.close()
+
+
+def all_ok(records) -> bool:
+    return all(r.status == "ok" for r in records)
+
+
+def say(what: str, before: float, during: float, peak: float, start: float, defense: dict) -> None:
+    print(f"\n{what}: {before:.1f} rounds/s before, {during:.1f} during ({during / before:.2f}x); "
+          f"peak RSS {peak:.0f} MiB (+{peak - start:.0f}); instructor sees {defense}")  # fmt: skip
+
+
+def test_twenty_thousand_messages_from_a_stranger_that_never_reads_do_not_freeze_rounds(room):
+    _, before = room.rounds(ROUNDS)
+    attacker = hostile.stranger(room.code)
+    start = hostile.rss_mib()
+    try:
+        with PeakRSS() as peak:
+            hostile.flood(attacker, 20_000)
+            records, during = room.rounds(ROUNDS)
+            hostile.flood(attacker, 20_000)  # and again, mid-run of the next rounds
+            records += room.rounds(ROUNDS)[0]
+    finally:
+        attacker.close()
+    defense = room.controller.defense()
+    say("no-read flood", before, during, peak.peak, start, defense)
+    assert all_ok(records) and not any(r.failed for r in records)
+    assert peak.peak - start < 200
+    assert defense["refused_messages"] > 0 and defense["top"][0][0] == ATTACKER
+    assert [c.name for c in room.controller.live_clients()] == ["honest-1", "honest-2", "honest-3"]
+
+
+def test_a_participant_flooding_heartbeats_is_held_to_its_budget(room):
+    _, before = room.rounds(ROUNDS)
+    insider = Insider(room.code, "chatty", answer=hostile.unchanged)
+    start = hostile.rss_mib()
+    try:
+        with PeakRSS() as peak:
+            insider.chatter = hostile.heartbeat()  # thousands a second, and it answers its tasks
+            records, during = room.rounds(ROUNDS)
+    finally:
+        insider.close()
+    defense = room.controller.defense()
+    say("heartbeat flood", before, during, peak.peak, start, defense)
+    assert all_ok(records)
+    assert all({"honest-1", "honest-2", "honest-3"} <= set(r.clients) for r in records)
+    assert peak.peak - start < 200
+    assert defense["refused_messages"] > 0
+
+
+def test_a_frame_declared_as_four_gib_before_the_handshake_is_refused_before_it_is_held(room):
+    code = room.code
+    start = hostile.rss_mib()
+    with PeakRSS() as peak:
+        sent = [hostile.greeting_then_huge_frame(code.host, code.port) for _ in range(4)]
+        records, _ = room.rounds(ROUNDS)
+    print(f"\n4 GiB frames before the handshake: {[s >> 20 for s in sent]} MiB sent before the hang-up; "
+          f"peak RSS +{peak.peak - start:.0f} MiB")  # fmt: skip
+    assert all_ok(records)
+    assert all(s < 64 << 20 for s in sent)  # hung up on: not 512 MiB taken in
+    assert peak.peak - start < 200
+
+
+def test_a_frame_larger_than_the_model_allows_after_the_handshake_is_refused(room):
+    start = hostile.rss_mib()
+    with PeakRSS() as peak:
+        seconds = [hostile.big_frame(room.code, 256 << 20) for _ in range(3)]  # the limit is 16 MiB for this model
+        records, _ = room.rounds(ROUNDS)
+    print(f"\n256 MiB frames after the handshake: hung up on after {[round(s, 3) for s in seconds]} s; "
+          f"peak RSS +{peak.peak - start:.0f} MiB")  # fmt: skip
+    assert all_ok(records)
+    assert peak.peak - start < 200
+
+
+def test_a_join_flood_from_one_address_locks_out_nobody_else(room):
+    ctl = room.controller
+    _, before = room.rounds(ROUNDS)
+    attacker = hostile.stranger(room.code)
+    stop = threading.Event()
+
+    def joins() -> None:  # 500 joins a second with a wrong token, from one socket
+        wrong = hostile.join_with("not-the-token", "mallory")
+        while not stop.wait(0.01):
+            hostile.flood(attacker, 5, wrong)
+
+    thread = threading.Thread(target=joins, daemon=True)
+    thread.start()
+    try:
+        stop.wait(1.0)  # the flood is under way
+        # a participant whose connection dropped (a flaky Wi-Fi) comes back with its key ...
+        returning = room.participants[1]
+        peer = ctl.registry.peer_of(returning.name)
+        ctl.io.call(ctl.io._drop, peer)
+        ctl.registry.set_state(peer, "lost")
+        # ... and a newcomer arrives with the line
+        newcomer = nbfl.Client(str(room.code), "latecomer", tasks={"train": hostile.train}).start(wait=60)
+        room.participants.append(newcomer)
+        ctl.wait_for_clients(4, timeout=60)
+        records, during = room.rounds(ROUNDS)
+    finally:
+        stop.set()
+        thread.join()
+        attacker.close()
+    defense = ctl.defense()
+    say("join flood", before, during, 0.0, 0.0, defense)
+    assert all_ok(records)
+    assert {"honest-1", "honest-2", "honest-3", "latecomer"} <= set(records[-1].clients)
+    assert defense["refused_joins"] > 0 and defense["top"][0][0] == ATTACKER
+    assert "mallory" not in [c.name for c in ctl.clients]
+
+
+def test_a_result_claiming_float64_behind_int8_is_refused_before_it_is_decompressed(room):
+    ctl = room.controller
+    insider = Insider(room.code, "inflater", answer=hostile.claims_float64)
+    start = hostile.rss_mib()
+    try:
+        with PeakRSS() as peak:
+            records, _ = room.rounds(ROUNDS)  # it is sent every task; the quorum is the honest three
+    finally:
+        insider.close()
+    assert insider.tasks >= ROUNDS
+    assert all_ok(records)
+    assert all("says it was float64" in r.failed.get("inflater", "") for r in records), records[-1].failed
+    assert all(np.isfinite(w).all() for w in ctl.weights.values())
+    assert peak.peak - start < 200
+
+
+def test_a_stranger_is_answered_a_few_times_at_most(room):
+    attacker = hostile.stranger(room.code)
+    try:
+        hostile.flood(attacker, 1000, hostile.heartbeat())
+        answers = 0
+        while attacker.poll(2000):
+            wire.decode(attacker.recv_multipart())
+            answers += 1
+    finally:
+        attacker.close()
+    assert 1 <= answers <= 5  # the burst of answers, and one more every two seconds
