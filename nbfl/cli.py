@@ -139,6 +139,8 @@ def _round_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rounds", type=_positive, default=10)
     p.add_argument("--algorithm", default="fedavg", choices=sorted(ALGORITHMS))
     p.add_argument("--timeout", type=float, default=120.0, help="seconds a round waits for results")
+    p.add_argument("--grace", type=float,
+                   help="seconds a round waits for slower clients once its quorum (--min-clients) is in (default: for all)")
     p.add_argument("--compress", choices=["none", "float16", "int8"],
                    help="the model and the updates on the wire (default: none; with --workshop, int8)")
 
@@ -261,7 +263,8 @@ def _controller(args: argparse.Namespace, endpoint: str, spawn: int, workshop: b
         rounds = args.rounds - len(controller.history)  # after a resume, the rest of them
         try:
             if rounds > 0:
-                controller.run(rounds, workflow, min_clients=need, timeout=args.timeout, on_round=_print_round)
+                controller.run(rounds, workflow, min_clients=need, timeout=args.timeout, grace=args.grace,
+                               on_round=_print_round)
         except TimeoutError as exc:  # too few clients left, and none came back
             print(f"stopped: {exc}", flush=True)
         except KeyboardInterrupt:

@@ -24,7 +24,6 @@ import traceback
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
-import zmq
 
 from . import compress, filters, names, wire
 from .control import ControlServer
@@ -33,7 +32,9 @@ from .filters import Filter
 from .provision import Kit, as_kit
 from .tasks import FunctionExecutor, TaskFunction, registry, tasks_from_source
 from .transport import HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT, ClientIO, CurveConfig, check_plaintext
-from .workshop import JoinCode, LocalSetup, Share, is_join_code
+from .workshop import JoinCode, LocalSetup, Share, is_join_code, participant_keys
+
+JOIN_RESEND = 5.0  # seconds without an answer before a join is sent again
 
 log = logging.getLogger("nbfl.client")
 
@@ -97,7 +98,9 @@ class Client:
         if self.join_code is not None:
             if self.kit is not None:
                 raise ValueError("join with a startup kit or a join code, not both")
-            public, secret = zmq.curve_keypair()  # this client's own, made now: nothing to hand out
+            if name is None:
+                raise TypeError("joining with a join line needs a name")
+            public, secret = participant_keys(self.join_code.server_key, name)  # its own: nothing to hand out
             self._curve: CurveConfig | None = CurveConfig(public, secret, self.join_code.server_key, source="join line")
             endpoint = self.join_code.endpoint
         else:
@@ -142,6 +145,8 @@ class Client:
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._busy_refusals = 0  # joins in a row refused for load: each waits longer before the next
+        self._joins_sent = 0  # a join unanswered after JOIN_RESEND seconds is sent again, on a fresh connection
+        self._joins_answered = 0  # the last join that got an answer (a welcome, a refusal, "busy")
         self._shipped: tuple[str, FunctionExecutor] | None = None
         self._control = ControlServer("participant", self.panel_status, {"leave": self._panel_leave}) if control else None
 
@@ -257,6 +262,18 @@ class Client:
         elif self.share is not None:
             fields["share"] = str(self.share)
         self._io.send(wire.message("join", **fields))
+        self._joins_sent += 1
+        timer = threading.Timer(JOIN_RESEND, self._join_unanswered, args=(self._joins_sent,))
+        timer.daemon = True
+        timer.start()
+
+    def _join_unanswered(self, sent: int) -> None:
+        """The join ``sent`` got no answer: a busy controller may have closed the connection it
+        went on (ZeroMQ reconnects, but does not send it again), so send it again."""
+        answered = self._joins_answered == sent or self._answered.is_set() or self._welcomed.is_set()
+        if sent == self._joins_sent and not (answered or self._closing.is_set()):
+            log.info("%s: no answer to the join from %s yet; sending it again", self.name, self.endpoint)
+            self._join()
 
     def _join_later(self) -> None:
         """Ask again after a pause that doubles with each refusal for load (1 s up to 30 s,
@@ -332,6 +349,7 @@ class Client:
                     self._current[1].trigger()
                 self._ready.pop(msg.get("task_id"), None)
         elif msg.kind == "error":
+            self._joins_answered = self._joins_sent
             self.last_error = str(msg.get("reason"))
             log.warning("%s: controller says: %s", self.name, self.last_error)
             if msg.get("retry") is True and not self._welcomed.is_set():  # refused for load: not an answer yet

@@ -30,7 +30,7 @@ from .compress import check_codec
 from .control import ControlServer
 from .filters import build as build_filters
 from .filters.accountant import PrivacyLedger
-from .guard import GuardSettings
+from .guard import GuardSettings, summary
 from .provision import Kit, as_kit
 from .records import ClientInfo, RoundRecord
 from .registry import Registry
@@ -300,7 +300,7 @@ class Controller:
         self.io.send(peer, wire.message("bye", reason="removed by whoever runs the controller (the instructor)"))
         self.io.ban(peer)  # nothing more it sends is read
         self.registry.set_state(peer, "removed")
-        self._forward(("bye", peer, None))
+        self._forward(("removed", peer, None))
         log.warning("client %s removed", name)
 
     def stop(self) -> None:
@@ -334,7 +334,7 @@ class Controller:
         """The controller as JupyterLab's Federation panel shows it (JSON values): its run,
         its clients and the last :data:`PANEL_HISTORY` rounds. Asked on the control socket's
         thread (:mod:`nbfl.control`), so it reads only snapshots."""
-        code, run = self.join_code, self.last_run
+        code, run, defense = self.join_code, self.last_run, self.defense()
         status: dict[str, Any] = {
             "endpoint": self.endpoint, "security": self.security, "workshop": self.workshop is not None,
             "join_line": f"%fl_join {code} --name YOUR_NAME --accept-code" if code is not None else None,
@@ -350,6 +350,7 @@ class Controller:
                 {"round": r.round, "status": str(r.status), "outcome": r.outcome, "metrics": dict(r.metrics)}
                 for r in self.history[-PANEL_HISTORY:]
             ],
+            "defense": {**defense, "summary": summary(defense)},
         }  # fmt: skip
         if run is not None:
             answered, asked = run.progress
@@ -547,8 +548,7 @@ class Controller:
         """Why a join is refused, for the client to show, or None."""
         if self.workshop is None:
             return f"{name!r} was removed by whoever runs the controller; ask them" if name in self._removed else None
-        present = [c.name for c in self.registry.snapshot() if c.live or c.state == "joining"]
-        return self.workshop.refusal(self.io.authenticated_id(peer), msg.get("token"), name, present)
+        return self.workshop.refusal(self.io.authenticated_id(peer), msg.get("token"), name, self.registry.present())
 
     def _on_info(self, peer: bytes, msg: wire.Message) -> None:
         """What a client trains on, once it knows (after its share came in the welcome): from

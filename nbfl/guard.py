@@ -36,6 +36,7 @@ from .limits import RateLimit
 
 log = logging.getLogger("nbfl.guard")
 
+TASK_MESSAGES = 4  # messages a participant may send for each task it is sent, beyond its steady budget
 QUIET_SECONDS = 10.0  # one log line per kind of event per this many seconds
 TOP_ADDRESSES = 5  # offending addresses the report names
 TRACKED_ADDRESSES = 256  # addresses counted at once; the least offending are forgotten first
@@ -67,6 +68,9 @@ class GuardSettings:
     max_frame: int | None = None
     max_metrics: int = 32  # metrics kept per result
     handshake_seconds: float = 5.0  # a connection that has not finished its CurveZMQ handshake by then is closed
+    pending_connections: int = 128  # connections that have not joined, at most (a quarter of the fd limit if lower)
+    pending_per_address: int = 32  # ... from one address
+    join_seconds: float = 10.0  # a connection that has not joined by then is closed
 
     def for_model(self, largest_tensor: int, total: int) -> "GuardSettings":
         """These settings with what was left to the model filled in: ``largest_tensor`` and
@@ -93,6 +97,7 @@ class Peer:
     joined: bool = False
     banned: bool = False
     user_id: str | None = None  # the name our ZAP answer gave its CurveZMQ key (a workshop: the key itself)
+    fd: int | None = None  # the descriptor of the connection it joined on (nbfl.connections)
 
 
 @dataclass
@@ -108,13 +113,30 @@ class Report:
     refused_messages: int = 0  # dropped over a budget, malformed, or from a peer that may not send them
     refused_joins: int = 0
     dropped_peers: int = 0  # participants dropped because they did not read, or were removed
+    closed_connections: int = 0  # connections closed before they joined (too many, or too slow)
     addresses: Counter = field(default_factory=Counter)  # address -> refusals
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "refused_messages": self.refused_messages, "refused_joins": self.refused_joins,
-            "dropped_peers": self.dropped_peers, "top": self.addresses.most_common(TOP_ADDRESSES),
+            "dropped_peers": self.dropped_peers, "closed_connections": self.closed_connections,
+            "top": self.addresses.most_common(TOP_ADDRESSES),
         }  # fmt: skip
+
+
+def summary(report: dict[str, Any]) -> str:
+    """One line for the instructor from :meth:`Guard.report`, or "" when nothing was refused."""
+    messages, joins, dropped = report["refused_messages"], report["refused_joins"], report["dropped_peers"]
+    closed = report["closed_connections"]
+    if not (messages or joins or dropped or closed):
+        return ""
+    line = f"refused {messages:,} messages and {joins:,} joins"
+    if closed:
+        line += f"; closed {closed:,} connections that did not join"
+    if dropped:
+        line += f"; dropped {dropped} participant{'s' if dropped != 1 else ''}"
+    top = ", ".join(f"{address} ({count:,})" for address, count in report["top"][:3])
+    return line + (f"; most from {top}" if top else "")
 
 
 class Guard:
@@ -178,6 +200,13 @@ class Guard:
             self.dropped(entry.address)
 
     # -- decisions ----------------------------------------------------------------------
+    def tasked(self, peer: bytes) -> None:
+        """``peer`` was sent a task: its answers (a ready, a result, an abort's reply) do not count
+        against its steady budget, so rounds as fast as loopback allows stay within it."""
+        entry = self._joined.get(peer)
+        if entry is not None:
+            entry.messages.grant(TASK_MESSAGES)
+
     def allow(self, entry: Peer, size: int) -> bool:
         """Whether a message of ``size`` bytes from this peer is read; counted if not. A
         participant over its budget is no honest client: the caller drops it as lost."""
@@ -227,6 +256,12 @@ class Guard:
         with self._lock:
             self._report.dropped_peers += 1
             self._blame(address)
+
+    def closed_connection(self, address: str, why: str) -> None:
+        with self._lock:
+            self._report.closed_connections += 1
+            self._blame(address)
+        self.warn(f"closed-{why}", "closed a connection from %s: %s", address, why)
 
     def report(self) -> dict[str, Any]:
         """Counts since the controller started and the most offending addresses (JSON values)."""

@@ -26,9 +26,14 @@ class RateLimit:
     def take(self, cost: float) -> bool:
         """Take ``cost`` tokens if there are that many (a budget of bytes takes a message's size)."""
         now = self.clock()
-        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
+        if self.tokens < self.burst:  # granted tokens above the burst stay until they are spent
+            self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
         self.last = now
         if self.tokens < cost:
             return False
         self.tokens -= cost
         return True
+
+    def grant(self, tokens: float) -> None:
+        """Add ``tokens`` beyond the steady rate, even above the burst (what a task asks a client to send)."""
+        self.tokens += tokens

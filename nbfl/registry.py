@@ -14,6 +14,9 @@ from typing import Callable
 from .records import ClientInfo
 
 
+MAX_DEPARTED = 256  # clients that left, were lost or removed, kept for the table; the oldest go first
+
+
 class Registry:
     def __init__(self) -> None:
         self._clients: dict[bytes, ClientInfo] = {}
@@ -57,8 +60,16 @@ class Registry:
             for old in [p for p, c in self._clients.items() if c.name == info.name]:
                 del self._clients[old]
             self._clients[info.peer] = info
+            departed = [p for p, c in self._clients.items() if not c.live and c.state != "joining"]
+            for old in departed[: max(0, len(departed) - MAX_DEPARTED)]:  # a newcomer a minute all day must not grow it
+                del self._clients[old]
             self._changed.notify_all()
         return True
+
+    def present(self) -> list[str]:
+        """Names of the clients connected now, or setting up (joining)."""
+        with self._lock:
+            return [c.name for c in self._clients.values() if c.live or c.state == "joining"]
 
     def set_state(self, peer: bytes, state: str) -> None:
         with self._lock:

@@ -43,6 +43,12 @@ log = logging.getLogger("nbfl.run")
 Evaluate = Callable[[Weights], Mapping[str, float]]
 OnRound = Callable[[RoundRecord], None]
 OnProgress = Callable[[int, int], None]
+# what the controller forwards when a client goes: its state, and why its task failed
+GONE = {
+    "lost": ("lost", "lost: no heartbeat, or its connection dropped"),
+    "bye": ("left", "left"),
+    "removed": ("removed", "removed by the instructor"),
+}
 
 
 class RunError(RuntimeError):
@@ -307,11 +313,10 @@ class Run:
                 if kind == "died":
                     ended_by = "lost its connection"
                     raise RunError(f"the controller's IO thread died: {msg!r}") from msg
-                if kind in ("lost", "bye"):
+                if kind in GONE:
+                    state, why = GONE[kind]
                     for task_id in [t for t, c in pending.items() if c.peer == peer]:
-                        client = finish(task_id, "lost" if kind == "lost" else "left")
-                        why = "lost: no heartbeat, or its connection dropped" if kind == "lost" else "left"
-                        self._fail(client.name, why)
+                        self._fail(finish(task_id, state).name, why)
                     continue
                 task_id = msg.get("task_id")
                 if not isinstance(task_id, str):  # anything may come from the network: a list, a dict

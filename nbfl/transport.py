@@ -50,6 +50,7 @@ from zmq.utils import z85
 from zmq.utils.monitor import recv_monitor_message
 
 from . import wire
+from .connections import Connections
 from .guard import Guard, GuardSettings, Peer
 
 log = logging.getLogger(__name__)
@@ -287,9 +288,10 @@ class ServerIO(_IOThread):
     No peer can block or starve it (:mod:`nbfl.guard`): sends never block (a participant
     whose queue is full is dropped as lost, a stranger's answer is dropped), every
     message is weighed against its peer's budget before it is decoded, a peer that has
-    not joined may send headers only and is answered a few times at most, and ZeroMQ
+    not joined may send headers only and is answered a few times at most, ZeroMQ
     refuses frames over ``guard.settings.max_frame`` and handshakes slower than
-    ``handshake_seconds`` before it allocates or waits for them.
+    ``handshake_seconds`` before it allocates or waits for them, and connections that
+    have not joined are capped and timed (:mod:`nbfl.connections`).
     """
 
     SOCKET_TYPE = zmq.ROUTER
@@ -325,6 +327,11 @@ class ServerIO(_IOThread):
         self._sock.setsockopt(zmq.MAXMSGSIZE, settings.max_frame)  # per frame: a larger one disconnects its sender
         self._sock.setsockopt(zmq.HANDSHAKE_IVL, int(settings.handshake_seconds * 1000))
         self._sock.setsockopt(zmq.RCVHWM, self.RCVHWM)
+        self.connections = Connections(
+            self._sock, pending=settings.pending_connections, pending_per_address=settings.pending_per_address,
+            join_seconds=settings.join_seconds, on_close=self.guard.closed_connection,
+        )  # fmt: skip
+        self._extra[self.connections.monitor] = self.connections.on_events
         if self.curve is None:
             check_plaintext(endpoint, self._insecure, connect=False)
         else:
@@ -362,8 +369,13 @@ class ServerIO(_IOThread):
         specs, buffers = wire.encode_tensors(tensors)
         shared = [zmq.Frame(buf, copy=False) for buf in buffers]
         sends = [(peer, [wire.encode_header(kind, fields, specs), *shared]) for peer, fields in fields_by_peer.items()]
+        send = self._send_task if kind == "task" else self._send_frames
         for peer, frames in sends:
-            self.call(self._send_frames, peer, frames)
+            self.call(send, peer, frames)
+
+    def _send_task(self, peer: bytes, frames: list) -> None:
+        self.guard.tasked(peer)
+        self._send_frames(peer, frames)
 
     def admit(self, peer: bytes) -> None:
         """Track ``peer``'s heartbeats from now on, with a participant's budgets (it has joined)."""
@@ -410,9 +422,12 @@ class ServerIO(_IOThread):
     def _admit(self, peer: bytes) -> None:
         self._admitted[peer] = time.monotonic()
         self.guard.joined(peer)
+        self.connections.joined(self._peer(peer).fd)
 
     def _ban(self, peer: bytes) -> None:
+        fd = self._peer(peer).fd  # read before _drop makes the peer a stranger again
         self._drop(peer)
+        self.connections.close(fd, "its participant was removed")
         self.guard.ban(peer)
 
     def _drop(self, peer: bytes) -> bool:
@@ -493,12 +508,14 @@ class ServerIO(_IOThread):
             return
         if admitted:
             self._admitted[peer] = time.monotonic()
-        if msg.kind == "join" and self.curve is not None:
-            # set by our ZAP answer for this connection's key; a message cannot forge it
-            try:
-                entry.user_id = str(frames[-1].get("User-Id"))
-            except zmq.ZMQError:  # no User-Id: not admitted by our ZAP answer; the join is refused
-                entry.user_id = None
+        if msg.kind == "join":
+            entry.fd = _source_fd(frames[-1])  # the connection it joins on: marked joined, or closed on removal
+            if self.curve is not None:
+                # set by our ZAP answer for this connection's key; a message cannot forge it
+                try:
+                    entry.user_id = str(frames[-1].get("User-Id"))
+                except zmq.ZMQError:  # no User-Id: not admitted by our ZAP answer; the join is refused
+                    entry.user_id = None
         if msg.kind == "heartbeat":
             if admitted:
                 self._send_frames(peer, wire.encode(wire.message("heartbeat")))
@@ -508,11 +525,25 @@ class ServerIO(_IOThread):
             return
         self._emit("message", peer, msg)
 
+    def _close_sockets(self, linger: int = 0) -> None:
+        if hasattr(self, "connections"):
+            self.connections.stop()
+        super()._close_sockets(linger)
+
     def _beat(self, now: float) -> None:
+        self.connections.sweep()
         for peer, seen in list(self._admitted.items()):
             if now - seen > self.heartbeat_timeout:
                 self._drop(peer)
                 self._emit("lost", peer, None)
+
+
+def _source_fd(frame: Any) -> int | None:
+    """The file descriptor of the connection a received frame came from (ZeroMQ's SRCFD), or None."""
+    try:
+        return int(frame.get(zmq.SRCFD))
+    except (zmq.ZMQError, AttributeError, TypeError, ValueError):
+        return None
 
 
 def _address(frame: Any) -> str:

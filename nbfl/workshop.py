@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
 import ipaddress
 import json
@@ -32,6 +33,7 @@ import secrets
 import socket
 import threading
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -44,6 +46,44 @@ from .compress import check_codec
 SCHEME = "nbfl://"
 CODE = re.compile(r"^nbfl://(?P<host>[^/:\s]+):(?P<port>\d{1,5})/(?P<key>[A-Za-z0-9_-]{43})/(?P<token>[A-Za-z0-9_-]{8,64})$")
 DEFAULT_TTL = 12 * 3600.0  # a day's workshop; rotate() makes a new token when asked
+# letters of other scripts that look like Latin ones, lower case (skeleton() folds case first)
+LOOKALIKES = str.maketrans({
+    "а": "a", "в": "b", "е": "e", "к": "k", "м": "m", "н": "h", "о": "o", "р": "p", "с": "c", "т": "t", "у": "y",
+    "х": "x", "і": "i", "ј": "j", "ѕ": "s", "ԁ": "d", "һ": "h", "ԛ": "q", "ԝ": "w", "ӏ": "l", "ѵ": "v",
+    "α": "a", "β": "b", "ε": "e", "η": "n", "ι": "i", "κ": "k", "ν": "v", "ο": "o", "ρ": "p", "τ": "t", "υ": "u",
+    "χ": "x", "ω": "w",
+})  # fmt: skip
+
+
+def skeleton(name: str) -> str:
+    """What a name looks like on a projector: NFKC-normalised, case-folded, with Cyrillic and
+    Greek look-alikes read as the Latin letters they resemble. Two names with one skeleton
+    are one name to a workshop ("honest" and "hоnest" with a Cyrillic o)."""
+    return unicodedata.normalize("NFKC", name).casefold().translate(LOOKALIKES)
+
+
+def participant_keys(server_key: bytes, name: str) -> tuple[bytes, bytes]:
+    """This participant's CurveZMQ key pair for the controller with ``server_key``, kept in a file
+    (mode 0600) so that a restarted kernel or client is the same participant to that controller,
+    which keeps a name for the key that first joined with it. ``$NBFL_KEYS`` names the folder
+    (default ``~/.local/share/nbfl/keys``); where it cannot be written, a new pair is made."""
+    folder = Path(os.environ.get("NBFL_KEYS") or Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local/share") / "nbfl/keys")
+    path = folder / (hashlib.sha256(server_key + b"\0" + name.encode()).hexdigest()[:32] + ".key")
+    try:
+        public, secret = path.read_bytes().split()
+        if zmq.curve_public(secret) == public:
+            return public, secret
+    except (OSError, ValueError):
+        pass
+    public, secret = zmq.curve_keypair()
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(public + b"\n" + secret + b"\n")
+    except OSError:  # a read-only home: this run's pair only
+        pass
+    return public, secret
 
 
 @dataclass(frozen=True)
@@ -202,8 +242,15 @@ class Workshop:
         with self._lock:
             if key is None:
                 return "this connection was not authenticated"
-            if key in self._banned_keys or name in self._banned_names:
+            shape = skeleton(name)
+            if key in self._banned_keys or shape in {skeleton(n) for n in self._banned_names}:
                 return f"{name!r} was removed from this workshop by the instructor"
+            # a name is kept for the key that first joined with it (the first in _known), all session
+            owner = next(((k, n) for k, n in self._known.items() if skeleton(n) == shape), None)
+            if owner is not None and owner[0] != key:
+                if owner[1] == name:
+                    return f"{name!r} joined from another computer earlier in this workshop: choose another name"
+                return f"{name!r} looks like {owner[1]!r}, who joined earlier: choose a name of your own"
             returning = self._known.get(key) == name
             if not returning:
                 problem = self._token_problem(token)

@@ -15,6 +15,8 @@ FAST = {"heartbeat_interval": 0.1, "heartbeat_timeout": 2.0}
 # Every controller registers its control socket (nbfl.control) in Jupyter's runtime folder:
 # the tests' go to one of their own, not into the Federation panel of the user's JupyterLab.
 os.environ["JUPYTER_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="nbfl-test-runtime-")
+# and participants keep their workshop key pairs (nbfl.workshop.participant_keys) in one of theirs
+os.environ["NBFL_KEYS"] = tempfile.mkdtemp(prefix="nbfl-test-keys-")
 
 
 @pytest.fixture

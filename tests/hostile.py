@@ -72,6 +72,14 @@ def open_room(participants: int = 3, params: int = 1000, **controller: object) -
     return Room(ctl, clients)
 
 
+def wait_until(condition, what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        time.sleep(0.05)
+
+
 def rss_mib() -> float:
     return psutil.Process().memory_info().rss / 2**20
 
@@ -252,6 +260,27 @@ def _big_frame(host: str, port: str, server_key: str, size: str, source: str) ->
     sock.close(linger=0)
 
 
-if __name__ == "__main__" and sys.argv[1] == "big-frame":
+def connection_flood(code: nbfl.JoinCode, count: int, source: str = ATTACKER) -> subprocess.Popen:
+    """A process of its own that opens ``count`` CurveZMQ connections as a stranger and keeps
+    them open without joining (ZeroMQ reconnects those the controller closes). Kill it to end it."""
+    args = [code.host, str(code.port), code.server_key.decode(), str(count), source]
+    proc = subprocess.Popen([sys.executable, __file__, "connections", *args], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "connecting", "the attacker did not start"
+    return proc
+
+
+def _connections(host: str, port: str, server_key: str, count: str, source: str) -> None:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    code = nbfl.JoinCode(host, int(port), server_key.encode(), "x" * 8)
+    sockets = [stranger(code, source, queue_all=False) for _ in range(int(count))]
+    print("connecting", flush=True)
+    threading.Event().wait()  # until killed
+    del sockets
+
+
+if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).parent))
-    _big_frame(*sys.argv[2:])
+    {"big-frame": _big_frame, "connections": _connections}[sys.argv[1]](*sys.argv[2:])

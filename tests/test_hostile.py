@@ -8,13 +8,17 @@ Attackers connect from 127.0.0.66; the room's participants from 127.0.0.1.
 
 from __future__ import annotations
 
+import resource
 import threading
 
 import numpy as np
 import pytest
+import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 import nbfl
 from nbfl import wire
+from nbfl.guard import GuardSettings
 
 import hostile
 from hostile import ATTACKER, Insider, PeakRSS, open_room
@@ -165,3 +169,89 @@ def test_a_stranger_is_answered_a_few_times_at_most(room):
     finally:
         attacker.close()
     assert 1 <= answers <= 5  # the burst of answers, and one more every two seconds
+
+
+def test_a_connection_flood_within_a_low_fd_limit_leaves_room_for_a_newcomer():
+    """macOS gives a process 256 descriptors: the controller's process here gets 256 while 600
+    connections from the attacker's own process wait, never joining; a newcomer still joins."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+    room = attacker = None
+    try:
+        room = open_room()
+        ctl = room.controller
+        _, before = room.rounds(ROUNDS)
+        attacker = hostile.connection_flood(room.code, 600)  # a process of its own, with its own descriptors
+        hostile.wait_until(lambda: ctl.defense()["closed_connections"] > 0, "connections closed")
+        records, during = room.rounds(ROUNDS)
+        newcomer = nbfl.Client(str(room.code), "latecomer", tasks={"train": hostile.train}).start(wait=60)
+        room.participants.append(newcomer)
+        ctl.wait_for_clients(4, timeout=60)
+        records += room.rounds(ROUNDS)[0]
+        _, pending = ctl.io.connections.counts()
+        defense = ctl.defense()
+    finally:
+        if attacker is not None:
+            attacker.kill()
+            attacker.wait()
+        if room is not None:
+            room.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    say("connection flood", before, during, 0.0, 0.0, defense)
+    assert all_ok(records) and "latecomer" in records[-1].clients
+    assert pending <= 64  # a quarter of 256
+    assert defense["closed_connections"] > 0 and defense["top"][0][0] == ATTACKER
+
+
+def test_a_connection_that_does_not_join_is_closed_and_so_is_a_removed_participants():
+    room = open_room(guard=GuardSettings(join_seconds=1.0))
+    try:
+        ctl = room.controller
+        idle = hostile.stranger(room.code)
+        monitor = idle.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        assert monitor.poll(30_000) and recv_monitor_message(monitor)["event"] == zmq.EVENT_DISCONNECTED  # closed
+        hostile.wait_until(lambda: ctl.defense()["closed_connections"] >= 1, "the close counted")
+        idle.close()
+
+        mallory = Insider(room.code, "mallory", answer=hostile.unchanged)
+        watch = mallory.sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        ctl.remove("mallory")
+        assert watch.poll(30_000) and recv_monitor_message(watch)["event"] == zmq.EVENT_DISCONNECTED
+        records, _ = room.rounds(2)
+        assert all_ok(records) and "mallory" not in records[-1].clients
+        mallory.close()
+    finally:
+        room.close()
+
+
+def test_look_alike_and_taken_names_are_refused_and_a_restarted_participant_keeps_its_name(room):
+    code = str(room.code)
+    for name, why in [("hоnest-1", "looks like 'honest-1'"), ("HONEST-1", "looks like 'honest-1'"),
+                      ("ｈonest-1", "looks like 'honest-1'")]:  # Cyrillic o, upper case, full-width h
+        with pytest.raises(ConnectionError, match=why):
+            nbfl.Client(code, name, tasks={"train": hostile.train}).start(wait=30)
+    # honest-2 drops out; someone else (another key) cannot take the name, even while it is free
+    room.participants[1].stop()
+    sock = hostile.stranger(room.code, queue_all=False)
+    sock.send_multipart(hostile.join_with(room.code.token, "honest-2"))
+    assert sock.poll(30_000)
+    assert "joined from another computer" in wire.decode(sock.recv_multipart()).get("reason")
+    sock.close()
+    # the participant itself, restarted (a new process: the same key from its key file), is welcomed
+    back = nbfl.Client(code, "honest-2", tasks={"train": hostile.train}).start(wait=30)
+    room.participants[1] = back
+    records, _ = room.rounds(2)
+    assert all_ok(records) and "honest-2" in records[-1].clients
+
+
+def test_a_participant_that_answers_with_a_made_up_task_id_holds_a_round_only_for_its_grace(room):
+    def wrong_id(msg):
+        fields, tensors = hostile.unchanged(msg)
+        return {**fields, "task_id": "made-up"}, tensors
+
+    liar = Insider(room.code, "liar", answer=wrong_id)
+    try:  # without grace each round would wait its ten minutes for liar (the command line has --grace too)
+        records = room.controller.run(2, min_clients=3, timeout=600, grace=1.0)
+    finally:
+        liar.close()
+    assert all_ok(records) and all(r.notes["late"] == ["liar"] for r in records)

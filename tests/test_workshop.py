@@ -157,7 +157,9 @@ def test_the_gate_keeps_shares_knows_returning_keys_and_keeps_the_removed_out():
     assert gate.refusal("key-a", token, "ada", live=[]) is None
     assert gate.joined("key-a", "ada") == Share(0, 2)
     assert gate.joined("key-b", "bob") == Share(1, 2)
-    assert gate.joined("key-a2", "ada") == Share(0, 2)  # a rejoin (new kernel, new key) keeps its share
+    assert gate.joined("key-a", "ada") == Share(0, 2)  # a rejoin (a new kernel: its key file's key) keeps its share
+    assert "joined from another computer" in gate.refusal("key-a2", token, "ada", live=[])  # the name is key-a's
+    assert "looks like 'ada'" in gate.refusal("key-a2", token, "Аda", live=[])  # a Cyrillic A
     gate.rotate()
     assert gate.refusal("key-a", token, "ada", live=["bob"]) is None  # a known key comes back after a rotation
     assert "replaced" in gate.refusal("key-c", token, "cy", live=["ada", "bob"])

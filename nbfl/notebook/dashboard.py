@@ -17,6 +17,7 @@ import ipywidgets as widgets
 from IPython.display import HTML, Image, display
 
 from ..controller import Controller
+from ..guard import summary
 from ..records import ClientInfo, RoundRecord
 from ..run import Run
 from .plots import history_png
@@ -51,6 +52,12 @@ def clients_html(clients: Iterable[ClientInfo], security: str = "", global_metri
             "kB out / in", "metrics"]  # fmt: skip
     table = _table("nbfl-clients", head, rows, sticky=True)
     return f"{note}<div class='nbfl-summary'>{summary}</div><div style='max-height:16em;overflow-y:auto'>{table}</div>"
+
+
+def defense_html(report: dict[str, Any]) -> str:
+    """What the controller refused (:meth:`Controller.defense`), in the warning colour; nothing if it refused nothing."""
+    text = summary(report)
+    return f"<div class='nbfl-defense' style='color:#a60'>{html.escape(text)}</div>" if text else ""
 
 
 def _traffic_text(traffic: tuple[int, int] | None) -> str:
@@ -209,7 +216,7 @@ class Dashboard:
         ctl = self.controller
         last = next((r.metrics for r in reversed(ctl.history) if r.metrics), None)
         join = join_html(ctl.join_code) if ctl.join_code is not None else ""
-        return join + clients_html(ctl.clients, ctl.security, last)
+        return join + defense_html(ctl.defense()) + clients_html(ctl.clients, ctl.security, last)
 
     def _image(self) -> Image | HTML:
         if not any(r.metrics for r in self.controller.history):

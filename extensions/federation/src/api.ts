@@ -62,6 +62,17 @@ export interface IControllerStatus {
   clients: IClient[];
   /** At most the last 500 rounds. */
   history: IHistoryRow[];
+  /** What the controller refused from peers (nbfl.guard); summary is "" when nothing. */
+  defense?: IDefense;
+}
+
+export interface IDefense {
+  refused_messages: number;
+  refused_joins: number;
+  dropped_peers: number;
+  /** [address, refusals], most first. */
+  top: [string, number][];
+  summary: string;
 }
 
 export interface IParticipantStatus {

@@ -17,7 +17,10 @@ export function renderControllerHead(status: IControllerStatus): HTMLElement {
     'div',
     { class: 'nbfl-fed-facts' },
     h('div', { class: 'nbfl-fed-endpoint', title: 'where clients connect' }, status.endpoint),
-    h('div', { class: 'nbfl-fed-security' }, status.security)
+    h('div', { class: 'nbfl-fed-security' }, status.security),
+    status.defense?.summary
+      ? h('div', { class: 'nbfl-fed-defense', title: 'what this controller refused from peers' }, status.defense.summary)
+      : null
   );
 }
 
