@@ -6,9 +6,11 @@ message) and send whatever they like. The IO thread must stay free for the hones
 participants' heartbeats and results, so before it decodes anything it asks the
 :class:`Guard`:
 
-* each peer has budgets, token buckets of messages and bytes a second: a peer that has
-  not joined (a *stranger*) gets a small one, a participant a large one, far above
-  what heartbeats and results need; what exceeds a budget is dropped unread;
+* each peer has budgets, token buckets of messages, bytes and (for participants) header
+  bytes a second: a peer that has not joined (a *stranger*) gets a small one, a
+  participant a large one, far above what heartbeats and results need (each task sent
+  grants a few messages more); what exceeds a budget is dropped unread and the peer's
+  connection closed, and a participant is dropped as lost;
 * a stranger gets at most a few answers (then one every few seconds), so a peer that
   never reads cannot fill its queue and block a send; sends never block anyway
   (:class:`~nbfl.transport.ServerIO`);
@@ -58,6 +60,7 @@ class GuardSettings:
 
     messages: Bucket = (200.0, 400)  # a participant's messages
     bytes: Bucket | None = None  # a participant's bytes; None: derived from the model (:meth:`for_model`)
+    headers: Bucket = (1 << 20, 4 << 20)  # a participant's header bytes: JSON costs the IO thread to parse, tensors do not
     stranger_messages: Bucket = (5.0, 20)  # a peer that has not joined
     stranger_bytes: Bucket = (256 * 1024, 1 << 20)
     answers: Bucket = (0.5, 3)  # what a stranger is answered
@@ -92,6 +95,7 @@ class Peer:
     address: str
     messages: RateLimit
     bytes: RateLimit
+    headers: RateLimit | None  # a stranger's headers count in its (small) bytes
     answers: RateLimit
     joins: RateLimit
     joined: bool = False
@@ -166,7 +170,7 @@ class Guard:
     def _stranger(self, peer: bytes, address: str) -> Peer:
         s, clock = self.settings, self._clock
         entry = self._strangers[peer] = Peer(
-            address, RateLimit(*s.stranger_messages, clock=clock), RateLimit(*s.stranger_bytes, clock=clock),
+            address, RateLimit(*s.stranger_messages, clock=clock), RateLimit(*s.stranger_bytes, clock=clock), None,
             RateLimit(*s.answers, clock=clock), RateLimit(*s.joins_per_peer, clock=clock),
         )  # fmt: skip
         while len(self._strangers) > s.max_strangers:
@@ -182,6 +186,7 @@ class Guard:
         entry.joined = True
         entry.messages = RateLimit(*self.settings.messages, clock=self._clock)
         entry.bytes = RateLimit(*self.settings.bytes, clock=self._clock)
+        entry.headers = RateLimit(*self.settings.headers, clock=self._clock)
         self._joined[peer] = entry
 
     def left(self, peer: bytes) -> None:
@@ -207,17 +212,19 @@ class Guard:
         if entry is not None:
             entry.messages.grant(TASK_MESSAGES)
 
-    def allow(self, entry: Peer, size: int) -> bool:
-        """Whether a message of ``size`` bytes from this peer is read; counted if not. A
-        participant over its budget is no honest client: the caller drops it as lost."""
+    def allow(self, entry: Peer, size: int, header: int) -> bool:
+        """Whether a message of ``size`` bytes (``header`` of them its header) from this peer
+        is read; counted if not. A peer over its budget is no honest client: the caller
+        closes its connection, and drops a participant as lost."""
         if entry.banned:
             return self._refuse(entry.address, "banned", "a removed participant's connection sent a message: dropped")
-        if not entry.messages.allow() or not entry.bytes.take(size):
+        headers_ok = entry.headers is None or entry.headers.take(header)
+        if not entry.messages.allow() or not entry.bytes.take(size) or not headers_ok:
             if entry.joined:
                 return self._refuse(entry.address, "budget-joined", "a participant at %s sent more than its budget: "
-                                    "dropped as lost, and what it sends is read as a stranger's", entry.address)  # fmt: skip
-            return self._refuse(entry.address, "budget", "a peer at %s that has not joined sends more than its "
-                                "budget: messages dropped unread", entry.address)  # fmt: skip
+                                    "dropped as lost and its connection closed", entry.address)  # fmt: skip
+            return self._refuse(entry.address, "budget", "a peer at %s that has not joined sent more than its "
+                                "budget: messages dropped unread and its connection closed", entry.address)  # fmt: skip
         return True
 
     def answer(self, entry: Peer) -> bool:

@@ -488,7 +488,10 @@ class ServerIO(_IOThread):
     def _on_frames(self, frames: list) -> None:
         peer = frames[0].bytes
         entry = self._peer(peer, frames[-1])
-        if not self.guard.allow(entry, sum(f.nbytes if isinstance(f, memoryview) else len(f) for f in frames)):
+        sizes = [f.nbytes if isinstance(f, memoryview) else len(f) for f in frames]
+        if not self.guard.allow(entry, sum(sizes), sizes[1] if len(sizes) > 1 else 0):
+            # no honest client gets here: close its connection, or it keeps this thread reading
+            self.connections.close(_source_fd(frames[-1]), "it sent more than its budget")
             if entry.joined and self._drop(peer):  # a participant flooding: the run goes on without it
                 self.guard.dropped(entry.address)
                 self._emit("lost", peer, None)

@@ -180,6 +180,11 @@ def claims_float64(msg: wire.Message) -> tuple[dict, dict]:
     return {"kind": "WEIGHTS", "meta": {"num_samples": 3}, "compress": spec}, packed
 
 
+def huge_steps(msg: wire.Message) -> tuple[dict, dict]:
+    """The model it got back, weighted by 1e300 steps."""
+    return unchanged(msg, NUM_STEPS_CURRENT_ROUND=1e300)
+
+
 def bloated_metrics(msg: wire.Message) -> tuple[dict, dict]:
     """A result with 30,000 metric keys (about 900 kB of header)."""
     fields, tensors = unchanged(msg)
