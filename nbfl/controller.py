@@ -187,9 +187,10 @@ class Controller:
         self._weights = _as_weights(value)
         largest, _ = _sizes(self._weights)
         limit = self.io.guard.settings.max_frame or 0
-        if 2 * largest > limit:  # ZeroMQ would cut off a client that sends a tensor this large
-            log.warning("the new model's largest tensor (%d bytes) is near the frame limit set at start (%d bytes): "
-                        "pass guard=GuardSettings(max_frame=...) to the Controller", largest, limit)  # fmt: skip
+        if largest > limit:  # ZeroMQ would cut off a client that sends a tensor this large
+            log.warning("the new model's largest tensor (%d bytes) is over the frame limit set when the controller "
+                        "started (%d bytes): clients would be disconnected sending it; start a controller with this "
+                        "model, or pass guard=GuardSettings(max_frame=...)", largest, limit)  # fmt: skip
 
     @property
     def clients(self) -> list[ClientInfo]:

@@ -302,8 +302,7 @@ class ServerIO(_IOThread):
         self._admitted: dict[bytes, float] = {}  # peer -> last time heard from
         self._traffic: dict[bytes, list[int]] = {}  # peer -> [bytes sent, bytes received]
         self._traffic_lock = threading.Lock()
-        settings = guard if guard is not None and guard.max_frame and guard.bytes else (guard or GuardSettings()).for_model(0, 0)
-        self.guard = Guard(settings)
+        self.guard = Guard((guard or GuardSettings()).for_model(0, 0))  # for_model keeps what is set already
         super().__init__(*args, **kwargs)
 
     def traffic(self) -> dict[bytes, tuple[int, int]]:

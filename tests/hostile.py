@@ -123,7 +123,8 @@ def stranger(code: nbfl.JoinCode, source: str = ATTACKER, queue_all: bool = True
 class Insider:
     """A participant that holds the token and sends what it likes: it joins as ``name``, then
     answers each task with ``answer(task_message) -> (fields, tensors)`` (None: no answer)
-    and, once started, sends ``chatter`` (frames) as fast as it can whenever it has nothing to read."""
+    and, once started, sends ``chatter`` (frames) as fast as it can whenever it has nothing to read;
+    it beats every second, as an honest client does."""
 
     def __init__(self, code: nbfl.JoinCode, name: str, answer=None, source: str = ATTACKER):
         self.sock = stranger(code, source, queue_all=False)
@@ -143,7 +144,11 @@ class Insider:
         self.sock.send_multipart(wire.encode(msg), copy=False)
 
     def _read(self) -> None:  # the socket's only user once started
+        beat, next_beat = heartbeat(), time.monotonic()
         while not self._stop.is_set():
+            if self.welcomed.is_set() and time.monotonic() >= next_beat:  # alive, as an honest client is
+                self.sock.send_multipart(beat, zmq.NOBLOCK)
+                next_beat += 1.0
             frames = self.sock.recv_multipart(zmq.NOBLOCK) if self.sock.poll(0 if self.chatter else 5) else None
             if frames is None:
                 if self.chatter is not None:
@@ -286,6 +291,62 @@ def _connections(host: str, port: str, server_key: str, count: str, source: str)
     del sockets
 
 
+class RoomProcess:
+    """A room (:func:`open_room`) in a process of its own, with ``fd_limit`` file descriptors
+    (macOS gives 256), driven line by line: :meth:`step` lets it take its next step and
+    returns what it printed."""
+
+    def __init__(self, fd_limit: int):
+        self.proc = subprocess.Popen([sys.executable, __file__, "room", str(fd_limit)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)  # fmt: skip
+        self.code = nbfl.JoinCode.parse(self._line())
+
+    def _line(self) -> str:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise AssertionError(f"the room's process ended ({self.proc.wait()})")
+        return line.strip()
+
+    def step(self) -> str:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+        return self._line()
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+def _room(fd_limit: str) -> None:
+    """The other side of :class:`RoomProcess`: rounds before an attack (step 1), during a
+    connection flood (step 2), and with a fourth participant (step 3)."""
+    import json
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_NOFILE, (int(fd_limit), resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+    room = open_room()
+    ctl = room.controller
+    print(room.code, flush=True)
+    sys.stdin.readline()
+    room.rounds(2)
+    print(json.dumps({"before": room.rounds(5)[1]}), flush=True)
+    sys.stdin.readline()
+    wait_until(lambda: ctl.defense()["closed_connections"] > 0, "connections closed")
+    records, during = room.rounds(5)
+    print(json.dumps({"during": during, "ok": all(r.status == "ok" for r in records)}), flush=True)
+    sys.stdin.readline()
+    ctl.wait_for_clients(4, timeout=60)
+    records, _ = room.rounds(5)
+    print(json.dumps({
+        "ok": all(r.status == "ok" for r in records), "clients": sorted(records[-1].clients),
+        "pending": ctl.io.connections.counts()[1], "pending_cap": ctl.io.connections.pending, "defense": ctl.defense(),
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }), flush=True)  # fmt: skip
+    room.close()
+
+
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).parent))
-    {"big-frame": _big_frame, "connections": _connections}[sys.argv[1]](*sys.argv[2:])
+    {"big-frame": _big_frame, "connections": _connections, "room": _room}[sys.argv[1]](*sys.argv[2:])

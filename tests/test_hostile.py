@@ -8,7 +8,7 @@ Attackers connect from 127.0.0.66; the room's participants from 127.0.0.1.
 
 from __future__ import annotations
 
-import resource
+import json
 import threading
 
 import numpy as np
@@ -205,37 +205,28 @@ def test_a_stranger_is_answered_a_few_times_per_connection_and_a_flooding_one_is
 
 
 def test_a_connection_flood_within_a_low_fd_limit_leaves_room_for_a_newcomer():
-    """macOS gives a process 256 descriptors: the controller's process here gets 256 while 600
+    """macOS gives a process 256 descriptors: the room's process here gets 256 while 600
     connections from the attacker's own process wait, never joining; a newcomer still joins."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
-    room = attacker = None
+    room = hostile.RoomProcess(fd_limit=256)
+    attacker = newcomer = None
     try:
-        room = open_room()
-        ctl = room.controller
-        _, before = room.rounds(ROUNDS)
-        start = hostile.rss_mib()
-        with PeakRSS() as peak:
-            attacker = hostile.connection_flood(room.code, 600)  # a process of its own, with its own descriptors
-            hostile.wait_until(lambda: ctl.defense()["closed_connections"] > 0, "connections closed")
-            records, during = room.rounds(ROUNDS)
+        before = json.loads(room.step())["before"]
+        attacker = hostile.connection_flood(room.code, 600)
+        during = json.loads(room.step())
         newcomer = nbfl.Client(str(room.code), "latecomer", tasks={"train": hostile.train}).start(wait=60)
-        room.participants.append(newcomer)
-        ctl.wait_for_clients(4, timeout=60)
-        records += room.rounds(ROUNDS)[0]
-        _, pending = ctl.io.connections.counts()
-        defense = ctl.defense()
+        after = json.loads(room.step())
     finally:
+        if newcomer is not None:
+            newcomer.stop()
         if attacker is not None:
             attacker.kill()
             attacker.wait()
-        if room is not None:
-            room.close()
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-    say("connection flood", before, during, peak.peak, start, defense)
-    assert all_ok(records) and "latecomer" in records[-1].clients
-    assert peak.peak - start < 200
-    assert pending <= 64  # a quarter of 256
+        room.close()
+    defense = after["defense"]
+    say("connection flood", before, during["during"], after["peak_rss_mib"], 0.0, defense)
+    assert during["ok"] and after["ok"] and after["clients"] == ["honest-1", "honest-2", "honest-3", "latecomer"]
+    assert after["pending_cap"] == 64 and after["pending"] <= 64  # a quarter of 256
+    assert after["peak_rss_mib"] < 400  # the whole room's process: controller and three participants
     assert defense["closed_connections"] > 0 and defense["top"][0][0] == ATTACKER
 
 
