@@ -69,6 +69,9 @@ class Connections:
         self._on_close = on_close  # (address, why): counted and said by the guard
         self._clock = clock
         self._open: dict[int, Connection] = {}  # file descriptor -> connection
+        # descriptors whose join came before the monitor's word of their connection: the join
+        # arrives on the ROUTER, the event on another socket, and either may be read first
+        self._joined_early: set[int] = set()
 
     def on_events(self) -> None:
         """Read the monitor's events (the IO thread, when its socket is readable)."""
@@ -79,12 +82,17 @@ class Connections:
                 self._accepted(fd)
             else:
                 self._open.pop(fd, None)
+                self._joined_early.discard(fd)
 
     def joined(self, fd: int | None) -> None:
         """The connection on ``fd`` carried a join that was welcomed: it no longer counts as pending."""
-        connection = self._open.get(fd) if fd is not None else None
+        if fd is None:
+            return
+        connection = self._open.get(fd)
         if connection is not None:
             connection.joined = True
+        else:
+            self._joined_early.add(fd)
 
     def close(self, fd: int | None, why: str) -> None:
         """Close the connection on ``fd`` (a removed participant's)."""
@@ -112,6 +120,10 @@ class Connections:
         if peer is None:  # already gone
             return
         connection = self._open[fd] = Connection(peer[0], peer[1], self._clock())
+        if fd in self._joined_early:
+            self._joined_early.discard(fd)
+            connection.joined = True
+            return
         pending = [c for c in self._open.values() if not c.joined]
         from_there = Counter(c.address for c in pending)[connection.address]
         if from_there > self.pending_per_address:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -282,3 +283,17 @@ def test_a_participant_that_answers_with_a_made_up_task_id_holds_a_round_only_fo
     finally:
         liar.close()
     assert all_ok(records) and all(r.notes["late"] == ["liar"] for r in records)
+
+
+def test_the_join_window_never_closes_a_participants_connection():
+    """A join may be read before ZeroMQ's monitor reports its connection: either order marks it joined."""
+    room = open_room(participants=12, guard=GuardSettings(join_seconds=0.5))
+    try:
+        ctl = room.controller
+        hostile.wait_until(lambda: ctl.io.connections.counts()[1] == 0, "no connection left pending")
+        time.sleep(2.0)  # four join windows: a connection wrongly left pending would be closed by now
+        records, _ = room.rounds(2)
+        assert all_ok(records) and len(records[-1].clients) == 12
+        assert ctl.io.connections.counts() == (12, 0) and ctl.defense()["closed_connections"] == 0
+    finally:
+        room.close()
