@@ -41,6 +41,8 @@ class Connection:
     port: int
     since: float
     joined: bool = False
+    close_at: float | None = None  # when to close it (see Connections.close)
+    why: str = ""
 
 
 def pending_cap(wanted: int) -> int:
@@ -94,17 +96,24 @@ class Connections:
         else:
             self._joined_early.add(fd)
 
-    def close(self, fd: int | None, why: str) -> None:
-        """Close the connection on ``fd`` (a removed participant's)."""
+    def close(self, fd: int | None, why: str, after: float = 0.0) -> None:
+        """Close the connection on ``fd``, at once or ``after`` seconds (a removed participant's,
+        once the goodbye queued for it has gone out)."""
         connection = self._open.get(fd) if fd is not None else None
-        if connection is not None:
+        if connection is None:
+            return
+        if after > 0:
+            connection.close_at, connection.why = self._clock() + after, why
+        else:
             self._shut(fd, connection, why)
 
     def sweep(self) -> None:
-        """Close pending connections older than ``join_seconds`` (called with the heartbeats)."""
+        """Close pending connections older than ``join_seconds``, and those due (called with the heartbeats)."""
         now = self._clock()
         for fd, connection in list(self._open.items()):
-            if not connection.joined and now - connection.since > self.join_seconds:
+            if connection.close_at is not None and now >= connection.close_at:
+                self._shut(fd, connection, connection.why)
+            elif not connection.joined and now - connection.since > self.join_seconds:
                 self._shut(fd, connection, f"it did not join within {self.join_seconds:g} s")
 
     def counts(self) -> tuple[int, int]:

@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT_INTERVAL = 1.0
 HEARTBEAT_TIMEOUT = 6.0
+REMOVED_GRACE = 1.0  # seconds a removed participant's connection stays open, so the bye queued for it goes out
 
 Handler = Callable[[str, bytes, Any], None]
 
@@ -426,7 +427,7 @@ class ServerIO(_IOThread):
     def _ban(self, peer: bytes) -> None:
         fd = self._peer(peer).fd  # read before _drop makes the peer a stranger again
         self._drop(peer)
-        self.connections.close(fd, "its participant was removed")
+        self.connections.close(fd, "its participant was removed", after=REMOVED_GRACE)  # its bye goes out first
         self.guard.ban(peer)
 
     def _drop(self, peer: bytes) -> bool:
