@@ -19,8 +19,10 @@ from __future__ import annotations
 import argparse
 import functools
 import multiprocessing
+import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -28,6 +30,7 @@ from typing import Callable
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))  # the attacks are the tests' (tests/hostile.py)
+os.environ.setdefault("NBFL_KEYS", tempfile.mkdtemp(prefix="nbfl-bench-keys-"))  # not the user's own key folder
 
 import hostile  # noqa: E402
 from hostile import Insider, PeakRSS, Room, open_room  # noqa: E402
