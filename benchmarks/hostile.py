@@ -112,9 +112,10 @@ def rate(room: Room, seconds: float) -> tuple[float, list]:
 
 
 def seen(before: dict, after: dict, records: list) -> str:
-    moved = {k: after[k] - before[k] for k in ("refused_messages", "refused_joins", "closed_connections", "dropped_peers")}
-    parts = [f"{moved['refused_messages']} msgs", f"{moved['refused_joins']} joins", f"{moved['closed_connections']} conns",
-             f"{moved['dropped_peers']} dropped"]  # fmt: skip
+    keys = ("refused_messages", "refused_joins", "closed_connections", "ended_unjoined", "dropped_peers")
+    moved = {k: after[k] - before[k] for k in keys}
+    parts = [f"{moved['refused_messages']} msgs", f"{moved['refused_joins']} joins", f"{moved['closed_connections']} closed",
+             f"{moved['ended_unjoined']} ended", f"{moved['dropped_peers']} dropped"]  # fmt: skip
     top = f"; top {after['top'][0][0]}" if after["top"] and any(moved.values()) else ""
     rejected = Counter(name for r in records for name, why in r.failed.items() if "rejected" in why or "could not" in why)
     shown = "; rejected " + ", ".join(f"{name} x{n}" for name, n in rejected.items()) if rejected else ""

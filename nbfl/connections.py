@@ -63,12 +63,14 @@ class Connections:
         pending_per_address: int,
         join_seconds: float,
         on_close: Callable[[str, str], None],
+        on_ended: Callable[[str], None],
         clock: Callable[[], float] = time.monotonic,
     ):
         self.monitor = sock.get_monitor_socket(EVENTS)
         self._sock = sock
         self.pending, self.pending_per_address, self.join_seconds = pending_cap(pending), pending_per_address, join_seconds
         self._on_close = on_close  # (address, why): counted and said by the guard
+        self._on_ended = on_ended  # (address): a connection that ended before joining, not by our hand
         self._clock = clock
         self._open: dict[int, Connection] = {}  # file descriptor -> connection
         # descriptors whose join came before the monitor's word of their connection: the join
@@ -83,8 +85,10 @@ class Connections:
             if event["event"] == zmq.EVENT_ACCEPTED:
                 self._accepted(fd)
             else:
-                self._open.pop(fd, None)
+                connection = self._open.pop(fd, None)
                 self._joined_early.discard(fd)
+                if connection is not None and not connection.joined:  # ZeroMQ hung up (a frame too large, a
+                    self._on_ended(connection.address)  # handshake that failed) or the peer left unjoined
 
     def joined(self, fd: int | None) -> None:
         """The connection on ``fd`` carried a join that was welcomed: it no longer counts as pending."""

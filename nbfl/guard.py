@@ -118,12 +118,14 @@ class Report:
     refused_joins: int = 0
     dropped_peers: int = 0  # participants dropped because they did not read, or were removed
     closed_connections: int = 0  # connections closed before they joined (too many, or too slow)
+    ended_unjoined: int = 0  # connections that ended before joining: ZeroMQ hung up, or the peer gave up
     addresses: Counter = field(default_factory=Counter)  # address -> refusals
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "refused_messages": self.refused_messages, "refused_joins": self.refused_joins,
             "dropped_peers": self.dropped_peers, "closed_connections": self.closed_connections,
+            "ended_unjoined": self.ended_unjoined,
             "top": self.addresses.most_common(TOP_ADDRESSES),
         }  # fmt: skip
 
@@ -131,12 +133,14 @@ class Report:
 def summary(report: dict[str, Any]) -> str:
     """One line for the instructor from :meth:`Guard.report`, or "" when nothing was refused."""
     messages, joins, dropped = report["refused_messages"], report["refused_joins"], report["dropped_peers"]
-    closed = report["closed_connections"]
-    if not (messages or joins or dropped or closed):
+    closed, ended = report["closed_connections"], report["ended_unjoined"]
+    if not (messages or joins or dropped or closed or ended):
         return ""
     line = f"refused {messages:,} messages and {joins:,} joins"
     if closed:
         line += f"; closed {closed:,} connections that did not join"
+    if ended:
+        line += f"; {ended:,} connections ended before joining"
     if dropped:
         line += f"; dropped {dropped} participant{'s' if dropped != 1 else ''}"
     top = ", ".join(f"{address} ({count:,})" for address, count in report["top"][:3])
@@ -269,6 +273,13 @@ class Guard:
             self._report.closed_connections += 1
             self._blame(address)
         self.warn(f"closed-{why}", "closed a connection from %s: %s", address, why)
+
+    def ended_unjoined(self, address: str) -> None:
+        """A connection ended before it joined, not closed by nbfl: ZeroMQ refused a frame over
+        the limit or a handshake, or the peer left (a wrong token, say). Counted, not logged."""
+        with self._lock:
+            self._report.ended_unjoined += 1
+            self._blame(address)
 
     def report(self) -> dict[str, Any]:
         """Counts since the controller started and the most offending addresses (JSON values)."""

@@ -330,6 +330,7 @@ class ServerIO(_IOThread):
         self.connections = Connections(
             self._sock, pending=settings.pending_connections, pending_per_address=settings.pending_per_address,
             join_seconds=settings.join_seconds, on_close=self.guard.closed_connection,
+            on_ended=self.guard.ended_unjoined,
         )  # fmt: skip
         self._extra[self.connections.monitor] = self.connections.on_events
         if self.curve is None:
