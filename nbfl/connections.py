@@ -129,9 +129,9 @@ class Connections:
         self.monitor.close(linger=0)
 
     def _accepted(self, fd: int) -> None:
-        peer = _remote(fd)
-        if peer is None:  # already gone
-            return
+        # already gone (ZeroMQ hung up before this event was read): kept under "?" all the same,
+        # so that its end, reported next, is counted
+        peer = _remote(fd) or ("?", 0)
         connection = self._open[fd] = Connection(peer[0], peer[1], self._clock())
         if fd in self._joined_early:
             self._joined_early.discard(fd)
