@@ -16,6 +16,8 @@ import sys
 import time
 from typing import Any, Sequence
 
+from .builtin import CHOICES, TRAINER_ENV
+
 ENDPOINT = re.compile(r"^tcp://[^:/\s]+:(\d{1,5})$")
 
 
@@ -65,6 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     cli.add_argument("--exit-with-parent", action="store_true", help="leave when the process that started this one ends")
     cli.add_argument("--device", help="where the built-in trainer trains: cpu, cuda, cuda:1 (default: cuda:0 if there is a GPU)")
+    cli.add_argument("--trainer", choices=CHOICES,
+                     help=f"the built-in trainer's backend (default: ${TRAINER_ENV}, else auto: torch if installed, else numpy)")
     _data_args(cli)
 
     args = parser.parse_args(argv)
@@ -189,25 +193,23 @@ def _check_partition(parser: argparse.ArgumentParser, args: argparse.Namespace) 
 
 
 def _controller(args: argparse.Namespace, endpoint: str, spawn: int, workshop: bool = False) -> int:
-    import torch
-
+    from .builtin import digits_model
     from .controller import Controller
-    from .data import load_digits_split
-    from .models import DigitsMLP
     from .spawn import spawn_clients, stop_clients
-    from .trainers import evaluator
     from .workflows import make_workflow
 
-    torch.manual_seed(args.seed)
-    _, _, x_test, y_test = load_digits_split(seed=args.seed)
-    model = DigitsMLP()
+    try:
+        model, evaluate_digits = digits_model(args.seed)
+    except ValueError as exc:  # $NBFL_TRAINER names no backend, or one that does not import
+        print(f"nbfl controller: {exc}", file=sys.stderr)
+        return 1
     procs: list = []
     on_dask = None
     need = spawn or args.min_clients
     kit, insecure = getattr(args, "kit", None), getattr(args, "insecure", False)
     he_context = kit.he_context() if kit is not None else None
     # under HE the controller holds ciphertexts: it cannot evaluate, the clients report
-    evaluate = None if he_context is not None else evaluator(model, x_test, y_test)
+    evaluate = None if he_context is not None else evaluate_digits
     room = None
     if workshop or getattr(args, "workshop", False):
         from .workshop import Workshop
@@ -319,22 +321,21 @@ def _print_round(record: Any) -> None:
 
 
 def _client(args: argparse.Namespace) -> int:
-    import torch
-
+    from .builtin import built_in_client, choose
     from .client import Client
-    from .trainers import built_in_client
     from .workshop import Share, is_join_code
 
-    torch.set_num_threads(1)  # many clients share few cores in demos
     assigned = args.index is None and is_join_code(args.endpoint)  # the workshop's controller assigns the share
     share = None if assigned else Share(args.index or 0, args.num_clients, args.partition, args.seed)
-    local = built_in_client(share, args.epochs, args.device)
     try:
+        trainer = choose(args.trainer)
+        # one thread: many clients share few cores in demos
+        local = built_in_client(share, args.epochs, args.device, trainer, single_thread=True)
         client = Client(
             args.endpoint, args.name, kit=args.kit, insecure=args.insecure, accept_code=args.accept_code,
             **local, **_he_filters(args.kit),
         )  # fmt: skip
-    except ValueError as exc:  # plaintext off loopback, a bad kit or join code
+    except ValueError as exc:  # no such trainer or device, plaintext off loopback, a bad kit or join code
         print(f"nbfl client: {exc}", file=sys.stderr)
         return 1
     if args.exit_with_parent:
@@ -344,7 +345,7 @@ def _client(args: argparse.Namespace) -> int:
     except ConnectionError as exc:
         print(f"nbfl client: {exc}", file=sys.stderr)
         return 1
-    print(f"joined {client.endpoint} as {client.name}; training when the controller asks", flush=True)
+    print(f"joined {client.endpoint} as {client.name}; training with {trainer} when the controller asks", flush=True)
     try:
         while not client.wait(0.5):  # short waits keep Ctrl-C prompt
             pass

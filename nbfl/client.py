@@ -419,11 +419,11 @@ class Client:
         except Exception as exc:
             tb = user_traceback(exc)
             log.error("%s: task %s failed:\n%s", self.name, task_name, tb)
-            self.last_error = f"{type(exc).__name__}: {exc}"
+            missing = _missing_module(exc)
+            self.last_error = missing or f"{type(exc).__name__}: {exc}"
             self._notify()
-            return wire.encode(
-                wire.message("error", task_id=task_id, reason=f"{type(exc).__name__}: {exc}", traceback=tb)
-            )
+            fields = {"reason": missing} if missing else {"reason": self.last_error, "traceback": tb}
+            return wire.encode(wire.message("error", task_id=task_id, **fields))
         finally:
             with self._lock:
                 self._current = None
@@ -472,6 +472,16 @@ class Client:
                 self.on_update(self)
             except Exception:  # a display callback must not break training
                 log.exception("%s: on_update failed", self.name)
+
+
+def _missing_module(exc: BaseException) -> str:
+    """One sentence for a task whose code imports what this machine lacks (the controller's
+    ``%%fl_task`` code often uses a package a participant never installed); "" otherwise.
+    Its traceback would only repeat it, so it goes to the controller alone."""
+    if isinstance(exc, ModuleNotFoundError) and exc.name:
+        top = exc.name.split(".")[0]
+        return f"the task's code imports {top!r}, which is not installed on this machine: install it here to take part"
+    return ""
 
 
 NBFL_DIR = os.path.dirname(os.path.abspath(__file__))

@@ -112,11 +112,10 @@ def run_client(
     accept_code: bool, group: str,
 ) -> str:  # fmt: skip
     """One client's life as a Dask task (on a worker): join, serve rounds, leave; what ended it."""
-    import torch
     from distributed import Event, secede
 
+    from .builtin import built_in_client
     from .client import Client
-    from .trainers import built_in_client
     from .workshop import Share, is_join_code
 
     secede()  # a long-running task: its thread leaves the worker's pool
@@ -125,10 +124,11 @@ def run_client(
         return f"{name} ran on a worker that died; not started again"
     started.set()
     stop = Event(f"nbfl-{group}-stop")
-    torch.set_num_threads(1)  # several clients may share a worker's cores
 
     share = None if is_join_code(endpoint) else Share(index, of, partition, seed)  # a workshop assigns its own
-    client = Client(endpoint, name, accept_code=accept_code, **built_in_client(share, epochs, device)).start(wait=300)
+    # one thread: several clients may share a worker's cores
+    local = built_in_client(share, epochs, device, single_thread=True)
+    client = Client(endpoint, name, accept_code=accept_code, **local).start(wait=300)
     while not client.wait(POLL):
         if stop.is_set():
             client.stop()

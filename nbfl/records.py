@@ -42,6 +42,7 @@ class ClientInfo:
     last_round: int | None = None
     last_seconds: float | None = None
     last_metrics: dict[str, float] = field(default_factory=dict)
+    last_error: str = ""  # why its last task failed, in its own words; cleared by a result
 
     @property
     def live(self) -> bool:

@@ -49,6 +49,7 @@ GONE = {
     "bye": ("left", "left"),
     "removed": ("removed", "removed by the instructor"),
 }
+MAX_REASON = 300  # characters of a client's reason kept for its row in the client table
 
 
 class RunError(RuntimeError):
@@ -333,6 +334,7 @@ class Run:
                     ready.append(task_id)
                     pump()
                 elif kind == "error":
+                    registry.update(peer, last_error=str(msg.get("reason", "error"))[:MAX_REASON])  # before the refresh
                     client = finish(task_id)
                     tb = msg.get("traceback")  # it ends with the exception, which is the reason
                     self._fail(client.name, str(tb) if tb else str(msg.get("reason", "error")))
@@ -351,6 +353,7 @@ class Run:
                         seconds=time.perf_counter() - sent_at[task_id],
                     )
                     self._record_result(client, result, number)
+                    registry.update(peer, last_error="")
                     got += 1
                     if self.grace is not None and grace_end is None and got >= self.min_results:
                         grace_end = time.monotonic() + self.grace

@@ -1,6 +1,6 @@
 """A warm template process that forks spawned clients, so they share its imported pages.
 
-Each ``nbfl client`` process imports torch, numpy, scikit-learn, pyzmq and nbfl: some
+Each ``nbfl client`` process imports torch, numpy, pyzmq and nbfl: some
 200 MB of anonymous memory apiece, the same in every one. The template imports all of
 that once and then forks a child per client. Until a child writes to a page, the page
 is shared copy-on-write, so four clients cost little more than one (on Binder's 2 GB
@@ -52,16 +52,19 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 # What a spawned client imports, in the template, before any fork. ``nbfl.client``
-# brings the package (controller included); sklearn.datasets is what load_digits needs.
+# brings the package (controller included); the digits ship in nbfl.data. Where torch
+# is not installed its modules fail to import (the template says so) and the clients
+# train with nbfl.numpy_trainer.
 PRELOAD = (
     "numpy",
     "zmq",
     "torch",
     "torch._dynamo",  # the first optimizer step imports it: 800 modules, some 70 MB
-    "sklearn.datasets",
     "nbfl.cli",
     "nbfl.client",
     "nbfl.data",
+    "nbfl.builtin",
+    "nbfl.numpy_trainer",
     "nbfl.models",
     "nbfl.trainers",
     "nbfl.torch_adapter",

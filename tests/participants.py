@@ -16,7 +16,7 @@ import sys
 import torch
 
 import nbfl
-from nbfl.trainers import digits_setup
+from nbfl.builtin import digits_setup
 
 
 def main(line: str, names: list[str]) -> None:

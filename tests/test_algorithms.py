@@ -11,7 +11,7 @@ from nbfl.tasks import Update
 from nbfl.torch_algorithms import ScaffoldClient, proximal_term
 from nbfl.workflows import Cyclic, FedAvg, FedOpt, FedProx, RobustAggregation, Scaffold
 from nbfl.names import SCAFFOLD_C as C_PREFIX, SCAFFOLD_DC as DC_PREFIX, SCAFFOLD_RUN as RUN_KEY
-from nbfl.torch_algorithms import client_control_update
+from nbfl.scaffold_client import client_control_update
 
 from conftest import small_model
 

@@ -335,9 +335,10 @@ def test_federation_panel_in_participant_mode(lab, monkeypatch):
     the join line, and its Remove button takes another participant out."""
     import torch
 
+    from nbfl.builtin import digits_setup
     from nbfl.data import load_digits_split
     from nbfl.models import DigitsMLP
-    from nbfl.trainers import digits_setup, evaluator
+    from nbfl.trainers import evaluator
     from nbfl.workshop import Workshop
 
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(lab.folder.parent / "runtime"))  # the server's registry

@@ -1,5 +1,7 @@
 """The %fl_* magics in-process (IPython's test shell) against real client processes."""
 
+import contextlib
+import html
 import re
 import time
 
@@ -28,6 +30,18 @@ def until(condition, timeout=60.0):
     while not condition():
         assert time.monotonic() < deadline, "never happened"
         time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def shown_as_in_a_notebook(ip):
+    """Capture what a cell displays, with HTML as a notebook asks for it (the test shell shows only text)."""
+    types = ip.display_formatter.active_types
+    ip.display_formatter.active_types = ["text/plain", "text/html"]
+    try:
+        with capture_output() as shown:
+            yield shown
+    finally:
+        ip.display_formatter.active_types = types
 
 
 def magics(shell):
@@ -101,13 +115,8 @@ def test_a_failing_task_is_shown_once_with_the_client_name_and_its_own_lines(ip)
         "        raise ValueError('bad site data')\n"
         "    return weights\n",
     )  # fmt: skip
-    types = ip.display_formatter.active_types
-    ip.display_formatter.active_types = ["text/plain", "text/html"]  # as a notebook asks for
-    try:
-        with capture_output() as shown:  # what the cell shows, updates of the dashboard's handles included
-            ip.run_line_magic("fl_round", "2")
-    finally:
-        ip.display_formatter.active_types = types
+    with shown_as_in_a_notebook(ip) as shown:  # what the cell shows, updates of the dashboard's handles included
+        ip.run_line_magic("fl_round", "2")
     assert [r.outcome for r in ip.user_ns["nbfl_controller"].history] == ["ok, 1 of 2 failed"] * 2
     html = [out.data.get("text/html", "") for out in shown.outputs]
     failures = [s for s in html if "failed</summary>" in s][-1]  # the dashboard's last update
@@ -115,6 +124,25 @@ def test_a_failing_task_is_shown_once_with_the_client_name_and_its_own_lines(ip)
     assert "ValueError: bad site data: client site-1 (rounds 1, 2) failed" in failures
     assert "Traceback" in failures and "raise ValueError(&#x27;bad site data&#x27;)" in failures  # its source line
     assert "frames inside nbfl not shown" in failures and "client.py" not in failures
+
+
+def test_task_code_that_imports_what_a_client_lacks_gets_one_sentence_in_the_client_table(ip, tmp_path, monkeypatch):
+    (tmp_path / "nbfl_no_such_package.py").write_text("")  # installed where the instructor is, not on the site
+    monkeypatch.syspath_prepend(str(tmp_path))
+    ip.run_line_magic("fl_controller", "start")
+    ip.run_line_magic("fl_spawn", "1")
+    ip.run_cell_magic("fl_task", "train", "import nbfl_no_such_package\ndef train(weights, ctx):\n    return weights\n")
+    with shown_as_in_a_notebook(ip) as shown:
+        ip.run_line_magic("fl_round", "1")
+    ctl = ip.user_ns["nbfl_controller"]
+    sentence = "the task's code imports 'nbfl_no_such_package', which is not installed on this machine: install it here to take part"
+    assert ctl.history[-1].failed == {"site-1": sentence}  # the sentence alone, no traceback of the import
+    (client,) = ctl.clients
+    assert client.last_error == sentence
+    with shown_as_in_a_notebook(ip) as table:
+        ip.run_line_magic("fl_clients", "")
+    assert f"idle; last task failed: {html.escape(sentence)}" in table.outputs[-1].data["text/html"]
+    assert any(sentence.replace("'", "&#x27;") in o.data.get("text/html", "") for o in shown.outputs)
 
 
 def test_join_runs_in_the_background(ip):

@@ -1,72 +1,25 @@
-"""The committed notebooks, executed for real by nbclient in a fresh kernel of the
-environment Binder builds from binder/requirements.txt."""
+"""The committed notebooks, executed for real by nbclient in a fresh kernel of an
+environment built as a user gets it (tests/environments.py: by default the newest
+versions that binder/requirements.txt installs)."""
 
-import functools
-import hashlib
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
 
-ROOT = Path(__file__).resolve().parent.parent
+import environments
+from environments import ROOT
+
 NOTEBOOKS = ROOT / "notebooks"
-REQUIREMENTS = ROOT / "binder" / "requirements.txt"
-KERNEL = "nbfl-binder"
 
 
-@functools.cache
-def binder_kernel() -> str:
-    """The kernel of :func:`binder_venv`, found through JUPYTER_PATH."""
-    venv = binder_venv()
-    os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(venv / "share" / "jupyter"), os.environ.get("JUPYTER_PATH")]))
-    return KERNEL
-
-
-@functools.cache
-def binder_venv() -> Path:
-    """A virtual environment (with a kernel) built from binder/requirements.txt the way
-    repo2docker builds it (``pip install -r`` from the repository root), so the course is
-    tested with what Binder installs rather than with the test tools' environment.
-
-    Two liberties, both about where torch comes from: this machine reaches PyPI only, so
-    the line adding PyTorch's CPU index is left out, and the local CPU build of torch is
-    installed first (it meets ``torch>=2.0``). The environment is kept in build/ between
-    runs while the requirements and pyproject.toml stay the same; nbfl is reinstalled
-    from the working tree every session.
-    """
-    key = hashlib.sha256(REQUIREMENTS.read_bytes() + (ROOT / "pyproject.toml").read_bytes()).hexdigest()[:12]
-    venv = ROOT / "build" / f"binder-venv-{key}"
-    python = venv / "bin" / "python"
-    pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    if not python.exists():
-        _run([sys.executable, "-m", "venv", str(venv)])
-        _run([*pip, "torch==2.13.0"])
-        lines = [ln for ln in REQUIREMENTS.read_text().splitlines() if not ln.startswith("--extra-index-url")]
-        local = venv / "requirements-local.txt"
-        local.write_text("\n".join(lines) + "\n")
-        _run([*pip, "-r", str(local)])
-        _run([str(python), "-m", "ipykernel", "install", "--prefix", str(venv), "--name", KERNEL])
-    _run([*pip, "--no-deps", "--force-reinstall", "."])
-    return venv
-
-
-def _run(cmd: list[str]) -> None:
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    if done.returncode:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-
-
-def execute(name: str, **parameters) -> nbformat.NotebookNode:
+def execute(name: str, env: str = "newest", **parameters) -> nbformat.NotebookNode:
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     for cell in nb.cells:
         if "parameters" in cell.metadata.get("tags", []):
             cell.source += "\n" + "\n".join(f"{k} = {v!r}" for k, v in parameters.items())
-    client = NotebookClient(nb, timeout=600, kernel_name=binder_kernel(), resources={"metadata": {"path": str(NOTEBOOKS)}})
+    client = NotebookClient(nb, timeout=600, kernel_name=environments.kernel(env), resources={"metadata": {"path": str(NOTEBOOKS)}})
     client.execute()
     return nb
 
@@ -83,7 +36,10 @@ def test_notebooks_are_committed_without_outputs(name):
 
 
 def test_quickstart_trains_four_clients_to_90_percent():
-    nb = execute("01_quickstart.ipynb", ROUNDS=10, CLIENTS=4)
+    check_quickstart(execute("01_quickstart.ipynb", ROUNDS=10, CLIENTS=4))
+
+
+def check_quickstart(nb: nbformat.NotebookNode) -> None:
     round_cell = next(c for c in nb.cells if c.source.startswith("%fl_round"))
     data = [d for d, _ in outputs(round_cell)]
     assert any("image/png" in d for d in data), "the live plot's last frame is not in the output"
@@ -116,7 +72,10 @@ def test_algorithms_notebook_reproduces_the_comparison_on_digits():
 
 
 def test_privacy_notebook_shows_accuracy_against_epsilon_policy_and_he():
-    nb = execute("04_privacy.ipynb", ROUNDS=4, NOISE=[0.2, 1.0])
+    check_privacy(execute("04_privacy.ipynb", ROUNDS=4, NOISE=[0.2, 1.0]))
+
+
+def check_privacy(nb: nbformat.NotebookNode) -> None:
     text = "".join(t for c in nb.cells for _, t in outputs(c))
     rows = re.findall(r"noise ([\d.]+): epsilon ([\d.e+]+), accuracy ([\d.]+)", text)
     assert [float(z) for z, _, _ in rows] == [0.2, 1.0]

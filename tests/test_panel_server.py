@@ -19,10 +19,10 @@ import pytest
 
 import nbfl
 
+import environments
 from conftest import FAST, small_model
 from test_browser import free_port
 from test_control import slow_adder
-from test_notebooks import binder_venv
 from test_runs import until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -135,10 +135,44 @@ def test_a_controller_that_does_not_answer_is_listed_with_why(server, tmp_path):
         stuck.wait()
 
 
+def no_node(tmp_path: Path) -> dict[str, str]:
+    """An environment whose PATH holds nothing but an empty folder: no node, no npm."""
+    (tmp_path / "bin").mkdir(exist_ok=True)
+    env = {**os.environ, "PATH": str(tmp_path / "bin")}
+    assert shutil.which("node", path=env["PATH"]) is None and shutil.which("npm", path=env["PATH"]) is None
+    return env
+
+
+def test_the_panel_is_committed_as_built_from_its_sources():
+    """nbfl/labextension is committed so that no install needs node; scripts/build_panel.sh
+    stamps it with the hash of the sources it was built from. A change to the TypeScript
+    without a rebuild fails here rather than shipping the old panel."""
+    check = subprocess.run([sys.executable, str(ROOT / "scripts" / "panel_source.py"), "--check"])
+    assert check.returncode == 0, "extensions/federation changed since nbfl/labextension was built: bash scripts/build_panel.sh"
+
+
+def test_a_clone_without_the_built_panel_still_installs_and_says_so(tmp_path):
+    """A copy of the sources without nbfl/labextension (and no node): the wheel builds,
+    without the panel, and the build says why in one line instead of failing."""
+    copy = tmp_path / "src"
+    shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(".venv", "build", "dist", "out", "node_modules", ".git",
+                                                              "labextension"))  # fmt: skip
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", "-w", str(tmp_path), str(copy)],
+                           env=no_node(tmp_path), capture_output=True, text=True)  # fmt: skip
+    assert built.returncode == 0, built.stderr[-3000:]
+    said = [line for line in (built.stdout + built.stderr).splitlines() if "without the JupyterLab Federation panel" in line]
+    assert len(said) == 1 and "scripts/build_panel.sh" in said[0], built.stdout[-3000:]
+    (wheel,) = tmp_path.glob("nbfl_jupyter-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "nbfl/__init__.py" in names and not any("labextension" in n for n in names)
+
+
 def test_the_wheel_ships_the_panel_prebuilt_and_enabled(tmp_path):
-    """``pip wheel .``, then that wheel installed into an environment whose PATH has no node:
-    ``jupyter labextension list`` and ``jupyter server extension list`` show it enabled."""
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(ROOT)], check=True)
+    """``pip wheel .`` where PATH has no node, then that wheel installed into an environment
+    whose PATH has no node either: ``jupyter labextension list`` and ``jupyter server
+    extension list`` show it enabled."""
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(ROOT)], check=True,
+                   env=no_node(tmp_path))  # fmt: skip
     (wheel,) = tmp_path.glob("nbfl_jupyter-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     data = "nbfl_jupyter-0.1.0.data/data/"
@@ -147,7 +181,7 @@ def test_the_wheel_ships_the_panel_prebuilt_and_enabled(tmp_path):
     assert any(n.startswith(f"{data}share/jupyter/labextensions/nbfl-federation/static/remoteEntry.") for n in names)
     assert f"{data}etc/jupyter/jupyter_server_config.d/nbfl.json" in names
 
-    venv = binder_venv()  # jupyterlab and nbfl's dependencies, from binder/requirements.txt
+    venv = environments.venv("newest")  # jupyterlab and nbfl's dependencies, from binder/requirements.txt
     subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", str(wheel)],
                    check=True)  # fmt: skip
     bare = {"PATH": str(venv / "bin"), "HOME": str(tmp_path), "JUPYTER_PLATFORM_DIRS": "1"}  # no node anywhere

@@ -17,11 +17,12 @@ from safetensors.numpy import save_file
 import nbfl
 from nbfl import checkpoint
 from nbfl.aggregators import WeightedMean
+from nbfl.builtin import built_in_client, digits_setup
 from nbfl.data import load_digits_split
 from nbfl.executor import DataKind
 from nbfl.models import DigitsMLP
 from nbfl.records import MAX_METRICS, Result, RoundRecord
-from nbfl.trainers import built_in_client, digits_setup, evaluator
+from nbfl.trainers import evaluator
 from nbfl.workflows import FedAvg, FedOpt
 from nbfl.weights import UpdateError
 from nbfl.workflows.scatter_gather import MAX_WEIGHT

@@ -4,6 +4,9 @@ The table and the plot are display handles (HTML and PNG) updated after every ro
 so the last frame stays in a saved notebook and in static renders; the progress bars
 and the Stop button are ipywidgets. Updates come from the run's thread through those
 handles and widgets, never printed, so they land in the dashboard's own cell.
+
+ipywidgets and matplotlib are imported when a dashboard is made, not with this module:
+a participant's notebook uses the tables and status lines here and needs neither.
 """
 
 from __future__ import annotations
@@ -13,14 +16,13 @@ import html
 from collections import Counter
 from typing import Any, Iterable, Mapping, Sequence
 
-import ipywidgets as widgets
 from IPython.display import HTML, Image, display
 
 from ..controller import Controller
 from ..guard import summary
 from ..records import ClientInfo, RoundRecord
 from ..run import Run
-from .plots import history_png
+from .cell_context import in_cell
 
 
 LOCAL_ACCURACY = ("local_accuracy", "accuracy")  # what a client's metrics call its own accuracy
@@ -37,7 +39,7 @@ def clients_html(clients: Iterable[ClientInfo], security: str = "", global_metri
         others = ", ".join(f"{k} {v:.3g}" for k, v in sorted(c.last_metrics.items()) if k not in LOCAL_ACCURACY)
         code = c.code or ("opts in to %%fl_task" if c.accepts_code else "own")
         rows.append([
-            c.name, c.share, code, c.device, c.host, c.samples, c.state, c.last_round or "",
+            c.name, c.share, code, c.device, c.host, c.samples, _state_text(c), c.last_round or "",
             "" if c.last_seconds is None else f"{c.last_seconds:.2f}", "" if local is None else f"{local:.3f}",
             _traffic_text(c.traffic), others,
         ])  # fmt: skip
@@ -52,6 +54,12 @@ def clients_html(clients: Iterable[ClientInfo], security: str = "", global_metri
             "kB out / in", "metrics"]  # fmt: skip
     table = _table("nbfl-clients", head, rows, sticky=True)
     return f"{note}<div class='nbfl-summary'>{summary}</div><div style='max-height:16em;overflow-y:auto'>{table}</div>"
+
+
+def _state_text(client: ClientInfo) -> str:
+    """Its state, and while its last task failed, why (a missing package, say), so a failing
+    participant does not look merely "idle"."""
+    return f"{client.state}; last task failed: {client.last_error}" if client.last_error else client.state
 
 
 def defense_html(report: dict[str, Any]) -> str:
@@ -153,6 +161,8 @@ class Dashboard:
     """
 
     def __init__(self, controller: Controller, rounds: int = 0, *, background: bool = False):
+        import ipywidgets as widgets
+
         self.controller = controller
         self.background = background
         self.rounds = widgets.IntProgress(value=0, min=0, max=max(rounds, 1), description="rounds")
@@ -168,7 +178,9 @@ class Dashboard:
 
     def show(self, controls: bool = True) -> "Dashboard":
         if controls:
-            display(widgets.HBox([self.rounds, self.answers, self.stop_button]))
+            from ipywidgets import HBox
+
+            display(HBox([self.rounds, self.answers, self.stop_button]))
         run = self.controller.active_run
         first = "starting" if controls else run.summary() if run else "no run is going"
         self._status = _Part(HTML(status_html(first)), self.background)
@@ -184,7 +196,7 @@ class Dashboard:
         self.run = run
         self.stop_button.disabled = False
         if self.background:
-            run.add_done_callback(self.on_done)
+            run.add_done_callback(in_cell(self.on_done))
 
     def on_progress(self, answered: int, asked: int) -> None:
         self.answers.max = max(asked, 1)
@@ -221,6 +233,8 @@ class Dashboard:
     def _image(self) -> Image | HTML:
         if not any(r.metrics for r in self.controller.history):
             return HTML("<i>the plot appears after the first evaluated round</i>")
+        from .plots import history_png
+
         return Image(data=history_png(self.controller.history), format="png")
 
 
@@ -228,6 +242,8 @@ class _Part:
     """One changing part of a dashboard: a display handle, or an HTML widget (``widget``)."""
 
     def __init__(self, content: HTML | Image, widget: bool):
+        import ipywidgets as widgets
+
         self._widget = widgets.HTML(_as_html(content)) if widget else None
         self._handle = display(self._widget if widget else content, display_id=not widget)
 

@@ -27,8 +27,8 @@ from ..run import Run, RunError
 from ..spawn import spawn_clients, stop_clients
 from ..workflows import ALGORITHMS, CrossSiteEval, FederatedStatistics, make_workflow
 from ..workshop import Share, Workshop, is_join_code
+from .cell_context import in_cell
 from .dashboard import Dashboard, clients_html, failures_html, history_html, join_html, statistics_html, status_html
-from .plots import cross_site_png, labels_png
 from .waiting import await_blocking_magics, unregister, wait_blocking, wait_awaited
 
 
@@ -161,13 +161,13 @@ class FLMagics(Magics):
                 raise UsageError(f"no variable {name!r} in this notebook")
         if model_name is not None:
             return ns[model_name], ns.get(evaluate_name) if evaluate_name else None
-        from ..data import load_digits_split
-        from ..models import DigitsMLP
-        from ..trainers import evaluator
+        from ..builtin import digits_model
 
-        _, _, x_test, y_test = load_digits_split()
-        model = DigitsMLP()
-        return model, ns[evaluate_name] if evaluate_name else evaluator(model, x_test, y_test)
+        try:
+            model, evaluate = digits_model()  # torch's or numpy's, as $NBFL_TRAINER says
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        return model, ns[evaluate_name] if evaluate_name else evaluate
 
     def _controller(self) -> Controller:
         if self.controller is None:
@@ -291,7 +291,7 @@ class FLMagics(Magics):
         try:
             self.client = Client(
                 args.endpoint, args.name, kit=args.kit, insecure=args.insecure, accept_code=args.accept_code,
-                on_update=self._client_updated, control=True, **kwargs,
+                on_update=in_cell(self._client_updated), control=True, **kwargs,
             )  # fmt: skip
             self.client_status = status
             self.client.start(wait=30)
@@ -321,17 +321,17 @@ class FLMagics(Magics):
         """The built-in trainer on a share of digits: the one given, else one the workshop assigns."""
         if args.data == "none":
             return {}
-        from ..trainers import digits_setup
+        from ..builtin import built_in_client
 
-        epochs = 2
-        if args.index is None and is_join_code(args.endpoint):
-            return {"from_share": lambda share: digits_setup(share, epochs)}
-        share = Share(args.index or 0, args.num_clients, args.partition, args.seed)
-        if not 0 <= share.index < share.of:
-            raise UsageError(f"--index must be between 0 and {share.of - 1} (--num-clients {share.of})")
-        setup = digits_setup(share, epochs)
-        return {"executor": setup.executor, "data": setup.data, "samples": setup.samples, "device": setup.device,
-                "labels": setup.labels}  # fmt: skip
+        share = None
+        if args.index is not None or not is_join_code(args.endpoint):
+            share = Share(args.index or 0, args.num_clients, args.partition, args.seed)
+            if not 0 <= share.index < share.of:
+                raise UsageError(f"--index must be between 0 and {share.of - 1} (--num-clients {share.of})")
+        try:
+            return built_in_client(share, epochs=2)  # torch's or numpy's, as $NBFL_TRAINER says
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
 
     @cell_magic
     def fl_task(self, line: str, cell: str) -> None:
@@ -445,7 +445,7 @@ class FLMagics(Magics):
             run = ctl.start(
                 args.n, workflow, min_clients=min_clients, min_results=args.min_results, grace=args.grace,
                 timeout=args.timeout or self.round_timeout,
-                join_timeout=0, on_round=board.on_round, on_progress=board.on_progress, filters=filters,
+                join_timeout=0, on_round=in_cell(board.on_round), on_progress=in_cell(board.on_progress), filters=filters,
                 compress=args.compress,
             )  # fmt: skip
         except (RunActive, RunError) as exc:
@@ -517,6 +517,8 @@ class FLMagics(Magics):
             raise UsageError(f"cross-site evaluation {record.status}: {record.reason}")
         m = workflow.matrix
         self.shell.user_ns["nbfl_cross_site"] = m  # models, sites, values, metric: for the notebook's own analysis
+        from .plots import cross_site_png  # matplotlib: only for the plots
+
         display(Image(data=cross_site_png(m.models, m.sites, m.values, m.metric), format="png"))
 
     @magic_arguments()
@@ -564,6 +566,8 @@ class FLMagics(Magics):
                 raise UsageError("no client reported its labels (clients on built-in data do); "
                                  "--partition SPEC previews one")  # fmt: skip
             title = "labels per client"
+        from .plots import labels_png
+
         display(Image(data=labels_png(counts, title), format="png"))
 
     @line_magic

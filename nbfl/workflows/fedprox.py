@@ -2,7 +2,8 @@
 
 The controller's part is only to say ``mu`` in every task's meta (:data:`nbfl.names.FEDPROX_MU`);
 the proximal term itself is computed by the client's training loop
-(:func:`nbfl.torch_algorithms.proximal_term`, used by the built-in trainers), which
+(:func:`nbfl.torch_algorithms.proximal_term` in a torch loop and the built-in torch
+trainer; its gradient in :class:`nbfl.numpy_trainer.NumpyTrainer`), which
 keeps heterogeneous clients from drifting far from the global model.
 """
 
