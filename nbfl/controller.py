@@ -32,6 +32,7 @@ from .filters import build as build_filters
 from .filters.accountant import PrivacyLedger
 from .guard import GuardSettings, summary
 from .provision import Kit, as_kit
+from .memory import release_memory
 from .records import ClientInfo, RoundRecord
 from .registry import Registry
 from .run import OnProgress, OnRound, Run, RunError
@@ -324,6 +325,7 @@ class Controller:
             self.io.send(client.peer, wire.message("bye"))
         self.io.stop()
         self.control.close()
+        release_memory()  # what its threads freed goes back to the system: the kernel keeps running
 
     def __enter__(self) -> "Controller":
         return self

@@ -32,6 +32,7 @@ import numpy as np
 from . import compress, names, wire
 from .executor import DataKind
 from .filters.accountant import PrivacyLedger
+from .memory import release_memory
 from .records import MAX_METRICS, ClientInfo, Result, RoundRecord, RoundStatus, finite_metrics
 from .registry import Registry
 from .transport import ServerIO
@@ -411,7 +412,12 @@ class Run:
                 if record.status in (RoundStatus.STOPPED, RoundStatus.INTERRUPTED):
                     break
         except BaseException as exc:  # the waiter raises it: nothing ends this thread unseen
-            self._future.set_exception(exc)
+            failure: BaseException | None = exc
+        else:
+            failure = None
+        release_memory()  # what the rounds freed in the threads' heaps goes back before the waiter wakes
+        if failure is not None:
+            self._future.set_exception(failure)
         else:
             self._future.set_result(list(self.history))
 

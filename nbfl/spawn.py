@@ -3,7 +3,8 @@
 By default the clients are forked from a warm template process (:mod:`nbfl.template`)
 that has imported torch, numpy, pyzmq and nbfl once, so their memory is shared
 copy-on-write: four clients cost little more than one. One template serves a whole
-kernel: it starts on the first spawn and is reused. ``spawn_clients(..., template=False)``
+kernel: it starts on the first spawn, is reused while clients it forked run, and ends
+when :func:`stop_clients` has stopped the last of them. ``spawn_clients(..., template=False)``
 or the environment variable ``NBFL_SPAWN=processes`` starts separate processes instead
 (each importing everything on its own), as does a template that cannot be started (a
 warning in the log says so).
@@ -18,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .template import TemplateChild, TemplateError, get_template
+from .template import TemplateChild, TemplateError, get_template, release_template
 from .workshop import is_join_code
 
 log = logging.getLogger(__name__)
@@ -114,10 +115,13 @@ def _launcher(template: bool | None):
 
 
 def stop_clients(procs: list[ClientProcess | TemplateChild], timeout: float = 10.0) -> None:
-    """Wait for clients to leave after the controller's bye; terminate stragglers."""
+    """Wait for clients to leave after the controller's bye; terminate stragglers. Once no
+    client of the template runs, the template ends too (the next spawn starts it again):
+    a finished notebook should not keep a process that imported torch."""
     for proc in procs:
         try:
             proc.wait(timeout)
         except subprocess.TimeoutExpired:
             proc.terminate()
             proc.wait(5)
+    release_template()

@@ -332,6 +332,24 @@ def get_template() -> Template | None:
         return _template
 
 
+def release_template() -> bool:
+    """End this process's template if no client it forked is running: it is a process that
+    imported torch, a few hundred MiB that a finished notebook should not keep (on Binder
+    every kernel left running counts against one pod). The next spawn starts a new one.
+    Returns whether one was ended."""
+    global _template
+    with _template_lock:
+        template = _template
+        if template is None or _template_owner != os.getpid():
+            return False
+        with template._lock:
+            if template._children or template._pending:
+                return False
+        _template = None
+    template.close()
+    return True
+
+
 def _alive(pid: int, start: int | None) -> bool:
     """Whether ``pid`` is still the process that started at ``start``, and not a zombie."""
     stat = _stat(pid)
