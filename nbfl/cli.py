@@ -56,7 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cli = sub.add_parser("client", help="join a controller and train on a share of digits")
     cli.add_argument("endpoint", type=_endpoint, nargs="?",
                      help="a workshop's join code nbfl://..., or tcp://HOST:PORT (default: the kit's)")
-    cli.add_argument("--name", help="how the controller lists this client (with a kit: the kit's name)")
+    cli.add_argument("--name", nargs="+", help="how the controller lists this client, spaces allowed "
+                     "(with a kit: the kit's name)")
     _security_args(cli, "client")
     cli.add_argument("--index", type=int,
                      help="this client's share: 0 .. num-clients - 1, one each (default: a workshop assigns it, else 0)")
@@ -81,6 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"--index must be between 0 and {args.num_clients - 1} (--num-clients {args.num_clients})")
         if args.kit is None and (args.endpoint is None or args.name is None):
             parser.error("a client needs ENDPOINT and --name, or --kit DIR")
+        args.name = " ".join(args.name) if args.name else None  # --name Grace Hopper, unquoted, is one name
         return _client(args)
     if args.command == "controller":
         if args.workshop and args.kit is not None:
@@ -323,17 +325,19 @@ def _print_round(record: Any) -> None:
 def _client(args: argparse.Namespace) -> int:
     from .builtin import built_in_client, choose
     from .client import Client
+    from .terminal import ParticipantLines
     from .workshop import Share, is_join_code
 
     assigned = args.index is None and is_join_code(args.endpoint)  # the workshop's controller assigns the share
     share = None if assigned else Share(args.index or 0, args.num_clients, args.partition, args.seed)
+    lines = ParticipantLines()  # a line per share, round and error: a terminal has no status to update
     try:
         trainer = choose(args.trainer)
         # one thread: many clients share few cores in demos
         local = built_in_client(share, args.epochs, args.device, trainer, single_thread=True)
         client = Client(
             args.endpoint, args.name, kit=args.kit, insecure=args.insecure, accept_code=args.accept_code,
-            **local, **_he_filters(args.kit),
+            on_update=lines, **local, **_he_filters(args.kit),
         )  # fmt: skip
     except ValueError as exc:  # no such trainer or device, plaintext off loopback, a bad kit or join code
         print(f"nbfl client: {exc}", file=sys.stderr)
@@ -351,6 +355,7 @@ def _client(args: argparse.Namespace) -> int:
             pass
     except KeyboardInterrupt:
         client.stop()
+    print(lines.exit_line(client), flush=True)
     return 0
 
 

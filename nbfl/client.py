@@ -127,6 +127,8 @@ class Client:
         self.on_update = on_update
         self.state = "connecting"  # connecting, idle, training, stopped
         self.rounds_done = 0
+        self.last_round: int | None = None  # the round number of the last task it completed, as the controller counts
+        self.ended: str | None = None  # why it stopped: "left", the controller's reason (removed), "the controller stopped"
         self.last_metrics: dict[str, float] = {}
         self.global_metrics: dict[str, float] = {}  # the global model's, as the controller last sent them
         self.global_round: int | None = None  # the round those are of (the one before the task that brought them)
@@ -207,6 +209,7 @@ class Client:
             if self._stopped.is_set():
                 return
             self._closing.set()
+            self.ended = self.ended or "left"  # unless the controller said why first
             self._answered.set()  # a start() still waiting for the welcome gives up now
             with self._lock:
                 if self._current is not None:
@@ -297,7 +300,7 @@ class Client:
             self.controller_lost = None
             self._notify()
         elif kind == "died":  # a bug ended the IO thread: say so where the participant looks, and leave
-            self.last_error = f"connection thread died: {payload!r}"
+            self.last_error = self.ended = f"connection thread died: {payload!r}"
             self._answered.set()
             threading.Thread(target=self.stop, name=f"nbfl-stop-{self.name}", daemon=True).start()
         elif kind == "refused":  # the handshake failed: start() reports it at once
@@ -317,6 +320,7 @@ class Client:
                 self.last_error = (f"the controller compresses the model as {str(codec)[:40]!r}, which this nbfl cannot "
                                    f"decode (it knows {', '.join(compress.CODECS)}): install a newer nbfl")  # fmt: skip
                 log.warning("%s: %s", self.name, self.last_error)
+                self.ended = self.last_error
                 self._io.send(wire.message("bye", reason=self.last_error))
                 self._answered.set()
                 return True  # and leaves
@@ -362,6 +366,7 @@ class Client:
             reason = msg.get("reason")
             if isinstance(reason, str):
                 self.last_error = reason
+            self.ended = reason[:300] if isinstance(reason, str) and reason else "the controller stopped"
             log.info("%s: the controller said goodbye%s", self.name, f": {reason}" if reason else "")
             return True
         return False
@@ -429,6 +434,7 @@ class Client:
                 self._current = None
             self.state = "idle"
         self.rounds_done += 1
+        self.last_round = number if isinstance(number, int) else None
         self.last_metrics = dict(result.fields["meta"].get("metrics") or {})
         self._notify()
         if msg.get("direct") is True:  # the controller reserved room for this result

@@ -89,3 +89,70 @@ def test_a_controller_that_cannot_listen_says_what_to_change_in_one_line():
         out = subprocess.run([*NBFL, "controller", "--port", str(port)], capture_output=True, text=True, timeout=120)
     assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
     assert f"cannot listen on tcp://127.0.0.1:{port}: Address already in use; another program" in out.stderr
+
+
+def _client_process(code: str, name: str) -> subprocess.Popen:
+    return subprocess.Popen([*NBFL, "client", code, "--name", name, "--trainer", "numpy"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+
+
+def _line(proc: subprocess.Popen, pattern: str) -> str:
+    """The next line of ``proc``'s output that matches ``pattern`` (the lines before it are skipped)."""
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if re.search(pattern, line):
+            return line
+    raise AssertionError(f"no line matching {pattern!r}:\n{''.join(seen)}")
+
+
+def test_a_terminal_participant_prints_its_share_each_round_and_why_it_stopped():
+    """`nbfl client` in a terminal: a line when the workshop assigns its share, one per round
+    trained, and at the end why it stopped (removed, the controller stopped, or it left)."""
+    import signal
+
+    import nbfl
+    from nbfl.builtin import digits_model
+
+    weights, evaluate = digits_model(trainer="numpy")
+    with nbfl.Controller(weights=weights, evaluate=evaluate, workshop=nbfl.Workshop(capacity=3, host="127.0.0.1")) as ctl:
+        code = str(ctl.join_code)
+        procs = {name: _client_process(code, name) for name in ("ada", "grace", "alan")}
+        try:
+            for name, proc in procs.items():
+                assert re.search(rf"^{name}: share \d/3: \d+ samples, mostly \d, \d and \d$", _line(proc, "share")), name
+            ctl.wait_for_clients(3, timeout=60)
+            ctl.run(2, timeout=120)
+            for name, proc in procs.items():
+                first = _line(proc, r"round \d+ done")
+                assert re.match(rf"{name}: round 1 done, local accuracy [\d.]+, loss [\d.]+", first), first
+                assert re.match(rf"{name}: round 2 done, .*global accuracy [\d.]+ after round 1", _line(proc, "round 2")), name
+            ctl.remove("ada")
+            assert _line(procs["ada"], "stopped") == "ada: stopped (removed by whoever runs the controller (the instructor)); 2 rounds trained\n"
+            assert procs["ada"].wait(30) == 0
+            procs["alan"].send_signal(signal.SIGINT)  # Ctrl-C
+            assert _line(procs["alan"], "stopped") == "alan: stopped (left); 2 rounds trained\n"
+        finally:
+            ctl.close()
+        assert _line(procs["grace"], "stopped") == "grace: stopped (the controller stopped); 2 rounds trained\n"
+        for proc in procs.values():
+            proc.wait(30)
+            proc.stdout.close()
+
+
+def test_a_terminal_name_with_spaces_is_one_name_quoted_or_not():
+    import nbfl
+    from nbfl.builtin import digits_model
+
+    weights, evaluate = digits_model(trainer="numpy")
+    with nbfl.Controller("tcp://127.0.0.1:0", weights, evaluate=evaluate) as ctl:
+        procs = [subprocess.Popen([*NBFL, "client", ctl.endpoint, "--name", *name, "--trainer", "numpy"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+                 for name in (["Grace", "Hopper"], ["Ada Lovelace"])]  # as typed unquoted, and quoted
+        try:
+            ctl.wait_for_clients(2, timeout=60)
+            assert sorted(c.name for c in ctl.clients) == ["Ada Lovelace", "Grace Hopper"]
+        finally:
+            ctl.close()
+            for proc in procs:
+                proc.wait(30)

@@ -164,6 +164,20 @@ def test_join_runs_in_the_background(ip):
         client.stop()
 
 
+@pytest.mark.parametrize("typed", ['--name "Grace Hopper"', "--name 'Grace Hopper'", "--name $who",
+                                   "--name Grace Hopper"])
+def test_a_name_with_a_space_is_kept_as_typed_without_quotes(ip, typed):
+    import nbfl
+
+    ip.user_ns["who"] = "Grace Hopper"  # NAME = "Grace Hopper", then --name $NAME
+    with nbfl.Controller("tcp://127.0.0.1:0", {"w": np.zeros(3, np.float32)}) as ctl:
+        ip.run_line_magic("fl_join", f"{ctl.endpoint} {typed} --data none")
+        try:
+            assert [c.name for c in ctl.clients] == ["Grace Hopper"]
+        finally:
+            ip.user_ns["nbfl_client"].stop()
+
+
 def test_reload_ext_closes_the_old_federation_and_starts_clean(ip):
     ip.run_line_magic("fl_controller", "start")
     old = ip.user_ns["nbfl_controller"]

@@ -16,13 +16,14 @@ import html
 from collections import Counter
 from typing import Any, Iterable, Mapping, Sequence
 
-from IPython.display import HTML, Image, display
+from IPython.display import display
 
 from ..controller import Controller
 from ..guard import summary
 from ..records import ClientInfo, RoundRecord
 from ..run import Run
 from .cell_context import in_cell
+from .text import Html, Png, text_of
 
 
 LOCAL_ACCURACY = ("local_accuracy", "accuracy")  # what a client's metrics call its own accuracy
@@ -183,10 +184,10 @@ class Dashboard:
             display(HBox([self.rounds, self.answers, self.stop_button]))
         run = self.controller.active_run
         first = "starting" if controls else run.summary() if run else "no run is going"
-        self._status = _Part(HTML(status_html(first)), self.background)
-        self._table = _Part(HTML(self._table_html()), self.background)
+        self._status = _Part(Html(status_html(first)), self.background)
+        self._table = _Part(Html(self._table_html()), self.background)
         self._plot = _Part(self._image(), self.background)
-        self._failures = _Part(HTML(""), self.background)
+        self._failures = _Part(Html(""), self.background)
         return self
 
     def follow(self, run: Run) -> None:
@@ -201,17 +202,16 @@ class Dashboard:
     def on_progress(self, answered: int, asked: int) -> None:
         self.answers.max = max(asked, 1)
         self.answers.value = answered
-        self._table.set(HTML(self._table_html()))
+        self._table.set(Html(self._table_html()))
 
     def on_round(self, record: RoundRecord) -> None:
         self._records.append(record)
         self.rounds.value = len(self._records)
-        g = ", ".join(f"{k} {v:.4f}" for k, v in record.metrics.items())
-        self._status.set(HTML(status_html(f"round {record.round}: {record.outcome} {g}{privacy_text(record)}")))
-        self._table.set(HTML(self._table_html()))
+        self._status.set(Html(status_html(round_text(record))))
+        self._table.set(Html(self._table_html()))
         self._plot.set(self._image())
         if record.failed:
-            self._failures.set(HTML(failures_html(self._records)))
+            self._failures.set(Html(failures_html(self._records)))
 
     def on_done(self, run: Run) -> None:
         """The run ended (finished, stopped or failed): the button goes grey and nothing
@@ -220,8 +220,8 @@ class Dashboard:
         error = run.exception()
         troubled = run.stopped or bool(run.failed_rounds)
         color = "#b00" if error is not None else "#a60" if troubled else "#060"
-        self._status.set(HTML(status_html(run.summary(), color)))
-        self._table.set(HTML(self._table_html()))
+        self._status.set(Html(status_html(run.summary(), color)))
+        self._table.set(Html(self._table_html()))
         self._plot.set(self._image())
 
     def _table_html(self) -> str:
@@ -230,32 +230,72 @@ class Dashboard:
         join = join_html(ctl.join_code) if ctl.join_code is not None else ""
         return join + defense_html(ctl.defense()) + clients_html(ctl.clients, ctl.security, last)
 
-    def _image(self) -> Image | HTML:
+    def _image(self) -> Png | Html:
         if not any(r.metrics for r in self.controller.history):
-            return HTML("<i>the plot appears after the first evaluated round</i>")
+            return Html("<i>the plot appears after the first evaluated round</i>")
         from .plots import history_png
 
-        return Image(data=history_png(self.controller.history), format="png")
+        return Png(data=history_png(self.controller.history), format="png")
+
+
+class TextBoard:
+    """``%fl_round`` in terminal IPython: a line per round and, at the end, how the run
+    ended and the client table. No widgets (nobody can click them there: Ctrl-C stops a
+    run) and no display updated in place (a terminal prints each update again)."""
+
+    def __init__(self, controller: Controller, rounds: int = 0, *, background: bool = False):
+        self.controller, self.background = controller, background
+        self.run: Run | None = None
+
+    def show(self, controls: bool = True) -> "TextBoard":
+        if not controls:  # a status, not a run: the table now
+            print(text_of(self._table_html()))
+        return self
+
+    def follow(self, run: Run) -> None:
+        self.run = run
+        if self.background:
+            run.add_done_callback(self.on_done)
+
+    def on_progress(self, answered: int, asked: int) -> None:
+        """Nothing: a line per answer would bury the rounds."""
+
+    def on_round(self, record: RoundRecord) -> None:
+        print(round_text(record), flush=True)
+
+    def on_done(self, run: Run) -> None:
+        print(run.summary(), flush=True)
+        print(text_of(self._table_html() + failures_html(run.history)), flush=True)
+
+    def _table_html(self) -> str:
+        ctl = self.controller
+        return clients_html(ctl.clients, ctl.security)
+
+
+def round_text(record: RoundRecord) -> str:
+    """One round in a line: its number, outcome, global metrics and privacy spent."""
+    g = ", ".join(f"{k} {v:.4f}" for k, v in record.metrics.items())
+    return f"round {record.round}: {record.outcome} {g}{privacy_text(record)}"
 
 
 class _Part:
     """One changing part of a dashboard: a display handle, or an HTML widget (``widget``)."""
 
-    def __init__(self, content: HTML | Image, widget: bool):
+    def __init__(self, content: Html | Png, widget: bool):
         import ipywidgets as widgets
 
         self._widget = widgets.HTML(_as_html(content)) if widget else None
         self._handle = display(self._widget if widget else content, display_id=not widget)
 
-    def set(self, content: HTML | Image) -> None:
+    def set(self, content: Html | Png) -> None:
         if self._widget is not None:
             self._widget.value = _as_html(content)
         else:
             self._handle.update(content)
 
 
-def _as_html(content: HTML | Image) -> str:
-    if isinstance(content, Image):
+def _as_html(content: Html | Png) -> str:
+    if isinstance(content, Png):
         return f"<img src='data:image/png;base64,{base64.b64encode(content.data).decode()}'>"
     return content.data
 

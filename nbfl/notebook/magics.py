@@ -16,7 +16,7 @@ import numpy as np
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
-from IPython.display import HTML, Image, display
+from IPython.display import display
 
 from ..client import Client
 from ..controller import Controller, RunActive
@@ -28,7 +28,8 @@ from ..spawn import spawn_clients, stop_clients
 from ..workflows import ALGORITHMS, CrossSiteEval, FederatedStatistics, make_workflow
 from ..workshop import Share, Workshop, is_join_code
 from .cell_context import in_cell
-from .dashboard import Dashboard, clients_html, failures_html, history_html, join_html, statistics_html, status_html
+from .dashboard import Dashboard, TextBoard, clients_html, failures_html, history_html, join_html, statistics_html, status_html
+from .text import Html, Png
 from .waiting import await_blocking_magics, unregister, wait_blocking, wait_awaited
 
 
@@ -46,7 +47,7 @@ class FLMagics(Magics):
         self.min_clients = 1
         self.round_timeout = 300.0
         self.run: Run | None = None  # the current (or last) run
-        self.board: Dashboard | None = None  # its dashboard
+        self.board: Dashboard | TextBoard | None = None  # its dashboard
         self.client: Client | None = None
         self.client_status: Any = None  # the display handle %fl_join's status line updates
         self.task_code: dict[str, str] = {}
@@ -89,9 +90,9 @@ class FLMagics(Magics):
             going = self.controller is not None and self.controller.active_run is not None
             self._stop_all()
             run = f" (its run {html.escape(self.run.summary())})" if going and self.run else ""
-            display(HTML(f"controller stopped{run}; its clients were told goodbye"))
+            display(Html(f"controller stopped{run}; its clients were told goodbye"))
         else:
-            Dashboard(self._controller()).show(controls=False)  # with the join line, in a workshop
+            self._board(self._controller()).show(controls=False)  # with the join line, in a workshop
 
     def _admit(self, args: Any) -> None:
         """``rotate``: a new join line; ``remove NAME``: disconnect a participant and keep them out."""
@@ -103,13 +104,13 @@ class FLMagics(Magics):
                 ctl.remove(args.name)
             except KeyError as exc:
                 raise UsageError(str(exc.args[0])) from None
-            display(HTML(f"removed {html.escape(args.name)}: it cannot join again"))
+            display(Html(f"removed {html.escape(args.name)}: it cannot join again"))
         elif ctl.workshop is None:
             raise UsageError("only a workshop has a join token to rotate: %fl_controller start --workshop")
         else:
             ctl.workshop.rotate(args.token_hours * 3600)
         if ctl.join_code is not None:
-            display(HTML("the old join line no longer admits newcomers; the new one:<br>" + join_html(ctl.join_code)))
+            display(Html("the old join line no longer admits newcomers; the new one:<br>" + join_html(ctl.join_code)))
 
     def _start_controller(self, args: Any) -> None:
         if self.controller is not None:
@@ -145,9 +146,9 @@ class FLMagics(Magics):
         resumed = self.controller.resumed
         if resumed is not None:
             damaged = "".join(f"<br>skipped a damaged checkpoint: {html.escape(d)}" for d in resumed.skipped)
-            display(HTML(f"resumed from {html.escape(str(resumed.path))}: {resumed.round} rounds done{damaged}"))
+            display(Html(f"resumed from {html.escape(str(resumed.path))}: {resumed.round} rounds done{damaged}"))
         display(
-            HTML(
+            Html(
                 f"<b>controller listening on {html.escape(endpoint)}</b><br>"
                 f"participants join from their notebook (after <code>%load_ext nbfl</code>) with:<br>{how}"
                 f"<span style='color:{color}'>{html.escape(self.controller.security)}</span>"
@@ -167,6 +168,16 @@ class FLMagics(Magics):
         # smaller (on Binder every kernel a learner leaves running counts against one pod)
         weights, evaluate = digits_model(trainer="numpy")
         return weights, ns[evaluate_name] if evaluate_name else evaluate
+
+    def _board(self, ctl: Controller, rounds: int = 0, *, background: bool = False) -> Dashboard | TextBoard:
+        """The dashboard where HTML is shown; in terminal IPython (no widgets, and every display
+        update printed again) a line per round instead."""
+        kind = Dashboard if self._rich() else TextBoard
+        return kind(ctl, rounds, background=background)
+
+    def _rich(self) -> bool:
+        """Whether this shell's front end shows HTML (a notebook) rather than text (a terminal)."""
+        return "text/html" in self.shell.display_formatter.active_types
 
     def _controller(self) -> Controller:
         if self.controller is None:
@@ -254,12 +265,12 @@ class FLMagics(Magics):
                     came = len(ctl.live_clients()) - before
                     why = f"; {dead[0].log} ends:\n{dead[0].tail()}" if dead else ""
                     raise UsageError(f"{came} of {args.n} clients joined {where_to} within {args.wait:g} s{why}") from None
-        display(HTML(clients_html(ctl.clients) + f"<div>{html.escape(where_to)}</div>"))
+        display(Html(clients_html(ctl.clients) + f"<div>{html.escape(where_to)}</div>"))
 
     @magic_arguments()
     @argument("endpoint", nargs="?",
               help="what %%fl_controller start showed: a join line's nbfl://... code, or an address tcp://HOST:PORT")
-    @argument("--name", help="how the controller will list you (with --kit: the kit's name)")
+    @argument("--name", nargs="+", help="how the controller will list you, spaces allowed (with --kit: the kit's name)")
     @argument("--kit", help="your startup kit folder (nbfl provision): endpoint, name and CurveZMQ keys")
     @argument("--insecure", action="store_true", help="allow plaintext to a non-loopback controller")
     @argument("--data", default="digits", choices=["digits", "none"], help="'none': use your @nbfl.task functions")
@@ -275,6 +286,7 @@ class FLMagics(Magics):
         With no arguments: this notebook's client again (after a page reload, say).
         """
         args = parse_argstring(self.fl_join, line)
+        args.name = typed_name(args.name)
         if not line.strip() and self.client is not None:
             self._show_client()
             return
@@ -284,7 +296,7 @@ class FLMagics(Magics):
         if args.kit is None and (args.endpoint is None or args.name is None):
             raise UsageError("%fl_join needs the join line's code (or ENDPOINT) and --name, or --kit YOUR_KIT_FOLDER")
         where = args.endpoint or f"the controller of kit {args.kit}"
-        status = display(HTML(f"joining {html.escape(where)} as {html.escape(args.name or 'the kit name')} ..."),
+        status = display(Html(f"joining {html.escape(where)} as {html.escape(args.name or 'the kit name')} ..."),
                          display_id=True)  # fmt: skip
         kwargs = self._local_training(args)
         try:
@@ -297,7 +309,7 @@ class FLMagics(Magics):
         except (ConnectionError, ValueError) as exc:
             raise UsageError(str(exc)) from None
         self.shell.user_ns["nbfl_client"] = self.client
-        status.update(HTML(_client_status(self.client)))
+        status.update(Html(_client_status(self.client)))
 
     @line_magic
     def fl_leave(self, line: str = "") -> None:
@@ -305,16 +317,17 @@ class FLMagics(Magics):
         if self.client is None or self.client.state == "stopped":
             raise UsageError("this notebook has not joined a controller: %fl_join LINE")
         self.client.stop()
-        display(HTML(f"{html.escape(self.client.name)} left {html.escape(self.client.endpoint)}"))
+        display(Html(f"{html.escape(self.client.name)} left {html.escape(self.client.endpoint)}"))
 
     def _client_updated(self, client: Client) -> None:
-        if self.client_status is not None:
-            self.client_status.update(HTML(_client_status(client)))
+        # a terminal reprints an updated display: there the status shows when asked (%fl_status)
+        if self.client_status is not None and self._rich():
+            self.client_status.update(Html(_client_status(client)))
 
     def _show_client(self) -> None:
         """This kernel's client, in a new status line that keeps updating (the old one may be gone with a page)."""
         assert self.client is not None
-        self.client_status = display(HTML(_client_status(self.client)), display_id=True)
+        self.client_status = display(Html(_client_status(self.client)), display_id=True)
 
     def _local_training(self, args: Any) -> dict[str, Any]:
         """The built-in trainer on a share of digits: the one given, else one the workshop assigns."""
@@ -347,7 +360,7 @@ class FLMagics(Magics):
         self.task_code[name] = cell
         if self.controller is not None:
             self.controller.task_code[name] = cell
-        display(HTML(f"task {html.escape(name)!s} defined; clients that accept code will run it"))
+        display(Html(f"task {html.escape(name)!s} defined; clients that accept code will run it"))
 
     # -- rounds and tables -------------------------------------------------------
     @magic_arguments()
@@ -403,7 +416,7 @@ class FLMagics(Magics):
         run = self._current_run()
         run.stop()
         wait_blocking(run, stop=True)
-        display(HTML(status_html(f"run: {run.summary()}")))
+        display(Html(status_html(f"run: {run.summary()}")))
 
     @line_magic
     def fl_status(self, line: str = "") -> None:
@@ -417,7 +430,7 @@ class FLMagics(Magics):
                              "%fl_controller start, or %fl_join with the line the controller shows")  # fmt: skip
         ctl = self._controller()
         status = status_html(f"run: {self.run.summary()}" if self.run else "no run yet: %fl_round N")
-        display(HTML(status + clients_html(ctl.clients)))
+        display(Html(status + clients_html(ctl.clients)))
 
     def _start_run(self, line: str) -> Run | None:
         """Parse ``%fl_round``'s arguments, show a dashboard and start the run; None if it runs in the background."""
@@ -439,7 +452,7 @@ class FLMagics(Magics):
             build_filters(filters)
         except FilterError as exc:
             raise UsageError(str(exc)) from None
-        board = Dashboard(ctl, args.n, background=args.background).show()  # before the run: its thread updates it
+        board = self._board(ctl, args.n, background=args.background).show()  # before the run: its thread updates it
         try:
             run = ctl.start(
                 args.n, workflow, min_clients=min_clients, min_results=args.min_results, grace=args.grace,
@@ -463,7 +476,7 @@ class FLMagics(Magics):
         """After a blocking wait, in the cell: how the run ended (or that only the waiting
         did); raise what ended it if it failed."""
         if not run.done():  # %fl_wait interrupted: the run goes on
-            display(HTML(f"stopped waiting; the run goes on ({html.escape(run.summary())}): %fl_stop ends it"))
+            display(Html(f"stopped waiting; the run goes on ({html.escape(run.summary())}): %fl_stop ends it"))
             return
         if not self.board.background and self.board.run is run:
             self.board.on_done(run)  # before the cell ends: a display update after it would be lost
@@ -474,13 +487,13 @@ class FLMagics(Magics):
             raise error
         last = run.history[-1] if run.history else None
         if last is not None and last.status in (RoundStatus.INTERRUPTED, RoundStatus.STOPPED):
-            display(HTML(f"<b>stopped</b> in round {last.round}: clients were told to abort; the global "
+            display(Html(f"<b>stopped</b> in round {last.round}: clients were told to abort; the global "
                          f"model is round {last.round - 1}'s. %fl_round runs again."))  # fmt: skip
         elif run.stopped:
             after = f"after round {last.round}" if last else "before its first round"
-            display(HTML(f"<b>stopped</b> {after}. %fl_round runs again."))
+            display(Html(f"<b>stopped</b> {after}. %fl_round runs again."))
         elif run.failed_rounds:
-            display(HTML(f"<b style='color:#a60'>{html.escape(run.summary())}</b>"))
+            display(Html(f"<b style='color:#a60'>{html.escape(run.summary())}</b>"))
         if last is not None and last.metrics:
             print("final " + ", ".join(f"{k} {v:.4f}" for k, v in last.metrics.items()))
 
@@ -500,7 +513,7 @@ class FLMagics(Magics):
             record = self._controller().run(1, workflow, join_timeout=0, timeout=self.round_timeout)[0]
         except (RunActive, RunError) as exc:
             raise UsageError(str(exc)) from None
-        display(HTML(failures_html([record])))
+        display(Html(failures_html([record])))
         return record
 
     @magic_arguments()
@@ -518,7 +531,7 @@ class FLMagics(Magics):
         self.shell.user_ns["nbfl_cross_site"] = m  # models, sites, values, metric: for the notebook's own analysis
         from .plots import cross_site_png  # matplotlib: only for the plots
 
-        display(Image(data=cross_site_png(m.models, m.sites, m.values, m.metric), format="png"))
+        display(Png(data=cross_site_png(m.models, m.sites, m.values, m.metric), format="png"))
 
     @magic_arguments()
     @argument("--bins", type=int, default=10, help="histogram bins per feature")
@@ -532,13 +545,13 @@ class FLMagics(Magics):
         if not workflow.result:
             raise UsageError(f"federated statistics {record.status}: {record.reason}")
         self.shell.user_ns["nbfl_statistics"] = workflow.result
-        display(HTML(statistics_html(workflow.result)))
+        display(Html(statistics_html(workflow.result)))
 
     @line_magic
     def fl_clients(self, line: str = "") -> None:
         """The client table: name, host, device, samples, state, last round's time and metrics."""
         ctl = self._controller()
-        display(HTML(clients_html(ctl.clients, ctl.security)))
+        display(Html(clients_html(ctl.clients, ctl.security)))
 
     @magic_arguments()
     @argument("--partition", help="preview a partition of the digits instead, e.g. dirichlet:0.1, iid, shards:2")
@@ -567,12 +580,12 @@ class FLMagics(Magics):
             title = "labels per client"
         from .plots import labels_png
 
-        display(Image(data=labels_png(counts, title), format="png"))
+        display(Png(data=labels_png(counts, title), format="png"))
 
     @line_magic
     def fl_history(self, line: str = "") -> None:
         """One row per round: status, global metrics, clients that answered and that failed."""
-        display(HTML(history_html(self._controller().history)))
+        display(Html(history_html(self._controller().history)))
 
 
 def _filter_spec(text: str) -> dict[str, Any]:
@@ -592,6 +605,16 @@ def _option(text: str) -> tuple[str, Any]:
         except ValueError:
             pass
     return key, value
+
+
+def typed_name(words: list[str] | None) -> str | None:
+    """``--name`` as typed: its words joined by spaces, without quotes around them. A name
+    with a space arrives in pieces from ``$NAME`` and with its quotes from ``"Grace Hopper"``
+    (IPython keeps them); either way the name is ``Grace Hopper``."""
+    if not words:
+        return None
+    unquoted = [w[1:-1] if len(w) >= 2 and w[0] == w[-1] and w[0] in "'\"" else w for w in words]
+    return " ".join(unquoted).strip("'\"") or None
 
 
 def _client_status(client: Client) -> str:
