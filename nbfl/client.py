@@ -332,6 +332,7 @@ class Client:
                 # the worker builds the data before any task, which the queue keeps behind it
                 self._tasks.put(Share.from_fields(msg.get("share")) or Share(0, 1))
             self.state = "idle"
+            self.last_error = None  # a rejoin after a controller restart: its "not joined" is over
             self._busy_refusals = 0
             self._welcomed.set()
             self._answered.set()
@@ -434,6 +435,7 @@ class Client:
                 self._current = None
             self.state = "idle"
         self.rounds_done += 1
+        self.last_error = None  # a task done: an earlier task's failure is not the news any more
         self.last_round = number if isinstance(number, int) else None
         self.last_metrics = dict(result.fields["meta"].get("metrics") or {})
         self._notify()

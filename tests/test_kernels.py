@@ -1,6 +1,7 @@
 """Real Jupyter kernels: one is the controller, another joins with %fl_join, or the
 controller's kernel spawns its clients with %fl_spawn, as a notebook user does."""
 
+import os
 import re
 import time
 from pathlib import Path
@@ -276,3 +277,23 @@ def test_a_restarted_controller_kernel_resumes_and_the_participant_rejoins_by_it
         for km, kc in started:
             kc.stop_channels()
             km.shutdown_kernel(now=True)
+
+
+def test_a_participants_status_line_keeps_telling_the_truth_after_its_cell_ended(tmp_path):
+    """%fl_join's cell ends at once; the rounds come later. Its status line is a widget, so
+    each round reaches the notebook after the cell ended (a display update would not)."""
+    import nbfl
+    from nbfl.builtin import digits_model
+
+    weights, evaluate = digits_model(trainer="numpy")
+    km, kc = start_new_kernel(kernel_name="python3", env={**os.environ, "NBFL_TRAINER": "numpy",
+                                                          "NBFL_KEYS": str(tmp_path)})  # fmt: skip
+    try:
+        with nbfl.Controller("tcp://127.0.0.1:0", weights, evaluate=evaluate) as ctl:
+            status, text = run(kc, f"%load_ext nbfl\n%fl_join {ctl.endpoint} --name laptop --index 0 --num-clients 2")
+            assert status == "ok", text
+            ctl.run(2, timeout=120)  # after the join's cell ended
+            assert dashboard_says(kc, "2 rounds done"), "the status line did not follow the rounds"
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)

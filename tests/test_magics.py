@@ -386,3 +386,42 @@ def test_a_controller_started_again_with_resume_carries_on(ip, tmp_path):
     ip.run_line_magic("fl_round", "1")
     assert [r.round for r in ctl.history] == [1, 2, 3]
     ip.run_line_magic("fl_controller", "stop")
+
+
+def test_a_participant_follows_a_controller_restart_and_leaves_after_it_stops(ip, tmp_path):
+    """The controller's kernel dies and comes back with --resume on the same port: the
+    participant rejoins by itself, and its status line, %fl_status and its panel entry
+    show the new rounds and no stale "not joined"; once the controller stops, %fl_leave
+    says so instead of failing."""
+    import nbfl
+    from nbfl.notebook.magics import _client_status
+
+    first = nbfl.Controller("tcp://127.0.0.1:0", {"w": np.zeros(3, np.float32)}, checkpoint_dir=tmp_path)
+    ip.run_cell("import nbfl\n@nbfl.task('train')\ndef train(weights, ctx):\n    return {k: v + 1 for k, v in weights.items()}\n")
+    with shown_as_in_a_notebook(ip):
+        ip.run_line_magic("fl_join", f"{first.endpoint} --name laptop --data none")
+    client = ip.user_ns["nbfl_client"]
+    first.run(2, timeout=60)
+    first.io.stop()  # the kernel died: no goodbye
+    port = first.endpoint.rsplit(":", 1)[1]
+    second = nbfl.Controller(f"tcp://127.0.0.1:{port}", resume=tmp_path)
+    try:
+        records = second.run(2, timeout=60, join_timeout=120)
+        assert [r.round for r in records] == [3, 4] and all(r.ok for r in records)
+        until(lambda: client.rounds_done == 4)
+        line = _client_status(client)
+        assert "4 rounds done" in line and "not joined" not in line and "has not answered" not in line, line
+        panel = client.panel_status()
+        assert panel["rounds_done"] == 4 and panel["last_error"] is None and panel["controller_lost"] is None
+        assert panel["global_round"] == 3  # the global model's metrics came with round 4's task
+        with shown_as_in_a_notebook(ip):
+            ip.run_line_magic("fl_status", "")  # a new status line (the old one may be gone with a reloaded page)
+        assert magics(ip).client_status.html == line
+    finally:
+        second.close()
+        first.close()
+    until(lambda: client.state == "stopped")
+    with shown_as_in_a_notebook(ip) as shown:
+        ip.run_line_magic("fl_leave", "")
+    said = shown.outputs[-1].data["text/html"]
+    assert said == "laptop had already stopped (the controller stopped); %fl_join LINE joins again", said

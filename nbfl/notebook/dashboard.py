@@ -172,10 +172,10 @@ class Dashboard:
         self.stop_button.on_click(lambda _: self.run.stop() if self.run is not None else None)
         self.run: Run | None = None
         self._records: list[RoundRecord] = []  # the followed run's, for the failures shown
-        self._status: _Part
-        self._table: _Part
-        self._plot: _Part
-        self._failures: _Part
+        self._status: LivePart
+        self._table: LivePart
+        self._plot: LivePart
+        self._failures: LivePart
 
     def show(self, controls: bool = True) -> "Dashboard":
         if controls:
@@ -184,10 +184,10 @@ class Dashboard:
             display(HBox([self.rounds, self.answers, self.stop_button]))
         run = self.controller.active_run
         first = "starting" if controls else run.summary() if run else "no run is going"
-        self._status = _Part(Html(status_html(first)), self.background)
-        self._table = _Part(Html(self._table_html()), self.background)
-        self._plot = _Part(self._image(), self.background)
-        self._failures = _Part(Html(""), self.background)
+        self._status = LivePart(Html(status_html(first)), self.background)
+        self._table = LivePart(Html(self._table_html()), self.background)
+        self._plot = LivePart(self._image(), self.background)
+        self._failures = LivePart(Html(""), self.background)
         return self
 
     def follow(self, run: Run) -> None:
@@ -278,18 +278,23 @@ def round_text(record: RoundRecord) -> str:
     return f"round {record.round}: {record.outcome} {g}{privacy_text(record)}"
 
 
-class _Part:
-    """One changing part of a dashboard: a display handle, or an HTML widget (``widget``)."""
+class LivePart:
+    """One changing part of a dashboard (or a participant's status line): a display handle,
+    or an HTML widget (``widget``), whose state still syncs after its cell has ended."""
 
     def __init__(self, content: Html | Png, widget: bool):
-        import ipywidgets as widgets
+        self._widget = None
+        if widget:  # ipywidgets is the notebook extra's: a participant's small install has none
+            import ipywidgets
 
-        self._widget = widgets.HTML(_as_html(content)) if widget else None
-        self._handle = display(self._widget if widget else content, display_id=not widget)
+            self._widget = ipywidgets.HTML(_as_html(content))
+        self._handle = display(self._widget or content, display_id=not widget)
+        self.html = _as_html(content)  # what it shows now
 
     def set(self, content: Html | Png) -> None:
+        self.html = _as_html(content)
         if self._widget is not None:
-            self._widget.value = _as_html(content)
+            self._widget.value = self.html
         else:
             self._handle.update(content)
 

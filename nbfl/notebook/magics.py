@@ -7,6 +7,7 @@ shows the result; the logic lives in the API. Errors in arguments raise ``UsageE
 from __future__ import annotations
 
 import html
+import importlib.util
 import logging
 import socket
 import time
@@ -28,7 +29,7 @@ from ..spawn import spawn_clients, stop_clients
 from ..workflows import ALGORITHMS, CrossSiteEval, FederatedStatistics, make_workflow
 from ..workshop import Share, Workshop, is_join_code
 from .cell_context import in_cell
-from .dashboard import Dashboard, TextBoard, clients_html, failures_html, history_html, join_html, statistics_html, status_html
+from .dashboard import Dashboard, LivePart, TextBoard, clients_html, failures_html, history_html, join_html, statistics_html, status_html
 from .text import Html, Png
 from .waiting import await_blocking_magics, unregister, wait_blocking, wait_awaited
 
@@ -49,7 +50,7 @@ class FLMagics(Magics):
         self.run: Run | None = None  # the current (or last) run
         self.board: Dashboard | TextBoard | None = None  # its dashboard
         self.client: Client | None = None
-        self.client_status: Any = None  # the display handle %fl_join's status line updates
+        self.client_status: LivePart | None = None  # the status line %fl_join shows and updates
         self.task_code: dict[str, str] = {}
         # one workflow per (algorithm, task, options): FedOpt's and SCAFFOLD's state
         # carries from one %fl_round to the next, until --reset or a new controller
@@ -296,8 +297,7 @@ class FLMagics(Magics):
         if args.kit is None and (args.endpoint is None or args.name is None):
             raise UsageError("%fl_join needs the join line's code (or ENDPOINT) and --name, or --kit YOUR_KIT_FOLDER")
         where = args.endpoint or f"the controller of kit {args.kit}"
-        status = display(Html(f"joining {html.escape(where)} as {html.escape(args.name or 'the kit name')} ..."),
-                         display_id=True)  # fmt: skip
+        status = self._status_line(Html(f"joining {html.escape(where)} as {html.escape(args.name or 'the kit name')} ..."))
         kwargs = self._local_training(args)
         try:
             self.client = Client(
@@ -309,25 +309,39 @@ class FLMagics(Magics):
         except (ConnectionError, ValueError) as exc:
             raise UsageError(str(exc)) from None
         self.shell.user_ns["nbfl_client"] = self.client
-        status.update(Html(_client_status(self.client)))
+        status.set(Html(_client_status(self.client)))
 
     @line_magic
     def fl_leave(self, line: str = "") -> None:
-        """Leave the controller this notebook joined with %fl_join (to join another, say)."""
-        if self.client is None or self.client.state == "stopped":
+        """Leave the controller this notebook joined with %fl_join (to join another, say).
+        Works in every state: joining, training, waiting for a controller that went quiet,
+        or already stopped (then it says why)."""
+        if self.client is None:
             raise UsageError("this notebook has not joined a controller: %fl_join LINE")
-        self.client.stop()
-        display(Html(f"{html.escape(self.client.name)} left {html.escape(self.client.endpoint)}"))
+        client = self.client
+        if client.state == "stopped":
+            display(Html(f"{html.escape(client.name)} had already stopped ({html.escape(client.ended or 'left')}); "
+                         "%fl_join LINE joins again"))  # fmt: skip
+            return
+        client.stop()
+        display(Html(f"{html.escape(client.name)} left {html.escape(client.endpoint)}"))
 
     def _client_updated(self, client: Client) -> None:
         # a terminal reprints an updated display: there the status shows when asked (%fl_status)
         if self.client_status is not None and self._rich():
-            self.client_status.update(Html(_client_status(client)))
+            self.client_status.set(Html(_client_status(client)))
 
     def _show_client(self) -> None:
         """This kernel's client, in a new status line that keeps updating (the old one may be gone with a page)."""
         assert self.client is not None
-        self.client_status = display(Html(_client_status(self.client)), display_id=True)
+        self.client_status = self._status_line(Html(_client_status(self.client)))
+
+    def _status_line(self, content: Html) -> LivePart:
+        """The participant's status line: an HTML widget where there are widgets, since a
+        notebook drops a display update once its cell has ended (the join's cell ends at
+        once, the rounds come later); a display handle otherwise (the small install has no
+        ipywidgets: %fl_status shows it anew)."""
+        return LivePart(content, widget=self._rich() and importlib.util.find_spec("ipywidgets") is not None)
 
     def _local_training(self, args: Any) -> dict[str, Any]:
         """The built-in trainer on a share of digits: the one given, else one the workshop assigns."""
@@ -623,7 +637,12 @@ def _client_status(client: Client) -> str:
     if client.controller_lost is not None and client.state != "stopped":
         since = time.strftime("%H:%M:%S", time.localtime(client.controller_lost))
         error += f"<br><span style='color:#a60'>the controller has not answered since {since}; still trying</span>"
-    share = f", share {client.share} ({client.samples} samples)" if client.share is not None else ""
+    if client.share is not None:
+        share = f", share {client.share} ({client.samples} samples)"
+    else:  # a workshop's share comes with the welcome, and is set up just after
+        share = ", share being assigned" if client.from_share is not None else ""
+    if client.state == "stopped" and client.ended and client.ended != client.last_error:
+        error += f"<br>stopped: {html.escape(client.ended)}"
     return (
         f"<b>{html.escape(client.name)}</b> at {html.escape(client.endpoint)} on {html.escape(client.device)}"
         f"{share}: {client.state}, {client.rounds_done} rounds done{'; ' + html.escape(metrics) if metrics else ''}{error}"
