@@ -358,10 +358,11 @@ class Controller:
         if run is not None:
             answered, asked = run.progress
             ended = "failed" if run.done() and run.exception() else "stopped" if run.stopped else "finished"
-            before = len(self.history) - len(run.history)  # rounds of earlier runs: the history numbers on from them
+            # as the run's summary counts: the round going on, or once it ended the rounds it completed
+            round_ = run.round if not run.done() else run.completed
             status["run"] = {
-                "state": "running" if not run.done() else ended, "summary": run.summary(), "round": run.round,
-                "overall": before + run.round, "rounds": run.rounds, "answered": answered, "asked": asked,
+                "state": "running" if not run.done() else ended, "summary": run.summary(), "round": round_,
+                "overall": run.offset + round_, "rounds": run.rounds, "answered": answered, "asked": asked,
                 "workflow": run.workflow.name,
             }  # fmt: skip
         return status

@@ -187,9 +187,26 @@ class Run:
         """This run's rounds that ended without a new model (too few usable results)."""
         return [r for r in self.history if r.status is RoundStatus.FAILED]
 
+    @property
+    def completed(self) -> int:
+        """This run's rounds that ran to the end (ok or failed), not one stopped midway."""
+        return sum(r.status in (RoundStatus.OK, RoundStatus.FAILED) for r in self.history)
+
+    @property
+    def offset(self) -> int:
+        """Rounds of earlier runs: the controller numbers rounds on from them (its history, the
+        chart, the client table), this run from 1. Round ``k`` of the run is ``offset + k`` overall."""
+        return len(self._host.history) - len(self.history)
+
+    def label(self, k: int) -> str:
+        """``round 3 of 10``, and where earlier runs make the numbers differ, ``(round 23 overall)``."""
+        overall = f" (round {self.offset + k} overall)" if self.offset else ""
+        return f"round {k} of {self.rounds}{overall}"
+
     def summary(self) -> str:
-        """One line on where the run is, counted in this run's rounds: for status lines and ``%fl_status``."""
-        done = sum(r.status in (RoundStatus.OK, RoundStatus.FAILED) for r in self.history)  # rounds that ran to the end
+        """One line on where the run is, counted in this run's rounds (and overall, where
+        earlier runs make that differ): the dashboard's headline, ``%fl_status`` and the panel say this."""
+        done = self.completed
         failed = self.failed_rounds
         last = self.history[-1] if self.history else None
         metrics = ", ".join(f"{k} {v:.4f}" for k, v in (last.metrics if last else {}).items())
@@ -197,14 +214,15 @@ class Run:
         if failed:
             tail += f"; {len(failed)} failed (round {failed[-1].round}: {failed[-1].reason})"
         if not self.done():
-            where = f"round {self.round} of {self.rounds}" if self.round else "waiting for clients"
+            where = self.label(self.round) if self.round else "waiting for clients"
             return f"running: {where}{tail}"
         error = self._future.exception()
         if error is not None:
             return f"failed after {done} of {self.rounds} rounds: {type(error).__name__}: {error}"
+        overall = f" (to round {self.offset + done} overall)" if self.offset and done else ""
         if self.stopped:
-            return f"stopped after {done} of {self.rounds} rounds{tail}"
-        return f"finished {done} of {self.rounds} rounds{tail}"
+            return f"stopped after {done} of {self.rounds} rounds{overall}{tail}"
+        return f"finished {done} of {self.rounds} rounds{overall}{tail}"
 
     def __repr__(self) -> str:
         return f"<nbfl.Run {self.workflow.name} {self.summary()}>"

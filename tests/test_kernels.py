@@ -203,7 +203,7 @@ def test_a_background_run_leaves_the_kernel_free(spawning_kernel):
     task(pause=0.2)
     status, text = run(kc, "%fl_round 30 --background")
     assert status == "ok", text
-    assert dashboard_says(kc, "round 2: ok"), "the dashboard did not update after its cell ended"
+    assert dashboard_says(kc, "round 2 of 30"), "the dashboard did not update after its cell ended"
     status, text = run(kc, "print(1 + 1, nbfl_run.done())")  # the kernel answers while rounds go on
     assert (status, text.strip()) == ("ok", "2 False")
     status, text = run(kc, "%fl_clients")

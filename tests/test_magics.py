@@ -319,7 +319,17 @@ def shown_html(ip, magic, line):
             ip.run_line_magic(magic, line)
     finally:
         ip.display_formatter.active_types = types
-    return "".join(out.data.get("text/html", "") for out in shown.outputs)
+    return "".join(_html_of(out.data) for out in shown.outputs)
+
+
+def _html_of(data: dict) -> str:
+    """An output's HTML; for an HTML widget (a participant's status line), the widget's value."""
+    view = data.get("application/vnd.jupyter.widget-view+json")
+    if view is not None:
+        from ipywidgets.widgets.widget import _instances
+
+        return getattr(_instances.get(view["model_id"]), "value", "")
+    return data.get("text/html", "")
 
 
 def test_a_workshop_from_the_magics_join_line_shares_remove_and_rotate(ip):
@@ -425,3 +435,54 @@ def test_a_participant_follows_a_controller_restart_and_leaves_after_it_stops(ip
         ip.run_line_magic("fl_leave", "")
     said = shown.outputs[-1].data["text/html"]
     assert said == "laptop had already stopped (the controller stopped); %fl_join LINE joins again", said
+
+
+def test_the_dashboard_status_and_panel_number_rounds_alike_during_and_after_a_run(ip, client_factory):
+    """Two numberings, each labelled: the run's (round 2 of 3) and the controller's (round 4
+    overall, as the history, the chart and the client table count). The dashboard's headline,
+    %fl_status and the panel say the same while a second run goes and after it ends."""
+    import threading
+
+    gate = threading.Semaphore(0)
+    gated = {"on": False}
+
+    def train(weights, ctx):
+        if gated["on"]:
+            assert gate.acquire(timeout=120)
+        return {k: v + 1 for k, v in weights.items()}
+
+    ip.user_ns["w"] = {"w": np.zeros(3, np.float32)}
+    with shown_as_in_a_notebook(ip):
+        ip.run_line_magic("fl_controller", "start --model w")
+        ctl = ip.user_ns["nbfl_controller"]
+        client_factory(ctl.endpoint, "site", tasks={"train": train})
+        ip.run_line_magic("fl_round", "2")  # an earlier run: rounds 1 and 2 overall
+        gated["on"] = True
+        ip.run_line_magic("fl_round", "3 --background")
+    run, board = ip.user_ns["nbfl_run"], magics(ip).board
+
+    def status_line() -> str:
+        with shown_as_in_a_notebook(ip) as shown:
+            ip.run_line_magic("fl_status", "")
+        return shown.outputs[-1].data["text/html"]
+
+    gate.release()  # round 1 of the run (3 overall) ends; round 2 (4 overall) begins
+    until(lambda: run.round == 2 and run.progress[1] == 1)
+    until(lambda: "round 2 of 3" in board.headline)
+    panel = ctl.panel_status()["run"]
+    assert (panel["round"], panel["overall"], panel["rounds"], panel["state"]) == (2, 4, 3, "running")
+    for shown in (board.headline, status_line(), panel["summary"]):
+        assert "running: round 2 of 3 (round 4 overall)" in shown, shown
+    assert [c.last_round for c in ctl.clients] == [3]  # the table's column says "round (overall)"
+    assert "round (overall)" in status_line()
+
+    gate.release()
+    gate.release()
+    until(run.done)
+    until(lambda: "finished" in board.headline)
+    panel = ctl.panel_status()["run"]
+    assert (panel["round"], panel["overall"], panel["state"]) == (3, 5, "finished")
+    for shown in (board.headline, status_line(), panel["summary"]):
+        assert "finished 3 of 3 rounds (to round 5 overall)" in shown, shown
+    assert [r.round for r in ctl.history] == [1, 2, 3, 4, 5]
+    ip.run_line_magic("fl_controller", "stop")

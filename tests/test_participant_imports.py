@@ -1,6 +1,8 @@
 """A participant's notebook imports what it uses and nothing more: ``%load_ext nbfl``
 and ``%fl_join`` in a plain IPython shell (a separate process, as a participant's kernel
-is), joined to a real controller over 127.0.0.1, two rounds trained."""
+is), joined to a real controller over 127.0.0.1, two rounds trained. ipywidgets is
+blocked there, as the participant install has none (where it is installed, the status
+line is a widget); the status line then is a display handle."""
 
 import os
 import subprocess
@@ -9,12 +11,13 @@ import sys
 import nbfl
 from nbfl.builtin import digits_model
 
-HEAVY = ("torch", "sklearn", "matplotlib", "ipywidgets", "jupyterlab", "scipy", "pandas")
+HEAVY = ("torch", "sklearn", "matplotlib", "jupyterlab", "scipy", "pandas")
 PARTICIPANT = """
 import sys
 from IPython.core.interactiveshell import InteractiveShell
 
 heavy = {heavy!r}
+sys.modules["ipywidgets"] = None  # not installed, as in the participant install
 ip = InteractiveShell.instance()
 ip.run_line_magic("load_ext", "nbfl")
 print("after load_ext:", sorted(m for m in heavy if m in sys.modules), flush=True)

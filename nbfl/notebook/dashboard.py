@@ -51,7 +51,7 @@ def clients_html(clients: Iterable[ClientInfo], security: str = "", global_metri
     )
     accuracy = (global_metrics or {}).get("accuracy")
     local_head = "local accuracy" + (f" (global {accuracy:.3f})" if accuracy is not None else "")
-    head = ["client", "share", "code", "device", "host", "samples", "state", "round", "seconds", local_head,
+    head = ["client", "share", "code", "device", "host", "samples", "state", "round (overall)", "seconds", local_head,
             "kB out / in", "metrics"]  # fmt: skip
     table = _table("nbfl-clients", head, rows, sticky=True)
     return f"{note}<div class='nbfl-summary'>{summary}</div><div style='max-height:16em;overflow-y:auto'>{table}</div>"
@@ -190,6 +190,11 @@ class Dashboard:
         self._failures = LivePart(Html(""), self.background)
         return self
 
+    @property
+    def headline(self) -> str:
+        """The status line's HTML as shown now (the run's summary, as ``%fl_status`` and the panel say it)."""
+        return self._status.html
+
     def follow(self, run: Run) -> None:
         """Show ``run``: its Stop button works from now on. A background run's end is shown
         when it comes; a blocking cell calls :meth:`on_done` itself before it ends, since
@@ -202,12 +207,15 @@ class Dashboard:
     def on_progress(self, answered: int, asked: int) -> None:
         self.answers.max = max(asked, 1)
         self.answers.value = answered
+        if self.run is not None:  # a new round began: the headline says which, as the panel does
+            self._status.set(Html(status_html(self.run.summary())))
         self._table.set(Html(self._table_html()))
 
     def on_round(self, record: RoundRecord) -> None:
         self._records.append(record)
         self.rounds.value = len(self._records)
-        self._status.set(Html(status_html(round_text(record))))
+        headline = self.run.summary() + privacy_text(record) if self.run is not None else round_text(record)
+        self._status.set(Html(status_html(headline)))
         self._table.set(Html(self._table_html()))
         self._plot.set(self._image())
         if record.failed:
@@ -261,7 +269,7 @@ class TextBoard:
         """Nothing: a line per answer would bury the rounds."""
 
     def on_round(self, record: RoundRecord) -> None:
-        print(round_text(record), flush=True)
+        print(round_text(record, self.run), flush=True)
 
     def on_done(self, run: Run) -> None:
         print(run.summary(), flush=True)
@@ -272,10 +280,12 @@ class TextBoard:
         return clients_html(ctl.clients, ctl.security)
 
 
-def round_text(record: RoundRecord) -> str:
-    """One round in a line: its number, outcome, global metrics and privacy spent."""
+def round_text(record: RoundRecord, run: Run | None = None) -> str:
+    """One round in a line: its number (in ``run``'s count and overall, as :meth:`Run.label`
+    says), outcome, global metrics and privacy spent."""
     g = ", ".join(f"{k} {v:.4f}" for k, v in record.metrics.items())
-    return f"round {record.round}: {record.outcome} {g}{privacy_text(record)}"
+    where = run.label(record.round - run.offset) if run is not None else f"round {record.round}"
+    return f"{where}: {record.outcome} {g}{privacy_text(record)}"
 
 
 class LivePart:

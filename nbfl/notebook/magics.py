@@ -341,7 +341,7 @@ class FLMagics(Magics):
         notebook drops a display update once its cell has ended (the join's cell ends at
         once, the rounds come later); a display handle otherwise (the small install has no
         ipywidgets: %fl_status shows it anew)."""
-        return LivePart(content, widget=self._rich() and importlib.util.find_spec("ipywidgets") is not None)
+        return LivePart(content, widget=self._rich() and _widgets_installed())
 
     def _local_training(self, args: Any) -> dict[str, Any]:
         """The built-in trainer on a share of digits: the one given, else one the workshop assigns."""
@@ -619,6 +619,13 @@ def _option(text: str) -> tuple[str, Any]:
         except ValueError:
             pass
     return key, value
+
+
+def _widgets_installed() -> bool:
+    try:
+        return importlib.util.find_spec("ipywidgets") is not None
+    except (ImportError, ValueError):  # blocked (sys.modules entry None) or half installed
+        return False
 
 
 def typed_name(words: list[str] | None) -> str | None:

@@ -137,7 +137,7 @@ function renderClients(
     {},
     h('th', {}, 'Name'),
     h('th', {}, 'State'),
-    h('th', { class: 'nbfl-fed-num nbfl-fed-col-round', title: 'the round the client last worked on' }, 'Round'),
+    h('th', { class: 'nbfl-fed-num nbfl-fed-col-round', title: 'the round the client last worked on, numbered overall, as in the chart' }, 'Round'),
     h('th', { class: 'nbfl-fed-num', title: 'local accuracy (or first metric); hover for all' }, 'Local'),
     onRemove ? h('th', { 'aria-label': 'actions' }) : null
   );
