@@ -486,3 +486,29 @@ def test_the_dashboard_status_and_panel_number_rounds_alike_during_and_after_a_r
         assert "finished 3 of 3 rounds (to round 5 overall)" in shown, shown
     assert [r.round for r in ctl.history] == [1, 2, 3, 4, 5]
     ip.run_line_magic("fl_controller", "stop")
+
+
+def test_waiting_for_the_room_names_who_has_joined_and_says_when_shares_stay_empty(ip, client_factory):
+    import threading
+
+    with shown_as_in_a_notebook(ip):
+        ip.run_line_magic("fl_controller", "start --workshop --host 127.0.0.1 --capacity 4")
+    code = str(ip.user_ns["nbfl_controller"].join_code)
+
+    def arrive():  # two participants while the cell waits; the second once the line has named the first
+        client_factory(code, "ada", tasks={"train": lambda weights, ctx: weights})
+        until(lambda: magics(ip).room_line is not None and magics(ip).room_line.html.startswith("1 of 2 joined: ada"))
+        client_factory(code, "grace", tasks={"train": lambda weights, ctx: weights})
+
+    room = threading.Thread(target=arrive)
+    room.start()
+    with shown_as_in_a_notebook(ip) as shown:
+        ip.run_line_magic("fl_controller", "wait 2")
+    room.join()
+    said = [out.data.get("text/html", "") for out in shown.outputs]
+    assert said[0].startswith("0 of 2 joined (waiting") or said[0].startswith("1 of 2 joined: ada (waiting"), said
+    assert any(s.startswith("1 of 2 joined: ada (waiting") for s in said), said
+    assert "2 of 2 joined: ada, grace" in said
+    assert "2 of 4 shares are taken: the model trains on about 50% of the digits" in said[-1]
+    assert "--capacity 2" in said[-1]
+    ip.run_line_magic("fl_controller", "stop")

@@ -30,7 +30,7 @@ from ..workflows import ALGORITHMS, CrossSiteEval, FederatedStatistics, make_wor
 from ..workshop import Share, Workshop, is_join_code
 from .cell_context import in_cell
 from .dashboard import Dashboard, LivePart, TextBoard, clients_html, failures_html, history_html, join_html, statistics_html, status_html
-from .text import Html, Png
+from .text import Html, Png, text_of
 from .waiting import await_blocking_magics, unregister, wait_blocking, wait_awaited
 
 
@@ -51,6 +51,7 @@ class FLMagics(Magics):
         self.board: Dashboard | TextBoard | None = None  # its dashboard
         self.client: Client | None = None
         self.client_status: LivePart | None = None  # the status line %fl_join shows and updates
+        self.room_line: LivePart | None = None  # the line %fl_controller wait shows and updates
         self.task_code: dict[str, str] = {}
         # one workflow per (algorithm, task, options): FedOpt's and SCAFFOLD's state
         # carries from one %fl_round to the next, until --reset or a new controller
@@ -58,9 +59,10 @@ class FLMagics(Magics):
 
     # -- controller --------------------------------------------------------------
     @magic_arguments()
-    @argument("action", choices=["start", "stop", "status", "rotate", "remove"],
-              help="start, stop or show the controller; in a workshop, rotate the join token or remove NAME")
-    @argument("name", nargs="?", help="remove: the participant to disconnect and keep out")
+    @argument("action", choices=["start", "stop", "status", "wait", "rotate", "remove"],
+              help="start, stop or show the controller; wait N: until N clients joined, showing who has; "
+                   "in a workshop, rotate the join token or remove NAME")
+    @argument("name", nargs="?", help="remove: the participant to disconnect and keep out; wait: how many clients")
     @argument("--host", help="address to bind (default: the kit's host, else 127.0.0.1); in a workshop, the address "
                              "put in the join line (default: this machine's LAN address; it listens on all of them)")
     @argument("--port", type=int, help="0 picks a free port (default: the kit's port, else 0)")
@@ -87,6 +89,8 @@ class FLMagics(Magics):
             self._start_controller(args)
         elif args.action in ("rotate", "remove"):
             self._admit(args)
+        elif args.action == "wait":
+            self._wait_for_room(args)
         elif args.action == "stop":
             going = self.controller is not None and self.controller.active_run is not None
             self._stop_all()
@@ -94,6 +98,34 @@ class FLMagics(Magics):
             display(Html(f"controller stopped{run}; its clients were told goodbye"))
         else:
             self._board(self._controller()).show(controls=False)  # with the join line, in a workshop
+
+    def _wait_for_room(self, args: Any) -> None:
+        """``wait N``: block until N clients are connected, the line saying who has joined
+        as they join; Ctrl-C (the stop button) stops waiting. A workshop whose shares are
+        mostly empty is then told why its accuracy will stay low."""
+        if not (args.name or "").isdigit():
+            raise UsageError("usage: %fl_controller wait N (the number of clients to wait for), e.g. wait 30")
+        ctl, need = self._controller(), int(args.name)
+        shown = _room_text(ctl, need)
+        line = self.room_line = LivePart(Html(shown), widget=False)  # the cell runs meanwhile: its updates arrive
+        try:
+            while len(ctl.live_clients()) < need:
+                text = _room_text(ctl, need)
+                if text != shown and self._rich():
+                    line.set(Html(text))
+                elif text != shown:  # a terminal prints an update anew anyway
+                    print(text_of(text), flush=True)
+                shown = text
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            pass
+        line.set(Html(_room_text(ctl, need, done=True)))
+        if ctl.workshop is not None and len(ctl.live_clients()) < ctl.workshop.capacity:
+            joined = len(ctl.live_clients())
+            display(Html(f"<span style='color:#a60'>{joined} of {ctl.workshop.capacity} shares are taken: the model "
+                         f"trains on about {joined / ctl.workshop.capacity:.0%} of the digits, so its accuracy stays "
+                         "low until more join (for a dry run with a few laptops, start with --capacity "
+                         f"{max(joined, 1)})</span>"))  # fmt: skip
 
     def _admit(self, args: Any) -> None:
         """``rotate``: a new join line; ``remove NAME``: disconnect a participant and keep them out."""
@@ -619,6 +651,14 @@ def _option(text: str) -> tuple[str, Any]:
         except ValueError:
             pass
     return key, value
+
+
+def _room_text(ctl: Controller, need: int, done: bool = False) -> str:
+    """Who has joined, for ``%fl_controller wait``: ``3 of 5 joined: ada, grace, site-1``."""
+    names = sorted(c.name for c in ctl.live_clients())
+    state = "" if done or len(names) >= need else " (waiting; Ctrl-C or the stop button stops waiting)"
+    who = ": " + ", ".join(html.escape(n) for n in names) if names else ""
+    return f"{len(names)} of {need} joined{who}{state}"
 
 
 def _widgets_installed() -> bool:
