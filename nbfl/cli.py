@@ -349,7 +349,7 @@ def _client(args: argparse.Namespace) -> int:
     except ConnectionError as exc:
         print(f"nbfl client: {exc}", file=sys.stderr)
         return 1
-    print(f"joined {client.endpoint} as {client.name}; training with {trainer} when the controller asks", flush=True)
+    lines.joined(f"joined {client.endpoint} as {client.name}; training with {trainer} when the controller asks")
     try:
         while not client.wait(0.5):  # short waits keep Ctrl-C prompt
             pass

@@ -21,6 +21,7 @@ class ParticipantLines:
     def __init__(self, out: TextIO | None = None):
         self.out = out or sys.stdout
         self._lock = threading.Lock()
+        self._held: list[str] | None = []  # lines before the "joined" line, printed after it
         self._share: str | None = None
         self._rounds = 0
         self._error: str | None = None
@@ -28,8 +29,22 @@ class ParticipantLines:
 
     def __call__(self, client: Any) -> None:
         with self._lock:
-            for line in self._changes(client):
-                print(f"{client.name}: {line}", file=self.out, flush=True)
+            lines = [f"{client.name}: {line}" for line in self._changes(client)]
+            if self._held is not None:
+                self._held += lines
+            else:
+                self._write(lines)
+
+    def joined(self, line: str) -> None:
+        """The "joined" line, then what came before it (a share assigned with the welcome)."""
+        with self._lock:
+            held, self._held = self._held or [], None
+            self._write([line, *held])
+
+    def _write(self, lines: list[str]) -> None:
+        if lines:  # one write: lines from two threads never run into each other
+            self.out.write("".join(f"{line}\n" for line in lines))
+            self.out.flush()
 
     def _changes(self, client: Any) -> list[str]:
         lines = []

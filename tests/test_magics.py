@@ -398,6 +398,24 @@ def test_a_controller_started_again_with_resume_carries_on(ip, tmp_path):
     ip.run_line_magic("fl_controller", "stop")
 
 
+def started_again(start):
+    """``start()`` once the dead controller's port is free: ZeroMQ closes a socket's listener
+    on its own thread, a moment after ``close`` returns."""
+    from nbfl.transport import BindError
+
+    made = []
+
+    def attempt() -> bool:
+        try:
+            made.append(start())
+        except BindError:
+            return False
+        return True
+
+    until(attempt)
+    return made[0]
+
+
 def test_a_participant_follows_a_controller_restart_and_leaves_after_it_stops(ip, tmp_path):
     """The controller's kernel dies and comes back with --resume on the same port: the
     participant rejoins by itself, and its status line, %fl_status and its panel entry
@@ -414,7 +432,7 @@ def test_a_participant_follows_a_controller_restart_and_leaves_after_it_stops(ip
     first.run(2, timeout=60)
     first.io.stop()  # the kernel died: no goodbye
     port = first.endpoint.rsplit(":", 1)[1]
-    second = nbfl.Controller(f"tcp://127.0.0.1:{port}", resume=tmp_path)
+    second = started_again(lambda: nbfl.Controller(f"tcp://127.0.0.1:{port}", resume=tmp_path))
     try:
         records = second.run(2, timeout=60, join_timeout=120)
         assert [r.round for r in records] == [3, 4] and all(r.ok for r in records)
