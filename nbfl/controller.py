@@ -31,8 +31,8 @@ from .control import ControlServer
 from .filters import build as build_filters
 from .filters.accountant import PrivacyLedger
 from .guard import GuardSettings, summary
-from .provision import Kit, as_kit
 from .memory import release_memory
+from .provision import Kit, as_kit
 from .records import ClientInfo, RoundRecord
 from .registry import Registry
 from .run import OnProgress, OnRound, Run, RunError

@@ -353,10 +353,11 @@ class Run:
                     ready.append(task_id)
                     pump()
                 elif kind == "error":
-                    registry.update(peer, last_error=str(msg.get("reason", "error"))[:MAX_REASON])  # before the refresh
+                    reason = str(msg.get("reason", "error"))
+                    registry.update(peer, last_error=reason[:MAX_REASON])  # before the table's refresh
                     client = finish(task_id)
                     tb = msg.get("traceback")  # it ends with the exception, which is the reason
-                    self._fail(client.name, str(tb) if tb else str(msg.get("reason", "error")))
+                    self._fail(client.name, str(tb) if tb else reason)
                 elif kind == "result":
                     client = finish(task_id)
                     try:

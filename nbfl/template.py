@@ -202,6 +202,11 @@ class Template:
     def alive(self) -> bool:
         return not self.gone and self.proc.poll() is None
 
+    def busy(self) -> bool:
+        """Whether a client it forked runs, or one is being forked."""
+        with self._lock:
+            return bool(self._children or self._pending)
+
     def spawn(self, args: list[str], log: Path, timeout: float = 60.0) -> TemplateChild:
         """Fork a client that runs ``nbfl`` with ``args[3:]`` (``args`` is the separate
         process's command line: ``python -m nbfl client ...``)."""
@@ -342,9 +347,8 @@ def release_template() -> bool:
         template = _template
         if template is None or _template_owner != os.getpid():
             return False
-        with template._lock:
-            if template._children or template._pending:
-                return False
+        if template.busy():
+            return False
         _template = None
     template.close()
     return True

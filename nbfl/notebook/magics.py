@@ -30,7 +30,7 @@ from ..workflows import ALGORITHMS, CrossSiteEval, FederatedStatistics, make_wor
 from ..workshop import Share, Workshop, is_join_code
 from .cell_context import in_cell
 from .dashboard import Dashboard, LivePart, TextBoard, clients_html, failures_html, history_html, join_html, statistics_html, status_html
-from .text import Html, Png, text_of
+from .text import Html, Png
 from .waiting import await_blocking_magics, unregister, wait_blocking, wait_awaited
 
 
@@ -109,14 +109,14 @@ class FLMagics(Magics):
         shown = _room_text(ctl, need)
         line = self.room_line = LivePart(Html(shown), widget=False)  # the cell runs meanwhile: its updates arrive
         try:
-            while len(ctl.live_clients()) < need:
-                text = _room_text(ctl, need)
-                if text != shown and self._rich():
-                    line.set(Html(text))
-                elif text != shown:  # a terminal prints an update anew anyway
-                    print(text_of(text), flush=True)
-                shown = text
-                time.sleep(0.2)
+            while True:  # short waits on the registry: the line follows arrivals and departures
+                try:
+                    ctl.wait_for_clients(need, timeout=0.5)
+                    break
+                except TimeoutError:
+                    if (text := _room_text(ctl, need)) != shown:
+                        line.set(Html(text))  # in a terminal, printed anew
+                        shown = text
         except KeyboardInterrupt:
             pass
         line.set(Html(_room_text(ctl, need, done=True)))
@@ -674,8 +674,7 @@ def typed_name(words: list[str] | None) -> str | None:
     (IPython keeps them); either way the name is ``Grace Hopper``."""
     if not words:
         return None
-    unquoted = [w[1:-1] if len(w) >= 2 and w[0] == w[-1] and w[0] in "'\"" else w for w in words]
-    return " ".join(unquoted).strip("'\"") or None
+    return " ".join(words).strip("'\"") or None
 
 
 def _client_status(client: Client) -> str:
