@@ -8,7 +8,10 @@ After every round a controller with ``checkpoint_dir`` writes one folder,
 * ``workflow.safetensors``  the workflow's arrays, if it keeps any (FedOpt's moments,
   SCAFFOLD's control variate);
 * ``checkpoint.json``       the round number, the history, the workflow's name and its
-  other state, and the SHA-256 of each file above.
+  other state, the names of the clients spawned on the controller's machine
+  (``spawned``: they end with its kernel, so a resumed controller says which to start
+  again; a checkpoint written before this field reads as none), and the SHA-256 of each
+  file above.
 
 The folder is written under a temporary name, each file flushed to disk, then renamed
 into place: a crash mid-write leaves a temporary folder that is ignored, never a
@@ -65,6 +68,7 @@ class Checkpoint:
     workflow_arrays: dict[str, np.ndarray] = field(default_factory=dict)
     workflow_meta: dict[str, Any] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)  # newer checkpoints that were damaged, and why
+    spawned: list[str] = field(default_factory=list)  # clients spawned beside the controller (Controller.spawned)
 
 
 def save(
@@ -72,8 +76,10 @@ def save(
     weights: Mapping[str, np.ndarray],
     history: list[RoundRecord],
     workflow: Any = None,
+    spawned: list[str] | None = None,
 ) -> Path:
-    """Write the checkpoint after ``len(history)`` rounds; return its folder.
+    """Write the checkpoint after ``len(history)`` rounds; return its folder. ``spawned``
+    names the clients started on the controller's machine for it (:attr:`Checkpoint.spawned`).
 
     Raises ValueError, writing nothing, if the model or the workflow's arrays hold NaN or Inf.
     """
@@ -96,7 +102,7 @@ def save(
             sums[filename] = _sha256(staging / filename)
         manifest = {
             "round": number, "workflow": name, "workflow_meta": meta, "sha256": sums,
-            "history": [_record_json(r) for r in history],
+            "history": [_record_json(r) for r in history], "spawned": list(spawned or []),
         }  # fmt: skip
         (staging / MANIFEST).write_text(json.dumps(manifest, default=_plain))
         for path in staging.iterdir():
@@ -153,8 +159,9 @@ def load(folder: str | os.PathLike[str]) -> Checkpoint:
     except (OSError, ValueError, KeyError, TypeError) as exc:  # missing files, bad JSON, a bad header
         raise CheckpointError(f"{type(exc).__name__}: {exc}") from None
     return Checkpoint(
-        folder, number, weights, history, manifest.get("workflow"), arrays, dict(manifest.get("workflow_meta") or {})
-    )
+        folder, number, weights, history, manifest.get("workflow"), arrays, dict(manifest.get("workflow_meta") or {}),
+        spawned=_names(manifest.get("spawned")),
+    )  # fmt: skip
 
 
 def _workflow_state(workflow: Any) -> tuple[str | None, dict[str, np.ndarray], dict[str, Any]]:
@@ -181,6 +188,12 @@ def _record(data: dict[str, Any]) -> RoundRecord:
     data["status"] = RoundStatus(data["status"])
     data["traffic"] = tuple(data.get("traffic", (0, 0)))
     return RoundRecord(**data)
+
+
+def _names(value: Any) -> list[str]:
+    """The spawned clients' names a manifest lists; none where it lists none (a checkpoint
+    written before they were recorded) or something else: they only inform a message."""
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
 
 def _plain(value: Any) -> Any:

@@ -62,7 +62,9 @@ class Controller:
     With ``checkpoint_dir`` it writes a checkpoint after every round (:mod:`nbfl.checkpoint`:
     the model, the workflow's state, the history); ``resume=DIR`` starts from the last whole
     one in DIR (and keeps writing there): the next round is the one after it, and the
-    next run of the same workflow takes up its state.
+    next run of the same workflow takes up its state. Each checkpoint also lists
+    :attr:`spawned`, the clients started beside the controller, which end with its kernel;
+    a resumed controller has the previous session's in ``resumed.spawned``.
 
     With ``kit`` (a controller's startup kit from ``nbfl provision``, or its folder) every
     connection is CurveZMQ and only the kit's client keys are admitted, each under its
@@ -118,6 +120,9 @@ class Controller:
         # after every round a checkpoint goes here; resume=DIR also continues writing to DIR
         self.checkpoint_dir = checkpoint_dir if checkpoint_dir is not None else resume
         self.resumed: checkpoint.Checkpoint | None = None
+        # names of the clients started on this machine for this controller (%fl_spawn), in order:
+        # they end with its kernel, so each checkpoint lists them for the session that resumes it
+        self.spawned: list[str] = []
         if resume is not None:
             self._resume(checkpoint.latest(resume))
         if kit is not None and workshop is not None:
@@ -391,7 +396,7 @@ class Controller:
         if self.checkpoint_dir is None:
             return
         try:
-            checkpoint.save(self.checkpoint_dir, self._weights, self.history, workflow)
+            checkpoint.save(self.checkpoint_dir, self._weights, self.history, workflow, self.spawned)
             self._save_workshop()
         except (OSError, ValueError) as exc:
             log.error("checkpoint after round %d not written: %s", record.round, exc)

@@ -53,6 +53,7 @@ def spawn_clients(
     seed: int = 0,
     epochs: int = 1,
     name_prefix: str = "site",
+    names: list[str] | None = None,
     accept_code: bool = False,
     gpus: list[int] | None = None,
     template: bool | None = None,
@@ -62,7 +63,9 @@ def spawn_clients(
     Each gets a session of its own, so the kernel's interrupt (Jupyter signals the
     kernel's whole process group) stops the round, not the clients. They leave when
     the controller says bye, or when this process ends (``--exit-with-parent``).
-    Their output goes to a log file each, in a new temporary folder.
+    Their output goes to a log file each, in a new temporary folder. They are named
+    ``{name_prefix}-1`` to ``{name_prefix}-{n}``, or ``names`` (one for each): a resumed
+    controller's sites come back under the names they had.
 
     With ``accept_code`` they run ``%%fl_task`` code the controller sends on that part.
     ``endpoint`` may be a workshop's join code: they join like participants and the
@@ -75,11 +78,13 @@ def spawn_clients(
     same handle interface (``pid``, ``poll()``, ``wait()``, ``terminate()``, ``kill()``,
     ``returncode``, ``log``, ``tail()``).
     """
+    names = names if names is not None else [f"{name_prefix}-{i + 1}" for i in range(n)]
+    if len(names) != n:
+        raise ValueError(f"{n} clients need {n} names, not {len(names)}")
     launch = _launcher(template)
     logs = Path(tempfile.mkdtemp(prefix="nbfl-clients-"))
     procs = []
-    for i in range(n):
-        name = f"{name_prefix}-{i + 1}"
+    for i, name in enumerate(names):
         share = [] if is_join_code(endpoint) else ["--index", str(i), "--num-clients", str(n)]
         cmd = [
             sys.executable, "-m", "nbfl", "client", endpoint,
