@@ -213,6 +213,7 @@ class Run:
         tail = f"; {metrics}" if metrics else ""
         if failed:
             tail += f"; {len(failed)} failed (round {failed[-1].round}: {failed[-1].reason})"
+        tail += self._client_failures()
         if not self.done():
             where = self.label(self.round) if self.round else "waiting for clients"
             return f"running: {where}{tail}"
@@ -223,6 +224,22 @@ class Run:
         if self.stopped:
             return f"stopped after {done} of {self.rounds} rounds{overall}{tail}"
         return f"finished {done} of {self.rounds} rounds{overall}{tail}"
+
+    def _client_failures(self) -> str:
+        """``; 1 client failed in every round (site-3)``: a participant whose every task fails
+        is otherwise hidden in a run whose rounds all end "ok" on the others' results."""
+        rounds = [r for r in self.history if r.status not in (RoundStatus.STOPPED, RoundStatus.INTERRUPTED)]
+        counts: dict[str, int] = {}
+        for record in rounds:
+            for name in record.failed:
+                counts[name] = counts.get(name, 0) + 1
+        parts = []
+        for how, names_ in (("in every round", [n for n, k in counts.items() if k == len(rounds)]),
+                            ("in some rounds", [n for n, k in counts.items() if k < len(rounds)])):  # fmt: skip
+            if names_:
+                shown = ", ".join(sorted(names_)[:3]) + (", ..." if len(names_) > 3 else "")
+                parts.append(f"{len(names_)} client{'s' if len(names_) > 1 else ''} failed {how} ({shown})")
+        return "".join(f"; {part}" for part in parts)
 
     def __repr__(self) -> str:
         return f"<nbfl.Run {self.workflow.name} {self.summary()}>"

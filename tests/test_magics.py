@@ -310,6 +310,18 @@ def test_a_failed_background_run_is_raised_by_fl_wait(ip):
     ip.run_line_magic("fl_controller", "stop")
 
 
+def html_shown(data: dict) -> str:
+    """What an output shows as HTML: its HTML, or an HTML widget's value (mid-run, %fl_status
+    shows a live dashboard of widgets)."""
+    import ipywidgets
+
+    if "text/html" in data:
+        return data["text/html"]
+    view = data.get("application/vnd.jupyter.widget-view+json")
+    widget = ipywidgets.Widget.widgets.get(view["model_id"]) if view else None
+    return widget.value if isinstance(widget, ipywidgets.HTML) else ""
+
+
 def shown_html(ip, magic, line):
     """The HTML a magic displays, as a notebook asks for it."""
     types = ip.display_formatter.active_types
@@ -334,7 +346,7 @@ def _html_of(data: dict) -> str:
 
 def test_a_workshop_from_the_magics_join_line_shares_remove_and_rotate(ip):
     started = shown_html(ip, "fl_controller", "start --workshop --host 127.0.0.1 --capacity 4")
-    line = re.search(r"value='(%fl_join [^']+)'", started).group(1)
+    line = re.search(r"class='nbfl-join-line'[^>]*>(%fl_join [^<]+)<", started).group(1)
     assert line.startswith("%fl_join nbfl://127.0.0.1:") and "copy</button>" in started
     assert line in shown_html(ip, "fl_controller", "status")  # shown again for latecomers
     ctl = ip.user_ns["nbfl_controller"]
@@ -354,7 +366,7 @@ def test_a_workshop_from_the_magics_join_line_shares_remove_and_rotate(ip):
             ip.run_line_magic("fl_labels", labels)
         assert any("image/png" in out.data for out in shown.outputs)
     table = shown_html(ip, "fl_clients", "")
-    assert re.search(r"<tr><td>ada</td><td>1/4</td><td>own</td><td>cpu</td>", table)
+    assert re.search(r"<tr><td>ada</td><td>1/4</td><td title='own \(opts in\)'>own \(opts in\)</td><td>cpu</td>", table)
     rotated = shown_html(ip, "fl_controller", "remove ada")
     assert "removed ada" in rotated and line not in rotated  # a new line, since ada saw the old one
     until(lambda: client.state == "stopped")
@@ -393,8 +405,64 @@ def test_a_controller_started_again_with_resume_carries_on(ip, tmp_path):
     ctl = ip.user_ns["nbfl_controller"]
     assert all(np.array_equal(ctl.weights[k], v) for k, v in before.items()) and len(ctl.history) == 2
     ip.run_line_magic("fl_spawn", "1")
+    assert [c.name for c in ctl.live_clients()] == ["site-1"]  # its own name again, not site2-1
     ip.run_line_magic("fl_round", "1")
     assert [r.round for r in ctl.history] == [1, 2, 3]
+    ip.run_line_magic("fl_controller", "stop")
+
+
+@pytest.mark.parametrize("room", ["", "--workshop --host 127.0.0.1 --capacity 4"])
+def test_spawned_sites_are_named_after_a_restart_and_come_back_under_their_names(ip, tmp_path, room, monkeypatch):
+    """Issue 20, point 5: the sites %fl_spawn started end with the kernel. After Kernel >
+    Restart, %fl_controller start --resume names them and says how to start them again, and
+    %fl_spawn gives them their names back (not site2-1); a further %fl_spawn, new names. In
+    a workshop a site's name stays bound to its key (kept in $NBFL_KEYS, as a participant's):
+    the site comes back with it, and someone else's key cannot take the name meanwhile."""
+    ip.run_line_magic("fl_controller", f"start {room} --checkpoint-dir {tmp_path}")
+    ip.run_line_magic("fl_spawn", "2")
+    ip.run_line_magic("fl_round", "1")
+    assert sorted(ip.user_ns["nbfl_controller"].history[-1].clients) == ["site-1", "site-2"]
+    for proc in magics(ip).spawned:  # the restart: the kernel's children die with it, no goodbye ...
+        proc.kill()
+    ip.run_line_magic("reload_ext", "nbfl")  # ... and the new kernel's magics know nothing of them
+    assert magics(ip).spawned == [] and magics(ip).controller is None
+    shown = shown_html(ip, "fl_controller", f"start {room} --resume {tmp_path}")
+    assert "1 rounds done" in shown
+    said = "The local sites site-1, site-2 ended with the previous controller: <code>%fl_spawn 2</code> starts them"
+    assert said in shown, shown
+    ctl = ip.user_ns["nbfl_controller"]
+    if ctl.join_code is not None:  # another computer (its own keys) claims a site's name while the site is away
+        with monkeypatch.context() as elsewhere, pytest.raises(UsageError, match="joined from another computer"):
+            elsewhere.setenv("NBFL_KEYS", str(tmp_path / "other-keys"))
+            ip.run_line_magic("fl_join", f"{ctl.join_code} --name site-1 --data none")
+    ip.run_line_magic("fl_spawn", "2")
+    assert sorted(c.name for c in ctl.clients) == ["site-1", "site-2"]
+    ip.run_line_magic("fl_round", "1")
+    assert [r.round for r in ctl.history] == [1, 2] and ctl.history[-1].ok
+    assert sorted(ctl.history[-1].clients) == ["site-1", "site-2"]  # the same sites answered round 2 as round 1
+    ip.run_line_magic("fl_spawn", "1")  # one more, in this kernel: a name of its own
+    assert sorted(c.name for c in ctl.live_clients()) == ["site-1", "site-2", "site2-1"]
+    ip.run_line_magic("fl_controller", "stop")
+
+
+def test_a_checkpoint_written_before_spawned_sites_were_recorded_resumes_without_naming_any(ip, tmp_path):
+    """A checkpoint.json without the ``spawned`` field (nbfl before it) still resumes; it names no sites."""
+    import json
+
+    from nbfl import checkpoint
+    from nbfl.builtin import digits_model
+    from nbfl.records import RoundRecord, RoundStatus
+
+    weights, _ = digits_model(trainer="numpy")
+    record = RoundRecord(1, "fedavg", RoundStatus.OK, clients={"site-1": {"seconds": 0.1}})
+    manifest = checkpoint.save(tmp_path, weights, [record], spawned=["site-1"]) / checkpoint.MANIFEST
+    old = json.loads(manifest.read_text())
+    del old["spawned"]
+    manifest.write_text(json.dumps(old))
+    shown = shown_html(ip, "fl_controller", f"start --resume {tmp_path}")
+    assert "1 rounds done" in shown and "%fl_spawn" not in shown and "local sites" not in shown
+    ctl = ip.user_ns["nbfl_controller"]
+    assert ctl.resumed.spawned == [] and [r.round for r in ctl.history] == [1]
     ip.run_line_magic("fl_controller", "stop")
 
 
@@ -482,7 +550,7 @@ def test_the_dashboard_status_and_panel_number_rounds_alike_during_and_after_a_r
     def status_line() -> str:
         with shown_as_in_a_notebook(ip) as shown:
             ip.run_line_magic("fl_status", "")
-        return shown.outputs[-1].data["text/html"]
+        return "".join(html_shown(o.data) for o in shown.outputs)
 
     gate.release()  # round 1 of the run (3 overall) ends; round 2 (4 overall) begins
     until(lambda: run.round == 2 and run.progress[1] == 1)

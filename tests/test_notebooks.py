@@ -42,7 +42,7 @@ def test_quickstart_trains_four_clients_to_90_percent():
 def check_quickstart(nb: nbformat.NotebookNode) -> None:
     round_cell = next(c for c in nb.cells if c.source.startswith("%fl_round"))
     data = [d for d, _ in outputs(round_cell)]
-    assert any("image/png" in d for d in data), "the live plot's last frame is not in the output"
+    assert any("data:image/png;base64," in d.get("text/html", "") for d in data), "the live plot's last frame is not in the output"
     tables = [d["text/html"] for d in data if "nbfl-clients" in d.get("text/html", "")]
     rows = re.findall(r"<tr><td>(site-\d)</td>", tables[-1])
     assert sorted(rows) == ["site-1", "site-2", "site-3", "site-4"]

@@ -123,7 +123,22 @@ def test_a_run_whose_rounds_failed_says_so(controller_factory, client_factory):
     client_factory(ctl.endpoint, "a", tasks={"train": broken})
     run = ctl.start(1)
     assert run.wait(30)[0].status == "failed"
-    assert run.summary() == "finished 1 of 1 rounds; 1 failed (round 1: 0 usable results, 1 needed: the global model is unchanged)"
+    assert run.summary() == ("finished 1 of 1 rounds; 1 failed (round 1: 0 usable results, 1 needed: the global model "
+                             "is unchanged); 1 client failed in every round (a)")  # fmt: skip
+
+
+def test_a_client_that_fails_every_round_is_named_in_the_summary(controller_factory, client_factory):
+    """Its rounds all end "ok" on the others' results, so only the summary (the dashboard's
+    headline, %fl_status, the panel) says that one participant never took part."""
+    def broken(weights, ctx):
+        raise ValueError("no data here")
+
+    ctl = controller_factory(small_model())
+    client_factory(ctl.endpoint, "a", tasks=adder())
+    client_factory(ctl.endpoint, "b", tasks={"train": broken})
+    run = ctl.start(2, min_clients=2, min_results=1)
+    assert [str(r.status) for r in run.wait(30)] == ["ok", "ok"]
+    assert run.summary() == "finished 2 of 2 rounds; 1 client failed in every round (b)"
 
 
 def test_a_dead_io_thread_is_raised_by_wait_at_once(controller_factory, client_factory):

@@ -59,7 +59,7 @@ def room():
     ctl = nbfl.Controller("tcp://127.0.0.2:0", model, workshop=workshop, evaluate=evaluator(model, x_test, y_test),
                           heartbeat_timeout=60.0)  # fmt: skip
     relay = Relay(ctl.endpoint, listen=("127.0.0.1", int(ctl.endpoint.rsplit(":", 1)[1])))
-    line = re.search(r"value='(%fl_join [^']+)'", join_html(ctl.join_code)).group(1)
+    line = re.search(r"class='nbfl-join-line'[^>]*>(%fl_join [^<]+)<", join_html(ctl.join_code)).group(1)
     people = subprocess.Popen([sys.executable, str(HERE / "participants.py"), line, *NAMES], cwd=HERE,
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
     yield ctl, relay, line, people

@@ -14,7 +14,8 @@ from __future__ import annotations
 import base64
 import html
 from collections import Counter
-from typing import Any, Iterable, Mapping, Sequence
+import threading
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from IPython.display import display
 
@@ -29,38 +30,131 @@ from .text import Html, Png, text_of
 LOCAL_ACCURACY = ("local_accuracy", "accuracy")  # what a client's metrics call its own accuracy
 
 
+STYLE = """<style>
+.nbfl-dash{color:var(--jp-ui-font-color1,#111);font-size:var(--jp-ui-font-size1,13px);line-height:1.4;
+  max-width:100%;overflow-x:hidden;font-family:var(--jp-ui-font-family,sans-serif)}
+.nbfl-dash table.nbfl-clients{border-collapse:collapse;table-layout:fixed;width:100%;margin:0;border:none;
+  font-size:inherit;color:inherit}
+.nbfl-dash table.nbfl-clients th,.nbfl-dash table.nbfl-clients td{padding:1px 6px;text-align:left;
+  vertical-align:middle;white-space:nowrap;overflow:hidden;text-overflow:ellipsis;border:none;line-height:1.6;
+  max-width:none}
+.nbfl-dash table.nbfl-clients thead th{position:sticky;top:0;z-index:1;font-weight:600;
+  background:var(--jp-layout-color1,#fff);border-bottom:1px solid var(--jp-border-color1,#bbb)}
+.nbfl-dash table.nbfl-clients tbody tr{background:var(--jp-layout-color1,#fff)}
+.nbfl-dash table.nbfl-clients tbody tr:nth-child(odd){background:var(--jp-rendermime-table-row-background,#f5f5f5)}
+.nbfl-dash table.nbfl-clients tbody tr:hover{background:var(--jp-rendermime-table-row-hover-background,#e1f2fe)}
+.nbfl-dash .nbfl-failing{color:var(--jp-error-color1,#b00)}
+.nbfl-dash .nbfl-warn{color:var(--jp-warn-color0,#a60)}
+.nbfl-dash .nbfl-muted{color:var(--jp-ui-font-color2,#666)}
+.nbfl-dash .nbfl-top{display:flex;flex-wrap:wrap;gap:4px 16px;align-items:flex-start}
+.nbfl-dash .nbfl-top>div{flex:1 1 340px;min-width:0}
+.nbfl-dash .nbfl-top>div.nbfl-plot{flex:0 1 440px}
+.nbfl-dash .nbfl-plot img{display:block;width:100%;height:auto;max-width:440px}
+body[data-jp-theme-light='false'] .nbfl-dash .nbfl-plot img{filter:invert(0.88) hue-rotate(180deg)}
+.nbfl-dash .nbfl-join-line{font-family:var(--jp-code-font-family,monospace);font-size:1.45em;line-height:1.35;
+  overflow-wrap:anywhere;user-select:all;padding:2px 0}
+.nbfl-dash .nbfl-copy{font-size:var(--jp-ui-font-size1,13px);padding:3px 14px;margin:2px 8px 2px 0;border:none;
+  border-radius:var(--jp-border-radius,2px);color:var(--jp-ui-inverse-font-color1,#fff);cursor:pointer;
+  background:var(--jp-brand-color1,#1976d2)}
+.nbfl-dash .nbfl-copy:hover{background:var(--jp-brand-color0,#0d47a1)}
+.nbfl-dash .nbfl-shell{font-size:0.92em;overflow-wrap:anywhere}
+.nbfl-dash .nbfl-table{max-height:15.5em;overflow-y:auto;overflow-x:hidden}
+</style>"""
+"""The dashboard's own look, scoped to ``.nbfl-dash`` and drawn from JupyterLab's theme
+variables: the same in a blocking run's outputs and a background run's widgets (which
+lack JupyterLab's table styling), in the light and the dark theme. The table has fixed
+columns that cut long cells (their whole text in a tooltip), so a dashboard never
+scrolls sideways; the plot, drawn on white, is inverted in a dark theme."""
+
+# column, its share of the table's width (%), and its tooltip
+COLUMNS = (
+    ("client", 13, "the name it joined with (its host in the tooltip)"), ("share", 6, "its part of the data"),
+    ("code", 9, "what it runs: %%fl_task code, or its own trainer"), ("device", 6, ""), ("host", 9, ""),
+    ("samples", 6, ""), ("state", 16, "what it does now; a failed last task in red"),
+    ("round (overall)", 7, "the last round it answered, counted over the controller's life"),
+    ("seconds", 6, "its last round's time"), ("accuracy", 8, "its model's accuracy on its own data"),
+    ("bytes out / in", 8, "sent to it and received from it in its last round"), ("metrics", 6, "its other metrics"),
+)  # fmt: skip
+GONE = ("removed", "left")  # collapsed into one line under the table
+ORDER = {"training": 0, "idle": 0, "joining": 1, "lost": 2}  # active first
+
+
 def clients_html(clients: Iterable[ClientInfo], security: str = "", global_metrics: Mapping[str, float] | None = None) -> str:
+    """The client table, styled, as ``%fl_clients`` and ``%fl_spawn`` show it (:func:`_clients_part`)."""
+    return f"{STYLE}<div class='nbfl-dash'>{_clients_part(clients, security, global_metrics)}</div>"
+
+
+def _clients_part(clients: Iterable[ClientInfo], security: str = "", global_metrics: Mapping[str, float] | None = None) -> str:
     """The client table: who joined, on what share and device, running whose code, and
-    how their last round went; it scrolls inside a fixed height, so a room of thirty
-    leaves the plot in view."""
+    how their last round went. Active clients come first; removed and left ones are one
+    line under it. It scrolls inside a fixed height and never sideways, so a room of
+    thirty leaves the plot in view, and at 1280x720 eight rows show."""
     clients = list(clients)
+    gone = [c for c in clients if c.state in GONE]
     rows = []
-    for c in clients:
+    for c in sorted((c for c in clients if c.state not in GONE), key=lambda c: ORDER.get(c.state, 3)):
         local = c.last_metrics.get("local_accuracy", c.last_metrics.get("accuracy"))
         others = ", ".join(f"{k} {v:.3g}" for k, v in sorted(c.last_metrics.items()) if k not in LOCAL_ACCURACY)
-        code = c.code or ("opts in to %%fl_task" if c.accepts_code else "own")
-        rows.append([
+        code = c.code or "own"
+        if c.accepts_code and code == "own":
+            code = "own (opts in)"
+        failing = " class='nbfl-failing'" if c.last_error else ""
+        cells = [
             c.name, c.share, code, c.device, c.host, c.samples, _state_text(c), c.last_round or "",
-            "" if c.last_seconds is None else f"{c.last_seconds:.2f}", "" if local is None else f"{local:.3f}",
-            _traffic_text(c.traffic), others,
-        ])  # fmt: skip
-    note = f"<div style='color:#a60'>{html.escape(security)}</div>" if security else ""
+            "" if c.last_seconds is None else f"{c.last_seconds:.3g}", "" if local is None else f"{local:.3f}",
+            _bytes_text(c.traffic), others,
+        ]  # fmt: skip
+        rows.append("<tr>" + "".join(_cell(v, failing if i == 6 else "") for i, v in enumerate(cells)) + "</tr>")
+    note = f"<div>{security_html(security)}</div>" if security else ""
     states = Counter(c.state for c in clients)
     summary = f"{len(clients)} client{'s' if len(clients) != 1 else ''}" + (
         ": " + ", ".join(f"{n} {state}" for state, n in sorted(states.items())) if clients else ""
     )
     accuracy = (global_metrics or {}).get("accuracy")
-    local_head = "local accuracy" + (f" (global {accuracy:.3f})" if accuracy is not None else "")
-    head = ["client", "share", "code", "device", "host", "samples", "state", "round (overall)", "seconds", local_head,
-            "kB out / in", "metrics"]  # fmt: skip
-    table = _table("nbfl-clients", head, rows, sticky=True)
-    return f"{note}<div class='nbfl-summary'>{summary}</div><div style='max-height:16em;overflow-y:auto'>{table}</div>"
+    if accuracy is not None:
+        summary += f"; global accuracy {accuracy:.3f}"
+    left = ""
+    if gone:
+        names = ", ".join(f"{c.name} ({c.state})" for c in gone)
+        left = f"<div class='nbfl-gone nbfl-muted' title='{html.escape(names, quote=True)}'>gone: {html.escape(names)}</div>"
+    cols = "".join(f"<col style='width:{w}%'>" for _, w, _ in COLUMNS)
+    head = "".join(f"<th title='{html.escape(t, quote=True)}'>{h}</th>" if t else f"<th>{h}</th>" for h, _, t in COLUMNS)
+    table = (f"<table class='nbfl-clients'><colgroup>{cols}</colgroup><thead><tr>{head}</tr></thead>"
+             f"<tbody>{''.join(rows)}</tbody></table>")  # fmt: skip
+    return f"{note}<div class='nbfl-summary'>{html.escape(summary)}</div><div class='nbfl-table'>{table}</div>{left}"
+
+
+def security_html(security: str) -> str:
+    """The controller's security line (:attr:`Controller.security`), in one colour wherever it
+    shows: green when connections are encrypted, the warning colour when they are not."""
+    colour = "var(--jp-success-color1,#060)" if security.startswith("CurveZMQ") else "var(--jp-warn-color0,#a60)"
+    return f"<span class='nbfl-security' style='color:{colour}'>{html.escape(security)}</span>"
+
+
+def _cell(value: Any, attrs: str = "") -> str:
+    """A table cell; one long enough to be cut carries its whole text as a tooltip."""
+    text = html.escape(str(value))
+    tip = f" title='{html.escape(str(value), quote=True)}'" if len(str(value)) > 10 else ""
+    return f"<td{attrs}{tip}>{text}</td>"
 
 
 def _state_text(client: ClientInfo) -> str:
     """Its state, and while its last task failed, why (a missing package, say), so a failing
     participant does not look merely "idle"."""
     return f"{client.state}; last task failed: {client.last_error}" if client.last_error else client.state
+
+
+def _bytes_text(traffic: tuple[int, int] | None) -> str:
+    """Bytes sent to a client and received from it, short: ``31k / 8.2k``."""
+    return "" if traffic is None else f"{compact(traffic[0])} / {compact(traffic[1])}"
+
+
+def compact(n: float) -> str:
+    """A count in three significant digits with a k, M or G: ``980``, ``31.2k``, ``1.25M``."""
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.3g}{unit}"
+    return f"{n:.3g}"
 
 
 def defense_html(report: dict[str, Any]) -> str:
@@ -70,21 +164,36 @@ def defense_html(report: dict[str, Any]) -> str:
 
 
 def _traffic_text(traffic: tuple[int, int] | None) -> str:
-    """Bytes sent to a client and received from it in its last round, in kB."""
+    """Bytes sent to a client and received from it in its last round, in kB (the history's unit)."""
     return "" if traffic is None else f"{traffic[0] / 1e3:.1f} / {traffic[1] / 1e3:.1f}"
+
+
+# the copy button: the clipboard where the page may use it, else the line selected for Ctrl+C; it says which
+COPY = (
+    "const b=this,line=b.closest('.nbfl-join').querySelector('.nbfl-join-line');"
+    "const said=t=>{b.textContent=t;setTimeout(()=>{b.textContent='copy'},2500)};"
+    "const select=()=>{const r=document.createRange();r.selectNodeContents(line);"
+    "const s=getSelection();s.removeAllRanges();s.addRange(r);"
+    "said(document.execCommand('copy')?'copied':'selected: press Ctrl+C')};"
+    "if(navigator.clipboard){navigator.clipboard.writeText(line.textContent).then(()=>said('copied'),select)}"
+    "else{select()}"
+)
 
 
 def join_html(code: Any) -> str:
     """A workshop's join line, to project and paste, with a copy button (for a notebook and a terminal)."""
+    return f"{STYLE}<div class='nbfl-dash'>{_join_part(code)}</div>"
+
+
+def _join_part(code: Any) -> str:
+    """The join line large enough to read from the back of a room, wrapped rather than cut."""
     line = f"%fl_join {code} --name YOUR_NAME --accept-code"
     shell = f"nbfl client {code} --name YOUR_NAME --accept-code"
-    copy = "navigator.clipboard.writeText(this.previousElementSibling.value)"
     return (
         "<div class='nbfl-join'>"
-        f"<input class='nbfl-join-line' readonly size='{len(line)}' value='{html.escape(line, quote=True)}' "
-        "onclick='this.select()' style='font-family:monospace;line-height:1.5;padding:2px 4px'>"
-        f"<button class='nbfl-copy' onclick='{copy}'>copy</button>"
-        f"<div style='font-size:smaller'>from a terminal: <code>{html.escape(shell)}</code></div></div>"
+        f"<div class='nbfl-join-line' title='select it, or press copy'>{html.escape(line)}</div>"
+        f"<button class='nbfl-copy' onclick=\"{html.escape(COPY, quote=True)}\">copy</button>"
+        f"<span class='nbfl-shell nbfl-muted'>from a terminal: <code>{html.escape(shell)}</code></span></div>"
     )
 
 
@@ -172,21 +281,21 @@ class Dashboard:
         self.stop_button.on_click(lambda _: self.run.stop() if self.run is not None else None)
         self.run: Run | None = None
         self._records: list[RoundRecord] = []  # the followed run's, for the failures shown
+        self._plot_html = ""  # the plot as last drawn: redrawn per round, not per answer
         self._status: LivePart
-        self._table: LivePart
-        self._plot: LivePart
+        self._board: LivePart
         self._failures: LivePart
 
     def show(self, controls: bool = True) -> "Dashboard":
-        if controls:
-            from ipywidgets import HBox
+        if controls:  # Stop first: it stays in view however narrow the page
+            from ipywidgets import HBox, Layout
 
-            display(HBox([self.rounds, self.answers, self.stop_button]))
+            display(HBox([self.stop_button, self.rounds, self.answers], layout=Layout(flex_flow="row wrap")))
         run = self.controller.active_run
-        first = "starting" if controls else run.summary() if run else "no run is going"
+        first = run.summary() if run else "starting" if controls else "no run is going"
         self._status = LivePart(Html(status_html(first)), self.background)
-        self._table = LivePart(Html(self._table_html()), self.background)
-        self._plot = LivePart(self._image(), self.background)
+        self._plot_html = self._image()
+        self._board = LivePart(Html(self._board_html()), self.background)
         self._failures = LivePart(Html(""), self.background)
         return self
 
@@ -195,12 +304,20 @@ class Dashboard:
         """The status line's HTML as shown now (the run's summary, as ``%fl_status`` and the panel say it)."""
         return self._status.html
 
+    @property
+    def board(self) -> str:
+        """The join line, plot and client table's HTML as shown now."""
+        return self._board.html
+
     def follow(self, run: Run) -> None:
         """Show ``run``: its Stop button works from now on. A background run's end is shown
         when it comes; a blocking cell calls :meth:`on_done` itself before it ends, since
         an update sent after the cell has ended would be lost."""
         self.run = run
-        self.stop_button.disabled = False
+        self.rounds.max = max(run.rounds, 1)
+        self.rounds.value = run.completed
+        self._records = list(run.history)
+        self.stop_button.disabled = run.done()
         if self.background:
             run.add_done_callback(in_cell(self.on_done))
 
@@ -208,16 +325,18 @@ class Dashboard:
         self.answers.max = max(asked, 1)
         self.answers.value = answered
         if self.run is not None:  # a new round began: the headline says which, as the panel does
-            self._status.set(Html(status_html(self.run.summary())))
-        self._table.set(Html(self._table_html()))
+            self._status.set(Html(status_html(self.run.summary(), self._colour(self.run))))
+        self._board.set(Html(self._board_html()))
 
     def on_round(self, record: RoundRecord) -> None:
         self._records.append(record)
-        self.rounds.value = len(self._records)
-        headline = self.run.summary() + privacy_text(record) if self.run is not None else round_text(record)
-        self._status.set(Html(status_html(headline)))
-        self._table.set(Html(self._table_html()))
-        self._plot.set(self._image())
+        self.rounds.value = self.run.completed if self.run is not None else len(self._records)
+        if self.run is not None:
+            self._status.set(Html(status_html(self.run.summary() + privacy_text(record), self._colour(self.run))))
+        else:
+            self._status.set(Html(status_html(round_text(record))))
+        self._plot_html = self._image()
+        self._board.set(Html(self._board_html()))
         if record.failed:
             self._failures.set(Html(failures_html(self._records)))
 
@@ -225,25 +344,67 @@ class Dashboard:
         """The run ended (finished, stopped or failed): the button goes grey and nothing
         shown stays as it was mid-round (clients "training")."""
         self.stop_button.disabled = True
-        error = run.exception()
-        troubled = run.stopped or bool(run.failed_rounds)
-        color = "#b00" if error is not None else "#a60" if troubled else "#060"
-        self._status.set(Html(status_html(run.summary(), color)))
-        self._table.set(Html(self._table_html()))
-        self._plot.set(self._image())
+        self._status.set(Html(status_html(run.summary(), self._colour(run))))
+        self._plot_html = self._image()
+        self._board.set(Html(self._board_html()))
+        if any(r.failed for r in run.history):
+            self._failures.set(Html(failures_html(run.history)))
 
-    def _table_html(self) -> str:
+    @staticmethod
+    def _colour(run: Run) -> str:
+        """Red for a run that failed, orange for one stopped or with failures (rounds or
+        clients), green for one finished clean, the theme's colour while it runs clean."""
+        troubled = run.stopped or bool(run.failed_rounds) or any(r.failed for r in run.history)
+        if not run.done():
+            return "var(--jp-warn-color0,#a60)" if troubled else "inherit"
+        if run.exception() is not None:
+            return "var(--jp-error-color1,#b00)"
+        return "var(--jp-warn-color0,#a60)" if troubled else "var(--jp-success-color1,#060)"
+
+    def _board_html(self) -> str:
+        """The join line (and what the controller refused) beside the plot, then the client table."""
         ctl = self.controller
         last = next((r.metrics for r in reversed(ctl.history) if r.metrics), None)
-        join = join_html(ctl.join_code) if ctl.join_code is not None else ""
-        return join + defense_html(ctl.defense()) + clients_html(ctl.clients, ctl.security, last)
+        side = (_join_part(ctl.join_code) if ctl.join_code is not None else "") + defense_html(ctl.defense())
+        top = (f"<div>{side}</div>" if side else "") + f"<div class='nbfl-plot'>{self._plot_html}</div>"
+        clients = _clients_part(ctl.clients, ctl.security, last)
+        return f"{STYLE}<div class='nbfl-dash nbfl-board'><div class='nbfl-top'>{top}</div>{clients}</div>"
 
-    def _image(self) -> Png | Html:
+    def _image(self) -> str:
         if not any(r.metrics for r in self.controller.history):
-            return Html("<i>the plot appears after the first evaluated round</i>")
+            return "<i class='nbfl-muted'>the plot appears after the first evaluated round</i>"
         from .plots import history_png
 
-        return Png(data=history_png(self.controller.history), format="png")
+        png = history_png(self.controller.history, width=5.2, height=2.4, dpi=110)
+        return f"<img alt='global accuracy and loss per round' src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
+
+
+class Views:
+    """Every view of one run: the dashboard of the cell that started it, and any shown
+    again later by ``%fl_status`` (after a page reload, say). The run calls these two
+    methods; each view's update runs in the context of the cell that made it, so its
+    output lands there."""
+
+    def __init__(self, first: "Dashboard | TextBoard"):
+        self._views: list[tuple[Callable[[RoundRecord], None], Callable[[int, int], None]]] = []
+        self._lock = threading.Lock()
+        self.add(first)
+
+    def add(self, view: "Dashboard | TextBoard") -> None:
+        with self._lock:
+            self._views.append((in_cell(view.on_round), in_cell(view.on_progress)))
+
+    def on_round(self, record: RoundRecord) -> None:
+        with self._lock:
+            views = list(self._views)
+        for on_round, _ in views:
+            on_round(record)
+
+    def on_progress(self, answered: int, asked: int) -> None:
+        with self._lock:
+            views = list(self._views)
+        for _, on_progress in views:
+            on_progress(answered, asked)
 
 
 class TextBoard:
@@ -316,5 +477,5 @@ def _as_html(content: Html | Png) -> str:
 
 
 def status_html(text: str, color: str = "inherit") -> str:
-    """The one-line status a dashboard, %fl_status and %fl_stop show."""
-    return f"<div class='nbfl-status' style='color:{color}'><b>{html.escape(text)}</b></div>"
+    """The one-line status a dashboard, %fl_status and %fl_stop show, large enough for a projector."""
+    return f"<div class='nbfl-status' style='color:{color};font-size:1.15em'><b>{html.escape(text)}</b></div>"

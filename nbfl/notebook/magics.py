@@ -29,7 +29,8 @@ from ..spawn import spawn_clients, stop_clients
 from ..workflows import ALGORITHMS, CrossSiteEval, FederatedStatistics, make_workflow
 from ..workshop import Share, Workshop, is_join_code
 from .cell_context import in_cell
-from .dashboard import Dashboard, LivePart, TextBoard, clients_html, failures_html, history_html, join_html, statistics_html, status_html
+from .dashboard import (Dashboard, LivePart, TextBoard, clients_html, failures_html, history_html, join_html,
+                        security_html, statistics_html, status_html, Views)
 from .text import Html, Png
 from .waiting import await_blocking_magics, unregister, wait_blocking, wait_awaited
 
@@ -43,12 +44,12 @@ class FLMagics(Magics):
         self.controller: Controller | None = None
         self.spawned: list = []
         self.on_dask: list = []  # nbfl.on_dask.DaskClients of %fl_spawn --dask
-        self.batches = 0
         # the defaults %fl_round takes from %fl_controller start; each run gets its own copy
         self.min_clients = 1
         self.round_timeout = 300.0
         self.run: Run | None = None  # the current (or last) run
         self.board: Dashboard | TextBoard | None = None  # its dashboard
+        self.views: Views | None = None  # every view of it: the dashboard, and those %fl_status showed again
         self.client: Client | None = None
         self.client_status: LivePart | None = None  # the status line %fl_join shows and updates
         self.room_line: LivePart | None = None  # the line %fl_controller wait shows and updates
@@ -169,7 +170,6 @@ class FLMagics(Magics):
         self.min_clients = args.min_clients
         self.round_timeout = args.timeout
         endpoint = self.controller.endpoint
-        color = "#060" if kit is not None or workshop is not None else "#a60"
         if self.controller.join_code is not None:
             how = join_html(self.controller.join_code)
         else:
@@ -180,11 +180,15 @@ class FLMagics(Magics):
         if resumed is not None:
             damaged = "".join(f"<br>skipped a damaged checkpoint: {html.escape(d)}" for d in resumed.skipped)
             display(Html(f"resumed from {html.escape(str(resumed.path))}: {resumed.round} rounds done{damaged}"))
+            if resumed.spawned:  # they were children of the old kernel: nothing else tells the instructor
+                sites, n = html.escape(", ".join(resumed.spawned)), len(resumed.spawned)
+                display(Html(f"The local sites {sites} ended with the previous controller: "
+                             f"<code>%fl_spawn {n}</code> starts them again under the same names."))  # fmt: skip
         display(
             Html(
                 f"<b>controller listening on {html.escape(endpoint)}</b><br>"
                 f"participants join from their notebook (after <code>%load_ext nbfl</code>) with:<br>{how}"
-                f"<span style='color:{color}'>{html.escape(self.controller.security)}</span>"
+                f"{security_html(self.controller.security)}"
             )
         )
 
@@ -257,10 +261,8 @@ class FLMagics(Magics):
             raise UsageError("spawned clients have no startup kit, so a controller with --kit refuses them; "
                              "start clients with their kits (nbfl client --kit DIR, %fl_join --kit DIR)")  # fmt: skip
         before = len(ctl.live_clients())
-        self.batches += 1  # names stay unique across several %fl_spawn calls: site-1, site2-1, ...
         # in a workshop they join like participants, with the join line, and get shares from it
         where = str(ctl.join_code) if ctl.join_code is not None else ctl.endpoint
-        prefix = "site" if self.batches == 1 else f"site{self.batches}"
         try:
             gpus = [int(g) for g in args.gpus.split(",")] if args.gpus else None
         except ValueError:
@@ -273,7 +275,7 @@ class FLMagics(Magics):
             try:
                 group = spawn_on_dask(
                     args.dask, args.n, endpoint=where, partition=args.partition, seed=args.seed, epochs=args.epochs,
-                    name_prefix=prefix, per_worker=args.per_worker, accept_code=True, **devices,
+                    name_prefix=_new_prefix(ctl, args.n), per_worker=args.per_worker, accept_code=True, **devices,
                 )  # fmt: skip
             except (ImportError, OSError, ValueError, RuntimeError) as exc:
                 raise UsageError(f"--dask {args.dask}: {exc}") from None
@@ -281,10 +283,12 @@ class FLMagics(Magics):
             batch = []
             where_to = f"on the Dask cluster's workers {', '.join(sorted(set(group.placement.values())))}"
         else:
+            names = _site_names(ctl, args.n)
             self.spawned += spawn_clients(
-                where, args.n, partition=args.partition, seed=args.seed, epochs=args.epochs, name_prefix=prefix,
+                where, args.n, partition=args.partition, seed=args.seed, epochs=args.epochs, names=names,
                 accept_code=True, gpus=gpus,
             )  # fmt: skip
+            ctl.spawned += names  # the checkpoints list them: they end with this kernel
             batch = self.spawned[-args.n :]
             where_to = f"what these clients print goes to {self.spawned[-1].log.parent}"
         deadline = time.monotonic() + args.wait
@@ -466,8 +470,10 @@ class FLMagics(Magics):
 
     @line_magic
     def fl_status(self, line: str = "") -> None:
-        """Where the current run is (round, state, last metrics) and the client table; works mid-run.
-        In a participant's notebook: this notebook's client."""
+        """While a run goes: its live dashboard again, Stop included (after a page reload,
+        say; while a blocking ``%fl_round`` holds the notebook, run it in a subshell console:
+        right-click the notebook, "New Subshell Console for Notebook"). Otherwise where the
+        last run ended and the client table. In a participant's notebook: this notebook's client."""
         if self.controller is None and self.client is not None:
             self._show_client()
             return
@@ -475,6 +481,12 @@ class FLMagics(Magics):
             raise UsageError("no controller runs and no client joined from this notebook: "
                              "%fl_controller start, or %fl_join with the line the controller shows")  # fmt: skip
         ctl = self._controller()
+        run = ctl.active_run
+        if run is not None and run is self.run and self.views is not None and self._rich() and _widgets_installed():
+            board = Dashboard(ctl, run.rounds, background=True).show()  # widgets: live after this cell ends
+            board.follow(run)
+            self.views.add(board)
+            return
         status = status_html(f"run: {self.run.summary()}" if self.run else "no run yet: %fl_round N")
         display(Html(status + clients_html(ctl.clients)))
 
@@ -499,17 +511,18 @@ class FLMagics(Magics):
         except FilterError as exc:
             raise UsageError(str(exc)) from None
         board = self._board(ctl, args.n, background=args.background).show()  # before the run: its thread updates it
+        views = Views(board)
         try:
             run = ctl.start(
                 args.n, workflow, min_clients=min_clients, min_results=args.min_results, grace=args.grace,
                 timeout=args.timeout or self.round_timeout,
-                join_timeout=0, on_round=in_cell(board.on_round), on_progress=in_cell(board.on_progress), filters=filters,
+                join_timeout=0, on_round=views.on_round, on_progress=views.on_progress, filters=filters,
                 compress=args.compress,
             )  # fmt: skip
         except (RunActive, RunError) as exc:
             raise UsageError(str(exc)) from None
         board.follow(run)
-        self.run, self.board = run, board
+        self.run, self.board, self.views = run, board, views
         self.shell.user_ns["nbfl_run"] = run  # the Python handle: wait(), stop(), history
         return None if args.background else run
 
@@ -659,6 +672,34 @@ def _room_text(ctl: Controller, need: int, done: bool = False) -> str:
     state = "" if done or len(names) >= need else " (waiting; Ctrl-C or the stop button stops waiting)"
     who = ": " + ", ".join(html.escape(n) for n in names) if names else ""
     return f"{len(names)} of {need} joined{who}{state}"
+
+
+def _site_names(ctl: Controller, n: int) -> list[str]:
+    """Names for ``n`` sites ``%fl_spawn`` starts for ``ctl``. A resumed controller's sites
+    of the previous session (they ended with its kernel) come first, under the names they
+    had, so its history and clients go on as site-1, not as a renamed copy; the rest are a
+    new batch's (:func:`_new_prefix`). A name a client of this controller already has is not
+    given again: a connected client's would be refused, a departed one's would merge two
+    sites into one row."""
+    seen = {c.name for c in ctl.clients} | set(ctl.spawned)
+    again = [s for s in (ctl.resumed.spawned if ctl.resumed is not None else []) if s not in seen][:n]
+    prefix = _new_prefix(ctl, n - len(again))
+    return again + [f"{prefix}-{i + 1}" for i in range(n - len(again))]
+
+
+def _new_prefix(ctl: Controller, n: int) -> str:
+    """The prefix of a batch of ``n`` new sites: ``site`` (site-1, site-2, ...), else ``site2``,
+    ``site3``, ..., the first whose names no client of ``ctl`` has, nor a site of the session
+    it resumed (those names are kept for their own sites)."""
+    taken = {c.name for c in ctl.clients} | set(ctl.spawned) | set(ctl.resumed.spawned if ctl.resumed else [])
+    batch = 1
+    while not taken.isdisjoint(f"{_prefix(batch)}-{i + 1}" for i in range(n)):
+        batch += 1
+    return _prefix(batch)
+
+
+def _prefix(batch: int) -> str:
+    return "site" if batch == 1 else f"site{batch}"
 
 
 def _widgets_installed() -> bool:

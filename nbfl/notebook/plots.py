@@ -15,17 +15,24 @@ from matplotlib.figure import Figure
 from ..records import RoundRecord
 
 
-def history_png(history: Sequence[RoundRecord], width: float = 7.5, height: float = 2.8) -> bytes:
-    """Global accuracy and loss per round, the two side by side."""
+MARKED = 40  # rounds up to which each round gets a marker; beyond, markers would merge into a blob
+
+
+def history_png(history: Sequence[RoundRecord], width: float = 7.5, height: float = 2.8, dpi: int = 90) -> bytes:
+    """Global accuracy and loss per round, the two side by side; rounds are whole numbers
+    on the axis (a 4-round run has no round 2.5)."""
+    from matplotlib.ticker import MaxNLocator
+
     rated = [r for r in history if r.metrics]
-    fig = Figure(figsize=(width, height), dpi=90)
+    fig = Figure(figsize=(width, height), dpi=dpi)
     acc_ax, loss_ax = fig.subplots(1, 2)
     for ax, key, colour in ((acc_ax, "accuracy", "tab:blue"), (loss_ax, "loss", "tab:red")):
         points = [(r.round, r.metrics[key]) for r in rated if key in r.metrics]
         if points:
-            ax.plot(*zip(*points), marker="o", color=colour)
+            ax.plot(*zip(*points), marker="o" if len(points) <= MARKED else None, color=colour)
         ax.set_title(f"global {key}")
         ax.set_xlabel("round")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     if any("accuracy" in r.metrics for r in rated):
         acc_ax.set_ylim(0, 1)

@@ -16,7 +16,7 @@ from IPython.display import HTML, Image
 
 _BLOCK_END = re.compile(r"<br\s*/?>|</(?:div|tr|p|summary|details|pre|h\d)>", re.I)
 _CELL_END = re.compile(r"</t[dh]>", re.I)
-_INPUT_VALUE = re.compile(r"<input[^>]*\bvalue='([^']*)'[^>]*>", re.I)  # the join line sits in a text box
+_STYLE = re.compile(r"<style\b.*?</style>", re.I | re.S)
 _BUTTON = re.compile(r"<button\b.*?</button>", re.I | re.S)
 _TAG = re.compile(r"<[^>]+>")
 _TABLE = re.compile(r"<table\b.*?</table>", re.I | re.S)
@@ -26,8 +26,8 @@ _CELL = re.compile(r"<t[dh]\b[^>]*>(.*?)</t[dh]>", re.I | re.S)
 
 def text_of(markup: str) -> str:
     """A plain-text reading of nbfl's HTML: what a terminal shows."""
-    text = _TABLE.sub(_aligned, markup)
-    text = _INPUT_VALUE.sub(lambda m: m.group(1) + "\n", _BUTTON.sub("", text))
+    text = _TABLE.sub(_aligned, _STYLE.sub("", markup))
+    text = _BUTTON.sub("", text)
     text = _CELL_END.sub("  ", _BLOCK_END.sub("\n", text))
     text = html.unescape(_TAG.sub("", text))
     return "\n".join(line.rstrip() for line in text.splitlines() if line.strip())
