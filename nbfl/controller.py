@@ -145,7 +145,7 @@ class Controller:
         self._closed = False
         self._save_workshop()
         self.control = ControlServer(
-            "controller", self.panel_status, {"stop": self._panel_stop, "remove": self._panel_remove}
+            "controller", self.panel_status, {"stop": self._panel_stop, "remove": self._panel_remove, "detach": self._panel_detach}
         ).start()
         log.info("controller listening on %s", self.endpoint)
 
@@ -368,7 +368,7 @@ class Controller:
             status["run"] = {
                 "state": "running" if not run.done() else ended, "summary": run.summary(), "round": round_,
                 "overall": run.offset + round_, "rounds": run.rounds, "answered": answered, "asked": asked,
-                "workflow": run.workflow.name,
+                "workflow": run.workflow.name, "view": _view_text(run), "held": run.held,
             }  # fmt: skip
         return status
 
@@ -378,6 +378,12 @@ class Controller:
             raise RuntimeError("no run is going on")
         run.stop()
         return f"stopping the run in round {run.round} of {run.rounds}: clients are told to abort"
+
+    def _panel_detach(self, args: Mapping[str, Any]) -> str:
+        run = self.active_run
+        if run is None or not run.detach():
+            raise RuntimeError("no notebook cell is waiting on a run")
+        return "the run's cell has ended and the run goes on: %fl_status in the notebook shows its dashboard"
 
     def _panel_remove(self, args: Mapping[str, Any]) -> str:
         name = args.get("name")
@@ -603,3 +609,14 @@ def _list(value: Any) -> list:
 
 def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def _view_text(run: Run) -> str | None:
+    """What the panel says about getting a run's dashboard back after a page reload: with a
+    cell waiting on the run (a blocking ``%fl_round``) the reloaded page can run nothing
+    until Detach lets that cell end."""
+    if not run.view_hint:
+        return None
+    if run.held:
+        return f"Page reloaded? A cell waits on this run and holds the notebook: Detach lets it end (the run goes on), then {run.view_hint}"
+    return f"Page reloaded? {run.view_hint}"

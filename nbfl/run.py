@@ -115,6 +115,9 @@ class Run:
         self.history: list[RoundRecord] = []  # this run's rounds, as they complete
         self.round = 0  # this run's round in progress (1 .. rounds), or its last; records number rounds controller-wide
         self.progress = (0, 0)  # (answered, asked) in the round in progress, or the last
+        # how to get this run's dashboard back after a page reload: the notebook's magics
+        # say it, the Federation panel shows it while the run goes
+        self.view_hint = ""
         self._host = host
         self._on_round = on_round
         self._on_progress = on_progress
@@ -125,8 +128,36 @@ class Run:
         self._record: RoundRecord | None = None  # the round gathering results: the IO thread forwards to it
         self._closed_tasks: set[str] = set()  # the last round's aborted tasks: their results come late
         self._thread = threading.Thread(target=self._main, name="nbfl-run", daemon=True)
+        self._holds: list[threading.Event] = []  # one per cell waiting on the run (:meth:`hold`)
+        self._holds_lock = threading.Lock()
 
     # -- the handle ----------------------------------------------------------------
+    def hold(self) -> threading.Event:
+        """For a cell about to wait on the run (a blocking ``%fl_round``): an event set when
+        the run ends or :meth:`detach` lets the cell go."""
+        released = threading.Event()
+        with self._holds_lock:
+            self._holds.append(released)
+        self.add_done_callback(lambda _: released.set())
+        return released
+
+    @property
+    def held(self) -> bool:
+        """Whether a cell waits on the run now: the notebook's kernel runs nothing else meanwhile."""
+        with self._holds_lock:
+            return any(not h.is_set() for h in self._holds)
+
+    def detach(self) -> bool:
+        """Let every cell waiting on the run end while the run goes on; False if none waited.
+        After a page reload such a cell holds the kernel, and the reloaded page can run
+        nothing (not even ``%fl_status``) until the run ends: the Federation panel's Detach
+        calls this from outside the kernel."""
+        with self._holds_lock:
+            holds, self._holds = [h for h in self._holds if not h.is_set()], []
+        for released in holds:
+            released.set()
+        return bool(holds)
+
     def done(self) -> bool:
         """True once the run has ended: all rounds done, stopped, or failed."""
         return self._future.done()

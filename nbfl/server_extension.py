@@ -8,7 +8,7 @@ Routes, all behind Jupyter's own authentication (token or cookie, plus XSRF for 
 and authorization (the ``kernels`` resource: steering a run is like running code):
 
 * ``GET  nbfl/federation``: every registered controller and participant with its status;
-* ``POST nbfl/federation/<id>/stop`` | ``remove`` (``{"name": ...}``) | ``leave``.
+* ``POST nbfl/federation/<id>/stop`` | ``remove`` (``{"name": ...}``) | ``leave`` | ``detach``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from jupyter_server.utils import url_path_join
 
 from . import control
 
-ACTIONS = ("stop", "remove", "leave")
+ACTIONS = ("stop", "remove", "leave", "detach")
 _pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="nbfl-panel")  # one blocking request each
 
 

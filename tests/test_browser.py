@@ -94,14 +94,14 @@ class Lab:
 
 
 @contextmanager
-def notebook_page(lab: Lab, name: str) -> Iterator[Any]:
+def notebook_page(lab: Lab, name: str, width: int = 1400, height: int = 1000) -> Iterator[Any]:
     """Headless Chromium with ``name`` open in JupyterLab and its kernel settled; a
-    screenshot of the page is saved if the test fails."""
+    screenshot of the page is saved if the test fails. The page may use the clipboard."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page = browser.new_page(viewport={"width": width, "height": height}, permissions=["clipboard-read", "clipboard-write"])
         try:
             page.goto(f"{lab.base}/lab/tree/{name}?token={lab.token}")
             page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
@@ -386,3 +386,160 @@ def test_federation_panel_in_participant_mode(lab, monkeypatch):
     finally:
         bob.stop()
         ctl.close()
+
+
+PROJECTOR = [
+    "%load_ext nbfl\n%fl_controller start --workshop --host 127.0.0.1 --capacity 12",
+    "%fl_controller wait 12",
+    "%fl_controller remove participant-11\n%fl_controller remove participant-12",
+    "%fl_round 5",
+]
+
+# every element of a cell's outputs wider than its box: what would put a horizontal scrollbar on the page
+OVERFLOWING = """cell => [...cell.querySelectorAll('.jp-OutputArea-output, .jp-OutputArea-output *')]
+  .filter(e => e.scrollWidth > e.clientWidth + 1 && getComputedStyle(e).overflowX !== 'hidden'
+               && e.clientWidth > 0)
+  .map(e => e.className || e.tagName)"""
+
+
+def test_the_dashboard_fits_a_projector_in_the_light_and_the_dark_theme(lab):
+    """At 1280x720, with 12 participants (two removed, one failing every task): Stop, the
+    headline naming the failure, the wrapped join line, 8 or more client rows and the
+    whole plot in view at once, nothing scrolling sideways; the same in the dark theme,
+    with a dark plot. The copy button puts the line on the clipboard and says so."""
+    write_notebook(lab.folder / "projector.ipynb", PROJECTOR)
+    names = [f"participant-{i:02d}" for i in range(1, 13)]
+    names[6] += "!"  # participant-07's every task fails (tests/participants.py)
+    with notebook_page(lab, "projector.ipynb", 1280, 720) as page:
+        run_all_cells(page)
+        field = page.locator(".nbfl-join-line").first
+        field.wait_for(state="attached", timeout=120_000)
+        line = field.inner_text().strip()
+        assert line.startswith("%fl_join nbfl://127.0.0.1:") and line.endswith("--name YOUR_NAME --accept-code")
+        people = subprocess.Popen([sys.executable, str(ROOT / "tests" / "participants.py"), line, *names],
+                                  stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)  # fmt: skip
+        try:
+            page.locator(".jp-OutputArea-output", has_text="final accuracy").wait_for(state="attached", timeout=300_000)
+            cell = page.locator(".jp-CodeCell").filter(has_text="%fl_round 5").first
+            cell.evaluate("cell => cell.scrollIntoView({block: 'start'})")
+            page.wait_for_timeout(500)  # let the scroll settle before measuring
+            assert_fits_the_screen(page, cell, line)
+            join_line_now = cell.locator(".nbfl-join-line").last.inner_text().strip()
+            page.screenshot(path=str(OUT / "projector_light.png"))
+
+            page.get_by_role("menuitem", name="Settings", exact=True).click()  # Settings > Theme > JupyterLab Dark
+            page.locator(".lm-Menu-item[data-type='submenu']", has_text="Theme").first.click()
+            page.locator(".lm-Menu-item", has_text="JupyterLab Dark").first.click()
+            page.wait_for_selector('body[data-jp-theme-light="false"]', state="attached", timeout=60_000)
+            page.wait_for_timeout(1000)  # the theme's stylesheet applies
+            cell.evaluate("cell => cell.scrollIntoView({block: 'start'})")
+            assert_fits_the_screen(page, cell, line)
+            plot = cell.locator(".nbfl-plot img").last
+            assert "invert" in plot.evaluate("img => getComputedStyle(img).filter")  # drawn dark
+            text = cell.locator(".nbfl-dash").last.evaluate("e => getComputedStyle(e).color")
+            assert text.startswith("rgba(255, 255, 255"), text  # the dark theme's light text
+            page.screenshot(path=str(OUT / "projector_dark.png"))
+
+            button = cell.locator("button.nbfl-copy").last
+            button.click()
+            assert button.inner_text() in ("copied", "selected: press Ctrl+C")
+            if button.inner_text() == "copied":
+                assert page.evaluate("navigator.clipboard.readText()").strip() == join_line_now
+        finally:
+            people.stdin.close()
+            people.wait(60)
+
+
+def assert_fits_the_screen(page, cell, line: str) -> None:
+    """What the room must see of the dashboard in ``cell``, all inside the viewport at once."""
+    width, height = page.viewport_size["width"], page.viewport_size["height"]
+
+    def in_view(locator, what: str) -> dict:
+        box = locator.bounding_box()
+        assert box is not None, f"no {what}"
+        assert box["y"] >= 0 and box["y"] + box["height"] <= height and box["x"] + box["width"] <= width, (what, box)
+        return box
+
+    stop = cell.locator("button", has_text="Stop").first
+    in_view(stop, "Stop button")
+    headline = cell.locator(".nbfl-status").last
+    in_view(headline, "headline")
+    assert "1 client failed in every round (participant-07)" in headline.inner_text()
+    join = cell.locator(".nbfl-join-line").last
+    box = in_view(join, "join line")
+    shown = join.inner_text().strip()  # the line of now: removing someone gave the room a new one
+    assert shown.startswith(line.split("/")[0]) and shown.endswith("--name YOUR_NAME --accept-code") and shown != line
+    size = float(join.evaluate("e => getComputedStyle(e).fontSize").removesuffix("px"))
+    assert size >= 18 and box["height"] > 1.5 * size  # large, and wrapped rather than cut
+    table = cell.locator("table.nbfl-clients").last
+    rows = table.locator("tbody tr")
+    assert rows.count() == 10  # the removed two are one line under the table
+    frame = table.locator("xpath=..").bounding_box()
+    visible = [rows.nth(i).bounding_box() for i in range(rows.count())]
+    bottom = min(height, frame["y"] + frame["height"])
+    shown = [b for b in visible if b["y"] >= 0 and b["y"] + b["height"] <= bottom + 1]
+    assert len(shown) >= 8, (len(shown), visible, frame)
+    gone = cell.locator(".nbfl-gone").last.inner_text()
+    assert "participant-11 (removed)" in gone and "participant-12 (removed)" in gone
+    failing = table.locator("tr", has_text="participant-07").locator("td.nbfl-failing")
+    assert "last task failed" in failing.inner_text()
+    in_view(cell.locator(".nbfl-plot img").last, "plot")
+    assert cell.evaluate(OVERFLOWING) == []
+    scroller = page.locator(".jp-NotebookPanel-notebook").first
+    assert scroller.evaluate("e => e.scrollWidth <= e.clientWidth + 1"), "the notebook scrolls sideways"
+
+
+RELOAD = [
+    "%load_ext nbfl\n%fl_controller start\n%fl_spawn 2",
+    "%fl_round 10000",
+]
+
+
+def test_after_a_page_reload_fl_status_shows_the_running_dashboard_and_its_stop_ends_the_run(lab):
+    """Reload the page while %fl_round 10000 holds the kernel: the Federation panel says how to
+    get the dashboard back; its Detach lets the cell end (the run goes on), %fl_status in a
+    new cell shows the live dashboard, and that dashboard's Stop ends the run."""
+    write_notebook(lab.folder / "reload.ipynb", RELOAD)
+    with notebook_page(lab, "reload.ipynb", 1280, 720) as page:
+        run_all_cells(page)
+        cell = page.locator(".jp-CodeCell").filter(has_text="%fl_round 10000").first
+        cell.locator(".nbfl-status", has_text=re.compile(r"round \d+ of 10000")).wait_for(state="attached", timeout=240_000)
+
+        page.reload()
+        page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
+        page.locator('.jp-SideBar .lm-TabBar-tab[data-id="nbfl-federation"]').click()
+        panel = page.locator("#nbfl-federation")
+        hint = panel.locator(".nbfl-fed-view")
+        hint.wait_for(timeout=60_000)
+        assert "Detach" in hint.inner_text() and "%fl_status" in hint.inner_text()
+        panel.locator(".nbfl-fed-detach").click()
+        panel.locator(".nbfl-fed-detach").wait_for(state="hidden", timeout=60_000)  # no cell waits on the run now
+        assert panel.locator(".nbfl-fed-runstate").inner_text().strip() == "running"  # the run goes on
+
+        page.locator(".jp-Notebook .jp-Cell").last.click()
+        page.keyboard.press("Escape")
+        page.keyboard.press("b")  # a new cell below
+        page.keyboard.press("Enter")
+        page.keyboard.type("%fl_status")
+        page.keyboard.press("Shift+Enter")
+        status_cell = page.locator(".jp-CodeCell").filter(has_text="%fl_status").first
+        stop = status_cell.locator("button", has_text="Stop").first
+        stop.wait_for(timeout=120_000)
+        headline = status_cell.locator(".nbfl-status").last
+        headline.filter(has_text="running: round").wait_for(timeout=60_000)
+        status_cell.locator("button:enabled", has_text="Stop").wait_for(timeout=60_000)  # once it follows the run
+        first = int(re.search(r"round (\d+) of 10000", headline.inner_text()).group(1))
+        later = re.compile(r"round (\d+) of 10000")
+        deadline = time.monotonic() + 120
+        while int(later.search(headline.inner_text()).group(1)) <= first:  # live, not a snapshot
+            assert time.monotonic() < deadline, "the dashboard %fl_status showed stayed where it was"
+            time.sleep(0.2)
+        status_cell.evaluate("cell => cell.scrollIntoView({block: 'start'})")
+        page.screenshot(path=str(OUT / "reload_recovered.png"))
+
+        stop.click()
+        status_cell.locator(".nbfl-status", has_text="stopped after").wait_for(timeout=120_000)
+        assert stop.is_disabled()
+        panel.locator(".nbfl-fed-runstate", has_text="stopped").wait_for(timeout=60_000)
+        done = int(re.search(r"stopped after (\d+) of 10000", headline.inner_text()).group(1))
+        assert first <= done < 10000

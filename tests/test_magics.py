@@ -141,7 +141,7 @@ def test_task_code_that_imports_what_a_client_lacks_gets_one_sentence_in_the_cli
     assert client.last_error == sentence
     with shown_as_in_a_notebook(ip) as table:
         ip.run_line_magic("fl_clients", "")
-    assert f"idle; last task failed: {html.escape(sentence)}" in table.outputs[-1].data["text/html"]
+    assert f"last task failed (idle): {html.escape(sentence)}" in table.outputs[-1].data["text/html"]
     assert any(sentence.replace("'", "&#x27;") in o.data.get("text/html", "") for o in shown.outputs)
 
 

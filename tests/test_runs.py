@@ -1,6 +1,7 @@
 """A run is its own object: started in the background, watched, stopped, waited for,
 and told at once when the controller's IO thread is gone. Real sockets on 127.0.0.1."""
 
+import json
 import threading
 import time
 
@@ -83,6 +84,37 @@ def test_stop_aborts_the_round_and_keeps_the_last_complete_model(controller_fact
     assert {c.state for c in ctl.clients} == {"idle"}  # the table shows no one still training
     gate.set()
     assert ctl.run(1, timeout=30)[0].ok  # and the next run works
+
+
+def test_detach_lets_a_waiting_cell_end_while_the_run_goes_on(controller_factory, client_factory):
+    """The Federation panel's Detach, through the controller's control socket: a cell
+    waiting on the run (as a blocking %fl_round does) returns, the run goes on, the panel
+    stops offering Detach; with no cell waiting, Detach is refused with a reason."""
+    from nbfl import control
+    from nbfl.notebook.waiting import wait_blocking
+
+    ctl = controller_factory(small_model())
+    tasks, started, gate, _ = gated()
+    client_factory(ctl.endpoint, "a", tasks=tasks)
+    run = ctl.start(3, timeout=60)
+    run.view_hint = "%fl_status shows it."
+    cell = threading.Thread(target=wait_blocking, args=(run, True))
+    cell.start()
+    until(lambda: run.held)
+    entry = json.loads(ctl.control.path.read_text())  # what the Jupyter server reads to reach it
+    status = control.request(entry, "status")["run"]
+    assert status["held"] and status["view"].startswith("Page reloaded? A cell waits on this run") and "Detach" in status["view"]
+    assert "goes on" in control.request(entry, "detach")
+    cell.join(30)
+    assert not cell.is_alive() and not run.done() and not run.held
+    status = control.request(entry, "status")["run"]
+    assert status["state"] == "running" and not status["held"] and status["view"] == "Page reloaded? %fl_status shows it."
+    with pytest.raises(control.ControlError, match="no notebook cell is waiting on a run"):
+        control.request(entry, "detach")
+    for expected in (1, 2, 3):
+        gate.set()
+        until(lambda: len(run.history) >= expected)
+    assert [str(r.status) for r in run.wait(60)] == ["ok"] * 3  # the run went on to its end
 
 
 def test_one_run_at_a_time_and_the_model_is_not_swapped_under_it(controller_factory, client_factory):

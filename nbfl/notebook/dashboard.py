@@ -35,11 +35,11 @@ STYLE = """<style>
   max-width:100%;overflow-x:hidden;font-family:var(--jp-ui-font-family,sans-serif)}
 .nbfl-dash table.nbfl-clients{border-collapse:collapse;table-layout:fixed;width:100%;margin:0;border:none;
   font-size:inherit;color:inherit}
-.nbfl-dash table.nbfl-clients th,.nbfl-dash table.nbfl-clients td{padding:1px 6px;text-align:left;
+.nbfl-dash table.nbfl-clients th,.nbfl-dash table.nbfl-clients td{padding:1px 4px;text-align:left;
   vertical-align:middle;white-space:nowrap;overflow:hidden;text-overflow:ellipsis;border:none;line-height:1.6;
   max-width:none}
 .nbfl-dash table.nbfl-clients thead th{position:sticky;top:0;z-index:1;font-weight:600;
-  background:var(--jp-layout-color1,#fff);border-bottom:1px solid var(--jp-border-color1,#bbb)}
+  font-size:0.92em;background:var(--jp-layout-color1,#fff);border-bottom:1px solid var(--jp-border-color1,#bbb)}
 .nbfl-dash table.nbfl-clients tbody tr{background:var(--jp-layout-color1,#fff)}
 .nbfl-dash table.nbfl-clients tbody tr:nth-child(odd){background:var(--jp-rendermime-table-row-background,#f5f5f5)}
 .nbfl-dash table.nbfl-clients tbody tr:hover{background:var(--jp-rendermime-table-row-hover-background,#e1f2fe)}
@@ -48,17 +48,17 @@ STYLE = """<style>
 .nbfl-dash .nbfl-muted{color:var(--jp-ui-font-color2,#666)}
 .nbfl-dash .nbfl-top{display:flex;flex-wrap:wrap;gap:4px 16px;align-items:flex-start}
 .nbfl-dash .nbfl-top>div{flex:1 1 340px;min-width:0}
-.nbfl-dash .nbfl-top>div.nbfl-plot{flex:0 1 440px}
-.nbfl-dash .nbfl-plot img{display:block;width:100%;height:auto;max-width:440px}
+.nbfl-dash .nbfl-top>div.nbfl-plot{flex:0 1 360px}
+.nbfl-dash .nbfl-plot img{display:block;width:100%;height:auto;max-width:360px}
 body[data-jp-theme-light='false'] .nbfl-dash .nbfl-plot img{filter:invert(0.88) hue-rotate(180deg)}
-.nbfl-dash .nbfl-join-line{font-family:var(--jp-code-font-family,monospace);font-size:1.45em;line-height:1.35;
+.nbfl-dash .nbfl-join-line{font-family:var(--jp-code-font-family,monospace);font-size:max(18px,1.4em);line-height:1.3;
   overflow-wrap:anywhere;user-select:all;padding:2px 0}
 .nbfl-dash .nbfl-copy{font-size:var(--jp-ui-font-size1,13px);padding:3px 14px;margin:2px 8px 2px 0;border:none;
   border-radius:var(--jp-border-radius,2px);color:var(--jp-ui-inverse-font-color1,#fff);cursor:pointer;
   background:var(--jp-brand-color1,#1976d2)}
 .nbfl-dash .nbfl-copy:hover{background:var(--jp-brand-color0,#0d47a1)}
 .nbfl-dash .nbfl-shell{font-size:0.92em;overflow-wrap:anywhere}
-.nbfl-dash .nbfl-table{max-height:15.5em;overflow-y:auto;overflow-x:hidden}
+.nbfl-dash .nbfl-table{max-height:17em;overflow-y:auto;overflow-x:hidden}
 </style>"""
 """The dashboard's own look, scoped to ``.nbfl-dash`` and drawn from JupyterLab's theme
 variables: the same in a blocking run's outputs and a background run's widgets (which
@@ -68,12 +68,12 @@ scrolls sideways; the plot, drawn on white, is inverted in a dark theme."""
 
 # column, its share of the table's width (%), and its tooltip
 COLUMNS = (
-    ("client", 13, "the name it joined with (its host in the tooltip)"), ("share", 6, "its part of the data"),
-    ("code", 9, "what it runs: %%fl_task code, or its own trainer"), ("device", 6, ""), ("host", 9, ""),
-    ("samples", 6, ""), ("state", 16, "what it does now; a failed last task in red"),
-    ("round (overall)", 7, "the last round it answered, counted over the controller's life"),
-    ("seconds", 6, "its last round's time"), ("accuracy", 8, "its model's accuracy on its own data"),
-    ("bytes out / in", 8, "sent to it and received from it in its last round"), ("metrics", 6, "its other metrics"),
+    ("client", 16, "the name it joined with"), ("share", 5, "its part of the data"),
+    ("code", 8, "what it runs: %%fl_task code, or its own trainer (opts in: it would run %%fl_task code)"),
+    ("device", 5, ""), ("host", 6, ""), ("samples", 6, ""), ("state", 15, "what it does now; a failed last task in red"),
+    ("round (overall)", 9, "the last round it answered, counted over the controller's life"),
+    ("seconds", 6, "its last round's time"), ("accuracy", 7, "its model's accuracy on its own data"),
+    ("bytes out/in", 9, "sent to it and received from it in its last round"), ("metrics", 8, "its other metrics"),
 )  # fmt: skip
 GONE = ("removed", "left")  # collapsed into one line under the table
 ORDER = {"training": 0, "idle": 0, "joining": 1, "lost": 2}  # active first
@@ -101,7 +101,7 @@ def _clients_part(clients: Iterable[ClientInfo], security: str = "", global_metr
         failing = " class='nbfl-failing'" if c.last_error else ""
         cells = [
             c.name, c.share, code, c.device, c.host, c.samples, _state_text(c), c.last_round or "",
-            "" if c.last_seconds is None else f"{c.last_seconds:.3g}", "" if local is None else f"{local:.3f}",
+            _seconds_text(c.last_seconds), "" if local is None else f"{local:.3f}",
             _bytes_text(c.traffic), others,
         ]  # fmt: skip
         rows.append("<tr>" + "".join(_cell(v, failing if i == 6 else "") for i, v in enumerate(cells)) + "</tr>")
@@ -141,20 +141,28 @@ def _cell(value: Any, attrs: str = "") -> str:
 def _state_text(client: ClientInfo) -> str:
     """Its state, and while its last task failed, why (a missing package, say), so a failing
     participant does not look merely "idle"."""
-    return f"{client.state}; last task failed: {client.last_error}" if client.last_error else client.state
+    return f"last task failed ({client.state}): {client.last_error}" if client.last_error else client.state
+
+
+def _seconds_text(seconds: float | None) -> str:
+    """``0.06``, ``5.43``, ``123``: at most five characters for most rounds."""
+    if seconds is None:
+        return ""
+    return f"{seconds:.2f}" if seconds < 10 else f"{seconds:.0f}"
 
 
 def _bytes_text(traffic: tuple[int, int] | None) -> str:
-    """Bytes sent to a client and received from it, short: ``31k / 8.2k``."""
-    return "" if traffic is None else f"{compact(traffic[0])} / {compact(traffic[1])}"
+    """Bytes sent to a client and received from it, short: ``31k/8.2k``."""
+    return "" if traffic is None else f"{compact(traffic[0])}/{compact(traffic[1])}"
 
 
 def compact(n: float) -> str:
-    """A count in three significant digits with a k, M or G: ``980``, ``31.2k``, ``1.25M``."""
+    """A count short enough for a narrow column, with a k, M or G: ``980``, ``5.7k``, ``31k``, ``1.3M``."""
     for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if abs(n) >= size:
-            return f"{n / size:.3g}{unit}"
-    return f"{n:.3g}"
+            value = n / size
+            return f"{value:.1f}{unit}" if abs(value) < 10 else f"{value:.0f}{unit}"
+    return f"{n:.0f}"
 
 
 def defense_html(report: dict[str, Any]) -> str:
@@ -188,12 +196,12 @@ def join_html(code: Any) -> str:
 def _join_part(code: Any) -> str:
     """The join line large enough to read from the back of a room, wrapped rather than cut."""
     line = f"%fl_join {code} --name YOUR_NAME --accept-code"
-    shell = f"nbfl client {code} --name YOUR_NAME --accept-code"
     return (
         "<div class='nbfl-join'>"
         f"<div class='nbfl-join-line' title='select it, or press copy'>{html.escape(line)}</div>"
         f"<button class='nbfl-copy' onclick=\"{html.escape(COPY, quote=True)}\">copy</button>"
-        f"<span class='nbfl-shell nbfl-muted'>from a terminal: <code>{html.escape(shell)}</code></span></div>"
+        "<span class='nbfl-shell nbfl-muted'>from a terminal: the same line with <code>nbfl client</code> "
+        "for <code>%fl_join</code></span></div>"
     )
 
 
@@ -366,8 +374,9 @@ class Dashboard:
         ctl = self.controller
         last = next((r.metrics for r in reversed(ctl.history) if r.metrics), None)
         side = (_join_part(ctl.join_code) if ctl.join_code is not None else "") + defense_html(ctl.defense())
-        top = (f"<div>{side}</div>" if side else "") + f"<div class='nbfl-plot'>{self._plot_html}</div>"
-        clients = _clients_part(ctl.clients, ctl.security, last)
+        side += f"<div>{security_html(ctl.security)}</div>" if ctl.security else ""
+        top = f"<div>{side}</div><div class='nbfl-plot'>{self._plot_html}</div>"
+        clients = _clients_part(ctl.clients, "", last)
         return f"{STYLE}<div class='nbfl-dash nbfl-board'><div class='nbfl-top'>{top}</div>{clients}</div>"
 
     def _image(self) -> str:
@@ -375,7 +384,7 @@ class Dashboard:
             return "<i class='nbfl-muted'>the plot appears after the first evaluated round</i>"
         from .plots import history_png
 
-        png = history_png(self.controller.history, width=5.2, height=2.4, dpi=110)
+        png = history_png(self.controller.history, width=4.4, height=2.2, dpi=100)
         return f"<img alt='global accuracy and loss per round' src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
 
 
@@ -478,4 +487,4 @@ def _as_html(content: Html | Png) -> str:
 
 def status_html(text: str, color: str = "inherit") -> str:
     """The one-line status a dashboard, %fl_status and %fl_stop show, large enough for a projector."""
-    return f"<div class='nbfl-status' style='color:{color};font-size:1.15em'><b>{html.escape(text)}</b></div>"
+    return f"<div class='nbfl-status' style='color:{color};font-size:1.1em'><b>{html.escape(text)}</b></div>"

@@ -470,10 +470,10 @@ class FLMagics(Magics):
 
     @line_magic
     def fl_status(self, line: str = "") -> None:
-        """While a run goes: its live dashboard again, Stop included (after a page reload,
-        say; while a blocking ``%fl_round`` holds the notebook, run it in a subshell console:
-        right-click the notebook, "New Subshell Console for Notebook"). Otherwise where the
-        last run ended and the client table. In a participant's notebook: this notebook's client."""
+        """While a run goes: its live dashboard again, Stop included (after a page reload, say;
+        a blocking ``%fl_round`` holds the notebook until the Federation panel's Detach lets
+        its cell end). Otherwise where the last run ended and the client table. In a
+        participant's notebook: this notebook's client."""
         if self.controller is None and self.client is not None:
             self._show_client()
             return
@@ -521,6 +521,7 @@ class FLMagics(Magics):
             )  # fmt: skip
         except (RunActive, RunError) as exc:
             raise UsageError(str(exc)) from None
+        run.view_hint = "%fl_status in a cell shows its dashboard again, with Stop."  # the panel says it (Detach first, if held)
         board.follow(run)
         self.run, self.board, self.views = run, board, views
         self.shell.user_ns["nbfl_run"] = run  # the Python handle: wait(), stop(), history
@@ -535,7 +536,8 @@ class FLMagics(Magics):
         """After a blocking wait, in the cell: how the run ended (or that only the waiting
         did); raise what ended it if it failed."""
         if not run.done():  # %fl_wait interrupted: the run goes on
-            display(Html(f"stopped waiting; the run goes on ({html.escape(run.summary())}): %fl_stop ends it"))
+            display(Html(f"stopped waiting; the run goes on in the background ({html.escape(run.summary())}): "
+                         "%fl_status shows its dashboard, %fl_wait waits for it, %fl_stop ends it"))  # fmt: skip
             return
         if not self.board.background and self.board.run is run:
             self.board.on_done(run)  # before the cell ends: a display update after it would be lost

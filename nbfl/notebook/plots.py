@@ -19,8 +19,13 @@ MARKED = 40  # rounds up to which each round gets a marker; beyond, markers woul
 
 
 def history_png(history: Sequence[RoundRecord], width: float = 7.5, height: float = 2.8, dpi: int = 90) -> bytes:
+    """Global accuracy and loss per round as a PNG (:func:`history_figure`)."""
+    return _png(history_figure(history, width, height, dpi))
+
+
+def history_figure(history: Sequence[RoundRecord], width: float = 7.5, height: float = 2.8, dpi: int = 90) -> Figure:
     """Global accuracy and loss per round, the two side by side; rounds are whole numbers
-    on the axis (a 4-round run has no round 2.5)."""
+    on the axis (a 4-round run has no round 2.5), and a long run is a line, not a blob of markers."""
     from matplotlib.ticker import MaxNLocator
 
     rated = [r for r in history if r.metrics]
@@ -32,11 +37,11 @@ def history_png(history: Sequence[RoundRecord], width: float = 7.5, height: floa
             ax.plot(*zip(*points), marker="o" if len(points) <= MARKED else None, color=colour)
         ax.set_title(f"global {key}")
         ax.set_xlabel("round")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
         ax.grid(alpha=0.3)
     if any("accuracy" in r.metrics for r in rated):
         acc_ax.set_ylim(0, 1)
-    return _png(fig)
+    return fig
 
 
 def cross_site_png(models: Sequence[str], sites: Sequence[str], values: Any, metric: str = "accuracy") -> bytes:

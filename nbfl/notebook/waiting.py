@@ -48,27 +48,34 @@ def await_blocking_magics(lines: list[str]) -> list[str]:
 
 
 def wait_blocking(run: Run, stop: bool) -> None:
-    """Wait in a plain (not awaited) cell until the run ends or Ctrl-C (the kernel's
-    interrupt) comes; with ``stop`` the interrupt also stops the run and waits for its abort."""
+    """Wait in a plain (not awaited) cell until the run ends, :meth:`Run.detach` lets the
+    cell go, or Ctrl-C (the kernel's interrupt) comes; with ``stop`` the interrupt also
+    stops the run and waits for its abort."""
+    released = run.hold()
     try:
-        concurrent.futures.wait([run.future()])
+        released.wait()
     except KeyboardInterrupt:
         _interrupted(run, stop)
+    finally:
+        released.set()
 
 
 async def wait_awaited(run: Run, stop: bool) -> None:
-    """Wait in an awaited cell, where widget events are handled meanwhile; the kernel's
-    interrupt (a cancellation here) is treated as in :func:`wait_blocking`.
+    """Wait in an awaited cell, where widget events are handled meanwhile; the end, a
+    detach and the kernel's interrupt (a cancellation here) as in :func:`wait_blocking`.
 
     It wakes every 0.1 s rather than awaiting the run's future once: ipykernel 7.4
     queues the interrupt's cancellation of an async cell on its event loop without
     waking it, so one long await would hear the interrupt only when the run ended.
     """
+    released = run.hold()
     try:
-        while not run.done():
+        while not released.is_set():
             await asyncio.sleep(POLL)
     except asyncio.CancelledError:
         _interrupted(run, stop)
+    finally:
+        released.set()
 
 
 def _interrupted(run: Run, stop: bool) -> None:

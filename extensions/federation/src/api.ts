@@ -30,6 +30,10 @@ export interface IRun {
   answered: number;
   asked: number;
   workflow: string;
+  /** While it runs: how to get its dashboard back after a page reload (set by the notebook's magics). */
+  view?: string | null;
+  /** Whether a notebook cell waits on it (a blocking %fl_round): Detach lets that cell end. */
+  held?: boolean;
 }
 
 export interface IClient {
@@ -119,7 +123,7 @@ export interface IFederation {
   entries: Entry[];
 }
 
-export type Action = 'stop' | 'remove' | 'leave';
+export type Action = 'stop' | 'remove' | 'leave' | 'detach';
 
 /** A failed request, with the server's message when it sent one. */
 export class FederationError extends Error {}

@@ -82,6 +82,9 @@ function renderRun(run: IRun | null): HTMLElement {
   if (run.summary) {
     block.append(h('div', { class: 'nbfl-fed-summary' }, run.summary));
   }
+  if (run.state === 'running' && run.view) {
+    block.append(h('div', { class: 'nbfl-fed-view' }, run.view));
+  }
   return block;
 }
 

@@ -53,6 +53,9 @@ export class FederationPanel extends Widget {
     this.addClass('nbfl-fed-panel');
 
     this.stopButton = button('Stop run', 'jp-mod-warn nbfl-fed-stop', () => void this.stop());
+    // after a page reload a blocking %fl_round holds the kernel: this lets its cell end
+    this.detachButton = button('Detach', 'jp-mod-accept nbfl-fed-detach', () => void this.detach());
+    this.detachButton.title = "end the cell that waits on the run (the run goes on), so the notebook runs cells again";
     this.joinButton = button('Show join line', 'jp-mod-accept nbfl-fed-show-join', () =>
       this.toggleJoin()
     );
@@ -70,6 +73,7 @@ export class FederationPanel extends Widget {
       'div',
       { class: 'nbfl-fed-actions', hidden: true },
       this.stopButton,
+      this.detachButton,
       this.joinButton,
       this.leaveButton
     );
@@ -217,6 +221,8 @@ export class FederationPanel extends Widget {
     this.actions.hidden = !controller && !participant;
     this.stopButton.hidden = !controller;
     this.stopButton.disabled = this.busy || controller?.run?.state !== 'running';
+    this.detachButton.hidden = !(controller?.run?.state === 'running' && controller.run.held);
+    this.detachButton.disabled = this.busy;
     const joinLine = controller?.workshop ? controller.join_line : null;
     this.joinButton.hidden = !joinLine;
     const joinShown = !!joinLine && !!entry && this.joinShown.has(entry.id);
@@ -281,6 +287,13 @@ export class FederationPanel extends Widget {
     const entry = this.selected();
     if (entry) {
       await this.act(entry.id, 'stop');
+    }
+  }
+
+  private async detach(): Promise<void> {
+    const entry = this.selected();
+    if (entry) {
+      await this.act(entry.id, 'detach');
     }
   }
 
@@ -352,6 +365,7 @@ export class FederationPanel extends Widget {
   private readonly detailBody = h('div', { class: 'nbfl-fed-detail-body' });
   private readonly actions: HTMLElement;
   private readonly stopButton: HTMLButtonElement;
+  private readonly detachButton: HTMLButtonElement;
   private readonly joinButton: HTMLButtonElement;
   private readonly leaveButton: HTMLButtonElement;
   private readonly joinBox: HTMLElement;
