@@ -15,6 +15,7 @@ import base64
 import html
 from collections import Counter
 import threading
+import time
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from IPython.display import display
@@ -27,7 +28,8 @@ from .cell_context import in_cell
 from .text import Html, Png, text_of
 
 
-LOCAL_ACCURACY = ("local_accuracy", "accuracy")  # what a client's metrics call its own accuracy
+LOCAL_ACCURACY = ("local_accuracy", "accuracy")
+BOARD_EVERY = 0.5  # seconds between the board's updates as results come in (each round's end updates it at once)  # what a client's metrics call its own accuracy
 
 
 STYLE = """<style>
@@ -290,6 +292,7 @@ class Dashboard:
         self.run: Run | None = None
         self._records: list[RoundRecord] = []  # the followed run's, for the failures shown
         self._plot_html = ""  # the plot as last drawn: redrawn per round, not per answer
+        self._board_at = 0.0  # time.monotonic() of the board's last update
         self._status: LivePart
         self._board: LivePart
         self._failures: LivePart
@@ -330,10 +333,18 @@ class Dashboard:
             run.add_done_callback(in_cell(self.on_done))
 
     def on_progress(self, answered: int, asked: int) -> None:
+        """A result came in (or a round began): the progress bar and headline at once; the
+        board (the table, with the plot's image in it) at most every :data:`BOARD_EVERY`
+        seconds, so thirty answers a round do not send the plot thirty times."""
         self.answers.max = max(asked, 1)
         self.answers.value = answered
         if self.run is not None:  # a new round began: the headline says which, as the panel does
             self._status.set(Html(status_html(self.run.summary(), self._colour(self.run))))
+        if time.monotonic() - self._board_at >= BOARD_EVERY:
+            self._set_board()
+
+    def _set_board(self) -> None:
+        self._board_at = time.monotonic()
         self._board.set(Html(self._board_html()))
 
     def on_round(self, record: RoundRecord) -> None:
@@ -344,7 +355,7 @@ class Dashboard:
         else:
             self._status.set(Html(status_html(round_text(record))))
         self._plot_html = self._image()
-        self._board.set(Html(self._board_html()))
+        self._set_board()
         if record.failed:
             self._failures.set(Html(failures_html(self._records)))
 
@@ -354,7 +365,7 @@ class Dashboard:
         self.stop_button.disabled = True
         self._status.set(Html(status_html(run.summary(), self._colour(run))))
         self._plot_html = self._image()
-        self._board.set(Html(self._board_html()))
+        self._set_board()
         if any(r.failed for r in run.history):
             self._failures.set(Html(failures_html(run.history)))
 
