@@ -25,7 +25,7 @@ from ..guard import summary
 from ..records import ClientInfo, RoundRecord
 from ..run import Run
 from .cell_context import in_cell
-from .text import Html, Png, text_of
+from .text import Html, text_of
 
 
 LOCAL_ACCURACY = ("local_accuracy", "accuracy")
@@ -315,11 +315,6 @@ class Dashboard:
         """The status line's HTML as shown now (the run's summary, as ``%fl_status`` and the panel say it)."""
         return self._status.html
 
-    @property
-    def board(self) -> str:
-        """The join line, plot and client table's HTML as shown now."""
-        return self._board.html
-
     def follow(self, run: Run) -> None:
         """Show ``run``: its Stop button works from now on. A background run's end is shown
         when it comes; a blocking cell calls :meth:`on_done` itself before it ends, since
@@ -473,27 +468,21 @@ class LivePart:
     """One changing part of a dashboard (or a participant's status line): a display handle,
     or an HTML widget (``widget``), whose state still syncs after its cell has ended."""
 
-    def __init__(self, content: Html | Png, widget: bool):
+    def __init__(self, content: Html, widget: bool):
         self._widget = None
         if widget:  # ipywidgets is the notebook extra's: a participant's small install has none
             import ipywidgets
 
-            self._widget = ipywidgets.HTML(_as_html(content))
+            self._widget = ipywidgets.HTML(content.data)
         self._handle = display(self._widget or content, display_id=not widget)
-        self.html = _as_html(content)  # what it shows now
+        self.html = content.data  # what it shows now
 
-    def set(self, content: Html | Png) -> None:
-        self.html = _as_html(content)
+    def set(self, content: Html) -> None:
+        self.html = content.data
         if self._widget is not None:
             self._widget.value = self.html
         else:
             self._handle.update(content)
-
-
-def _as_html(content: Html | Png) -> str:
-    if isinstance(content, Png):
-        return f"<img src='data:image/png;base64,{base64.b64encode(content.data).decode()}'>"
-    return content.data
 
 
 def status_html(text: str, color: str = "inherit") -> str:
