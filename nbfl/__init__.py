@@ -7,6 +7,7 @@ torch enters through :mod:`nbfl.torch_adapter`.
 
 from .client import Client
 from .controller import Controller, RunActive
+from .errors import NbflError
 from .on_dask import spawn_on_dask
 from .records import ClientInfo, Result, RoundRecord, RoundStatus
 from .run import Run, RunError
@@ -46,6 +47,6 @@ def _jupyter_labextension_paths() -> list[dict[str, str]]:
 __all__ = [
     "ALGORITHMS", "Client", "ClientInfo", "Controller", "CrossSiteEval", "Cyclic", "FedAvg", "FedOpt", "FedProx",
     "FederatedStatistics", "Result", "RobustAggregation", "RoundFailed", "RoundRecord", "RoundStatus", "Run",
-    "JoinCode", "RunActive", "RunError", "Scaffold", "TaskContext", "Update", "Workshop",
+    "JoinCode", "NbflError", "RunActive", "RunError", "Scaffold", "TaskContext", "Update", "Workshop",
     "make_workflow", "spawn_on_dask", "task",
 ]  # fmt: skip

@@ -40,6 +40,7 @@ from typing import Any, Mapping
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
+from .errors import NbflError
 from .records import RoundRecord, RoundStatus
 from .weights import Weights, first_not_finite
 
@@ -52,7 +53,7 @@ MANIFEST = "checkpoint.json"
 FOLDER = re.compile(r"^round-(\d{6,})$")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(NbflError, ValueError):
     """No usable checkpoint where one was asked for; the message says what was found."""
 
 

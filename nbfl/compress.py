@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
+from .errors import NbflError
+
 if TYPE_CHECKING:
     from .wire import Message
 
@@ -37,7 +39,7 @@ SCALES = "\x00int8-scales"  # the frame of every block's (low, step); no trainer
 FLOATS = ("float32", "float64", "float16")
 
 
-class CompressionError(ValueError):
+class CompressionError(NbflError, ValueError):
     """A tensor that this codec cannot carry faithfully, or a compressed message that is inconsistent."""
 
 

@@ -35,6 +35,7 @@ from typing import Any, Callable, Mapping
 import zmq
 
 from . import wire
+from .errors import NbflError
 
 log = logging.getLogger("nbfl.control")
 
@@ -44,7 +45,7 @@ _serial = itertools.count(1)
 Action = Callable[[Mapping[str, Any]], str]
 
 
-class ControlError(RuntimeError):
+class ControlError(NbflError, RuntimeError):
     """A control request was refused, or nobody answered it."""
 
 

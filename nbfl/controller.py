@@ -28,6 +28,7 @@ import numpy as np
 from . import checkpoint, compress, wire
 from .compress import check_codec
 from .control import ControlServer
+from .errors import NbflError
 from .filters import build as build_filters
 from .filters.accountant import PrivacyLedger
 from .guard import GuardSettings, summary
@@ -48,7 +49,7 @@ PANEL_HISTORY = 500  # rounds of history the panel gets: enough for its chart, b
 Evaluate = Callable[[Weights], Mapping[str, float]]
 
 
-class RunActive(RuntimeError):
+class RunActive(NbflError, RuntimeError):
     """A run is going on this controller; one at a time."""
 
 

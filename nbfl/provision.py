@@ -36,6 +36,7 @@ from typing import Any
 import zmq
 from zmq.utils import z85
 
+from .errors import NbflError
 from .transport import CurveConfig
 
 log = logging.getLogger("nbfl.provision")
@@ -48,7 +49,7 @@ CONTROLLER_DIR = "controller"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # a client name is also a folder name
 
 
-class ProvisionError(ValueError):
+class ProvisionError(NbflError, ValueError):
     """A project file or kit that cannot be used; the message says what to fix."""
 
 

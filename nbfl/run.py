@@ -30,6 +30,7 @@ from typing import Any, Callable, Iterator, Mapping, Protocol
 import numpy as np
 
 from . import compress, names, wire
+from .errors import NbflError
 from .executor import DataKind
 from .filters.accountant import PrivacyLedger
 from .memory import release_memory
@@ -53,7 +54,7 @@ GONE = {
 MAX_REASON = 300  # characters of a client's reason kept for its row in the client table
 
 
-class RunError(RuntimeError):
+class RunError(NbflError, RuntimeError):
     """The run cannot go on: the controller's IO thread died, or the controller was closed."""
 
 

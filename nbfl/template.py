@@ -49,6 +49,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .errors import NbflError
+
 log = logging.getLogger(__name__)
 
 # What a spawned client imports, in the template, before any fork. ``nbfl.client``
@@ -85,7 +87,7 @@ BOOT = "import gc; gc.disable(); from nbfl.template import serve; serve()"
 LOST = 255
 
 
-class TemplateError(RuntimeError):
+class TemplateError(NbflError, RuntimeError):
     """The template could not be started, or could not fork a client."""
 
 

@@ -51,6 +51,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from . import wire
 from .connections import Connections
+from .errors import NbflError
 from .guard import Guard, GuardSettings, Peer
 
 log = logging.getLogger(__name__)
@@ -67,11 +68,11 @@ ZAP_DOMAIN = b"nbfl"
 PLAINTEXT_NOTE = "connection unencrypted and unauthenticated: use loopback or a network you trust"
 
 
-class InsecureTransportError(ValueError):
+class InsecureTransportError(NbflError, ValueError):
     """A plaintext endpoint other machines could reach, without ``insecure=True``."""
 
 
-class BindError(ValueError):
+class BindError(NbflError, ValueError):
     """An address this machine cannot listen on; the message says what to change."""
 
 

@@ -10,10 +10,12 @@ from typing import Mapping
 
 import numpy as np
 
+from .errors import NbflError
+
 Weights = dict[str, np.ndarray]
 
 
-class UpdateError(ValueError):
+class UpdateError(NbflError, ValueError):
     """An update that must not reach the global model; the text goes back to the client."""
 
 

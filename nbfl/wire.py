@@ -28,6 +28,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from .errors import NbflError
+
 PROTOCOL_VERSION = 1
 MAX_HEADER_BYTES = 1 << 20  # 1 MiB of JSON is far more than any honest header needs
 MAX_TENSORS = 4096
@@ -69,7 +71,7 @@ DTYPES: dict[str, np.dtype] = {
 }
 
 
-class WireError(ValueError):
+class WireError(NbflError, ValueError):
     """A message that cannot be accepted; the text says why, for logs and replies."""
 
 

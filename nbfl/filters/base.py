@@ -9,6 +9,7 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 import numpy as np
 
 from .. import names
+from ..errors import NbflError
 
 Weights = dict[str, np.ndarray]
 
@@ -43,7 +44,7 @@ def register(cls: Any) -> Any:
     return cls
 
 
-class FilterError(ValueError):
+class FilterError(NbflError, ValueError):
     """A requested filter is unknown or badly parameterized; the client refuses the task."""
 
 

@@ -12,15 +12,16 @@ from typing import Any, Callable, Iterator, Mapping, Protocol, runtime_checkable
 
 import numpy as np
 
+from ..errors import NbflError
 from ..records import ClientInfo, Result
 from ..weights import Weights
 
 
-class RoundFailed(RuntimeError):
+class RoundFailed(NbflError, RuntimeError):
     """Not enough usable results this round; the global model stays as it was."""
 
 
-class RoundStopped(Exception):
+class RoundStopped(NbflError):
     """The run was stopped (``Run.stop``, a Stop button, an interrupt) during this round."""
 
 
