@@ -127,7 +127,7 @@ def test_workshop_instructor_notebook_runs_a_room_of_its_own_sites():
     nb = execute("03_workshop_instructor.ipynb", CAPACITY=4, HOST="127.0.0.1", LOCAL_SITES=2, PARTICIPANTS=0, ROUNDS=3)
     assert not errors_of(nb)
     text, shown = text_of(nb), html_of(nb)
-    assert re.search(r"value='%fl_join nbfl://127\.0\.0\.1:\d+/[\w-]{43}/[\w-]+ --name YOUR_NAME --accept-code'", shown)
+    assert re.search(r"class='nbfl-join-line'[^>]*>%fl_join nbfl://127\.0\.0\.1:\d+/[\w-]{43}/[\w-]+ --name YOUR_NAME --accept-code<", shown)
     assert "participants: ['site-1', 'site-2']" in text
     assert "shares: ['1/4', '2/4']" in text  # the spawned sites joined with the line and were given shares
     accuracy = float(re.search(r"round 3: ok; global accuracy ([\d.]+)", text).group(1))

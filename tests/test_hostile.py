@@ -64,7 +64,7 @@ def test_twenty_thousand_messages_from_a_stranger_that_never_reads_do_not_freeze
     assert defense["refused_messages"] > 0 and defense["top"][0][0] == ATTACKER
     assert [c.name for c in room.controller.live_clients()] == ["honest-1", "honest-2", "honest-3"]
     # where the instructor looks: the dashboard (and %fl_controller status) and the Federation panel
-    shown = Dashboard(room.controller)._table_html()
+    shown = Dashboard(room.controller)._board_html()
     assert f"most from {ATTACKER}" in shown and "refused " in shown
     assert room.controller.panel_status()["defense"]["summary"].startswith("refused ")
 
