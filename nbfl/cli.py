@@ -217,11 +217,10 @@ def _controller(args: argparse.Namespace, endpoint: str, spawn: int, workshop: b
         from .workshop import Workshop
 
         room = Workshop(getattr(args, "capacity", spawn), args.partition, args.seed, host=getattr(args, "host", None))
-    saving = {"checkpoint_dir": getattr(args, "checkpoint_dir", None), "resume": getattr(args, "resume", None)}
     try:
         controller = Controller(
             endpoint, model, kit=kit, workshop=room, insecure=insecure, evaluate=evaluate, compress=args.compress,
-            **saving,
+            checkpoint_dir=getattr(args, "checkpoint_dir", None), resume=getattr(args, "resume", None),
         )  # fmt: skip
     except ValueError as exc:  # plaintext off loopback, a bad kit, an address in use, no usable checkpoint
         print(f"nbfl controller: {exc}", file=sys.stderr)

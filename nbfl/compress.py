@@ -24,7 +24,7 @@ refused with an error that says so: a lossy codec must not turn them into number
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, cast
 
 import numpy as np
 
@@ -104,7 +104,7 @@ def unpack(
     if reference is not None:
         _check_against(items, out, reference)
     row = 0
-    for name, dtype in items:
+    for name, dtype in cast("list[tuple[str, str]]", items):  # checked above: names in out, dtypes in FLOATS
         if codec == "float16":
             if out[name].dtype != np.float16:
                 raise CompressionError(f"tensor {name!r} should be float16, is {out[name].dtype}")

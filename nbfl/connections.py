@@ -104,7 +104,7 @@ class Connections:
         """Close the connection on ``fd``, at once or ``after`` seconds (a removed participant's,
         once the goodbye queued for it has gone out)."""
         connection = self._open.get(fd) if fd is not None else None
-        if connection is None:
+        if fd is None or connection is None:
             return
         if after > 0:
             connection.close_at, connection.why = self._clock() + after, why

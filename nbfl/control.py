@@ -114,7 +114,7 @@ class ControlServer:
 
     # -- the socket's thread ----------------------------------------------------------
     def _serve(self) -> None:
-        sock = zmq.Context.instance().socket(zmq.ROUTER)
+        sock: zmq.Socket = zmq.Context.instance().socket(zmq.ROUTER)
         try:
             sock.setsockopt(zmq.LINGER, 0)
             sock.setsockopt(zmq.MAXMSGSIZE, MAX_REQUEST_BYTES)
@@ -206,7 +206,7 @@ def request(entry: Mapping[str, Any], op: str, args: Mapping[str, Any] | None = 
     Raises :class:`ControlError` with the socket's own sentence when it refuses, or when
     it does not answer within ``timeout`` seconds.
     """
-    sock = zmq.Context.instance().socket(zmq.REQ)
+    sock: zmq.Socket = zmq.Context.instance().socket(zmq.REQ)
     sock.setsockopt(zmq.LINGER, 0)
     try:
         sock.connect(entry["address"])

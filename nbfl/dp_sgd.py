@@ -52,6 +52,7 @@ class DPSGD:
             module=model, optimizer=optimizer, data_loader=loader, noise_multiplier=self.noise_multiplier,
             max_grad_norm=self.max_grad_norm, poisson_sampling=True,
         )  # fmt: skip
+        losses: list[float]
         steps, losses = 0, []
         try:
             for _ in range(epochs):

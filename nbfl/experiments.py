@@ -21,12 +21,13 @@ from .data import load_digits_split, partition
 from .data.vision import CIFAR10
 from .executor import Signal
 from .models import DigitsMLP, SimpleNetwork
+from .records import RoundRecord
 from .spawn import spawn_clients, stop_clients
 from .trainers import ArrayTrainer, evaluate_model, evaluator
 from .workflows import make_workflow
 
 COMPARED = ("fedavg", "fedprox", "fedopt", "scaffold")
-OnRound = Callable[[float, str, dict[str, Any]], None]
+OnRound = Callable[[float, str, RoundRecord], None]
 
 
 def central_accuracy(seed: int = 0, epochs: int = 40) -> float:

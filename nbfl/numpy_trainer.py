@@ -105,6 +105,7 @@ class NumpyTrainer(LocalTrainer):
         correction = {k: v.astype(np.float32) for k, v in self.scaffold.correction.items()} if scaffold else {}
         velocity = {k: np.zeros_like(v) for k, v in w.items()}
         rng = np.random.default_rng(self.seed * 1_000_003 + int(round_number))
+        losses: list[float]
         steps, losses = 0, []
         for _ in range(self.epochs):
             losses = []

@@ -61,7 +61,8 @@ class RunError(NbflError, RuntimeError):
 class Host(Protocol):
     """What a run uses of its controller (:class:`nbfl.controller.Controller`)."""
 
-    endpoint: str
+    @property
+    def endpoint(self) -> str: ...  # read-only: the controller's is a property
     registry: Registry
     io: ServerIO
     evaluate: Evaluate | None
@@ -447,6 +448,7 @@ class Run:
         if plain:
             io.broadcast("task", weights, plain)
         if packed:
+            assert self.compress is not None  # packed: the clients that decode the run's codec
             tensors, spec = compress.pack(weights, self.compress)
             io.broadcast("task", tensors, {
                 peer: {**fields, "compress": spec, "compress_results": self.compress}

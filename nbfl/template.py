@@ -121,15 +121,15 @@ class TemplateChild:
 
     def wait(self, timeout: float | None = None) -> int:
         deadline = None if timeout is None else time.monotonic() + timeout
-        while self.poll() is None:
+        while (code := self.poll()) is None:
             step = 0.05 if self._template.gone else 0.5
-            if deadline is not None:
+            if timeout is not None and deadline is not None:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise subprocess.TimeoutExpired(self.args, timeout)
                 step = min(step, left)
             self._done.wait(step)
-        return self.returncode
+        return code
 
     def send_signal(self, sig: int) -> None:
         if self.poll() is not None:
@@ -239,12 +239,14 @@ class Template:
 
     def send(self, message: dict[str, Any]) -> None:
         line = (json.dumps(message) + "\n").encode()
+        assert self.proc.stdin is not None  # started with stdin=PIPE
         with self._write:
             self.proc.stdin.write(line)
             self.proc.stdin.flush()
 
     def close(self, timeout: float = 5.0) -> None:
         """End the template (its stdin closes); its children leave on their own."""
+        assert self.proc.stdin is not None  # started with stdin=PIPE
         try:
             self.proc.stdin.close()
         except OSError:
@@ -261,6 +263,7 @@ class Template:
         return "\n".join(text.splitlines()[-lines:])
 
     def _read(self) -> None:
+        assert self.proc.stdout is not None  # started with stdout=PIPE
         try:
             for line in self.proc.stdout:
                 try:

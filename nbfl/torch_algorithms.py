@@ -19,7 +19,7 @@ numpy trainer; only the gradients are touched here.
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from typing import Callable, Mapping, cast
 
 import numpy as np
 import torch
@@ -39,7 +39,7 @@ def proximal_term(model: nn.Module, mu: float) -> Callable[[nn.Module], torch.Te
         if mu == 0:
             return torch.zeros((), device=anchor[0].device if anchor else "cpu")
         total = sum(((p - a) ** 2).sum() for p, a in zip(current.parameters(), anchor))
-        return 0.5 * mu * total
+        return 0.5 * mu * cast(torch.Tensor, total)  # sum's start (0) stays only for a model without parameters
 
     return term
 

@@ -123,7 +123,7 @@ def evaluate_model(model: nn.Module, x: Any, y: Any, device: str = "cpu", prefix
 def evaluator(model: nn.Module, x: np.ndarray, y: np.ndarray) -> Callable[[Mapping[str, np.ndarray]], dict[str, float]]:
     """A controller ``evaluate`` callback: load the global weights into ``model`` and test it."""
 
-    def evaluate(weights: Weights) -> dict[str, float]:
+    def evaluate(weights: Mapping[str, np.ndarray]) -> dict[str, float]:
         set_weights(model, weights)
         return evaluate_model(model, x, y, next(model.parameters()).device.type)
 

@@ -43,7 +43,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, cast
 
 import zmq
 from zmq.utils import z85
@@ -116,7 +116,10 @@ def is_loopback(endpoint: str, connect: bool = False) -> bool:
         addresses = [ipaddress.ip_address(host)]
     except ValueError:
         try:
-            addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in socket.getaddrinfo(host, None)]
+            addresses = [
+                ipaddress.ip_address(cast(str, info[4][0]).split("%")[0])  # an IP sockaddr starts with its host
+                for info in socket.getaddrinfo(host, None)
+            ]
         except (OSError, ValueError):
             return False
     return bool(addresses) and all(a.is_loopback or (connect and a.is_unspecified) for a in addresses)
@@ -207,7 +210,7 @@ class _IOThread(threading.Thread):
         next_beat = time.monotonic()
         try:
             while not self._stopping.is_set():
-                ready = dict(poller.poll(max(0.0, next_beat - time.monotonic()) * 1000))
+                ready = dict(poller.poll(int(max(0.0, next_beat - time.monotonic()) * 1000)))  # poll int()s a float too
                 if self._wake_r.fileno() in ready:  # zmq.Poller reports plain sockets by fd
                     self._drain_wake()
                 self._run_calls()
@@ -353,8 +356,9 @@ class ServerIO(_IOThread):
             host = endpoint.rsplit(":", 1)[0]
             return f"{host}:{self._sock.bind_to_random_port(host)}"
         except zmq.ZMQError as exc:  # one line that says what to change, not a traceback
-            hint = BIND_HINTS.get(exc.errno, "check the host and port")
-            raise BindError(f"cannot listen on {endpoint}: {os.strerror(exc.errno)}; {hint}") from None
+            code = cast(int, exc.errno)  # always set: ZMQError takes zmq_errno() when given none
+            hint = BIND_HINTS.get(code, "check the host and port")
+            raise BindError(f"cannot listen on {endpoint}: {os.strerror(code)}; {hint}") from None
 
     def send(self, peer: bytes, msg: wire.Message) -> None:
         """Queue ``msg`` for ``peer``; tensors go zero-copy, so do not mutate them."""

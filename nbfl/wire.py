@@ -109,7 +109,7 @@ def encode_tensors(tensors: Mapping[str, Any]) -> tuple[list[dict[str, Any]], li
     for name, value in tensors.items():
         arr = _wire_array(name, value)
         specs.append({"name": name, "dtype": _dtype_name(arr.dtype), "shape": list(arr.shape)})
-        buffers.append(memoryview(arr.reshape(-1)).cast("B") if arr.size else b"")
+        buffers.append(arr.reshape(-1).data.cast("B") if arr.size else b"")
     return specs, buffers
 
 
@@ -246,9 +246,10 @@ def _wire_array(name: str, value: Any) -> np.ndarray:
     if not isinstance(name, str) or not name:
         raise WireError(f"tensor name {name!r} is not a non-empty string")
     arr = np.asarray(value)
-    if _dtype_name(arr.dtype) is None:
+    dtype_name = _dtype_name(arr.dtype)
+    if dtype_name is None:
         raise WireError(f"tensor {name!r}: dtype {arr.dtype} cannot be sent; allowed: {sorted(DTYPES)}")
-    wire_dtype = DTYPES[_dtype_name(arr.dtype)]
+    wire_dtype = DTYPES[dtype_name]
     if arr.dtype != wire_dtype:  # big-endian input: convert once
         arr = arr.astype(wire_dtype)
     return arr if arr.flags.c_contiguous else arr.copy(order="C")  # (ascontiguousarray would make 0-d 1-d)

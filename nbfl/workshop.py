@@ -36,7 +36,7 @@ import time
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, TypeGuard
 
 import zmq
 from zmq.utils import z85
@@ -118,7 +118,7 @@ class JoinCode:
         return cls(match["host"], int(match["port"]), z85.encode(raw), match["token"])
 
 
-def is_join_code(text: str | None) -> bool:
+def is_join_code(text: str | None) -> TypeGuard[str]:
     return isinstance(text, str) and text.startswith(SCHEME)
 
 
@@ -144,8 +144,13 @@ class Share:
             return None
         index, of = value.get("index"), value.get("of")
         partition, seed = value.get("partition"), value.get("seed")
-        ints = all(isinstance(v, int) and not isinstance(v, bool) for v in (index, of, seed))
-        if not ints or not 0 <= index < of <= 100_000 or not isinstance(partition, str) or len(partition) > 64:
+        if (
+            not (isinstance(index, int) and isinstance(of, int) and isinstance(seed, int))
+            or any(isinstance(v, bool) for v in (index, of, seed))
+            or not 0 <= index < of <= 100_000
+            or not isinstance(partition, str)
+            or len(partition) > 64
+        ):
             return None
         return cls(index, of, partition, seed)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Mapping
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from ..weights import Weights
 
@@ -50,7 +51,7 @@ class ServerOptimizer:
         """The step direction for one tensor (the new global is ``g - lr * direction``)."""
         raise NotImplementedError
 
-    def _buffer(self, name: str, key: str, like: np.ndarray, dtype: np.dtype, fill: float = 0.0) -> np.ndarray:
+    def _buffer(self, name: str, key: str, like: np.ndarray, dtype: DTypeLike, fill: float = 0.0) -> np.ndarray:
         slot = self.state.setdefault(name, {})
         if key not in slot:
             slot[key] = np.full(like.shape, fill, dtype)

@@ -46,7 +46,9 @@ DEFAULT_ORDERS: tuple[float, ...] = (
 _NEGLIGIBLE = -30.0  # log of a series term too small to matter: A_alpha >= 1, so relative error <= 1e-13
 
 
-def gaussian_rdp(noise_multiplier: float, sample_rate: float, orders: Sequence[float] = DEFAULT_ORDERS) -> np.ndarray:
+def gaussian_rdp(
+    noise_multiplier: float, sample_rate: float, orders: Sequence[float] | np.ndarray = DEFAULT_ORDERS
+) -> np.ndarray:
     """Rényi DP of one step of the (Poisson-)sampled Gaussian mechanism at each order."""
     z = _check_noise(noise_multiplier)
     q = _check_rate(sample_rate)
@@ -58,7 +60,10 @@ def gaussian_rdp(noise_multiplier: float, sample_rate: float, orders: Sequence[f
 
 
 def rdp_to_epsilon(
-    rdp: Sequence[float] | np.ndarray, orders: Sequence[float], delta: float, conversion: Conversion = "improved"
+    rdp: Sequence[float] | np.ndarray,
+    orders: Sequence[float] | np.ndarray,
+    delta: float,
+    conversion: Conversion = "improved",
 ) -> tuple[float, float]:
     """The smallest epsilon at ``delta`` that the RDP curve guarantees, and the order that gives it."""
     alphas = _check_orders(orders)
@@ -233,7 +238,7 @@ def _check_steps(steps: int) -> int:
     return int(steps)
 
 
-def _check_orders(orders: Sequence[float]) -> np.ndarray:
+def _check_orders(orders: Sequence[float] | np.ndarray) -> np.ndarray:
     alphas = np.asarray(orders, dtype=float)
     if alphas.ndim != 1 or alphas.size == 0 or not np.all(np.isfinite(alphas)) or np.any(alphas <= 1):
         raise ValueError("orders must be a non-empty list of finite numbers above 1")
@@ -260,8 +265,10 @@ class PrivacyLedger:
         for spec in specs:
             if isinstance(spec, dict) and spec.get("name") == "dp":
                 z = spec.get("noise_multiplier")
-                ok = isinstance(z, (int, float)) and not isinstance(z, bool) and math.isfinite(z) and z > 0
-                step = gaussian_rdp(z / 2, 1.0, self.orders) if ok else np.full(len(self.orders), np.inf)
+                if isinstance(z, (int, float)) and not isinstance(z, bool) and math.isfinite(z) and z > 0:
+                    step = gaussian_rdp(z / 2, 1.0, self.orders)
+                else:
+                    step = np.full(len(self.orders), np.inf)
                 self.rdp[client] = self.rdp.get(client, 0.0) + step
 
     def epsilons(self) -> dict[str, float]:

@@ -169,7 +169,11 @@ def check_layout(layout: Any) -> None:
     if not isinstance(layout, dict) or not isinstance(layout.get("tensors"), list):
         raise ValueError(f"not an HE layout: {layout!r:.200}")
     n, chunks = layout.get("slots"), layout.get("chunks")
-    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (n, chunks)) or n == 0:
+    if (
+        not (isinstance(n, int) and isinstance(chunks, int))
+        or any(isinstance(v, bool) or v < 0 for v in (n, chunks))
+        or n == 0
+    ):
         raise ValueError("an HE layout needs positive 'slots' and a 'chunks' count")
     size = 0
     for spec in layout["tensors"]:

@@ -11,7 +11,7 @@ import importlib.util
 import logging
 import socket
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from IPython.core.error import UsageError
@@ -34,10 +34,15 @@ from .dashboard import (Dashboard, LivePart, TextBoard, clients_html, failures_h
 from .text import Html, Png
 from .waiting import await_blocking_magics, unregister, wait_blocking, wait_awaited
 
+if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
+
 
 @magics_class
 class FLMagics(Magics):
     """State of this kernel's federation: its controller, spawned clients, its own client."""
+
+    shell: InteractiveShell  # never None here: IPython makes the magics with its shell (load)
 
     def __init__(self, shell: Any):
         super().__init__(shell)
@@ -214,7 +219,9 @@ class FLMagics(Magics):
 
     def _rich(self) -> bool:
         """Whether this shell's front end shows HTML (a notebook) rather than text (a terminal)."""
-        return "text/html" in self.shell.display_formatter.active_types
+        formatter = self.shell.display_formatter
+        assert formatter is not None  # the shell sets it up when it starts
+        return "text/html" in formatter.active_types
 
     def _controller(self) -> Controller:
         if self.controller is None:
@@ -270,12 +277,12 @@ class FLMagics(Magics):
         if args.dask:
             from ..on_dask import spawn_on_dask
 
-            # on a cluster each client takes one of a worker's GPUs: workers started with --resources GPU=N
-            devices = {"device": "cuda", "resources": {"GPU": 1}} if gpus else {}
             try:
                 group = spawn_on_dask(
                     args.dask, args.n, endpoint=where, partition=args.partition, seed=args.seed, epochs=args.epochs,
-                    name_prefix=_new_prefix(ctl, args.n), per_worker=args.per_worker, accept_code=True, **devices,
+                    name_prefix=_new_prefix(ctl, args.n), per_worker=args.per_worker, accept_code=True,
+                    # on a cluster each client takes one of a worker's GPUs: workers started with --resources GPU=N
+                    device="cuda" if gpus else None, resources={"GPU": 1} if gpus else None,
                 )  # fmt: skip
             except (ImportError, OSError, ValueError, RuntimeError) as exc:
                 raise UsageError(f"--dask {args.dask}: {exc}") from None
@@ -539,6 +546,7 @@ class FLMagics(Magics):
             display(Html(f"stopped waiting; the run goes on in the background ({html.escape(run.summary())}): "
                          "%fl_status shows its dashboard, %fl_wait waits for it, %fl_stop ends it"))  # fmt: skip
             return
+        assert self.board is not None  # set with self.run, which ``run`` is or was
         if not self.board.background and self.board.run is run:
             self.board.on_done(run)  # before the cell ends: a display update after it would be lost
         error = run.exception()

@@ -7,7 +7,7 @@ the notebook's own pyplot backend (inline plots) as it was.
 from __future__ import annotations
 
 import io
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, cast
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -62,7 +62,7 @@ def cross_site_png(models: Sequence[str], sites: Sequence[str], values: Any, met
     ax.set_title(f"cross-site {metric}")
     for (i, j), value in np.ndenumerate(grid):
         missing = np.isnan(value)
-        dark = not missing and image.norm(value) < 0.5  # viridis is dark at the low end
+        dark = not missing and cast(float, image.norm(value)) < 0.5  # viridis is dark at the low end
         label = "n/a" if missing else f"{value:.3g}"
         ax.text(j, i, label, ha="center", va="center", color="white" if dark else "black")
     return _png(fig)

@@ -70,11 +70,13 @@ class FederatedStatistics:
         width = len(self.features) if self.features is not None else None
         first: dict[str, Tensors] = {}
         for result in self._contributions(run, {}, 1, None, withheld):
-            shape = (width,) if width is not None else np.shape(result.weights.get("count"))
+            counts = result.weights.get("count")
+            shape = (width,) if width is not None else np.shape(counts) if counts is not None else ()
             if _accept(run, result, dict.fromkeys(FIRST_PASS, shape), first):
                 width = shape[0]  # unless `features` said so, the first good answer sets it
         if not first:
             raise RoundFailed(_nobody(withheld))
+        assert width is not None  # `features`, or the first answer kept, set it
         center = _total(first, "sum") / _total(first, "count")
         low = np.min([answer["min"] for answer in first.values()], axis=0)
         high = np.max([answer["max"] for answer in first.values()], axis=0)
