@@ -17,6 +17,7 @@ import time
 from typing import Any, Sequence
 
 from .builtin import CHOICES, TRAINER_ENV
+from .compress import CODECS
 
 ENDPOINT = re.compile(r"^tcp://[^:/\s]+:(\d{1,5})$")
 
@@ -147,7 +148,7 @@ def _round_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, default=120.0, help="seconds a round waits for results")
     p.add_argument("--grace", type=float,
                    help="seconds a round waits for slower clients once its quorum (--min-clients) is in (default: for all)")
-    p.add_argument("--compress", choices=["none", "float16", "int8"],
+    p.add_argument("--compress", choices=["none", *CODECS],
                    help="the model and the updates on the wire (default: none; with --workshop, int8)")
 
 

@@ -20,6 +20,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from IPython.display import display
 
 from ..client import Client
+from ..compress import CODECS
 from ..controller import Controller, RunActive
 from ..filters import FilterError, build as build_filters
 from ..provision import load_kit
@@ -78,7 +79,7 @@ class FLMagics(Magics):
     @argument("--capacity", type=int, default=30, help="workshop: participants at most, and data shares")
     @argument("--partition", default="dirichlet:0.5", help="workshop: how the built-in data is shared out")
     @argument("--token-hours", type=float, default=12.0, help="workshop: how long the join line admits newcomers")
-    @argument("--compress", choices=["none", "float16", "int8"],
+    @argument("--compress", choices=["none", *CODECS],
               help="the model and the updates on the wire, in runs that do not choose (default: none; a workshop's int8)")
     @argument("--insecure", action="store_true", help="allow plaintext on a non-loopback --host (a trusted network)")
     @argument("--checkpoint-dir", help="write a checkpoint (model, workflow state, history) after every round")
@@ -434,7 +435,7 @@ class FLMagics(Magics):
     @argument("--min-results", type=int, help="results that close a round (its quorum)")
     @argument("--grace", type=float, help="seconds to wait for slower clients once the quorum is in (default: for all)")
     @argument("--timeout", type=float, help="seconds a round waits (default: the controller's --timeout)")
-    @argument("--compress", choices=["none", "float16", "int8"],
+    @argument("--compress", choices=["none", *CODECS],
               help="the model and the updates on the wire (default: the controller's; a workshop's is int8)")
     @argument("--background", action="store_true",
               help="return at once; the dashboard keeps updating (%%fl_status, %%fl_wait, %%fl_stop act on the run)")
