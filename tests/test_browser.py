@@ -9,7 +9,6 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from typing import Any, Iterator
 import pytest
 
 import nbfl
+from helpers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "out" / "test_browser"
@@ -77,12 +77,6 @@ def run_all_cells(page) -> None:
         except PlaywrightTimeout:
             page.keyboard.press("Escape")
     raise AssertionError("Run All Cells never ran the first cell")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

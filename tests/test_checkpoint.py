@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ import nbfl
 from nbfl import checkpoint
 from nbfl.records import RoundRecord, RoundStatus
 from nbfl.workflows import FedOpt
+from helpers import free_port
 
 NBFL = [sys.executable, "-m", "nbfl"]
 
@@ -108,12 +108,6 @@ def test_a_resumed_controller_carries_on_as_if_it_never_stopped(tmp_path, contro
     assert [r.round for r in records] == [4, 5]  # numbering, and so the clients' updates, carry on
     np.testing.assert_allclose(second.weights["w"], straight.weights["w"], rtol=1e-6)
     assert checkpoint.latest(tmp_path).round == 5
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def controller(port: int, folder: Path, *more: str) -> subprocess.Popen:

@@ -6,14 +6,9 @@ import subprocess
 import sys
 
 import pytest
+from helpers import free_port
 
 NBFL = [sys.executable, "-m", "nbfl"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_controller_and_two_clients_from_the_command_line():

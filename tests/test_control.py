@@ -14,7 +14,7 @@ import nbfl
 from nbfl import control
 
 from conftest import FAST, small_model
-from test_runs import adder, until
+from helpers import adder, slow_adder, until
 
 
 @pytest.fixture(autouse=True)
@@ -28,14 +28,6 @@ def entry_of(kind="controller"):
     entries = [e for e in control.registered() if e["kind"] == kind]
     assert len(entries) == 1, entries
     return entries[0]
-
-
-def slow_adder(seconds=0.05):
-    def train(weights, ctx):
-        ctx.abort.wait(seconds)
-        return nbfl.Update({k: v + 1 for k, v in weights.items()}, num_samples=1, metrics={"accuracy": 0.5})
-
-    return {"train": train}
 
 
 def test_the_panel_sees_clients_and_rounds_and_stops_a_run_while_it_goes(controller_factory, client_factory):

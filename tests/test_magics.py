@@ -3,7 +3,6 @@
 import contextlib
 import html
 import re
-import time
 
 import numpy as np
 import pytest
@@ -12,6 +11,7 @@ from IPython.testing.globalipapp import start_ipython
 from IPython.utils.capture import capture_output
 
 from nbfl.data import load_digits_split
+from helpers import until
 
 
 @pytest.fixture
@@ -23,13 +23,6 @@ def ip():
     shell.run_line_magic("load_ext", "nbfl")
     yield shell
     shell.run_line_magic("unload_ext", "nbfl")
-
-
-def until(condition, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "never happened"
-        time.sleep(0.05)
 
 
 @contextlib.contextmanager

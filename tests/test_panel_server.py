@@ -21,9 +21,7 @@ import nbfl
 
 import environments
 from conftest import FAST, small_model
-from test_browser import free_port
-from test_control import slow_adder
-from test_runs import until
+from helpers import free_port, slow_adder, until
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import time
 
 import numpy as np
 import pytest
@@ -29,18 +28,11 @@ from nbfl.workflows.scatter_gather import MAX_WEIGHT
 from nbfl.workshop import Share
 
 from conftest import FAST, small_model
+from helpers import until
 
 
 def finite(weights) -> bool:
     return all(np.isfinite(v).all() for v in weights.values())
-
-
-def until(condition, timeout: float = 60.0) -> None:
-    """Poll ``condition()`` until it holds; fail the test if it never does."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "never happened"
-        time.sleep(0.01)
 
 
 def echo(steps: float):

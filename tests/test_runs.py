@@ -3,7 +3,6 @@ and told at once when the controller's IO thread is gone. Real sockets on 127.0.
 
 import json
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -13,21 +12,7 @@ from nbfl import wire
 from nbfl.records import RoundStatus
 
 from conftest import small_model
-
-
-def adder(delta=1.0):
-    def train(weights, ctx):
-        return nbfl.Update({k: v + delta for k, v in weights.items()}, num_samples=1)
-
-    return {"train": train}
-
-
-def until(condition, timeout=60.0):
-    """Poll ``condition()`` until it holds; fail the test if it never does."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "never happened"
-        time.sleep(0.01)
+from helpers import adder, until
 
 
 def gated():

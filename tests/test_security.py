@@ -24,14 +24,9 @@ from nbfl.provision import ProvisionError, load_kit, provision
 from nbfl.transport import InsecureTransportError, is_loopback
 
 from conftest import FAST, small_model
+from helpers import free_port
 
 NBFL = [sys.executable, "-m", "nbfl"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def write_project(path, clients=("site-1", "site-2"), port=None, **extra) -> str:
