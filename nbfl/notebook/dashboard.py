@@ -28,8 +28,8 @@ from .cell_context import in_cell
 from .text import Html, text_of
 
 
-LOCAL_ACCURACY = ("local_accuracy", "accuracy")
-BOARD_EVERY = 0.5  # seconds between the board's updates as results come in (each round's end updates it at once)  # what a client's metrics call its own accuracy
+LOCAL_ACCURACY = ("local_accuracy", "accuracy")  # what a client's metrics call its own accuracy
+BOARD_EVERY = 0.5  # seconds between the board's updates as results come in (each round's end updates it at once)
 
 
 STYLE = """<style>
@@ -46,7 +46,6 @@ STYLE = """<style>
 .nbfl-dash table.nbfl-clients tbody tr:nth-child(odd){background:var(--jp-rendermime-table-row-background,#f5f5f5)}
 .nbfl-dash table.nbfl-clients tbody tr:hover{background:var(--jp-rendermime-table-row-hover-background,#e1f2fe)}
 .nbfl-dash .nbfl-failing{color:var(--jp-error-color1,#b00)}
-.nbfl-dash .nbfl-warn{color:var(--jp-warn-color0,#a60)}
 .nbfl-dash .nbfl-muted{color:var(--jp-ui-font-color2,#666)}
 .nbfl-dash .nbfl-top{display:flex;flex-wrap:wrap;gap:4px 16px;align-items:flex-start}
 .nbfl-dash .nbfl-top>div{flex:1 1 340px;min-width:0}
@@ -135,9 +134,9 @@ def security_html(security: str) -> str:
 
 def _cell(value: Any, attrs: str = "") -> str:
     """A table cell; one long enough to be cut carries its whole text as a tooltip."""
-    text = html.escape(str(value))
-    tip = f" title='{html.escape(str(value), quote=True)}'" if len(str(value)) > 10 else ""
-    return f"<td{attrs}{tip}>{text}</td>"
+    text = str(value)
+    tip = f" title='{html.escape(text, quote=True)}'" if len(text) > 10 else ""
+    return f"<td{attrs}{tip}>{html.escape(text)}</td>"
 
 
 def _state_text(client: ClientInfo) -> str:
