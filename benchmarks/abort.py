@@ -26,10 +26,10 @@ import torch
 
 import nbfl
 from nbfl.data import load_digits_split
-from nbfl.executor import Signal
-from nbfl.models import DigitsMLP
-from nbfl.spawn import spawn_clients, stop_clients
-from nbfl.trainers import ArrayTrainer
+from nbfl.participant.executor import Signal
+from nbfl.participant.models import DigitsMLP
+from nbfl.launch.spawn import spawn_clients, stop_clients
+from nbfl.participant.trainers import ArrayTrainer
 
 
 def batch_seconds(repeats: int = 200) -> float:

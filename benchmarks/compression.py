@@ -1,4 +1,4 @@
-"""Bytes on the wire and what they cost: float32 beside float16 and int8 (nbfl.compress).
+"""Bytes on the wire and what they cost: float32 beside float16 and int8 (nbfl.protocol.compress).
 
 Part 1, the digits setup: a controller in this process and ``--clients`` client
 processes (``%fl_spawn``'s, the built-in digits MLP of 4,810 parameters, a
@@ -32,9 +32,9 @@ import torch
 
 import nbfl
 from nbfl.data import load_digits_split
-from nbfl.models import DigitsMLP
-from nbfl.spawn import spawn_clients, stop_clients
-from nbfl.trainers import evaluator
+from nbfl.participant.models import DigitsMLP
+from nbfl.launch.spawn import spawn_clients, stop_clients
+from nbfl.participant.trainers import evaluator
 
 CODECS = ("none", "float16", "int8")
 ECHO = "import nbfl, sys; nbfl.Client(sys.argv[1], sys.argv[2], tasks={'train': lambda w: dict(w)}).run()"

@@ -76,7 +76,7 @@ class Sampler(threading.Thread):
         parts = {"kernel": pss_bytes(self.root.pid), "template": 0, "clients": 0, "processes": 0}
         for proc in family:
             try:
-                template = "nbfl.template" in " ".join(proc.cmdline())
+                template = "nbfl.launch.template" in " ".join(proc.cmdline())
                 parent = proc.ppid()
             except psutil.Error:
                 continue

@@ -5,7 +5,7 @@ A controller in this process (a model of ``--params`` float32 parameters) and
 three settings, interleaved ``--repeat`` times: nobody asking, the panel's own pace (a
 status request every second, as JupyterLab's panel polls), and a status request back
 to back without pause (far more than any number of open panels). Each status request
-goes over the controller's control socket (``nbfl.control``), as the Jupyter server
+goes over the controller's control socket (``nbfl.transport.control``), as the Jupyter server
 extension sends it; its round trip is timed and set beside a bare ZeroMQ REQ/REP echo of
 the same size on loopback, measured in the same run.
 
@@ -27,7 +27,7 @@ import numpy as np
 import zmq
 
 import nbfl
-from nbfl import control
+from nbfl.transport.threads import control
 
 WORKER = "import nbfl, sys; nbfl.Client(sys.argv[1], sys.argv[2], tasks={'train': lambda w: dict(w)}).run()"
 

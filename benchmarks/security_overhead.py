@@ -5,7 +5,7 @@ own socket and threads) echo a float32 model of ``--params`` parameters back, pl
 small change, for ``--rounds`` timed rounds after one warm-up round. Configurations:
 
 * ``plain``: loopback without encryption, the baseline measured in the same run;
-* ``curve``: startup kits from ``nbfl.provision``, every connection CurveZMQ;
+* ``curve``: startup kits from ``nbfl.transport.provision``, every connection CurveZMQ;
 * ``he``: CKKS (TenSEAL): clients encrypt their models, the controller adds ciphertexts.
 
 Each configuration runs ``--repeat`` times, interleaved; the table gives the median
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 import nbfl
-from nbfl.provision import provision
+from nbfl.transport.provision import provision
 
 
 def echo(weights, ctx):
@@ -90,7 +90,7 @@ def main() -> int:
     args = parser.parse_args()
     he = None
     if "he" in args.configs:
-        from nbfl.filters.he import new_contexts
+        from nbfl.protocol.he import new_contexts
 
         he = new_contexts()
     with tempfile.TemporaryDirectory() as tmp:

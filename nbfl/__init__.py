@@ -2,21 +2,22 @@
 
 The controller holds the global model and drives rounds; clients join over ZeroMQ,
 train on their own data and send back only weights. The core needs numpy and pyzmq;
-torch enters through :mod:`nbfl.torch_adapter`.
+torch enters through :mod:`nbfl.protocol.torch_adapter`.
 """
 
-from .client import Client
-from .controller import Controller, RunActive
+from .participant.client import Client
+from .controller.controller import Controller, RunActive
 from .errors import NbflError
-from .on_dask import spawn_on_dask
-from .records import ClientInfo, Result, RoundRecord, RoundStatus
-from .run import Run, RunError
-from .tasks import TaskContext, Update, task
-from .workshop import JoinCode, Workshop
+from .launch.on_dask import spawn_on_dask
+from .protocol.records import ClientInfo, Result, RoundRecord, RoundStatus
+from .controller.run import Run, RunError
+from .participant.tasks import TaskContext, Update, task
+from .protocol.joining import JoinCode
+from .controller.workshop import Workshop
 from .workflows import (
     ALGORITHMS, CrossSiteEval, Cyclic, FedAvg, FederatedStatistics, FedOpt, FedProx, RobustAggregation, RoundFailed,
     Scaffold, make_workflow,
-)  # fmt: skip
+)
 
 __version__ = "0.1.0"
 
@@ -35,9 +36,9 @@ def unload_ipython_extension(ipython) -> None:  # type: ignore[no-untyped-def]
 
 
 def _jupyter_server_extension_points() -> list[dict[str, str]]:
-    """The Federation panel's server routes (:mod:`nbfl.server_extension`), enabled by the
+    """The Federation panel's server routes (:mod:`nbfl.jupyter.server_extension`), enabled by the
     ``jupyter_server_config.d/nbfl.json`` that the wheel installs."""
-    return [{"module": "nbfl.server_extension"}]
+    return [{"module": "nbfl.jupyter.server_extension"}]
 
 
 def _jupyter_labextension_paths() -> list[dict[str, str]]:

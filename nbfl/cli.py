@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import re
 import sys
 import time
 from typing import Any, Sequence
 
-from .builtin import CHOICES, TRAINER_ENV
-from .compress import CODECS
-
-ENDPOINT = re.compile(r"^tcp://[^:/\s]+:(\d{1,5})$")
+from .participant import command as client_command
+from .participant.command import data_args, positive, security_args
+from .protocol.compress import CODECS
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -27,12 +25,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="controller + local client processes doing FedAvg on digits")
-    demo.add_argument("--clients", type=_positive, default=4)
+    demo.add_argument("--clients", type=positive, default=4)
     demo.add_argument("--dask", metavar="SCHEDULER",
                       help="run the clients on this Dask cluster (tcp://HOST:8786) instead of local processes; off "
                            "this machine they join with a workshop's join line")  # fmt: skip
     _round_args(demo)
-    _data_args(demo)
+    data_args(demo)
 
     prov = sub.add_parser("provision", help="write a startup kit (CurveZMQ keys) for the controller and each client")
     prov.add_argument("project", help="the project file (TOML): name, host, port, clients, optionally he = true")
@@ -42,65 +40,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     ctl.add_argument("--host", help="address to bind (default: the kit's host, else 127.0.0.1); with --workshop, the "
                                     "address put in the join line (default: the LAN address; it listens on all)")
     ctl.add_argument("--port", type=int, help="0 picks a free one (printed); default: the kit's port, else 5555")
-    _security_args(ctl, "controller")
+    security_args(ctl, "controller")
     ctl.add_argument("--workshop", action="store_true",
                      help="walk-in participants: CurveZMQ, one join line to paste (address, key, token), no kits")
-    ctl.add_argument("--capacity", type=_positive, default=30, help="workshop: participants at most, and data shares")
+    ctl.add_argument("--capacity", type=positive, default=30, help="workshop: participants at most, and data shares")
     ctl.add_argument("--partition", default="dirichlet:0.5", help="workshop: how the digits are shared out")
     ctl.add_argument("--checkpoint-dir", help="write a checkpoint (model, workflow state, history) after every round")
     ctl.add_argument("--resume", help="continue from the last whole checkpoint in this folder (and keep writing there)")
     ctl.add_argument("--join-wait", type=float, default=600.0, help="seconds to wait for --min-clients to join")
-    ctl.add_argument("--min-clients", type=_positive, default=2, help="clients to wait for, and results a round needs")
+    ctl.add_argument("--min-clients", type=positive, default=2, help="clients to wait for, and results a round needs")
     ctl.add_argument("--seed", type=int, default=0, help="the digits test split (clients must use the same)")
     _round_args(ctl)
 
-    cli = sub.add_parser("client", help="join a controller and train on a share of digits")
-    cli.add_argument("endpoint", type=_endpoint, nargs="?",
-                     help="a workshop's join code nbfl://..., or tcp://HOST:PORT (default: the kit's)")
-    cli.add_argument("--name", nargs="+", help="how the controller lists this client, spaces allowed "
-                     "(with a kit: the kit's name)")
-    _security_args(cli, "client")
-    cli.add_argument("--index", type=int,
-                     help="this client's share: 0 .. num-clients - 1, one each (default: a workshop assigns it, else 0)")
-    cli.add_argument("--num-clients", type=_positive, default=1, help="how many shares; the same on every client")
-    cli.add_argument("--wait", type=float, default=300.0, help="seconds to wait for the controller's welcome")
-    cli.add_argument(
-        "--accept-code", action="store_true", help="run task code the controller sends (%%%%fl_task) on this data"
-    )
-    cli.add_argument("--exit-with-parent", action="store_true", help="leave when the process that started this one ends")
-    cli.add_argument("--device", help="where the built-in trainer trains: cpu, cuda, cuda:1 (default: cuda:0 if there is a GPU)")
-    cli.add_argument("--trainer", choices=CHOICES,
-                     help=f"the built-in trainer's backend (default: ${TRAINER_ENV}, else auto: torch if installed, else numpy)")
-    _data_args(cli)
+    client_command.add_arguments(sub.add_parser("client", help=client_command.HELP))
 
     args = parser.parse_args(argv)
-    _check_partition(parser, args)
+    if args.command == "client":
+        client_command.check(parser, args)
+    elif args.command != "provision":
+        client_command.check_partition(parser, args, args.clients if args.command == "demo" else args.capacity)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.command == "provision":
         return _provision(args)
     if args.command == "client":
-        if args.index is not None and not 0 <= args.index < args.num_clients:
-            parser.error(f"--index must be between 0 and {args.num_clients - 1} (--num-clients {args.num_clients})")
-        if args.kit is None and (args.endpoint is None or args.name is None):
-            parser.error("a client needs ENDPOINT and --name, or --kit DIR")
-        args.name = " ".join(args.name) if args.name else None  # --name Grace Hopper, unquoted, is one name
-        return _client(args)
+        return client_command.run(args)
     if args.command == "controller":
         if args.workshop and args.kit is not None:
             parser.error("--workshop makes its own keys and join line; it does not take --kit")
         return _controller(args, _controller_endpoint(parser, args), spawn=0)
-    from .transport import is_loopback
+    from .transport.threads import is_loopback
 
     if args.dask and not is_loopback(args.dask, connect=True):  # remote workers: CurveZMQ, a join line
         return _controller(args, "tcp://0.0.0.0:0", spawn=args.clients, workshop=True)
     return _controller(args, "tcp://127.0.0.1:0", spawn=args.clients)
-
-
-def _security_args(p: argparse.ArgumentParser, role: str) -> None:
-    p.add_argument("--kit", help=f"this {role}'s startup kit folder (nbfl provision): CurveZMQ")
-    p.add_argument(
-        "--insecure", action="store_true", help="allow plaintext on a non-loopback address (a network you trust)"
-    )
 
 
 def _controller_endpoint(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str:
@@ -112,7 +84,7 @@ def _controller_endpoint(parser: argparse.ArgumentParser, args: argparse.Namespa
         return f"tcp://0.0.0.0:{port}"
     if args.kit is None:
         return f"tcp://{args.host or '127.0.0.1'}:{port}"
-    from .provision import ProvisionError, load_kit
+    from .transport.provision import ProvisionError, load_kit
 
     try:
         args.kit = load_kit(args.kit)
@@ -122,7 +94,7 @@ def _controller_endpoint(parser: argparse.ArgumentParser, args: argparse.Namespa
 
 
 def _provision(args: argparse.Namespace) -> int:
-    from .provision import ProvisionError, provision
+    from .transport.provision import ProvisionError, provision
 
     try:
         folders = provision(args.project, args.out)
@@ -143,7 +115,7 @@ def _provision(args: argparse.Namespace) -> int:
 def _round_args(p: argparse.ArgumentParser) -> None:
     from .workflows import ALGORITHMS
 
-    p.add_argument("--rounds", type=_positive, default=10)
+    p.add_argument("--rounds", type=positive, default=10)
     p.add_argument("--algorithm", default="fedavg", choices=sorted(ALGORITHMS))
     p.add_argument("--timeout", type=float, default=120.0, help="seconds a round waits for results")
     p.add_argument("--grace", type=float,
@@ -152,53 +124,10 @@ def _round_args(p: argparse.ArgumentParser) -> None:
                    help="the model and the updates on the wire (default: none; with --workshop, int8)")
 
 
-def _data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", default="digits", choices=["digits"])
-    p.add_argument("--partition", default="dirichlet:0.5", help="iid, dirichlet:ALPHA or shards:N")
-    p.add_argument("--seed", type=int, default=0, help="the split; the same on every process")
-    p.add_argument("--epochs", type=_positive, default=2, help="local epochs per round")
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
-def _endpoint(text: str) -> str:
-    from .workshop import JoinCode, is_join_code
-
-    if is_join_code(text):
-        try:
-            JoinCode.parse(text)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-        return text
-    match = ENDPOINT.match(text)
-    if not match or not 0 < int(match.group(1)) < 65536:
-        raise argparse.ArgumentTypeError(f"{text!r} is not tcp://HOST:PORT with a port from 1 to 65535")
-    return text
-
-
-def _check_partition(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Refuse a bad --partition here, before any process is started with it."""
-    if not hasattr(args, "partition"):
-        return
-    from .data import load_digits_split, partition
-
-    clients = {"demo": "clients", "controller": "capacity"}.get(args.command, "num_clients")
-    clients = getattr(args, clients)
-    try:
-        partition(args.partition, load_digits_split(seed=args.seed)[1], clients, args.seed)
-    except ValueError as exc:
-        parser.error(f"--partition {args.partition}: {exc}")
-
-
 def _controller(args: argparse.Namespace, endpoint: str, spawn: int, workshop: bool = False) -> int:
-    from .builtin import digits_model
-    from .controller import Controller
-    from .spawn import spawn_clients, stop_clients
+    from .participant.builtin import digits_model
+    from .controller.controller import Controller
+    from .launch.spawn import spawn_clients, stop_clients
     from .workflows import make_workflow
 
     try:
@@ -215,7 +144,7 @@ def _controller(args: argparse.Namespace, endpoint: str, spawn: int, workshop: b
     evaluate = None if he_context is not None else evaluate_digits
     room = None
     if workshop or getattr(args, "workshop", False):
-        from .workshop import Workshop
+        from .controller.workshop import Workshop
 
         room = Workshop(getattr(args, "capacity", spawn), args.partition, args.seed, host=getattr(args, "host", None))
     try:
@@ -236,7 +165,7 @@ def _controller(args: argparse.Namespace, endpoint: str, spawn: int, workshop: b
             print(controller.security, flush=True)
         where = str(controller.join_code) if controller.join_code is not None else controller.endpoint
         if spawn and getattr(args, "dask", None):
-            from .on_dask import spawn_on_dask
+            from .launch.on_dask import spawn_on_dask
 
             on_dask = spawn_on_dask(args.dask, spawn, endpoint=where, partition=args.partition, seed=args.seed,
                                     epochs=args.epochs)  # fmt: skip
@@ -320,70 +249,6 @@ def _print_round(record: Any) -> None:
     if record.failed:
         line += f"  {record.outcome}: " + ", ".join(f"{k} ({v.strip().splitlines()[-1]})" for k, v in record.failed.items())
     print(line, flush=True)
-
-
-def _client(args: argparse.Namespace) -> int:
-    from .builtin import built_in_client, choose
-    from .client import Client
-    from .terminal import ParticipantLines
-    from .workshop import Share, is_join_code
-
-    assigned = args.index is None and is_join_code(args.endpoint)  # the workshop's controller assigns the share
-    share = None if assigned else Share(args.index or 0, args.num_clients, args.partition, args.seed)
-    lines = ParticipantLines()  # a line per share, round and error: a terminal has no status to update
-    try:
-        trainer = choose(args.trainer)
-        # one thread: many clients share few cores in demos
-        local = built_in_client(share, args.epochs, args.device, trainer, single_thread=True)
-        client = Client(
-            args.endpoint, args.name, kit=args.kit, insecure=args.insecure, accept_code=args.accept_code,
-            on_update=lines, **local, **_he_filters(args.kit),
-        )  # fmt: skip
-    except ValueError as exc:  # no such trainer or device, plaintext off loopback, a bad kit or join code
-        print(f"nbfl client: {exc}", file=sys.stderr)
-        return 1
-    if args.exit_with_parent:
-        _watch_parent(client)
-    try:
-        client.start(wait=args.wait)
-    except ConnectionError as exc:
-        print(f"nbfl client: {exc}", file=sys.stderr)
-        return 1
-    lines.joined(f"joined {client.endpoint} as {client.name}; training with {trainer} when the controller asks")
-    try:
-        while not client.wait(0.5):  # short waits keep Ctrl-C prompt
-            pass
-    except KeyboardInterrupt:
-        client.stop()
-    print(lines.exit_line(client), flush=True)
-    return 0
-
-
-def _he_filters(kit: Any) -> dict[str, Any]:
-    """A ``he = true`` kit's client encrypts what it sends and decrypts what it gets."""
-    from .provision import load_kit
-
-    context = load_kit(kit).he_context() if kit is not None else None
-    if context is None:
-        return {}
-    from .filters.he import HEDecrypt, HEEncrypt
-
-    return {"filters": [HEEncrypt(context)], "task_filters": [HEDecrypt(context)]}
-
-
-def _watch_parent(client: Any) -> None:
-    """Spawned clients leave with the kernel that spawned them, even if it was killed."""
-    import os
-    import threading
-
-    parent = os.getppid()
-
-    def watch() -> None:
-        while not client.wait(1.0):
-            if os.getppid() != parent:
-                client.stop()
-
-    threading.Thread(target=watch, name="nbfl-parent-watch", daemon=True).start()
 
 
 if __name__ == "__main__":

@@ -15,15 +15,15 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 import torch
 
-from .client import Client
-from .controller import Controller
+from .participant.client import Client
+from .controller.controller import Controller
 from .data import load_digits_split, partition
 from .data.vision import CIFAR10
-from .executor import Signal
-from .models import DigitsMLP, SimpleNetwork
-from .records import RoundRecord
-from .spawn import spawn_clients, stop_clients
-from .trainers import ArrayTrainer, evaluate_model, evaluator
+from .participant.executor import Signal
+from .participant.models import DigitsMLP, SimpleNetwork
+from .protocol.records import RoundRecord
+from .launch.spawn import spawn_clients, stop_clients
+from .participant.trainers import ArrayTrainer, evaluate_model, evaluator
 from .workflows import make_workflow
 
 COMPARED = ("fedavg", "fedprox", "fedopt", "scaffold")

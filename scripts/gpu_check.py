@@ -32,10 +32,10 @@ sys.path.insert(0, str(ROOT / "tests"))  # the seed's trainer and the CIFAR-10 f
 import nbfl  # noqa: E402
 from nbfl.data import load_digits_split  # noqa: E402
 from nbfl.data.vision import CIFAR10, Compose, Normalize, ToTensor  # noqa: E402
-from nbfl.models import DigitsMLP  # noqa: E402
-from nbfl.spawn import spawn_clients, stop_clients  # noqa: E402
-from nbfl.torch_adapter import get_weights  # noqa: E402
-from nbfl.trainers import evaluator  # noqa: E402
+from nbfl.participant.models import DigitsMLP  # noqa: E402
+from nbfl.launch.spawn import spawn_clients, stop_clients  # noqa: E402
+from nbfl.protocol.torch_adapter import get_weights  # noqa: E402
+from nbfl.participant.trainers import evaluator  # noqa: E402
 
 ROUNDS = 3
 

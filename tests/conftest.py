@@ -5,17 +5,16 @@ from __future__ import annotations
 import os
 import tempfile
 
-import numpy as np
 import pytest
 
 import nbfl
+from helpers import FAST
 
-FAST = {"heartbeat_interval": 0.1, "heartbeat_timeout": 2.0}
 
-# Every controller registers its control socket (nbfl.control) in Jupyter's runtime folder:
+# Every controller registers its control socket (nbfl.transport.control) in Jupyter's runtime folder:
 # the tests' go to one of their own, not into the Federation panel of the user's JupyterLab.
 os.environ["JUPYTER_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="nbfl-test-runtime-")
-# and participants keep their workshop key pairs (nbfl.workshop.participant_keys) in one of theirs
+# and participants keep their workshop key pairs (nbfl.controller.workshop.participant_keys) in one of theirs
 os.environ["NBFL_KEYS"] = tempfile.mkdtemp(prefix="nbfl-test-keys-")
 
 
@@ -47,6 +46,3 @@ def client_factory():
         client.stop()
 
 
-def small_model(seed: int = 0) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return {"w": rng.normal(size=(4, 3)).astype(np.float32), "b": rng.normal(size=3).astype(np.float32)}

@@ -23,7 +23,7 @@ import numpy as np
 import zmq
 
 import nbfl
-from nbfl import compress, wire
+from nbfl.protocol import compress, wire
 
 ATTACKER = "127.0.0.66"
 

@@ -18,7 +18,7 @@ import sys
 import torch
 
 import nbfl
-from nbfl.builtin import digits_setup
+from nbfl.participant.builtin import digits_setup
 
 
 class Failing:

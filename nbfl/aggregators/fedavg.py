@@ -15,8 +15,8 @@ from typing import Mapping
 
 import numpy as np
 
-from ..executor import DataKind
-from ..weights import Weights, check_update
+from ..protocol.names import DataKind
+from ..protocol.weights import Weights, check_update
 
 CHUNK = 1 << 16  # elements per step of the scaled add: 256 KiB of float32, cache-sized
 

@@ -20,7 +20,7 @@ from typing import Mapping
 import numpy as np
 from numpy.typing import DTypeLike
 
-from ..weights import Weights
+from ..protocol.weights import Weights
 
 
 class ServerOptimizer:

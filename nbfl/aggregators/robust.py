@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..weights import Weights
+from ..protocol.weights import Weights
 
 
 def _stacked(models: Sequence[Weights], name: str) -> np.ndarray:

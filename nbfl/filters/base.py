@@ -8,7 +8,7 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 
-from .. import names
+from ..protocol import names
 from ..errors import NbflError
 
 Weights = dict[str, np.ndarray]

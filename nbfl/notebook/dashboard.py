@@ -20,10 +20,10 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from IPython.display import display
 
-from ..controller import Controller
-from ..guard import summary
-from ..records import ClientInfo, RoundRecord
-from ..run import Run
+from ..controller.controller import Controller
+from ..transport.guard import summary
+from ..protocol.records import ClientInfo, RoundRecord
+from ..controller.run import Run
 from .cell_context import in_cell
 from .text import Html, text_of
 

@@ -19,19 +19,22 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from IPython.display import display
 
-from ..client import Client
-from ..compress import CODECS
-from ..controller import Controller, RunActive
+from ..participant.client import Client
+from ..protocol.compress import CODECS
+from ..controller.controller import Controller, RunActive
 from ..filters import FilterError, build as build_filters
-from ..provision import load_kit
-from ..records import RoundRecord, RoundStatus
-from ..run import Run, RunError
-from ..spawn import spawn_clients, stop_clients
+from ..transport.provision import load_kit
+from ..protocol.records import RoundRecord, RoundStatus
+from ..controller.run import Run, RunError
+from ..launch.spawn import spawn_clients, stop_clients
 from ..workflows import ALGORITHMS, CrossSiteEval, FederatedStatistics, make_workflow
-from ..workshop import Share, Workshop, is_join_code
+from ..protocol.joining import Share, is_join_code
+from ..controller.workshop import Workshop
 from .cell_context import in_cell
-from .dashboard import (Dashboard, LivePart, TextBoard, clients_html, failures_html, history_html, join_html,
-                        security_html, statistics_html, status_html, Views)
+from .dashboard import (
+    Dashboard, LivePart, TextBoard, clients_html, failures_html, history_html, join_html, security_html,
+    statistics_html, status_html, Views,
+)
 from .text import Html, Png
 from .waiting import await_blocking_magics, unregister, wait_blocking, wait_awaited
 
@@ -49,7 +52,7 @@ class FLMagics(Magics):
         super().__init__(shell)
         self.controller: Controller | None = None
         self.spawned: list = []
-        self.on_dask: list = []  # nbfl.on_dask.DaskClients of %fl_spawn --dask
+        self.on_dask: list = []  # nbfl.launch.on_dask.DaskClients of %fl_spawn --dask
         # the defaults %fl_round takes from %fl_controller start; each run gets its own copy
         self.min_clients = 1
         self.round_timeout = 300.0
@@ -205,7 +208,7 @@ class FLMagics(Magics):
                 raise UsageError(f"no variable {name!r} in this notebook")
         if model_name is not None:
             return ns[model_name], ns.get(evaluate_name) if evaluate_name else None
-        from ..builtin import digits_model
+        from ..participant.builtin import digits_model
 
         # numpy's: the controller never trains, and a kernel that imports no torch stays ~200 MiB
         # smaller (on Binder every kernel a learner leaves running counts against one pod)
@@ -251,7 +254,7 @@ class FLMagics(Magics):
     @argument("--gpus", help="GPU indices, e.g. 0,1: the clients go round-robin onto cuda:0, cuda:1, ...; with --dask, "
                              "each client takes a worker's GPU resource (workers started with --resources GPU=N)")
     @argument("--dask", metavar="SCHEDULER",
-              help="start them on this Dask cluster (tcp://HOST:8786) instead of this machine (nbfl.on_dask)")
+              help="start them on this Dask cluster (tcp://HOST:8786) instead of this machine (nbfl.launch.on_dask)")
     @argument("--per-worker", type=int, help="with --dask: this many clients to a worker (default: spread out)")
     @line_magic
     def fl_spawn(self, line: str) -> None:
@@ -276,7 +279,7 @@ class FLMagics(Magics):
         except ValueError:
             raise UsageError(f"--gpus takes GPU indices separated by commas, e.g. 0,1; not {args.gpus!r}") from None
         if args.dask:
-            from ..on_dask import spawn_on_dask
+            from ..launch.on_dask import spawn_on_dask
 
             try:
                 group = spawn_on_dask(
@@ -391,7 +394,7 @@ class FLMagics(Magics):
         """The built-in trainer on a share of digits: the one given, else one the workshop assigns."""
         if args.data == "none":
             return {}
-        from ..builtin import built_in_client
+        from ..participant.builtin import built_in_client
 
         share = None
         if args.index is not None or not is_join_code(args.endpoint):

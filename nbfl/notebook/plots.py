@@ -12,7 +12,7 @@ from typing import Any, Mapping, Sequence, cast
 import numpy as np
 from matplotlib.figure import Figure
 
-from ..records import RoundRecord
+from ..protocol.records import RoundRecord
 
 
 MARKED = 40  # rounds up to which each round gets a marker; beyond, markers would merge into a blob

@@ -10,7 +10,7 @@ nothing there.)
 So a top-level ``%fl_round`` or ``%fl_wait`` is rewritten, by an IPython input
 transformer, into an ``await`` of the same magic: the cell becomes an async cell, it
 still runs top to bottom and blocks "Run All" and nbclient as before, and the Stop
-button's click reaches :meth:`nbfl.run.Run.stop` while it waits. The kernel's
+button's click reaches :meth:`nbfl.controller.run.Run.stop` while it waits. The kernel's
 interrupt cancels the awaited cell; the wait turns that into a clean stop.
 
 Only top-level lines are rewritten (an ``await`` inside a loop body of a cell would be
@@ -25,7 +25,7 @@ import concurrent.futures
 import re
 from typing import Any
 
-from ..run import Run
+from ..controller.run import Run
 
 BLOCKING = ("fl_round", "fl_wait")
 POLL = 0.1  # seconds between looks at the run while a cell awaits it

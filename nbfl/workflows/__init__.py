@@ -1,4 +1,7 @@
-"""Workflows decide what a round sends and how results are combined."""
+"""Workflows decide what a round sends and how results are combined: the controller's
+side, run by a run's thread in the controller's kernel. A workflow sees only a
+:class:`~nbfl.workflows.base.RoundContext`; the numpy maths it folds results with is
+in :mod:`nbfl.aggregators`. Never imports the participant side."""
 
 from functools import partial
 from typing import Any, Callable

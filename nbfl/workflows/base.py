@@ -13,8 +13,8 @@ from typing import Any, Callable, Iterator, Mapping, Protocol, runtime_checkable
 import numpy as np
 
 from ..errors import NbflError
-from ..records import ClientInfo, Result
-from ..weights import Weights
+from ..protocol.records import ClientInfo, Result
+from ..protocol.weights import Weights
 
 
 class RoundFailed(NbflError, RuntimeError):
@@ -26,7 +26,7 @@ class RoundStopped(NbflError):
 
 
 class RoundContext(Protocol):
-    """What a workflow may use of the run it is part of (:class:`nbfl.run.Run` implements it)."""
+    """What a workflow may use of the run it is part of (:class:`nbfl.controller.run.Run` implements it)."""
 
     min_clients: int  # connected clients a round starts with
     min_results: int  # usable results a round needs (its quorum)

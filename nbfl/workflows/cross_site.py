@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .. import names
-from ..executor import DataKind
-from ..weights import UpdateError, Weights, check_update
+from ..protocol import names
+from ..protocol.names import DataKind
+from ..protocol.weights import UpdateError, Weights, check_update
 from .base import RoundFailed
 
 if TYPE_CHECKING:
-    from ..records import ClientInfo
+    from ..protocol.records import ClientInfo
     from .base import RoundContext
 
 GLOBAL = "global"

@@ -12,12 +12,12 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING, Any, Sequence
 
-from .. import names
-from ..weights import UpdateError, Weights, full_weights
+from ..protocol import names
+from ..protocol.weights import UpdateError, Weights, full_weights
 from .base import RoundFailed
 
 if TYPE_CHECKING:
-    from ..records import ClientInfo
+    from ..protocol.records import ClientInfo
     from .base import RoundContext
 
 

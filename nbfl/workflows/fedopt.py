@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .. import names
+from ..protocol import names
 from ..aggregators.fedopt import OPTIMIZERS, ServerOptimizer
-from ..weights import Weights
+from ..protocol.weights import Weights
 from .scatter_gather import MAX_WEIGHT, FedAvg
 
 if TYPE_CHECKING:

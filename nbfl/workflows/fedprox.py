@@ -1,9 +1,9 @@
 """FedProx (Li et al., 2020): FedAvg whose clients add ``mu/2 * ||w - w_global||^2`` to their loss.
 
-The controller's part is only to say ``mu`` in every task's meta (:data:`nbfl.names.FEDPROX_MU`);
+The controller's part is only to say ``mu`` in every task's meta (:data:`nbfl.protocol.names.FEDPROX_MU`);
 the proximal term itself is computed by the client's training loop
-(:func:`nbfl.torch_algorithms.proximal_term` in a torch loop and the built-in torch
-trainer; its gradient in :class:`nbfl.numpy_trainer.NumpyTrainer`), which
+(:func:`nbfl.participant.torch_algorithms.proximal_term` in a torch loop and the built-in torch
+trainer; its gradient in :class:`nbfl.participant.numpy_trainer.NumpyTrainer`), which
 keeps heterogeneous clients from drifting far from the global model.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import names
+from ..protocol import names
 from .scatter_gather import MAX_WEIGHT, FedAvg
 
 

@@ -21,15 +21,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..filters.he import CHUNK_PREFIX, ENCRYPTED, LAYOUT_KEY, Layout, chunk_names, chunk_sizes, layout_of, load_context
-from ..filters.he import require_tenseal, slots
-from .. import names
-from ..weights import Weights
+from ..protocol.he import CHUNK_PREFIX, ENCRYPTED, LAYOUT_KEY, Layout, chunk_names, chunk_sizes, layout_of, load_context
+from ..protocol.he import require_tenseal, slots
+from ..protocol import names
+from ..protocol.weights import Weights
 from .base import RoundFailed, needs_results
 from .scatter_gather import MAX_WEIGHT, FedAvg
 
 if TYPE_CHECKING:
-    from ..records import Result
+    from ..protocol.records import Result
     from .base import RoundContext
 
 

@@ -2,7 +2,7 @@
 
 The controller keeps a control variate ``c`` (one array per float tensor of the model,
 zeros at first); each client keeps its own ``c_i``. A task carries the global model
-``x`` and ``c`` (tensors named ``scaffold.c/<name>``, :data:`nbfl.names.SCAFFOLD_C`). The client trains with each
+``x`` and ``c`` (tensors named ``scaffold.c/<name>``, :data:`nbfl.protocol.names.SCAFFOLD_C`). The client trains with each
 gradient corrected by ``c - c_i``, takes ``K`` steps at learning rate ``lr`` to reach
 ``y_i``, and updates its variate by option II of the paper::
 
@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .. import names
+from ..protocol import names
 from ..aggregators import WeightedMean
-from ..executor import DataKind
-from ..weights import UpdateError, Weights, check_update, split
+from ..protocol.names import DataKind
+from ..protocol.weights import UpdateError, Weights, check_update, split
 from .base import needs_results
 from .scatter_gather import MAX_WEIGHT, FedAvg
 

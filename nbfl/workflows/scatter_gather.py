@@ -11,14 +11,14 @@ import math
 import reprlib
 from typing import TYPE_CHECKING, Any
 
-from .. import names
+from ..protocol import names
 from ..aggregators import WeightedMean
-from ..executor import MetaKey
-from ..weights import UpdateError, Weights
+from ..protocol.names import MetaKey
+from ..protocol.weights import UpdateError, Weights
 from .base import needs_results
 
 if TYPE_CHECKING:
-    from ..records import Result
+    from ..protocol.records import Result
     from .base import RoundContext
 
 WEIGHT_KEYS = {"steps": MetaKey.NUM_STEPS_CURRENT_ROUND, "samples": "num_samples"}

@@ -3,7 +3,7 @@
 Two passes over the clients, because one pass cannot give two of these exactly:
 
 1. every client sends its count, sum, min and max per feature (see
-   :func:`nbfl.statistics.local_statistics`). Added up they give the global count and
+   :func:`nbfl.participant.statistics.local_statistics`). Added up they give the global count and
    mean, and the global range, from which the controller draws equal-width histogram
    edges, the same for everybody.
 2. the same clients get that global mean and those edges, and send the sum of squared
@@ -26,13 +26,13 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
-from .. import names
-from ..statistics import FIRST_PASS, Tensors
-from ..weights import Weights
+from ..protocol import names
+from ..protocol.names import FIRST_PASS
+from ..protocol.weights import Weights
 from .base import RoundFailed
 
 if TYPE_CHECKING:
-    from ..records import ClientInfo, Result
+    from ..protocol.records import ClientInfo, Result
     from .base import RoundContext
 
 
@@ -68,7 +68,7 @@ class FederatedStatistics:
 
         # pass 1: count, sum, min, max
         width = len(self.features) if self.features is not None else None
-        first: dict[str, Tensors] = {}
+        first: dict[str, Weights] = {}
         for result in self._contributions(run, {}, 1, None, withheld):
             counts = result.weights.get("count")
             shape = (width,) if width is not None else np.shape(counts) if counts is not None else ()
@@ -84,7 +84,7 @@ class FederatedStatistics:
 
         # pass 2: squared deviations from the global mean, histograms over shared edges
         again = [client for client in run.live_clients() if client.name in first]
-        second: dict[str, Tensors] = {}
+        second: dict[str, Weights] = {}
         shapes = {"sum_sq_dev": (width,), "histogram": (width, self.bins)}
         for result in self._contributions(run, {"mean": center, "edges": edges}, 2, again, withheld):
             _accept(run, result, shapes, second)
@@ -119,7 +119,7 @@ class FederatedStatistics:
     def _contributions(
         self,
         run: "RoundContext",
-        request: Tensors,
+        request: Weights,
         step: int,
         clients: "list[ClientInfo] | None",
         withheld: dict[str, str],
@@ -133,7 +133,7 @@ class FederatedStatistics:
                 withheld[result.client] = _withheld_reason(result)
 
 
-def _accept(run: "RoundContext", result: "Result", shapes: dict[str, tuple[int, ...]], into: dict[str, Tensors]) -> bool:
+def _accept(run: "RoundContext", result: "Result", shapes: dict[str, tuple[int, ...]], into: dict[str, Weights]) -> bool:
     """Check ``result`` against ``shapes`` and keep it in ``into``, or reject it; True if kept."""
     try:
         into[result.client] = _checked(result.weights, shapes)
@@ -143,7 +143,7 @@ def _accept(run: "RoundContext", result: "Result", shapes: dict[str, tuple[int, 
     return True
 
 
-def _checked(tensors: Tensors, shapes: dict[str, tuple[int, ...]]) -> Tensors:
+def _checked(tensors: Weights, shapes: dict[str, tuple[int, ...]]) -> Weights:
     """The tensors as float64 if they are what a pass answers with, else ValueError saying why."""
     if set(tensors) != set(shapes):
         raise ValueError(f"expected the tensors {', '.join(shapes)}, got {', '.join(tensors)}")
@@ -166,7 +166,7 @@ def _checked(tensors: Tensors, shapes: dict[str, tuple[int, ...]]) -> Tensors:
     return checked
 
 
-def _total(answers: dict[str, Tensors], key: str) -> np.ndarray:
+def _total(answers: dict[str, Weights], key: str) -> np.ndarray:
     return np.sum([answer[key] for answer in answers.values()], axis=0)
 
 

@@ -15,8 +15,8 @@ from torch.utils.data.dataloader import DataLoader
 # nbfl: was  from nvflare.apis.shareable import Shareable, make_reply
 # nbfl: was  from nvflare.apis.signal import Signal
 # nbfl: was  from nvflare.app_common.app_constant import AppConstants
-from nbfl.executor import (DXO, AppConstants, DataKind, Executor, FLContext, MetaKey, ReturnCode, Shareable, Signal,
-                           from_shareable, make_reply)
+from nbfl.participant.executor import (DXO, AppConstants, DataKind, Executor, FLContext, MetaKey, ReturnCode,
+                                      Shareable, Signal, from_shareable, make_reply)
 # nbfl: was  from torchvision.datasets import CIFAR10
 # nbfl: was  from torchvision.transforms import Compose, ToTensor, Normalize
 from nbfl.data.vision import CIFAR10, Compose, Normalize, ToTensor

@@ -66,7 +66,7 @@ export interface IControllerStatus {
   clients: IClient[];
   /** At most the last 500 rounds. */
   history: IHistoryRow[];
-  /** What the controller refused from peers (nbfl.guard); summary is "" when nothing. */
+  /** What the controller refused from peers (nbfl.transport.guard); summary is "" when nothing. */
   defense?: IDefense;
 }
 

@@ -1,0 +1,625 @@
+"""The controller: the global model, a registry of clients, and the runs that train it.
+
+Threads, each with one job:
+
+* the IO thread (:class:`~nbfl.transport.threads.ServerIO`) owns the ROUTER socket, validates
+  frames, answers heartbeats and keeps the client registry live (joins, byes, lost
+  clients) even when no run is going; a round's traffic goes to that run's inbox;
+* a run's thread (:class:`~nbfl.controller.run.Run`, from :meth:`Controller.start`) scatters
+  tasks, pulls results a few at a time (so at most ``max_inflight`` results are in
+  memory at once) and aggregates each one as it arrives;
+* the caller's thread is free: :meth:`Controller.run` waits on the run, and a
+  KeyboardInterrupt there aborts the round on the clients and keeps the last complete
+  global model.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from . import checkpoint
+from ..protocol import compress, wire
+from ..protocol.compress import check_codec
+from ..transport.control import ControlServer
+from ..errors import NbflError
+from ..filters import build as build_filters
+from ..filters.accountant import PrivacyLedger
+from ..transport.guard import GuardSettings, summary
+from .memory import release_memory
+from ..transport.provision import Kit, as_kit
+from ..protocol.records import ClientInfo, RoundRecord
+from .registry import Registry
+from .run import OnProgress, OnRound, Run, RunError
+from ..transport.threads import HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT, PLAINTEXT_NOTE, CurveConfig, ServerIO
+from ..protocol.weights import Weights
+from ..workflows import FedAvg, Workflow, make_workflow
+from ..protocol.joining import JoinCode
+from .workshop import Workshop
+
+log = logging.getLogger(__name__)
+
+PANEL_HISTORY = 500  # rounds of history the panel gets: enough for its chart, bounded for a long run
+
+Evaluate = Callable[[Weights], Mapping[str, float]]
+
+
+class RunActive(NbflError, RuntimeError):
+    """A run is going on this controller; one at a time."""
+
+
+class Controller:
+    """Holds the global model and drives runs on the clients that joined.
+
+    ``weights`` is a ``dict[str, np.ndarray]`` or a torch module (converted once through
+    :mod:`nbfl.protocol.torch_adapter`). ``evaluate(weights) -> {"accuracy": ...}``, if given,
+    runs on the controller after every round and its metrics go into the round's record.
+
+    With ``checkpoint_dir`` it writes a checkpoint after every round (:mod:`nbfl.controller.checkpoint`:
+    the model, the workflow's state, the history); ``resume=DIR`` starts from the last whole
+    one in DIR (and keeps writing there): the next round is the one after it, and the
+    next run of the same workflow takes up its state. Each checkpoint also lists
+    :attr:`spawned`, the clients started beside the controller, which end with its kernel;
+    a resumed controller has the previous session's in ``resumed.spawned``.
+
+    With ``kit`` (a controller's startup kit from ``nbfl provision``, or its folder) every
+    connection is CurveZMQ and only the kit's client keys are admitted, each under its
+    listed name; ``endpoint`` then defaults to the kit's. With ``workshop``
+    (:class:`~nbfl.controller.workshop.Workshop`) every connection is CurveZMQ with a key pair made
+    now, anyone holding the :attr:`join_code` may join, and ``endpoint`` defaults to
+    all interfaces on a free port. Without either the controller listens in plaintext,
+    on loopback only unless ``insecure=True``.
+
+    ``compress`` (``"float16"``, ``"int8"``; a workshop's own by default) is the codec of the
+    model going out and the updates coming back in runs that do not choose one
+    (:mod:`nbfl.protocol.compress`); clients that do not decode it get float32.
+
+    It also serves a local control socket (:mod:`nbfl.transport.control`) for JupyterLab's
+    Federation panel: status, stop and remove, answered while a cell runs.
+
+    ``guard`` (:class:`~nbfl.transport.guard.GuardSettings`) sets what a peer may send: budgets of
+    messages, bytes and joins, and the largest frame (by default twice the model's largest
+    tensor). The counts of what was refused are in :meth:`defense`.
+    """
+
+    def __init__(
+        self,
+        endpoint: str | None = None,
+        weights: Any = None,
+        *,
+        kit: Kit | str | os.PathLike[str] | None = None,
+        workshop: Workshop | None = None,
+        insecure: bool = False,
+        evaluate: Evaluate | None = None,
+        max_inflight: int = 2,
+        heartbeat_interval: float = HEARTBEAT_INTERVAL,
+        heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
+        privacy_delta: float = 1e-5,
+        guard: GuardSettings | None = None,
+        checkpoint_dir: str | os.PathLike[str] | None = None,
+        resume: str | os.PathLike[str] | None = None,
+        compress: str | None = None,
+    ):
+        self._weights: Weights = _as_weights(weights) if weights is not None else {}
+        self.evaluate = evaluate
+        self.max_inflight = max(1, max_inflight)
+        self.history: list[RoundRecord] = []  # every round of every run, in order
+        # source of task functions (``%%fl_task``), sent only to clients that opted in
+        self.task_code: dict[str, str] = {}
+        self.privacy = PrivacyLedger(privacy_delta)  # epsilon each client spent through its DP filter
+        self.registry = Registry()
+        self._run: Run | None = None  # the active run, if any
+        self._pending_state: checkpoint.Checkpoint | None = None  # a resumed workflow state, until a run takes it
+        self._starting = threading.Lock()
+        self._failure: BaseException | None = None  # what ended the IO thread, if it died
+        self._removed: set[str] = set()  # names the user removed; they are not let back in
+        # after every round a checkpoint goes here; resume=DIR also continues writing to DIR
+        self.checkpoint_dir = checkpoint_dir if checkpoint_dir is not None else resume
+        self.resumed: checkpoint.Checkpoint | None = None
+        # names of the clients started on this machine for this controller (%fl_spawn), in order:
+        # they end with its kernel, so each checkpoint lists them for the session that resumes it
+        self.spawned: list[str] = []
+        if resume is not None:
+            self._resume(checkpoint.latest(resume))
+        if kit is not None and workshop is not None:
+            raise ValueError("a controller uses a startup kit or a workshop's join code, not both")
+        self.kit = as_kit(kit, "controller") if kit is not None else None
+        self.workshop = workshop
+        self.compress = check_codec(compress) if compress is not None else workshop.compress if workshop else None
+        curve = self.kit.curve() if self.kit is not None else None
+        if workshop is not None:
+            if self.resumed is not None and self._workshop_file().exists():  # the same key, token and people
+                workshop.restore(self._workshop_file())
+            curve = CurveConfig(workshop.public_key, workshop.secret_key, admit=workshop.admit_key, source="join line")
+        if endpoint is None:  # a kit's own; a workshop on every interface; else loopback
+            endpoint = self.kit.endpoint if self.kit is not None else "tcp://0.0.0.0:0" if workshop else "tcp://127.0.0.1:0"
+        self.io = ServerIO(
+            endpoint, self._on_io_event, heartbeat_interval=heartbeat_interval, heartbeat_timeout=heartbeat_timeout,
+            curve=curve, insecure=insecure, guard=(guard or GuardSettings()).for_model(*_sizes(self._weights)),
+        )  # fmt: skip
+        self.io.start()
+        self._closed = False
+        self._save_workshop()
+        self.control = ControlServer(
+            "controller", self.panel_status, {"stop": self._panel_stop, "remove": self._panel_remove, "detach": self._panel_detach}
+        ).start()
+        log.info("controller listening on %s", self.endpoint)
+
+    # -- public API -------------------------------------------------------------
+    @property
+    def endpoint(self) -> str:
+        """The address clients connect to, e.g. ``tcp://127.0.0.1:5555``."""
+        return self.io.endpoint
+
+    @property
+    def join_code(self) -> JoinCode | None:
+        """In workshop mode, what a participant pastes: address, this controller's key, the token."""
+        if self.workshop is None:
+            return None
+        port = int(self.endpoint.rsplit(":", 1)[1])
+        return JoinCode(self.workshop.host, port, self.workshop.public_key, self.workshop.token)
+
+    @property
+    def security(self) -> str:
+        """One line on how connections are protected, for dashboards and client tables."""
+        if self.workshop is not None:
+            live = len(self.registry.live())
+            return (f"CurveZMQ: encrypted; participants join with the join line's token "
+                    f"({live} of {self.workshop.capacity} places taken)")  # fmt: skip
+        if self.kit is None:
+            return PLAINTEXT_NOTE
+        n = len(self.kit.allowed_clients)
+        keys = f"{n} client key{'s' if n != 1 else ''}"
+        return f"CurveZMQ: encrypted and authenticated; {keys} allowed (project {self.kit.project})"
+
+    def defense(self) -> dict[str, Any]:
+        """What the controller refused since it started, for the instructor: messages (over a
+        peer's budget, malformed, or not allowed before joining), joins, participants dropped
+        (they did not read, or were removed), and the addresses most of it came from."""
+        return self.io.guard.report()
+
+    @property
+    def weights(self) -> Weights:
+        """The last complete global model."""
+        return self._weights
+
+    @weights.setter
+    def weights(self, value: Any) -> None:
+        self._refuse_during_run("set the model")
+        self._weights = _as_weights(value)
+        largest, _ = _sizes(self._weights)
+        limit = self.io.guard.settings.max_frame or 0
+        if largest > limit:  # ZeroMQ would cut off a client that sends a tensor this large
+            log.warning("the new model's largest tensor (%d bytes) is over the frame limit set when the controller "
+                        "started (%d bytes): clients would be disconnected sending it; start a controller with this "
+                        "model, or pass guard=GuardSettings(max_frame=...)", largest, limit)  # fmt: skip
+
+    @property
+    def clients(self) -> list[ClientInfo]:
+        """A snapshot of the registry, including clients that were lost or left."""
+        return self.registry.snapshot()
+
+    @property
+    def active_run(self) -> Run | None:
+        """The run going on now, or None."""
+        run = self._run
+        return run if run is not None and not run.done() else None
+
+    @property
+    def last_run(self) -> Run | None:
+        """The run going on now, or the one that ended last (None before the first)."""
+        return self._run
+
+    def live_clients(self) -> list[ClientInfo]:
+        return self.registry.live()
+
+    def wait_for_clients(self, n: int, timeout: float | None = 60.0) -> list[ClientInfo]:
+        """Block until ``n`` clients are connected; TimeoutError names how many came."""
+        return self.registry.wait_for(n, timeout, self.endpoint, self.check_alive)
+
+    def start(
+        self,
+        rounds: int = 1,
+        workflow: Any = None,
+        *,
+        min_clients: int = 1,
+        min_results: int | None = None,
+        grace: float | None = None,
+        timeout: float | None = None,
+        join_timeout: float | None = 60.0,
+        on_round: OnRound | None = None,
+        on_progress: OnProgress | None = None,
+        filters: list[dict[str, Any]] | None = None,
+        compress: str | None = None,
+    ) -> Run:
+        """Start ``rounds`` rounds of ``workflow`` (FedAvg by default, or an algorithm's name)
+        in the background and return the :class:`~nbfl.controller.run.Run` handle at once.
+
+        A round starts once ``min_clients`` are connected (the run waits up to
+        ``join_timeout`` for them, and fails with TimeoutError if they do not come). It
+        waits for every live client, at most ``timeout`` seconds; with ``grace``, only
+        that many seconds more once its quorum of ``min_results`` results (default
+        ``min_clients``) is in: slower clients are told to stop and listed in the
+        record's ``notes["late"]``, and a result of theirs that comes later is dropped
+        with one log line. A client that dies is noticed by its missing heartbeats and
+        the round goes on with the others. A round short of its quorum fails and keeps
+        the old model.
+        ``on_round(record)`` follows each round, ``on_progress(answered, asked)`` each
+        answer within one, both on the run's thread. ``filters`` are specs of
+        :mod:`nbfl.filters` every client applies to its updates this run
+        (``[{"name": "dp", "clip": 1.0, "noise_multiplier": 1.0}]``), besides its own policy.
+        ``compress`` (``"float16"``, ``"int8"`` or ``"none"``; the controller's :attr:`compress`
+        by default) shrinks the model going out and the updates coming back, for the
+        clients that decode it (:mod:`nbfl.protocol.compress`); the bytes each round moved are in
+        its record's ``traffic``.
+        One run at a time: starting another while one is going raises :class:`RunActive`.
+        """
+        if not self._weights:
+            raise ValueError("the controller has no model: pass weights=... or set controller.weights")
+        if rounds < 1:
+            raise ValueError(f"a run needs at least 1 round, not {rounds}")
+        self.check_alive()
+        workflow = make_workflow(workflow) if isinstance(workflow, str) else workflow or FedAvg()
+        if not isinstance(workflow, Workflow):
+            raise TypeError(f"{workflow!r} is not a workflow: it needs name, trains and round(run, weights, number)")
+        self._restore_workflow(workflow)
+        build_filters(filters)  # an unknown or bad spec fails here, not on every client
+        codec = check_codec(compress) if compress is not None else self.compress
+        with self._starting:  # the check and the claim are one step: two callers cannot both pass
+            self._refuse_during_run("start another run")
+            run = self._run = Run(
+                self, rounds, workflow, min_clients=min_clients, min_results=min_results, grace=grace, timeout=timeout,
+                join_timeout=join_timeout, filters=filters, compress=codec, on_round=on_round, on_progress=on_progress,
+            )  # fmt: skip
+        # begun only once it is self._run: the IO thread forwards the first results to it
+        return run.begin()
+
+    def run(self, rounds: int = 1, workflow: Any = None, **settings: Any) -> list[RoundRecord]:
+        """``start(rounds, workflow, **settings).wait()``: run the rounds here and return their records.
+
+        Ctrl-C aborts the round on the clients, keeps the last complete model, and is raised again.
+        """
+        return self.start(rounds, workflow, **settings).wait()
+
+    def restart(self, weights: Any) -> None:
+        """Begin afresh from ``weights`` with the same clients: history and privacy ledger
+        start empty, so rounds count from 1 again (comparisons of algorithms or noise levels)."""
+        self.weights = weights
+        self.history.clear()
+        self._pending_state = None
+        self.privacy = PrivacyLedger(self.privacy.delta)
+
+    def remove(self, name: str) -> None:
+        """Disconnect client ``name`` and keep it out: its name (and in a workshop its key)
+        is refused from now on, and a workshop's token is rotated, since the removed
+        participant saw it. A run going on carries on without it."""
+        peer = self.registry.peer_of(name)
+        if peer is None:
+            raise KeyError(f"no client named {name!r} has joined")
+        self._removed.add(name)
+        if self.workshop is not None:
+            self.workshop.remove(name)
+            self._save_workshop()
+        self.io.send(peer, wire.message("bye", reason="removed by whoever runs the controller (the instructor)"))
+        self.io.ban(peer)  # nothing more it sends is read
+        self.registry.set_state(peer, "removed")
+        self._forward(("removed", peer, None))
+        log.warning("client %s removed", name)
+
+    def stop(self) -> None:
+        """Stop the active run, if any (thread-safe: a Stop button)."""
+        run = self._run
+        if run is not None:
+            run.stop()
+
+    def close(self) -> None:
+        """Stop the active run, tell clients goodbye and stop the threads; the model and
+        history stay readable."""
+        if self._closed:
+            return
+        self._closed = True
+        run = self.active_run
+        if run is not None:
+            run.stop()
+            concurrent.futures.wait([run.future()], timeout=10)  # the abort goes out before the bye
+        for client in self.registry.live():
+            self.io.send(client.peer, wire.message("bye"))
+        self.io.stop()
+        self.control.close()
+        release_memory()  # what its threads freed goes back to the system: the kernel keeps running
+
+    def __enter__(self) -> "Controller":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def panel_status(self) -> dict[str, Any]:
+        """The controller as JupyterLab's Federation panel shows it (JSON values): its run,
+        its clients and the last :data:`PANEL_HISTORY` rounds. Asked on the control socket's
+        thread (:mod:`nbfl.transport.control`), so it reads only snapshots."""
+        code, run, defense = self.join_code, self.last_run, self.defense()
+        status: dict[str, Any] = {
+            "endpoint": self.endpoint, "security": self.security, "workshop": self.workshop is not None,
+            "join_line": f"%fl_join {code} --name YOUR_NAME --accept-code" if code is not None else None,
+            "run": None,
+            "clients": [
+                {
+                    "name": c.name, "device": c.device, "host": c.host, "state": c.state, "share": c.share,
+                    "round": c.last_round, "seconds": c.last_seconds, "metrics": dict(c.last_metrics),
+                }
+                for c in self.clients
+            ],
+            "history": [
+                {"round": r.round, "status": str(r.status), "outcome": r.outcome, "metrics": dict(r.metrics)}
+                for r in self.history[-PANEL_HISTORY:]
+            ],
+            "defense": {**defense, "summary": summary(defense)},
+        }  # fmt: skip
+        if run is not None:
+            answered, asked = run.progress
+            ended = "failed" if run.done() and run.exception() else "stopped" if run.stopped else "finished"
+            # as the run's summary counts: the round going on, or once it ended the rounds it completed
+            round_ = run.round if not run.done() else run.completed
+            status["run"] = {
+                "state": "running" if not run.done() else ended, "summary": run.summary(), "round": round_,
+                "overall": run.offset + round_, "rounds": run.rounds, "answered": answered, "asked": asked,
+                "workflow": run.workflow.name, "view": _view_text(run), "held": run.held,
+            }  # fmt: skip
+        return status
+
+    def _panel_stop(self, args: Mapping[str, Any]) -> str:
+        run = self.active_run
+        if run is None:
+            raise RuntimeError("no run is going on")
+        run.stop()
+        return f"stopping the run in round {run.round} of {run.rounds}: clients are told to abort"
+
+    def _panel_detach(self, args: Mapping[str, Any]) -> str:
+        run = self.active_run
+        if run is None or not run.detach():
+            raise RuntimeError("no notebook cell is waiting on a run")
+        return "the run's cell has ended and the run goes on: %fl_status in the notebook shows its dashboard"
+
+    def _panel_remove(self, args: Mapping[str, Any]) -> str:
+        name = args.get("name")
+        if not isinstance(name, str) or not name:
+            raise ValueError("remove needs the client's name")
+        self.remove(name)
+        return f"{name} was removed" + ("; the join line is new" if self.workshop is not None else "")
+
+    # -- for runs (nbfl.controller.run.Host) -------------------------------------------------
+    def adopt(self, weights: Weights) -> None:
+        self._weights = weights
+
+    def round_done(self, workflow: Workflow, record: RoundRecord) -> None:
+        """Write the checkpoint of the round just recorded; a failure to write is noted in the
+        round's record and logged, and the run goes on (the previous checkpoint stays whole)."""
+        if self.checkpoint_dir is None:
+            return
+        try:
+            checkpoint.save(self.checkpoint_dir, self._weights, self.history, workflow, self.spawned)
+            self._save_workshop()
+        except (OSError, ValueError) as exc:
+            log.error("checkpoint after round %d not written: %s", record.round, exc)
+            record.notes["checkpoint_error"] = str(exc)
+
+    def _workshop_file(self) -> Path:
+        assert self.checkpoint_dir is not None
+        return Path(self.checkpoint_dir) / "workshop.json"
+
+    def _save_workshop(self) -> None:
+        """A workshop's key, token and participants go beside the checkpoints (mode 0600), so a
+        restarted controller is the same one to the clients: they rejoin by themselves."""
+        if self.workshop is not None and self.checkpoint_dir is not None:
+            Path(self.checkpoint_dir).mkdir(parents=True, exist_ok=True)
+            self.workshop.save(self._workshop_file())
+
+    def _resume(self, saved: checkpoint.Checkpoint) -> None:
+        if self._weights:  # a model was given too: it must be the same model
+            mismatch = sorted(
+                k for k in set(self._weights) | set(saved.weights)
+                if k not in self._weights or k not in saved.weights or self._weights[k].shape != saved.weights[k].shape
+            )  # fmt: skip
+            if mismatch:
+                raise ValueError(f"the checkpoint in {saved.path} is of another model: {', '.join(mismatch[:5])} differ")
+        self._weights = {k: np.array(v) for k, v in saved.weights.items()}
+        self.history[:] = saved.history
+        self.resumed = saved
+        self._pending_state = saved
+        log.info("resumed from %s: %d rounds done", saved.path, saved.round)
+
+    def _restore_workflow(self, workflow: Workflow) -> None:
+        """The first run after a resume takes up the checkpoint's workflow state, if it is that workflow."""
+        saved, self._pending_state = self._pending_state, None
+        if saved is None or saved.workflow != workflow.name:
+            return
+        load_state = getattr(workflow, "load_state", None)
+        if callable(load_state) and (saved.workflow_arrays or saved.workflow_meta):
+            load_state(saved.workflow_arrays, saved.workflow_meta)
+
+    def check_alive(self) -> None:
+        if self._failure is not None:
+            raise RunError(f"the controller at {self.endpoint} lost its IO thread: {self._failure!r}") from self._failure
+        if self._closed:
+            raise RunError(f"the controller at {self.endpoint} is closed")
+
+    def _refuse_during_run(self, what: str) -> None:
+        run = self.active_run
+        if run is not None:
+            raise RunActive(f"cannot {what} while a run is going ({run.summary()}): wait for it or stop it first")
+
+    # -- registry (IO thread: quick, never blocking) ------------------------------
+    def _on_io_event(self, kind: str, peer: bytes, payload: Any) -> None:
+        if kind == "heartbeat":
+            self.registry.heard_from(peer)
+        elif kind == "invalid":
+            pass  # counted and logged (at most every few seconds) by the IO thread's guard
+        elif kind == "lost":
+            self.registry.set_state(peer, "lost")
+            log.warning("client %s lost: no heartbeat for %s s, or its connection dropped",
+                        self.registry.name_of(peer), self.io.heartbeat_timeout)  # fmt: skip
+            self._forward(("lost", peer, None))
+        elif kind == "died":  # nbfl's own bug ended the IO thread: whoever waits is told at once
+            self._failure = payload
+            self._forward(("died", peer, payload))
+            self.registry.wake()
+        else:
+            self._on_message(peer, payload)
+
+    def _on_message(self, peer: bytes, msg: wire.Message) -> None:
+        if msg.kind == "join":
+            self._on_join(peer, msg)
+        elif not self.registry.heard_from(peer):
+            if msg.kind == "bye":  # e.g. a removed client leaving: nothing to undo
+                return
+            address = self.io.address(peer)
+            self.io.guard.refused_message(address, "unjoined", "%s from a peer at %s that has not joined: dropped",
+                                          msg.kind, address)  # fmt: skip
+            self.io.answer(peer, wire.message("error", reason="not joined", rejoin=True))
+        elif msg.kind == "bye":
+            self.registry.set_state(peer, "left")
+            self.io.forget(peer)
+            log.info("client %s left", self.registry.name_of(peer))
+            self._forward(("bye", peer, msg))
+        elif msg.kind == "info":
+            self._on_info(peer, msg)
+        elif msg.kind == "aborted":
+            self.registry.update(peer, aborted_at=time.monotonic())
+        elif msg.kind in ("ready", "result", "error"):
+            if not self._forward((msg.kind, peer, msg)):
+                log.warning("%s from %s while no round runs: dropped", msg.kind, self.registry.name_of(peer))
+        else:
+            log.warning("unexpected %r from client %s: dropped", msg.kind, self.registry.name_of(peer))
+            self.io.send(peer, wire.message("error", reason=f"a client may not send {msg.kind!r}"))
+
+    def _on_join(self, peer: bytes, msg: wire.Message) -> None:
+        key = self.io.authenticated_id(peer)
+        known = self.kit is not None or (self.workshop is not None and self.workshop.knows(key))
+        busy = self.io.join_refusal(peer, known)
+        if busy is not None:  # the client tries again later by itself
+            self._refuse_join(peer, f"{busy}; trying again in a moment", retry=True)
+            return
+        name = msg.get("name")
+        if self.kit is not None:
+            # the identity is the name the kit lists for the key that passed the handshake;
+            # a name claimed in the message is only compared with it
+            if key is None:
+                self._refuse_join(peer, "this connection was not authenticated")
+                return
+            if name != key:
+                log.warning("a client with the key of %r joined as %r; it is listed as %r", key, name, key)
+            name = key
+        if not isinstance(name, str) or not 0 < len(name) <= 64 or not name.isprintable():
+            self._refuse_join(peer, "join needs a name of 1 to 64 printable characters")
+            return
+        refusal = self._refusal(peer, name, msg)
+        if refusal is not None:
+            self._refuse_join(peer, refusal, name)
+            return
+        info = ClientInfo(
+            name=name,
+            host=str(msg.get("host", "?"))[:128],
+            device=str(msg.get("device", "cpu"))[:64],
+            samples=_int(msg.get("samples")),
+            peer=peer,
+            accepts_code=msg.get("accepts_code") is True,
+            labels=_counts(msg.get("labels")),
+            codecs=[c for c in _list(msg.get("codecs")) if c in compress.CODECS],
+            share=str(msg.get("share"))[:32] if isinstance(msg.get("share"), str) else "",  # as the client was given it
+        )
+        shares = self.workshop is not None and msg.get("wants_share") is True
+        if shares:  # it builds its data from the share in the welcome; ready once it says so (info)
+            info.state = "joining"
+        if not self.registry.add(info):
+            # it may be this client's own old connection, not yet noticed gone: the client asks again later
+            self._refuse_join(peer, f"the name {name!r} is taken by a connected client: choose another; if it was "
+                              "you before a restart, joining again in a moment", name, retry=True)  # fmt: skip
+            return
+        welcome: dict[str, Any] = {"name": name}
+        if self.compress is not None:  # a client that cannot decode it says so now, not in a round
+            welcome["compress"] = self.compress
+        if self.workshop is not None:
+            share = self.workshop.joined(self.io.authenticated_id(peer), name)
+            if shares:  # it trains on a built-in dataset: which part is its own
+                welcome["share"] = share.fields()
+                self.registry.update(peer, share=str(share))
+        self.io.admit(peer)
+        self.io.send(peer, wire.message("welcome", **welcome))
+        log.info("client %s joined from %s (%s)", name, info.host, info.device)
+
+    def _refuse_join(self, peer: bytes, reason: str, name: str | None = None, *, retry: bool = False) -> None:
+        """Answer a refused join with ``reason`` (within a stranger's few answers), count it, log it quietly."""
+        fields: dict[str, Any] = {"reason": reason, "retry": True} if retry else {"reason": reason}
+        who = f" of {name!r}" if name is not None else ""
+        self.io.refuse_join(peer, wire.message("error", **fields), "join%s from %s refused: %s", who, self.io.address(peer),
+                            reason)  # fmt: skip
+
+    def _refusal(self, peer: bytes, name: str, msg: wire.Message) -> str | None:
+        """Why a join is refused, for the client to show, or None."""
+        if self.workshop is None:
+            return f"{name!r} was removed by whoever runs the controller; ask them" if name in self._removed else None
+        return self.workshop.refusal(self.io.authenticated_id(peer), msg.get("token"), name, self.registry.present())
+
+    def _on_info(self, peer: bytes, msg: wire.Message) -> None:
+        """What a client trains on, once it knows (after its share came in the welcome): from
+        now on it is ready for tasks."""
+        self.registry.update(
+            peer, samples=_int(msg.get("samples")), device=str(msg.get("device", "cpu"))[:64],
+            labels=_counts(msg.get("labels")),
+        )  # fmt: skip
+        self.registry.ready(peer)
+
+    def _forward(self, item: tuple) -> bool:
+        run = self._run
+        return run is not None and run.deliver(item)
+
+
+def _as_weights(value: Any) -> Weights:
+    if isinstance(value, Mapping):
+        return {str(k): np.asarray(v) for k, v in value.items()}
+    if hasattr(value, "state_dict"):  # a torch module; torch is imported only here
+        from ..protocol.torch_adapter import get_weights
+
+        return {k: v.copy() for k, v in get_weights(value).items()}
+    raise TypeError(f"weights must be a dict of arrays or a torch module, not {type(value).__name__}")
+
+
+def _sizes(weights: Weights) -> tuple[int, int]:
+    """The bytes of a model's largest tensor and of all of it (what a participant's messages carry)."""
+    sizes = [a.nbytes for a in weights.values()]
+    return max(sizes, default=0), sum(sizes)
+
+
+def _counts(value: Any) -> list[int]:
+    """Samples per class as a client reports them: at most 1000 classes of non-negative ints."""
+    if not isinstance(value, list) or len(value) > 1000:
+        return []
+    return [_int(v) for v in value]
+
+
+def _list(value: Any) -> list:
+    """A JSON list from a client, or an empty one for anything else."""
+    return value if isinstance(value, list) else []
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def _view_text(run: Run) -> str | None:
+    """What the panel says about getting a run's dashboard back after a page reload: with a
+    cell waiting on the run (a blocking ``%fl_round``) the reloaded page can run nothing
+    until Detach lets that cell end."""
+    if not run.view_hint:
+        return None
+    if run.held:
+        return f"Page reloaded? A cell waits on this run and holds the notebook: Detach lets it end (the run goes on), then {run.view_hint}"
+    return f"Page reloaded? {run.view_hint}"

@@ -1,0 +1,101 @@
+"""The built-in digits trainer on torch or on numpy, chosen in this one place.
+
+A participant's small install has numpy and pyzmq but no torch (and no scikit-learn:
+the digits ship with nbfl). The built-in trainer and the controller's default model
+therefore come in two backends with the same weights (names, shapes, float32), so
+torch and numpy participants average into one model: :mod:`nbfl.participant.trainers` (torch)
+and :mod:`nbfl.participant.numpy_trainer`. ``auto`` takes torch where it imports and numpy
+otherwise; ``$NBFL_TRAINER`` or ``nbfl client --trainer`` says which. Importing this
+module imports neither torch nor scikit-learn; torch comes in only once chosen.
+"""
+
+from __future__ import annotations
+
+import os
+from types import ModuleType
+from typing import Any, Callable
+
+import numpy as np
+
+from ..data import load_digits_split, partition
+from ..protocol.weights import Weights
+from .setup import LocalSetup
+from ..protocol.joining import Share
+
+TRAINER_ENV = "NBFL_TRAINER"
+CHOICES = ("auto", "torch", "numpy")
+
+
+def choose(asked: str | None = None) -> str:
+    """``"torch"`` or ``"numpy"``: ``asked``, else ``$NBFL_TRAINER``, else ``auto`` (torch
+    where it imports). A ValueError says why for a name that is none of :data:`CHOICES`,
+    or torch asked for where it does not import."""
+    choice = (asked or os.environ.get(TRAINER_ENV) or "auto").strip().lower()
+    if choice not in CHOICES:
+        raise ValueError(f"trainer {choice!r}: choose one of {', '.join(CHOICES)} (--trainer or ${TRAINER_ENV})")
+    if choice == "numpy":
+        return choice
+    try:
+        import torch  # noqa: F401 - the torch trainer needs it anyway
+    except ImportError as exc:
+        if choice == "torch":
+            raise ValueError(f"the torch trainer was asked for, but torch does not import here ({exc})") from None
+        return "numpy"
+    return "torch"
+
+
+def _backend(trainer: str | None) -> ModuleType:
+    """The module of the chosen backend; both have ``digits_trainer`` and ``digits_model``."""
+    if choose(trainer) == "torch":
+        from . import trainers
+
+        return trainers
+    from . import numpy_trainer
+
+    return numpy_trainer
+
+
+def digits_model(seed: int = 0, trainer: str | None = None) -> tuple[Any, Callable[[Weights], dict[str, float]]]:
+    """The controller's default: the digits MLP (a torch module, or its weights under numpy)
+    initialised from ``seed``, and an evaluator on the digits test split of ``seed``."""
+    _, _, x_test, y_test = load_digits_split(seed=seed)
+    return _backend(trainer).digits_model(seed, x_test, y_test)
+
+
+def digits_setup(share: Share, epochs: int = 2, device: str | None = None, trainer: str | None = None) -> LocalSetup:
+    """The built-in trainer on ``share`` of the digits: what ``nbfl client``, ``%fl_spawn``
+    and ``%fl_join`` train with, the share given on the command line or assigned by a
+    workshop's controller. ``device``: ``cuda:0`` when torch sees a GPU, by default."""
+    x, y, _, _ = load_digits_split(seed=share.seed)
+    part = partition(share.partition, y, share.of, share.seed)[share.index]
+    executor = _backend(trainer).digits_trainer(x[part], y[part], epochs=epochs, seed=share.seed + share.index, device=device)
+    labels = np.bincount(y[part], minlength=10).tolist()
+    return LocalSetup(executor, (x[part], y[part]), executor.samples, executor.device, labels)
+
+
+def built_in_client(
+    share: Share | None,
+    epochs: int = 2,
+    device: str | None = None,
+    trainer: str | None = None,
+    single_thread: bool = False,
+) -> dict[str, Any]:
+    """``nbfl.Client`` keyword arguments for the built-in trainer (``nbfl client``,
+    ``%fl_spawn``, ``%fl_join``, Dask): the trainer of ``share``, or with ``share=None`` the
+    means to build it from the share a workshop's controller assigns. ``trainer`` is
+    chosen now, once. ``single_thread``: torch keeps to one thread, as many clients
+    share few cores (``nbfl client``, Dask)."""
+    chosen = choose(trainer)
+    if single_thread and chosen == "torch":
+        import torch
+
+        torch.set_num_threads(1)
+
+    def setup(given: Share) -> LocalSetup:
+        return digits_setup(given, epochs, device, chosen)
+
+    if share is None:
+        return {"from_share": setup}
+    made = setup(share)
+    return {"executor": made.executor, "data": made.data, "samples": made.samples, "device": made.device,
+            "labels": made.labels, "share": share}  # fmt: skip

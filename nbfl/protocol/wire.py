@@ -1,0 +1,273 @@
+"""Messages <-> ZeroMQ frames: the only place where bytes from the network become arrays.
+
+A message is one JSON header frame followed by one raw frame per tensor::
+
+    [header-json, tensor-0-bytes, tensor-1-bytes, ...]
+
+The header names the protocol version, the message kind, ids, the round, free-form
+JSON metadata and, for each tensor, its name, dtype and shape. Nothing in a message
+is ever turned into an object other than JSON scalars/lists/dicts and numpy arrays
+of an allowlisted dtype, so a hostile peer can at worst send wrong numbers, which
+the receiving side validates again at the model level (names, shapes, finiteness).
+
+The decoder checks everything before it builds anything: header size, that the
+header is plain JSON (nesting at most :data:`MAX_DEPTH` deep, integers within 64 bits,
+finite numbers, valid Unicode: input that would break a parser or a later ``float()``
+or ``encode()`` elsewhere is refused here, in one place), JSON shape, known kind,
+protocol version, frame count, dtype allowlist and that
+``prod(shape) * itemsize == len(frame)``. Arrays are then made with
+``np.frombuffer`` directly on the received frame, without a copy.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import NbflError
+
+PROTOCOL_VERSION = 1
+MAX_HEADER_BYTES = 1 << 20  # 1 MiB of JSON is far more than any honest header needs
+MAX_TENSORS = 4096
+MAX_TENSOR_BYTES = 1 << 33  # 8 GiB: a sanity bound; deployments can lower it
+MAX_DEPTH = 32  # nesting of a header's JSON; honest headers need about five levels
+MAX_INT = 1 << 63  # integers beyond 64 bits are refused rather than carried into float() or C
+
+KINDS = frozenset(
+    {
+        "join",  # client -> controller: name, host, device, samples, capabilities
+        "welcome",  # controller -> client: accepted, client id
+        "task",  # controller -> client: task name, task id, round, weights
+        "info",  # client -> controller: what it trains on, once its share came (samples, device, labels)
+        "aborted",  # client -> controller: it stopped a task on the controller's abort (task id)
+        "ready",  # client -> controller: a result is ready, waiting for a pull
+        "pull",  # controller -> client: send the ready result now (flow control)
+        "result",  # client -> controller: task id, weights or diff, metrics
+        "heartbeat",  # both ways, answered by the IO thread, never by user code
+        "abort",  # controller -> client: abort the running task
+        "error",  # either way: a task failed or a message was refused
+        "bye",  # either way: leaving
+    }
+)
+
+# Names on the wire -> little-endian numpy dtypes. Nothing else is accepted.
+DTYPES: dict[str, np.dtype] = {
+    name: np.dtype(code)
+    for name, code in {
+        "float16": "<f2",
+        "float32": "<f4",
+        "float64": "<f8",
+        "int8": "i1",
+        "int16": "<i2",
+        "int32": "<i4",
+        "int64": "<i8",
+        "uint8": "u1",
+        "bool": "?",
+    }.items()
+}
+
+
+class WireError(NbflError, ValueError):
+    """A message that cannot be accepted; the text says why, for logs and replies."""
+
+
+@dataclass
+class Message:
+    """One protocol message: a kind, JSON-safe fields and named arrays."""
+
+    kind: str
+    fields: dict[str, Any] = field(default_factory=dict)
+    tensors: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.fields.get(key, default)
+
+
+def encode(msg: Message) -> list[Any]:
+    """Frames for ``msg``: the header as bytes, then each tensor's own buffer.
+
+    Tensor frames are memoryviews of the arrays, not copies; pass them to
+    ``send_multipart(..., copy=False)`` and do not mutate the arrays until sent.
+    An array is copied only when it is not C-contiguous little-endian already.
+    """
+    specs, buffers = encode_tensors(msg.tensors)
+    return [encode_header(msg.kind, msg.fields, specs), *buffers]
+
+
+def encode_tensors(tensors: Mapping[str, Any]) -> tuple[list[dict[str, Any]], list[Any]]:
+    """The header's tensor specs and one buffer per tensor (views, not copies).
+
+    Split from :func:`encode` so one set of buffers can go to many peers, each with
+    its own header (a broadcast sends the model once per peer, encodes it once).
+    """
+    specs = []
+    buffers = []
+    for name, value in tensors.items():
+        arr = _wire_array(name, value)
+        specs.append({"name": name, "dtype": _dtype_name(arr.dtype), "shape": list(arr.shape)})
+        buffers.append(arr.reshape(-1).data.cast("B") if arr.size else b"")
+    return specs, buffers
+
+
+def encode_header(kind: str, fields: Mapping[str, Any], specs: list[dict[str, Any]]) -> bytes:
+    """The JSON header frame; refuses unknown kinds, non-JSON fields and oversize."""
+    if kind not in KINDS:
+        raise WireError(f"unknown message kind {kind!r}")
+    header = {"v": PROTOCOL_VERSION, "kind": kind, "fields": dict(fields), "tensors": specs}
+    try:
+        raw = json.dumps(header, allow_nan=False, separators=(",", ":")).encode()
+    except (TypeError, ValueError) as exc:
+        raise WireError(f"fields of a {kind!r} message are not plain JSON: {exc}") from exc
+    if len(raw) > MAX_HEADER_BYTES:
+        raise WireError(f"header of {len(raw)} bytes exceeds {MAX_HEADER_BYTES}")
+    return raw
+
+
+def decode(frames: Sequence[Any]) -> Message:
+    """Validate ``frames`` and build the message; raise :class:`WireError` if bad.
+
+    ``frames`` may be ``bytes`` or ``zmq.Frame`` objects (``recv_multipart(copy=False)``);
+    tensors are ``np.frombuffer`` views on them that keep the frame alive for as long
+    as they are referenced (writable for received frames, which nothing else owns).
+    """
+    if not frames:
+        raise WireError("empty message")
+    head = _buffer(frames[0])
+    if len(head) > MAX_HEADER_BYTES:
+        raise WireError(f"header of {len(head)} bytes exceeds {MAX_HEADER_BYTES}")
+    header = parse_json(head)
+    if not isinstance(header, dict):
+        raise WireError("header is not a JSON object")
+    version = header.get("v")
+    if version != PROTOCOL_VERSION:
+        raise WireError(f"protocol version {version!r:.40}, expected {PROTOCOL_VERSION}")
+    kind = header.get("kind")
+    if kind not in KINDS:
+        raise WireError(f"unknown message kind {kind!r:.40}")
+    fields = header.get("fields", {})
+    if not isinstance(fields, dict):
+        raise WireError("'fields' is not a JSON object")
+    specs = header.get("tensors", [])
+    if not isinstance(specs, list) or len(specs) > MAX_TENSORS:
+        raise WireError(f"'tensors' must be a list of at most {MAX_TENSORS} specs")
+    if len(frames) != 1 + len(specs):
+        raise WireError(f"header lists {len(specs)} tensors but {len(frames) - 1} frames came")
+    tensors: dict[str, np.ndarray] = {}
+    for spec, frame in zip(specs, frames[1:]):
+        name, dtype, shape = _check_spec(spec)
+        if name in tensors:
+            raise WireError(f"tensor {name!r} appears twice")
+        buf = _buffer(frame)
+        expected = math.prod(shape) * dtype.itemsize
+        if expected != len(buf):
+            raise WireError(
+                f"tensor {name!r}: shape {shape} of {dtype.name} needs {expected} bytes, frame has {len(buf)}"
+            )
+        tensors[name] = np.frombuffer(buf, dtype=dtype).reshape(shape)
+    return Message(kind, fields, tensors)
+
+
+def parse_json(raw: bytes | memoryview) -> Any:
+    """A header frame (or a control request: :mod:`nbfl.transport.control`) as plain JSON values, or
+    WireError: never an exception of the parser's own."""
+    try:
+        header = json.loads(bytes(raw).decode("utf-8"), parse_constant=_refuse_constant)  # UTF-8 only (RFC 8259)
+    except RecursionError:
+        raise WireError(f"header is nested more than {MAX_DEPTH} levels deep") from None
+    except (ValueError, UnicodeError, OverflowError) as exc:  # UnicodeDecodeError is a ValueError
+        raise WireError(f"header is not JSON: {str(exc):.200}") from None
+    _check_plain(header)
+    return header
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _check_plain(value: Any) -> None:
+    """Refuse JSON that later code could choke on: deep nesting, integers beyond 64 bits,
+    infinite floats (``1e999`` parses as inf) and strings that are not valid Unicode
+    (lone surrogates from ``\\ud800`` escapes). Iterative, so depth costs no recursion."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth >= MAX_DEPTH:
+                raise WireError(f"header is nested more than {MAX_DEPTH} levels deep")
+            if isinstance(item, dict):
+                for key in item:
+                    _check_text(key)
+                stack.extend((v, depth + 1) for v in item.values())
+            else:
+                stack.extend((v, depth + 1) for v in item)
+        elif isinstance(item, str):
+            _check_text(item)
+        elif isinstance(item, bool) or item is None:
+            continue
+        elif isinstance(item, int):
+            if not -MAX_INT <= item < MAX_INT:
+                raise WireError("header holds an integer beyond 64 bits")
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise WireError("header holds a number too large for a float")
+
+
+def _check_text(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise WireError("header holds a string that is not valid Unicode (a lone surrogate)") from None
+
+
+def _check_spec(spec: Any) -> tuple[str, np.dtype, tuple[int, ...]]:
+    if not isinstance(spec, dict):
+        raise WireError("tensor spec is not a JSON object")
+    name, dtype_name, shape = spec.get("name"), spec.get("dtype"), spec.get("shape")
+    if not isinstance(name, str) or not name or len(name) > 512:
+        raise WireError(f"tensor name {name!r:.80} is not a non-empty string of at most 512 characters")
+    if not isinstance(dtype_name, str) or dtype_name not in DTYPES:
+        raise WireError(f"tensor {name!r}: dtype {dtype_name!r:.40} is not one of {sorted(DTYPES)}")
+    if (
+        not isinstance(shape, list)
+        or len(shape) > 32
+        or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
+    ):
+        raise WireError(f"tensor {name!r}: shape {shape!r:.80} is not a list of non-negative ints")
+    dtype = DTYPES[dtype_name]
+    if math.prod(shape) * dtype.itemsize > MAX_TENSOR_BYTES:
+        raise WireError(f"tensor {name!r}: {shape} exceeds the {MAX_TENSOR_BYTES}-byte tensor limit")
+    return name, dtype, tuple(shape)
+
+
+def _wire_array(name: str, value: Any) -> np.ndarray:
+    if not isinstance(name, str) or not name:
+        raise WireError(f"tensor name {name!r} is not a non-empty string")
+    arr = np.asarray(value)
+    dtype_name = _dtype_name(arr.dtype)
+    if dtype_name is None:
+        raise WireError(f"tensor {name!r}: dtype {arr.dtype} cannot be sent; allowed: {sorted(DTYPES)}")
+    wire_dtype = DTYPES[dtype_name]
+    if arr.dtype != wire_dtype:  # big-endian input: convert once
+        arr = arr.astype(wire_dtype)
+    return arr if arr.flags.c_contiguous else arr.copy(order="C")  # (ascontiguousarray would make 0-d 1-d)
+
+
+def _dtype_name(dtype: np.dtype) -> str | None:
+    for name, allowed in DTYPES.items():
+        if dtype == allowed or dtype == allowed.newbyteorder(">"):
+            return name
+    return None
+
+
+def _buffer(frame: Any) -> memoryview:
+    """A flat byte view of a frame without copying it."""
+    buf = getattr(frame, "buffer", frame)  # zmq.Frame exposes .buffer
+    return memoryview(buf).cast("B") if not isinstance(buf, memoryview) or buf.format != "B" else buf
+
+
+def message(kind: str, tensors: Mapping[str, np.ndarray] | None = None, /, **fields: Any) -> Message:
+    """Shorthand used throughout nbfl: ``message("task", weights, task_id=..., round=3)``."""
+    return Message(kind, dict(fields), dict(tensors or {}))
