@@ -26,9 +26,9 @@ import torch
 
 import nbfl
 from nbfl.data import load_digits_split
+from nbfl.launch.spawn import spawn_clients, stop_clients
 from nbfl.participant.executor import Signal
 from nbfl.participant.models import DigitsMLP
-from nbfl.launch.spawn import spawn_clients, stop_clients
 from nbfl.participant.trainers import ArrayTrainer
 
 
@@ -36,7 +36,7 @@ def batch_seconds(repeats: int = 200) -> float:
     """The median time of one training batch of the built-in trainer (32 digits), here."""
     torch.set_num_threads(1)
     x, y, _, _ = load_digits_split()
-    trainer = ArrayTrainer(DigitsMLP(), x[:32 * repeats], y[:32 * repeats], epochs=1)
+    trainer = ArrayTrainer(DigitsMLP(), x[: 32 * repeats], y[: 32 * repeats], epochs=1)
     times = []
     for _ in range(5):
         start = time.perf_counter()

@@ -49,8 +49,9 @@ def main() -> int:
     args = parser.parse_args()
     started = time.perf_counter()
     central = central_accuracy(args.seed)
-    rows = compare(args.algorithms, args.alphas, clients=args.clients, rounds=args.rounds, epochs=args.epochs,
-                   seed=args.seed)  # fmt: skip
+    rows = compare(
+        args.algorithms, args.alphas, clients=args.clients, rounds=args.rounds, epochs=args.epochs, seed=args.seed
+    )
     text = markdown(final_table(rows, central), args, time.perf_counter() - started)
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -32,8 +32,8 @@ import torch
 
 import nbfl
 from nbfl.data import load_digits_split
-from nbfl.participant.models import DigitsMLP
 from nbfl.launch.spawn import spawn_clients, stop_clients
+from nbfl.participant.models import DigitsMLP
 from nbfl.participant.trainers import evaluator
 
 CODECS = ("none", "float16", "int8")
@@ -134,10 +134,14 @@ def main() -> int:
     digits = {codec: digits_run(codec, args.clients, args.rounds) for codec in CODECS}
     base_bytes, base_accuracy, _ = digits["none"]
     print(f"digits: {args.clients} client processes, {args.rounds} FedAvg rounds, DigitsMLP (4,810 parameters)")
-    print(f"{'codec':>8} {'kB a round':>11} {'ratio':>6} {'final accuracy':>15} {'points from float32':>20} {'final loss':>11}")
+    print(
+        f"{'codec':>8} {'kB a round':>11} {'ratio':>6} {'final accuracy':>15} {'points from float32':>20} {'final loss':>11}"
+    )
     for codec, (moved, accuracy, loss) in digits.items():
-        print(f"{codec if codec != 'none' else 'float32':>8} {moved / 1000:>11.1f} {moved / base_bytes:>6.3f} "
-              f"{accuracy:>15.4f} {100 * (accuracy - base_accuracy):>+20.2f} {loss:>11.5f}")  # fmt: skip
+        print(
+            f"{codec if codec != 'none' else 'float32':>8} {moved / 1000:>11.1f} {moved / base_bytes:>6.3f} "
+            f"{accuracy:>15.4f} {100 * (accuracy - base_accuracy):>+20.2f} {loss:>11.5f}"
+        )
 
     slow: dict[str, list[float]] = {"none": [], "int8": []}
     sizes: dict[str, list[int]] = {"none": [], "int8": []}
@@ -147,13 +151,17 @@ def main() -> int:
             slow[codec] += times
             sizes[codec] += moved
     base, base_size = statistics.median(slow["none"]), statistics.median(sizes["none"])
-    print(f"\nover a {args.mbit:g} Mbit/s link shared by {args.clients} clients (a relay on loopback), "
-          f"{args.params:,} float32 parameters, clients echo the model ({len(slow['none'])} rounds each, interleaved)")  # fmt: skip
+    print(
+        f"\nover a {args.mbit:g} Mbit/s link shared by {args.clients} clients (a relay on loopback), "
+        f"{args.params:,} float32 parameters, clients echo the model ({len(slow['none'])} rounds each, interleaved)"
+    )
     print(f"{'codec':>8} {'MB a round':>11} {'ratio':>6} {'seconds a round':>16} {'ratio':>6}")
     for codec, times in slow.items():
         median, size = statistics.median(times), statistics.median(sizes[codec])
-        print(f"{codec if codec != 'none' else 'float32':>8} {size / 1e6:>11.2f} {size / base_size:>6.3f} "
-              f"{median:>16.2f} {median / base:>6.2f}")  # fmt: skip
+        print(
+            f"{codec if codec != 'none' else 'float32':>8} {size / 1e6:>11.2f} {size / base_size:>6.3f} "
+            f"{median:>16.2f} {median / base:>6.2f}"
+        )
     ratio = digits["int8"][0] / base_bytes
     points = 100 * abs(digits["int8"][1] - base_accuracy)
     print(f"\ntarget: int8 at most 0.27x float32's bytes ({ratio:.3f}) and within 0.5 points ({points:.2f})")

@@ -25,12 +25,17 @@ import nbformat
 import psutil
 from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
-
 from notebook_memory import MIB, pss_bytes
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
-COURSE = ["01_quickstart.ipynb", "02_algorithms.ipynb", "03_workshop_instructor.ipynb", "04_privacy.ipynb",
-          "05_bring_your_own_executor.ipynb", "06_statistics_and_evaluation.ipynb"]  # fmt: skip
+COURSE = [
+    "01_quickstart.ipynb",
+    "02_algorithms.ipynb",
+    "03_workshop_instructor.ipynb",
+    "04_privacy.ipynb",
+    "05_bring_your_own_executor.ipynb",
+    "06_statistics_and_evaluation.ipynb",
+]
 BINDER_LIMIT = 2048  # MiB
 
 
@@ -105,8 +110,11 @@ def main() -> None:
             seconds[name] = time.perf_counter() - start
             time.sleep(args.settle)
             kept[name] = tree_pss(session.kernels[name])
-            print(f"{name}: {seconds[name]:.0f} s, peak {session.own_peak[name] / MIB:.0f} MiB, "
-                  f"keeps {kept[name] / MIB:.0f} MiB", flush=True)
+            print(
+                f"{name}: {seconds[name]:.0f} s, peak {session.own_peak[name] / MIB:.0f} MiB, "
+                f"keeps {kept[name] / MIB:.0f} MiB",
+                flush=True,
+            )
         session.halt.set()
         session.join()
     finally:
@@ -115,8 +123,10 @@ def main() -> None:
     print(f"\nthe course in one session, every kernel left running; PSS sampled every {args.interval:g} s")
     print(f"{'notebook':<38}{'peak MiB':>9}{'kept MiB':>9}{'kept / idle kernel':>20}{'seconds':>9}")
     for name in COURSE:
-        print(f"{name:<38}{session.own_peak[name] / MIB:>9.0f}{kept[name] / MIB:>9.0f}"
-              f"{kept[name] / baseline:>20.2f}{seconds[name]:>9.0f}")  # fmt: skip
+        print(
+            f"{name:<38}{session.own_peak[name] / MIB:>9.0f}{kept[name] / MIB:>9.0f}"
+            f"{kept[name] / baseline:>20.2f}{seconds[name]:>9.0f}"
+        )
     total = session.peak / MIB
     print(f"{'idle kernel (baseline)':<38}{baseline / MIB:>9.0f}{baseline / MIB:>9.0f}{1:>20.2f}")
     print(f"\nsession peak {total:.0f} MiB: {'under' if total < BINDER_LIMIT else 'OVER'} Binder's {BINDER_LIMIT} MiB")

@@ -32,10 +32,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))  # the attacks are the tests' (tests/hostile.py)
 os.environ.setdefault("NBFL_KEYS", tempfile.mkdtemp(prefix="nbfl-bench-keys-"))  # not the user's own key folder
 
+import nbfl  # noqa: E402
+
 import hostile  # noqa: E402
 from hostile import Insider, PeakRSS, Room, open_room  # noqa: E402
-
-import nbfl  # noqa: E402
 
 
 # -- attacks, each in a process of its own until ``stop`` is set ------------------------
@@ -90,7 +90,10 @@ def idle_connections(code: nbfl.JoinCode, stop) -> None:
 ATTACKS: list[tuple[str, Callable]] = [
     ("20k 8-byte messages never read, then a steady flood (stranger)", no_read_flood),
     ("heartbeats as fast as possible, replies read (stranger)", reading_flood),
-    ("heartbeats as fast as possible (participant with the token)", functools.partial(insider, "unchanged", "chatty", chatter=True)),
+    (
+        "heartbeats as fast as possible (participant with the token)",
+        functools.partial(insider, "unchanged", "chatty", chatter=True),
+    ),
     ("frames declared as 4 GiB before the handshake", huge_frames_before_handshake),
     ("256 MiB frames after the handshake (stranger)", big_frames_after_handshake),
     ("500 joins a second with a wrong token", join_flood),
@@ -98,7 +101,7 @@ ATTACKS: list[tuple[str, Callable]] = [
     ("int8 results that claim float64 (participant)", functools.partial(insider, "claims_float64", "inflater")),
     ("30,000 metric keys in each result (participant)", functools.partial(insider, "bloated_metrics", "bloater")),
     ("1e300 steps in each result (participant)", functools.partial(insider, "huge_steps", "mallory")),
-]  # fmt: skip
+]
 
 
 # -- measuring -------------------------------------------------------------------------
@@ -114,10 +117,17 @@ def rate(room: Room, seconds: float) -> tuple[float, list]:
 def seen(before: dict, after: dict, records: list) -> str:
     keys = ("refused_messages", "refused_joins", "closed_connections", "ended_unjoined", "dropped_peers")
     moved = {k: after[k] - before[k] for k in keys}
-    parts = [f"{moved['refused_messages']} msgs", f"{moved['refused_joins']} joins", f"{moved['closed_connections']} closed",
-             f"{moved['ended_unjoined']} ended", f"{moved['dropped_peers']} dropped"]  # fmt: skip
+    parts = [
+        f"{moved['refused_messages']} msgs",
+        f"{moved['refused_joins']} joins",
+        f"{moved['closed_connections']} closed",
+        f"{moved['ended_unjoined']} ended",
+        f"{moved['dropped_peers']} dropped",
+    ]
     top = f"; top {after['top'][0][0]}" if after["top"] and any(moved.values()) else ""
-    rejected = Counter(name for r in records for name, why in r.failed.items() if "rejected" in why or "could not" in why)
+    rejected = Counter(
+        name for r in records for name, why in r.failed.items() if "rejected" in why or "could not" in why
+    )
     shown = "; rejected " + ", ".join(f"{name} x{n}" for name, n in rejected.items()) if rejected else ""
     return ", ".join(parts) + top + shown
 
@@ -128,10 +138,14 @@ def main() -> None:
     parser.add_argument("--skip-overhead", action="store_true", help="leave out round_overhead.py's comparison")
     args = parser.parse_args()
     spawn = multiprocessing.get_context("spawn")
-    print("a workshop controller, 3 honest participants (in-process), a 1,000-parameter model; attacker on "
-          f"{hostile.ATTACKER} in a process of its own; {args.seconds:g} s of rounds before and during each attack")  # fmt: skip
-    print(f"{'attack':<64} {'before/s':>8} {'during/s':>8} {'ratio':>5} {'failed':>6} {'peak RSS MiB':>12}  "
-          "instructor sees (counts during the attack)")  # fmt: skip
+    print(
+        "a workshop controller, 3 honest participants (in-process), a 1,000-parameter model; attacker on "
+        f"{hostile.ATTACKER} in a process of its own; {args.seconds:g} s of rounds before and during each attack"
+    )
+    print(
+        f"{'attack':<64} {'before/s':>8} {'during/s':>8} {'ratio':>5} {'failed':>6} {'peak RSS MiB':>12}  "
+        "instructor sees (counts during the attack)"
+    )
     for name, attack in ATTACKS:
         room = open_room()
         try:
@@ -148,12 +162,17 @@ def main() -> None:
                 attacker.join(30)
                 alive = room.controller.io.is_alive()
             failed = sum(r.status != "ok" for r in records)
-            print(f"{name:<64} {before:>8.1f} {during:>8.1f} {during / before:>5.2f} {failed:>6} {peak.peak:>12.0f}  "
-                  f"{seen(counts, room.controller.defense(), records)}{'' if alive else '; IO THREAD DEAD'}", flush=True)  # fmt: skip
+            print(
+                f"{name:<64} {before:>8.1f} {during:>8.1f} {during / before:>5.2f} {failed:>6} {peak.peak:>12.0f}  "
+                f"{seen(counts, room.controller.defense(), records)}{'' if alive else '; IO THREAD DEAD'}",
+                flush=True,
+            )
         finally:
             room.close()
     if not args.skip_overhead:
-        print("\nthe protections' cost on honest rounds: round_overhead.py (8 client processes, raw ZeroMQ baseline, same run)")
+        print(
+            "\nthe protections' cost on honest rounds: round_overhead.py (8 client processes, raw ZeroMQ baseline, same run)"
+        )
         subprocess.run([sys.executable, str(HERE / "round_overhead.py")], check=True)
 
 

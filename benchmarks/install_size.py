@@ -27,8 +27,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 TORCH = "torch==2.13.0"  # the CPU build on this project's machines
-BEFORE = [TORCH, "numpy>=1.24", "pyzmq>=25", "safetensors>=0.4", "scikit-learn>=1.2", "jupyterlab>=4", "ipywidgets>=8",
-          "matplotlib>=3.7"]  # fmt: skip
+BEFORE = [
+    TORCH,
+    "numpy>=1.24",
+    "pyzmq>=25",
+    "safetensors>=0.4",
+    "scikit-learn>=1.2",
+    "jupyterlab>=4",
+    "ipywidgets>=8",
+    "matplotlib>=3.7",
+]
 MIB = 1024 * 1024
 
 
@@ -43,8 +51,12 @@ def size(path: Path) -> int:
 
 
 def packages(venv: Path) -> set[str]:
-    out = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "list", "--format", "json"], capture_output=True,
-                         text=True, check=True).stdout  # fmt: skip
+    out = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "list", "--format", "json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return {p["name"].lower() for p in json.loads(out)}
 
 
@@ -59,8 +71,9 @@ print(name, sizes[name])
 
 def largest(venv: Path) -> str:
     """The distribution that takes the most disk, with its MiB."""
-    name, size = subprocess.run([str(venv / "bin" / "python"), "-c", LARGEST], capture_output=True, text=True,
-                                check=True).stdout.split()  # fmt: skip
+    name, size = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", LARGEST], capture_output=True, text=True, check=True
+    ).stdout.split()
     return f"{name} {int(size) / MIB:.0f}"
 
 
@@ -73,8 +86,11 @@ def measure(steps: list[list[str]]) -> tuple[int, float, float, str]:
         empty, own = size(venv), packages(venv)
         start = time.perf_counter()
         for args in steps:
-            subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check", *args],
-                           check=True, stderr=subprocess.DEVNULL)  # fmt: skip
+            subprocess.run(
+                [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check", *args],
+                check=True,
+                stderr=subprocess.DEVNULL,
+            )
         seconds = time.perf_counter() - start
         return len(packages(venv) - own), (size(venv) - empty) / MIB, seconds, largest(venv)
 

@@ -123,8 +123,13 @@ def run_notebook(design: str, rounds: int, clients: int, interval: float) -> dic
     assert "global model test accuracy" in text, text[-2000:]
     assert spawn_seconds is not None, "the notebook has no %fl_spawn cell"
     assert "error" not in [out.get("output_type") for out in extra.get("outputs", [])], extra.outputs
-    return {"peak": sampler.peak, "parts": sampler.parts, "spawn": spawn_seconds, "again": again,
-            "samples": sampler.samples}  # fmt: skip
+    return {
+        "peak": sampler.peak,
+        "parts": sampler.parts,
+        "spawn": spawn_seconds,
+        "again": again,
+        "samples": sampler.samples,
+    }
 
 
 def main() -> None:
@@ -141,28 +146,37 @@ def main() -> None:
             result = run_notebook(design, args.rounds, args.clients, args.interval)
             runs[design].append(result)
             parts = result["parts"]
-            print(f"run {i + 1} {design:>9}: peak {result['peak'] / MIB:6.0f} MiB (kernel {parts['kernel'] / MIB:.0f}, "
-                  f"template {parts['template'] / MIB:.0f}, clients {parts['clients'] / MIB:.0f}; "
-                  f"{parts['processes']} processes besides the kernel), %fl_spawn {result['spawn']:.2f} s, "
-                  f"later %fl_spawn {result['again']:.2f} s, "
-                  f"{result['samples']} samples", flush=True)  # fmt: skip
+            print(
+                f"run {i + 1} {design:>9}: peak {result['peak'] / MIB:6.0f} MiB (kernel {parts['kernel'] / MIB:.0f}, "
+                f"template {parts['template'] / MIB:.0f}, clients {parts['clients'] / MIB:.0f}; "
+                f"{parts['processes']} processes besides the kernel), %fl_spawn {result['spawn']:.2f} s, "
+                f"later %fl_spawn {result['again']:.2f} s, "
+                f"{result['samples']} samples",
+                flush=True,
+            )
 
     base = runs[DESIGNS[0]]
     base_peak = max(r["peak"] for r in base)
     base_spawn = statistics.median(r["spawn"] for r in base)
-    print(f"\nquickstart, {args.clients} clients, ROUNDS={args.rounds}, {args.repeat} run(s) each; "
-          f"PSS of the kernel and all its descendants, sampled every {args.interval:g} s")  # fmt: skip
+    print(
+        f"\nquickstart, {args.clients} clients, ROUNDS={args.rounds}, {args.repeat} run(s) each; "
+        f"PSS of the kernel and all its descendants, sampled every {args.interval:g} s"
+    )
     base_again = statistics.median(r["again"] for r in base)
-    print(f"{'design':>10} {'peak PSS MiB':>12} {'kernel':>7} {'template':>8} {'clients':>7} {'ratio':>6} "
-          f"{'spawn->joined s':>15} {'ratio':>6} {'later spawn s':>13} {'ratio':>6}")  # fmt: skip
+    print(
+        f"{'design':>10} {'peak PSS MiB':>12} {'kernel':>7} {'template':>8} {'clients':>7} {'ratio':>6} "
+        f"{'spawn->joined s':>15} {'ratio':>6} {'later spawn s':>13} {'ratio':>6}"
+    )
     for design in DESIGNS:
         top = max(runs[design], key=lambda r: r["peak"])
         spawn = statistics.median(r["spawn"] for r in runs[design])
         again = statistics.median(r["again"] for r in runs[design])
         parts = top["parts"]
-        print(f"{design:>10} {top['peak'] / MIB:>12.0f} {parts['kernel'] / MIB:>7.0f} {parts['template'] / MIB:>8.0f} "
-              f"{parts['clients'] / MIB:>7.0f} {top['peak'] / base_peak:>6.2f} {spawn:>15.2f} "
-              f"{spawn / base_spawn:>6.2f} {again:>13.2f} {again / base_again:>6.2f}")  # fmt: skip
+        print(
+            f"{design:>10} {top['peak'] / MIB:>12.0f} {parts['kernel'] / MIB:>7.0f} {parts['template'] / MIB:>8.0f} "
+            f"{parts['clients'] / MIB:>7.0f} {top['peak'] / base_peak:>6.2f} {spawn:>15.2f} "
+            f"{spawn / base_spawn:>6.2f} {again:>13.2f} {again / base_again:>6.2f}"
+        )
     peak = max(r["peak"] for r in runs["template"]) / MIB
     print(f"\ntemplate: peak {peak:.0f} MiB, {'under' if peak < 1024 else 'OVER'} the 1024 MiB target")
 

@@ -117,9 +117,13 @@ def main() -> int:
             proc.wait(30)
     echo = statistics.median(echo_baseline(status_bytes))
     base = statistics.median(times["nobody asking"])
-    print(f"{args.clients} clients (processes), {args.params:,} float32 parameters, "
-          f"{args.rounds} rounds x {args.repeat} per setting, interleaved")  # fmt: skip
-    print(f"{'':>28} {'round s (median)':>17} {'ratio':>6} {'requests':>9} {'status ms (median)':>19} {'ratio to echo':>14}")
+    print(
+        f"{args.clients} clients (processes), {args.params:,} float32 parameters, "
+        f"{args.rounds} rounds x {args.repeat} per setting, interleaved"
+    )
+    print(
+        f"{'':>28} {'round s (median)':>17} {'ratio':>6} {'requests':>9} {'status ms (median)':>19} {'ratio to echo':>14}"
+    )
     for name in settings:
         rounds = statistics.median(times[name])
         lat = latencies[name]

@@ -121,8 +121,10 @@ def reap(procs: list[subprocess.Popen]) -> None:
 def measure(system: str, params: int, clients: int, rounds: int) -> dict:
     out = subprocess.run(
         [sys.executable, __file__, f"{system}-controller", str(params), str(clients), str(rounds)],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -136,8 +138,11 @@ def main() -> None:
     parser.add_argument("--rss-size", type=float, default=10)
     args = parser.parse_args()
 
-    print(f"{'params':>7} {'clients':>7} {'raw s/round':>11} {'nbfl s/round':>12} {'ratio':>6} "
-          f"{'raw RSS MiB':>11} {'nbfl RSS MiB':>12}", flush=True)  # fmt: skip
+    print(
+        f"{'params':>7} {'clients':>7} {'raw s/round':>11} {'nbfl s/round':>12} {'ratio':>6} "
+        f"{'raw RSS MiB':>11} {'nbfl RSS MiB':>12}",
+        flush=True,
+    )
     rows = [(size, args.clients) for size in args.sizes] + [(args.rss_size, args.rss_clients)]
     nbfl_rss = {}
     for size, clients in rows:
@@ -149,15 +154,20 @@ def main() -> None:
         raw_med, ours_med = (statistics.median(s for r in runs[k] for s in r["seconds"]) for k in ("raw", "nbfl"))
         raw_rss, ours_rss = (max(r["peak_rss_mib"] for r in runs[k]) for k in ("raw", "nbfl"))
         nbfl_rss[(size, clients)] = ours_rss
-        print(f"{size:>6g}M {clients:>7} {raw_med:>11.3f} {ours_med:>12.3f} {ours_med / raw_med:>6.2f} "
-              f"{raw_rss:>11.0f} {ours_rss:>12.0f}", flush=True)  # fmt: skip
+        print(
+            f"{size:>6g}M {clients:>7} {raw_med:>11.3f} {ours_med:>12.3f} {ours_med / raw_med:>6.2f} "
+            f"{raw_rss:>11.0f} {ours_rss:>12.0f}",
+            flush=True,
+        )
     small, big = nbfl_rss.get((args.rss_size, args.clients)), nbfl_rss[(args.rss_size, args.rss_clients)]
     if small is not None:
         model_mib = args.rss_size * 1e6 * 4 / 2**20
         growth = (big - small) / model_mib
-        print(f"\nnbfl controller peak RSS at {args.rss_size:g}M params: {small:.0f} MiB with {args.clients} clients, "
-              f"{big:.0f} MiB with {args.rss_clients}: a change of {big - small:+.0f} MiB = {growth:+.2f}x the "
-              f"model's {model_mib:.0f} MiB (target: less than +2x)")  # fmt: skip
+        print(
+            f"\nnbfl controller peak RSS at {args.rss_size:g}M params: {small:.0f} MiB with {args.clients} clients, "
+            f"{big:.0f} MiB with {args.rss_clients}: a change of {big - small:+.0f} MiB = {growth:+.2f}x the "
+            f"model's {model_mib:.0f} MiB (target: less than +2x)"
+        )
 
 
 if __name__ == "__main__":

@@ -45,7 +45,9 @@ def model(params: int) -> dict[str, np.ndarray]:
     return {"layer0.weight": np.full(half, 0.5, np.float32), "layer1.weight": np.full(params - half, 0.5, np.float32)}
 
 
-def run(config: str, params: int, clients: int, rounds: int, kits: dict[str, Path], he: tuple[bytes, bytes] | None) -> float:
+def run(
+    config: str, params: int, clients: int, rounds: int, kits: dict[str, Path], he: tuple[bytes, bytes] | None
+) -> float:
     """Median seconds per round of one fresh federation in ``config``."""
     names = [f"site-{i + 1}" for i in range(clients)]
     ctl_args: dict = {"kit": kits["controller"]} if config == "curve" else {"endpoint": "tcp://127.0.0.1:0"}
@@ -103,8 +105,10 @@ def main() -> int:
             for config in args.configs:
                 medians[config].append(run(config, args.params, args.clients, args.rounds, kits, he))
     base = statistics.median(medians["plain"]) if "plain" in medians else float("nan")
-    print(f"{args.params:,} float32 parameters, {args.clients} clients, median of {args.repeat} runs "
-          f"x {args.rounds} rounds")  # fmt: skip
+    print(
+        f"{args.params:,} float32 parameters, {args.clients} clients, median of {args.repeat} runs "
+        f"x {args.rounds} rounds"
+    )
     print(f"{'config':>6} {'s/round':>8} {'ratio':>6}")
     for config, values in medians.items():
         med = statistics.median(values)

@@ -93,8 +93,13 @@ def host(endpoint: str, first: int, count: int) -> None:
 
     clients = []
     for i in range(first, first + count):
-        client = nbfl.Client(endpoint, f"soak-{i:03d}", tasks={"train": train},
-                             heartbeat_interval=HB_INTERVAL, heartbeat_timeout=HB_TIMEOUT)  # fmt: skip
+        client = nbfl.Client(
+            endpoint,
+            f"soak-{i:03d}",
+            tasks={"train": train},
+            heartbeat_interval=HB_INTERVAL,
+            heartbeat_timeout=HB_TIMEOUT,
+        )
         clients.append(client.start(wait=120))
     print(f"joined {count}", flush=True)
     sys.stdin.read()  # until the controller closes our stdin
@@ -127,8 +132,10 @@ class Rounds:
         self.failed += failed
         self.bad_rounds += not record.ok
         if (self.asked != used or self.asked != self.clients or failed or not record.ok) and len(self.examples) < 5:
-            self.examples.append(f"round {record.round}: {record.status}, asked {self.asked}, used {used}, "
-                                 f"failed {dict(list(record.failed.items())[:3])} {record.reason}")  # fmt: skip
+            self.examples.append(
+                f"round {record.round}: {record.status}, asked {self.asked}, used {used}, "
+                f"failed {dict(list(record.failed.items())[:3])} {record.reason}"
+            )
         self.history_bytes += deep_size(record)
         for part in self.parts:
             self.parts[part] += deep_size(getattr(record, part))
@@ -146,13 +153,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=300)
-    parser.add_argument("--every", type=int, default=50,
-                        help="rounds per measured window; the first window's end is the reference")  # fmt: skip
+    parser.add_argument(
+        "--every", type=int, default=50, help="rounds per measured window; the first window's end is the reference"
+    )
     parser.add_argument("--hosts", type=int, default=2, help="processes hosting the clients")
     parser.add_argument("--params", type=int, default=10_000, help="float32 parameters of the model")
     parser.add_argument("--run-length", type=int, default=0, help="rounds per controller.run() (0: one run per window)")
     parser.add_argument("--round-timeout", type=float, default=120.0)
-    parser.add_argument("--drop-history", action="store_true", help="clear controller.history after each window (a control)")
+    parser.add_argument(
+        "--drop-history", action="store_true", help="clear controller.history after each window (a control)"
+    )
     parser.add_argument("--trace", action="store_true", help="tracemalloc from the reference round on (slow)")
     parser.add_argument("--top", type=int, default=12, help="allocation sites to list with --trace")
     args = parser.parse_args()
@@ -166,14 +176,20 @@ def main() -> int:
     reference = marks[1]
     tally = Rounds(args.clients)
     started = time.perf_counter()
-    ctl = nbfl.Controller("tcp://127.0.0.1:0", model(args.params), heartbeat_interval=HB_INTERVAL,
-                          heartbeat_timeout=HB_TIMEOUT)  # fmt: skip
+    ctl = nbfl.Controller(
+        "tcp://127.0.0.1:0", model(args.params), heartbeat_interval=HB_INTERVAL, heartbeat_timeout=HB_TIMEOUT
+    )
     per_host = [args.clients // args.hosts + (i < args.clients % args.hosts) for i in range(args.hosts)]
     firsts = [sum(per_host[:i]) for i in range(args.hosts)]
     procs = [
-        subprocess.Popen([sys.executable, __file__, "host", ctl.endpoint, str(first), str(n)],
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        for first, n in zip(firsts, per_host) if n
+        subprocess.Popen(
+            [sys.executable, __file__, "host", ctl.endpoint, str(first), str(n)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for first, n in zip(firsts, per_host)
+        if n
     ]
     status = 1
     try:
@@ -182,20 +198,30 @@ def main() -> int:
             if not line.startswith("joined"):
                 raise RuntimeError(f"a client host did not join: {line!r} (exit {proc.poll()})")
         ctl.wait_for_clients(args.clients, timeout=120)
-        print(f"{args.clients} nbfl.Client objects in {len(procs)} processes, one DEALER socket each, joined "
-              f"{ctl.endpoint} in {time.perf_counter() - started:.1f} s; model: {args.params:,} float32 parameters; "
-              f"FedAvg, {args.rounds} rounds" + (", history cleared after each window" if args.drop_history else ""),
-              flush=True)  # fmt: skip
-        print(f"{'round':>5} {'RSS MiB':>8} {'vs ' + str(reference):>7} {'history MiB':>11} "
-              f"{'RSS-history vs ' + str(reference):>19} {'rounds/s':>8} {'hosts RSS MiB':>13} {'lost':>4}", flush=True)  # fmt: skip
+        print(
+            f"{args.clients} nbfl.Client objects in {len(procs)} processes, one DEALER socket each, joined "
+            f"{ctl.endpoint} in {time.perf_counter() - started:.1f} s; model: {args.params:,} float32 parameters; "
+            f"FedAvg, {args.rounds} rounds" + (", history cleared after each window" if args.drop_history else ""),
+            flush=True,
+        )
+        print(
+            f"{'round':>5} {'RSS MiB':>8} {'vs ' + str(reference):>7} {'history MiB':>11} "
+            f"{'RSS-history vs ' + str(reference):>19} {'rounds/s':>8} {'hosts RSS MiB':>13} {'lost':>4}",
+            flush=True,
+        )
         rows: dict[int, dict] = {}
         done = previous = dropped = 0  # rounds run; at the last mark; history bytes cleared by --drop-history
         for mark in marks:
             t0 = time.perf_counter()
             while done < mark:
                 n = min(mark - done, args.run_length or mark - done)
-                ctl.run(n, min_clients=args.clients, timeout=args.round_timeout,
-                        on_round=tally.on_round, on_progress=tally.on_progress)  # fmt: skip
+                ctl.run(
+                    n,
+                    min_clients=args.clients,
+                    timeout=args.round_timeout,
+                    on_round=tally.on_round,
+                    on_progress=tally.on_progress,
+                )
                 done += n
             seconds = time.perf_counter() - t0
             gc.collect()
@@ -207,8 +233,11 @@ def main() -> int:
             vs = f"{100 * (rss - ref['rss']) / ref['rss']:+.1f}%" if ref else ""
             vs_hist = f"{100 * (rss - ref['rss'] - (hist - ref['hist'])) / ref['rss']:+.1f}%" if ref else ""
             hosts = sum(rss_mib(p.pid) for p in procs)
-            print(f"{mark:>5} {rss:>8.1f} {vs:>7} {hist:>11.2f} {vs_hist:>19} {row['rounds'] / seconds:>8.1f} "
-                  f"{hosts:>13.0f} {tally.lost:>4}", flush=True)  # fmt: skip
+            print(
+                f"{mark:>5} {rss:>8.1f} {vs:>7} {hist:>11.2f} {vs_hist:>19} {row['rounds'] / seconds:>8.1f} "
+                f"{hosts:>13.0f} {tally.lost:>4}",
+                flush=True,
+            )
             if args.drop_history and mark >= reference:
                 ctl.history.clear()
                 dropped = tally.history_bytes
@@ -221,17 +250,25 @@ def main() -> int:
         exact = all(np.all(a == float(args.rounds)) for a in ctl.weights.values())
         run_s = sum(r["seconds"] for r in rows.values())
         per_round = tally.history_bytes / args.rounds / 1024
-        print(f"\ncontroller RSS: {ref['rss']:.1f} MiB at round {reference}, {last['rss']:.1f} MiB at round {marks[-1]}: "
-              f"{100 * growth:+.1f}%; the history grew {hist_growth:.2f} MiB of it, the rest "
-              f"{100 * (last['rss'] - ref['rss'] - hist_growth) / ref['rss']:+.1f}% (limit +5%"
-              f"{' on the RSS itself, the history being cleared' if args.drop_history else ''})")  # fmt: skip
-        print(f"history: {per_round:.1f} KiB a round ({1024 * per_round / args.clients:.0f} bytes a client), of which "
-              f"record.clients {tally.parts['clients'] / args.rounds / 1024:.1f} KiB and record.traffic "
-              f"{tally.parts['traffic'] / args.rounds / 1024:.1f} KiB")  # fmt: skip
-        print(f"rounds/s over all {args.rounds} rounds: {args.rounds / run_s:.1f} ({run_s:.0f} s of rounds, "
-              f"{time.perf_counter() - started:.0f} s in all)")  # fmt: skip
-        print(f"lost results: {tally.lost} (asked but not used {tally.not_used}, not asked {tally.not_asked}, failed "
-              f"{tally.failed}); rounds not ok: {tally.bad_rounds}")  # fmt: skip
+        print(
+            f"\ncontroller RSS: {ref['rss']:.1f} MiB at round {reference}, {last['rss']:.1f} MiB at round {marks[-1]}: "
+            f"{100 * growth:+.1f}%; the history grew {hist_growth:.2f} MiB of it, the rest "
+            f"{100 * (last['rss'] - ref['rss'] - hist_growth) / ref['rss']:+.1f}% (limit +5%"
+            f"{' on the RSS itself, the history being cleared' if args.drop_history else ''})"
+        )
+        print(
+            f"history: {per_round:.1f} KiB a round ({1024 * per_round / args.clients:.0f} bytes a client), of which "
+            f"record.clients {tally.parts['clients'] / args.rounds / 1024:.1f} KiB and record.traffic "
+            f"{tally.parts['traffic'] / args.rounds / 1024:.1f} KiB"
+        )
+        print(
+            f"rounds/s over all {args.rounds} rounds: {args.rounds / run_s:.1f} ({run_s:.0f} s of rounds, "
+            f"{time.perf_counter() - started:.0f} s in all)"
+        )
+        print(
+            f"lost results: {tally.lost} (asked but not used {tally.not_used}, not asked {tally.not_asked}, failed "
+            f"{tally.failed}); rounds not ok: {tally.bad_rounds}"
+        )
         for example in tally.examples:
             print("  " + example)
         print(f"global model after {args.rounds} rounds: every parameter == {args.rounds}: {exact}")
@@ -269,9 +306,11 @@ def report_trace(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, top:
     ignore = [tracemalloc.Filter(False, tracemalloc.__file__)]
     stats = after.filter_traces(ignore).compare_to(before.filter_traces(ignore), "lineno")
     grown = sum(s.size_diff for s in stats)
-    print(f"\ntracemalloc: {grown / 2**20:+.2f} MiB in {sum(s.count_diff for s in stats):+,} blocks allocated since the "
-          f"reference round are alive (the history grew {hist_mib:.2f} MiB); the top {top} lines (first allocation "
-          f"sites; free lists reuse blocks across lines):")  # fmt: skip
+    print(
+        f"\ntracemalloc: {grown / 2**20:+.2f} MiB in {sum(s.count_diff for s in stats):+,} blocks allocated since the "
+        f"reference round are alive (the history grew {hist_mib:.2f} MiB); the top {top} lines (first allocation "
+        f"sites; free lists reuse blocks across lines):"
+    )
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
     for s in stats[:top]:
         frame = s.traceback[0]

@@ -5,18 +5,27 @@ train on their own data and send back only weights. The core needs numpy and pyz
 torch enters through :mod:`nbfl.protocol.torch_adapter`.
 """
 
-from .participant.client import Client
 from .controller.controller import Controller, RunActive
+from .controller.run import Run, RunError
+from .controller.workshop import Workshop
 from .errors import NbflError
 from .launch.on_dask import spawn_on_dask
-from .protocol.records import ClientInfo, Result, RoundRecord, RoundStatus
-from .controller.run import Run, RunError
+from .participant.client import Client
 from .participant.tasks import TaskContext, Update, task
 from .protocol.joining import JoinCode
-from .controller.workshop import Workshop
+from .protocol.records import ClientInfo, Result, RoundRecord, RoundStatus
 from .workflows import (
-    ALGORITHMS, CrossSiteEval, Cyclic, FedAvg, FederatedStatistics, FedOpt, FedProx, RobustAggregation, RoundFailed,
-    Scaffold, make_workflow,
+    ALGORITHMS,
+    CrossSiteEval,
+    Cyclic,
+    FedAvg,
+    FederatedStatistics,
+    FedOpt,
+    FedProx,
+    RobustAggregation,
+    RoundFailed,
+    Scaffold,
+    make_workflow,
 )
 
 __version__ = "0.1.0"
@@ -45,9 +54,33 @@ def _jupyter_labextension_paths() -> list[dict[str, str]]:
     """The prebuilt Federation panel (built from ``extensions/federation``), for ``jupyter labextension develop``."""
     return [{"src": "labextension", "dest": "nbfl-federation"}]
 
+
 __all__ = [
-    "ALGORITHMS", "Client", "ClientInfo", "Controller", "CrossSiteEval", "Cyclic", "FedAvg", "FedOpt", "FedProx",
-    "FederatedStatistics", "Result", "RobustAggregation", "RoundFailed", "RoundRecord", "RoundStatus", "Run",
-    "JoinCode", "NbflError", "RunActive", "RunError", "Scaffold", "TaskContext", "Update", "Workshop",
-    "make_workflow", "spawn_on_dask", "task",
-]  # fmt: skip
+    "ALGORITHMS",
+    "Client",
+    "ClientInfo",
+    "Controller",
+    "CrossSiteEval",
+    "Cyclic",
+    "FedAvg",
+    "FedOpt",
+    "FedProx",
+    "FederatedStatistics",
+    "Result",
+    "RobustAggregation",
+    "RoundFailed",
+    "RoundRecord",
+    "RoundStatus",
+    "Run",
+    "JoinCode",
+    "NbflError",
+    "RunActive",
+    "RunError",
+    "Scaffold",
+    "TaskContext",
+    "Update",
+    "Workshop",
+    "make_workflow",
+    "spawn_on_dask",
+    "task",
+]

@@ -26,9 +26,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     demo = sub.add_parser("demo", help="controller + local client processes doing FedAvg on digits")
     demo.add_argument("--clients", type=positive, default=4)
-    demo.add_argument("--dask", metavar="SCHEDULER",
-                      help="run the clients on this Dask cluster (tcp://HOST:8786) instead of local processes; off "
-                           "this machine they join with a workshop's join line")  # fmt: skip
+    demo.add_argument(
+        "--dask",
+        metavar="SCHEDULER",
+        help="run the clients on this Dask cluster (tcp://HOST:8786) instead of local processes; off "
+        "this machine they join with a workshop's join line",
+    )
     _round_args(demo)
     data_args(demo)
 
@@ -37,12 +40,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     prov.add_argument("--out", required=True, help="folder for the kits: OUT/controller, OUT/<client> ...")
 
     ctl = sub.add_parser("controller", help="run a controller for the digits model and wait for clients")
-    ctl.add_argument("--host", help="address to bind (default: the kit's host, else 127.0.0.1); with --workshop, the "
-                                    "address put in the join line (default: the LAN address; it listens on all)")
+    ctl.add_argument(
+        "--host",
+        help="address to bind (default: the kit's host, else 127.0.0.1); with --workshop, the "
+        "address put in the join line (default: the LAN address; it listens on all)",
+    )
     ctl.add_argument("--port", type=int, help="0 picks a free one (printed); default: the kit's port, else 5555")
     security_args(ctl, "controller")
-    ctl.add_argument("--workshop", action="store_true",
-                     help="walk-in participants: CurveZMQ, one join line to paste (address, key, token), no kits")
+    ctl.add_argument(
+        "--workshop",
+        action="store_true",
+        help="walk-in participants: CurveZMQ, one join line to paste (address, key, token), no kits",
+    )
     ctl.add_argument("--capacity", type=positive, default=30, help="workshop: participants at most, and data shares")
     ctl.add_argument("--partition", default="dirichlet:0.5", help="workshop: how the digits are shared out")
     ctl.add_argument("--checkpoint-dir", help="write a checkpoint (model, workflow state, history) after every round")
@@ -118,16 +127,22 @@ def _round_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rounds", type=positive, default=10)
     p.add_argument("--algorithm", default="fedavg", choices=sorted(ALGORITHMS))
     p.add_argument("--timeout", type=float, default=120.0, help="seconds a round waits for results")
-    p.add_argument("--grace", type=float,
-                   help="seconds a round waits for slower clients once its quorum (--min-clients) is in (default: for all)")
-    p.add_argument("--compress", choices=["none", *CODECS],
-                   help="the model and the updates on the wire (default: none; with --workshop, int8)")
+    p.add_argument(
+        "--grace",
+        type=float,
+        help="seconds a round waits for slower clients once its quorum (--min-clients) is in (default: for all)",
+    )
+    p.add_argument(
+        "--compress",
+        choices=["none", *CODECS],
+        help="the model and the updates on the wire (default: none; with --workshop, int8)",
+    )
 
 
 def _controller(args: argparse.Namespace, endpoint: str, spawn: int, workshop: bool = False) -> int:
-    from .participant.builtin import digits_model
     from .controller.controller import Controller
     from .launch.spawn import spawn_clients, stop_clients
+    from .participant.builtin import digits_model
     from .workflows import make_workflow
 
     try:
@@ -149,9 +164,16 @@ def _controller(args: argparse.Namespace, endpoint: str, spawn: int, workshop: b
         room = Workshop(getattr(args, "capacity", spawn), args.partition, args.seed, host=getattr(args, "host", None))
     try:
         controller = Controller(
-            endpoint, model, kit=kit, workshop=room, insecure=insecure, evaluate=evaluate, compress=args.compress,
-            checkpoint_dir=getattr(args, "checkpoint_dir", None), resume=getattr(args, "resume", None),
-        )  # fmt: skip
+            endpoint,
+            model,
+            kit=kit,
+            workshop=room,
+            insecure=insecure,
+            evaluate=evaluate,
+            compress=args.compress,
+            checkpoint_dir=getattr(args, "checkpoint_dir", None),
+            resume=getattr(args, "resume", None),
+        )
     except ValueError as exc:  # plaintext off loopback, a bad kit, an address in use, no usable checkpoint
         print(f"nbfl controller: {exc}", file=sys.stderr)
         return 1
@@ -167,16 +189,22 @@ def _controller(args: argparse.Namespace, endpoint: str, spawn: int, workshop: b
         if spawn and getattr(args, "dask", None):
             from .launch.on_dask import spawn_on_dask
 
-            on_dask = spawn_on_dask(args.dask, spawn, endpoint=where, partition=args.partition, seed=args.seed,
-                                    epochs=args.epochs)  # fmt: skip
-            print(f"{spawn} clients on the Dask cluster at {args.dask}: {', '.join(sorted(set(on_dask.placement.values())))}")
+            on_dask = spawn_on_dask(
+                args.dask, spawn, endpoint=where, partition=args.partition, seed=args.seed, epochs=args.epochs
+            )
+            print(
+                f"{spawn} clients on the Dask cluster at {args.dask}: {', '.join(sorted(set(on_dask.placement.values())))}"
+            )
         elif spawn:
             procs = spawn_clients(where, spawn, partition=args.partition, seed=args.seed, epochs=args.epochs)
         elif controller.join_code is not None:
-            print(f"waiting for {need} participant{'s' if need != 1 else ''}; each pastes into a notebook "
-                  f"(after %load_ext nbfl):\n"
-                  f"  %fl_join {controller.join_code} --name YOUR_NAME --accept-code\n"
-                  f"or runs: nbfl client {controller.join_code} --name YOUR_NAME", flush=True)  # fmt: skip
+            print(
+                f"waiting for {need} participant{'s' if need != 1 else ''}; each pastes into a notebook "
+                f"(after %load_ext nbfl):\n"
+                f"  %fl_join {controller.join_code} --name YOUR_NAME --accept-code\n"
+                f"or runs: nbfl client {controller.join_code} --name YOUR_NAME",
+                flush=True,
+            )
         else:
             how = "--kit KIT_DIR" if kit is not None else f"{controller.endpoint} --name NAME"
             print(f"waiting for {need} clients: nbfl client {how} --index I --num-clients N", flush=True)
@@ -196,8 +224,9 @@ def _controller(args: argparse.Namespace, endpoint: str, spawn: int, workshop: b
         rounds = args.rounds - len(controller.history)  # after a resume, the rest of them
         try:
             if rounds > 0:
-                controller.run(rounds, workflow, min_clients=need, timeout=args.timeout, grace=args.grace,
-                               on_round=_print_round)
+                controller.run(
+                    rounds, workflow, min_clients=need, timeout=args.timeout, grace=args.grace, on_round=_print_round
+                )
         except TimeoutError as exc:  # too few clients left, and none came back
             print(f"stopped: {exc}", flush=True)
         except KeyboardInterrupt:
@@ -220,8 +249,11 @@ def _wait_for_clients(controller: Any, need: int, procs: list, timeout: float = 
     while time.monotonic() < deadline:
         dead = [p for p in procs if p.poll() not in (None, 0)]
         if dead:
-            print(f"{len(dead)} client process(es) failed at start (exit {dead[0].returncode}); "
-                  f"{dead[0].log} ends:\n{dead[0].tail()}", flush=True)  # fmt: skip
+            print(
+                f"{len(dead)} client process(es) failed at start (exit {dead[0].returncode}); "
+                f"{dead[0].log} ends:\n{dead[0].tail()}",
+                flush=True,
+            )
             return False
         try:
             controller.wait_for_clients(need, timeout=1.0)
@@ -247,7 +279,9 @@ def _print_round(record: Any) -> None:
     line = f"{record.round:>5} {_accuracy(record):>9.4f} {record.metrics.get('loss', float('nan')):>7.4f}"
     line += f" {len(record.clients):>7} {record.seconds:>8.2f}"
     if record.failed:
-        line += f"  {record.outcome}: " + ", ".join(f"{k} ({v.strip().splitlines()[-1]})" for k, v in record.failed.items())
+        line += f"  {record.outcome}: " + ", ".join(
+            f"{k} ({v.strip().splitlines()[-1]})" for k, v in record.failed.items()
+        )
     print(line, flush=True)
 
 

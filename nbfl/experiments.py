@@ -15,15 +15,15 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 import torch
 
-from .participant.client import Client
 from .controller.controller import Controller
 from .data import load_digits_split, partition
 from .data.vision import CIFAR10
+from .launch.spawn import spawn_clients, stop_clients
+from .participant.client import Client
 from .participant.executor import Signal
 from .participant.models import DigitsMLP, SimpleNetwork
-from .protocol.records import RoundRecord
-from .launch.spawn import spawn_clients, stop_clients
 from .participant.trainers import ArrayTrainer, evaluate_model, evaluator
+from .protocol.records import RoundRecord
 from .workflows import make_workflow
 
 COMPARED = ("fedavg", "fedprox", "fedopt", "scaffold")
@@ -101,8 +101,11 @@ def compare_cifar10(
         try:
             for i, part in enumerate(partition(f"dirichlet:{alpha}", y, clients, seed)):
                 trainer = ArrayTrainer(SimpleNetwork(), x[part], y[part], epochs=epochs, lr=0.01, seed=seed + i)
-                members.append(Client(ctl.endpoint, f"site-{i + 1}", trainer, samples=trainer.samples,
-                                      device=trainer.device).start())  # fmt: skip
+                members.append(
+                    Client(
+                        ctl.endpoint, f"site-{i + 1}", trainer, samples=trainer.samples, device=trainer.device
+                    ).start()
+                )
             return _each_algorithm(ctl, algorithms, rounds, alpha, options, on_round)
         finally:
             for member in members:
@@ -136,7 +139,12 @@ def final_table(rows: list[dict[str, Any]], central: float) -> list[dict[str, An
     for row in rows:
         last[(row["alpha"], row["algorithm"])] = row
     return [
-        {"alpha": a, "algorithm": n, "accuracy": r.get("accuracy", np.nan), "central": central,
-         "gap_points": 100 * (central - r.get("accuracy", np.nan))}
+        {
+            "alpha": a,
+            "algorithm": n,
+            "accuracy": r.get("accuracy", np.nan),
+            "central": central,
+            "gap_points": 100 * (central - r.get("accuracy", np.nan)),
+        }
         for (a, n), r in last.items()
-    ]  # fmt: skip
+    ]

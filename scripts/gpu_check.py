@@ -32,10 +32,10 @@ sys.path.insert(0, str(ROOT / "tests"))  # the seed's trainer and the CIFAR-10 f
 import nbfl  # noqa: E402
 from nbfl.data import load_digits_split  # noqa: E402
 from nbfl.data.vision import CIFAR10, Compose, Normalize, ToTensor  # noqa: E402
-from nbfl.participant.models import DigitsMLP  # noqa: E402
 from nbfl.launch.spawn import spawn_clients, stop_clients  # noqa: E402
-from nbfl.protocol.torch_adapter import get_weights  # noqa: E402
+from nbfl.participant.models import DigitsMLP  # noqa: E402
 from nbfl.participant.trainers import evaluator  # noqa: E402
+from nbfl.protocol.torch_adapter import get_weights  # noqa: E402
 
 ROUNDS = 3
 
@@ -44,8 +44,11 @@ def report(part: str, ctl: nbfl.Controller, untrained: float, records: list, wan
     devices = {c.name: c.device for c in ctl.clients}
     last = records[-1].metrics["accuracy"]
     ok = all(r.ok for r in records) and all(d.startswith(want) for d in devices.values()) and last > untrained
-    print(f"{part}: devices {devices}; accuracy {untrained:.4f} untrained -> {last:.4f} after {len(records)} rounds: "
-          f"{'ok' if ok else 'FAILED'}", flush=True)  # fmt: skip
+    print(
+        f"{part}: devices {devices}; accuracy {untrained:.4f} untrained -> {last:.4f} after {len(records)} rounds: "
+        f"{'ok' if ok else 'FAILED'}",
+        flush=True,
+    )
     return ok
 
 
@@ -74,7 +77,9 @@ def seed_trainer(want: str) -> bool:
     home = tempfile.mkdtemp(prefix="nbfl-gpu-check-")
     write_cifar10_binary(Path(home) / "data", per_file=200)
     os.environ["HOME"] = home  # the seed's trainer reads CIFAR-10 from ~/data, as it was written
-    test = CIFAR10(str(Path(home) / "data"), train=False, transform=Compose([ToTensor(), Normalize((0.5,) * 3, (0.5,) * 3)]))
+    test = CIFAR10(
+        str(Path(home) / "data"), train=False, transform=Compose([ToTensor(), Normalize((0.5,) * 3, (0.5,) * 3)])
+    )
     x_test = torch.stack([test[i][0] for i in range(len(test))]).numpy()
     y_test = torch.tensor([test[i][1] for i in range(len(test))]).numpy()
     torch.manual_seed(0)

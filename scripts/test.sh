@@ -3,5 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/python -m mypy  # the types ([tool.mypy] in pyproject.toml): a mismatch fails before the tests run
+# lint, format and types first ([tool.ruff] and [tool.mypy] in pyproject.toml): a slip fails in seconds
+.venv/bin/python -m ruff check .
+.venv/bin/python -m ruff format --check .
+.venv/bin/python -m mypy
 exec .venv/bin/python -m pytest -q "$@"

@@ -28,7 +28,9 @@ def write_cifar10_binary(root: Path, per_file: int = 40, seed: int = 0) -> tuple
     all_images, all_labels = [], []
     for name in TRAIN_FILES + TEST_FILES:
         images, labels = make_images(per_file, rng, palette)
-        records = np.concatenate([labels[:, None].astype(np.uint8), images.transpose(0, 3, 1, 2).reshape(per_file, -1)], 1)
+        records = np.concatenate(
+            [labels[:, None].astype(np.uint8), images.transpose(0, 3, 1, 2).reshape(per_file, -1)], 1
+        )
         records.tofile(folder / name)
         if name in TRAIN_FILES:
             all_images.append(images)

@@ -8,8 +8,8 @@ import tempfile
 import pytest
 
 import nbfl
-from helpers import FAST
 
+from helpers import FAST
 
 # Every controller registers its control socket (nbfl.transport.control) in Jupyter's runtime folder:
 # the tests' go to one of their own, not into the Federation panel of the user's JupyterLab.
@@ -44,5 +44,3 @@ def client_factory():
     yield make
     for client in made:
         client.stop()
-
-

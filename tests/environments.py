@@ -26,15 +26,22 @@ import os
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUIREMENTS = ROOT / "binder" / "requirements.txt"
 PYPROJECT = ROOT / "pyproject.toml"
 LOCAL_TORCH = "torch==2.13.0"
 # repo2docker's Python 3.11 environment (repo2docker/buildpacks/conda/environment.py-3.11.lock)
-BINDER_LOCK = ["jupyterlab==4.4.9", "ipykernel==7.0.1", "ipywidgets==8.1.7", "jupyter_server==2.17.0", "notebook==7.4.7"]
+BINDER_LOCK = [
+    "jupyterlab==4.4.9",
+    "ipykernel==7.0.1",
+    "ipywidgets==8.1.7",
+    "jupyter_server==2.17.0",
+    "notebook==7.4.7",
+]
 # what the tests drive a notebook with, beside what the course installs
 TOOLS = ["nbclient>=0.8", "nbformat>=5"]
 NAMES = ("newest", "binder", "oldest")
@@ -114,8 +121,9 @@ def kernel(name: str) -> str:
 def versions(name: str, packages: list[str]) -> dict[str, str]:
     """The installed versions of ``packages`` in environment ``name``."""
     code = "import importlib.metadata as m, sys; print('\\n'.join(m.version(p) for p in sys.argv[1:]))"
-    out = subprocess.run([str(venv(name) / "bin" / "python"), "-c", code, *packages], capture_output=True, text=True,
-                         check=True).stdout.split()  # fmt: skip
+    out = subprocess.run(
+        [str(venv(name) / "bin" / "python"), "-c", code, *packages], capture_output=True, text=True, check=True
+    ).stdout.split()
     return dict(zip(packages, out))
 
 

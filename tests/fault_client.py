@@ -53,9 +53,10 @@ def main(name: str, endpoint: str, control: str) -> None:
             (control_dir / f"started-{name}-{ctx.round}").touch()
             threading.Event().wait()  # until the harness's SIGKILL
         return nbfl.Update(
-            update(name, ctx.round, weights), num_samples=samples(name),
+            update(name, ctx.round, weights),
+            num_samples=samples(name),
             metrics={"round": float(ctx.round), "pid": float(os.getpid())},
-        )  # fmt: skip
+        )
 
     def leave_with_parent() -> None:
         sys.stdin.read()  # EOF: the parent closed our stdin or died

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 import nbfl
+
 from environments import ROOT
 
 if TYPE_CHECKING:
@@ -67,15 +68,18 @@ NOTEBOOKS = ROOT / "notebooks"
 
 def execute(name: str, env: str = "newest", **parameters) -> nbformat.NotebookNode:
     """Run notebook ``name`` in a fresh kernel of environment ``env`` with its parameters cell extended."""
-    import environments
     import nbformat
     from nbclient import NotebookClient
+
+    import environments
 
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     for cell in nb.cells:
         if "parameters" in cell.metadata.get("tags", []):
             cell.source += "\n" + "\n".join(f"{k} = {v!r}" for k, v in parameters.items())
-    client = NotebookClient(nb, timeout=600, kernel_name=environments.kernel(env), resources={"metadata": {"path": str(NOTEBOOKS)}})
+    client = NotebookClient(
+        nb, timeout=600, kernel_name=environments.kernel(env), resources={"metadata": {"path": str(NOTEBOOKS)}}
+    )
     client.execute()
     return nb
 
@@ -88,7 +92,9 @@ def outputs(cell):
 def check_quickstart(nb: nbformat.NotebookNode) -> None:
     round_cell = next(c for c in nb.cells if c.source.startswith("%fl_round"))
     data = [d for d, _ in outputs(round_cell)]
-    assert any("data:image/png;base64," in d.get("text/html", "") for d in data), "the live plot's last frame is not in the output"
+    assert any("data:image/png;base64," in d.get("text/html", "") for d in data), (
+        "the live plot's last frame is not in the output"
+    )
     tables = [d["text/html"] for d in data if "nbfl-clients" in d.get("text/html", "")]
     rows = re.findall(r"<tr><td>(site-\d)</td>", tables[-1])
     assert sorted(rows) == ["site-1", "site-2", "site-3", "site-4"]
@@ -125,11 +131,15 @@ def check_statistics(nb: nbformat.NotebookNode) -> None:
     html_out = [d.get("text/html", "") for c in nb.cells for d, _ in outputs(c)]
     assert sum("nbfl-statistics" in h for h in html_out) == 2  # the two %fl_stats tables
 
-    first = re.search(r"features: (\d+), total count: (\d+), sites counted: (\d+) of (\d+) \(they hold (\d+) samples\)", text)
+    first = re.search(
+        r"features: (\d+), total count: (\d+), sites counted: (\d+) of (\d+) \(they hold (\d+) samples\)", text
+    )
     assert first, text
     features, total, counted, sites, held = map(int, first.groups())
     assert (features, counted, sites) == (64, 3, 3) and total == held  # digits train split: 1,438 images
-    pooled = re.search(r"count (\d+), largest difference in mean ([\d.e+-]+), in std ([\d.e+-]+); histograms equal: (\w+)", text)
+    pooled = re.search(
+        r"count (\d+), largest difference in mean ([\d.e+-]+), in std ([\d.e+-]+); histograms equal: (\w+)", text
+    )
     assert pooled and int(pooled.group(1)) == total
     assert float(pooled.group(2)) < 1e-9 and float(pooled.group(3)) < 1e-9 and pooled.group(4) == "True"
 

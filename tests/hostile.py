@@ -16,8 +16,8 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import zmq
@@ -65,7 +65,9 @@ def open_room(participants: int = 3, params: int = 1000, **controller: object) -
     """A workshop controller on 127.0.0.1 and ``participants`` honest clients joined with its line."""
     workshop = nbfl.Workshop(capacity=participants + 2, host="127.0.0.1")
     ctl = nbfl.Controller("tcp://127.0.0.1:0", model(params), workshop=workshop, **controller)  # type: ignore[arg-type]
-    clients = [nbfl.Client(str(ctl.join_code), f"honest-{i}", tasks={"train": train}) for i in range(1, participants + 1)]
+    clients = [
+        nbfl.Client(str(ctl.join_code), f"honest-{i}", tasks={"train": train}) for i in range(1, participants + 1)
+    ]
     for client in clients:
         client.start(wait=60)
     ctl.wait_for_clients(participants)
@@ -206,8 +208,9 @@ def bloated_metrics(msg: wire.Message) -> tuple[dict, dict]:
     return fields, tensors
 
 
-def greeting_then_huge_frame(host: str, port: int, declared: int = 4 << 30, send: int = 512 << 20,
-                             source: str = ATTACKER) -> int:  # fmt: skip
+def greeting_then_huge_frame(
+    host: str, port: int, declared: int = 4 << 30, send: int = 512 << 20, source: str = ATTACKER
+) -> int:
     """A raw TCP connection with no key: a ZMTP 3.0 greeting for CURVE, then a frame declared as
     ``declared`` bytes, and zeros after it until ``send`` bytes or the controller hangs up.
     Returns the bytes of the frame that were sent."""
@@ -306,8 +309,9 @@ class RoomProcess:
     returns what it printed."""
 
     def __init__(self, fd_limit: int):
-        self.proc = subprocess.Popen([sys.executable, __file__, "room", str(fd_limit)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True)  # fmt: skip
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "room", str(fd_limit)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         self.code = nbfl.JoinCode.parse(self._line())
 
     def _line(self) -> str:
@@ -349,11 +353,19 @@ def _room(fd_limit: str) -> None:
         sys.stdin.readline()
         ctl.wait_for_clients(4, timeout=60)
         records, _ = room.rounds(5)
-    print(json.dumps({
-        "ok": all(r.status == "ok" for r in records), "clients": sorted(records[-1].clients),
-        "pending": ctl.io.connections.counts()[1], "pending_cap": ctl.io.connections.pending, "defense": ctl.defense(),
-        "peak_rss_mib": peak.peak,
-    }), flush=True)  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "ok": all(r.status == "ok" for r in records),
+                "clients": sorted(records[-1].clients),
+                "pending": ctl.io.connections.counts()[1],
+                "pending_cap": ctl.io.connections.pending,
+                "defense": ctl.defense(),
+                "peak_rss_mib": peak.peak,
+            }
+        ),
+        flush=True,
+    )
     room.close()
 
 

@@ -102,9 +102,13 @@ def save(
             save_file(tensors, str(staging / filename))
             sums[filename] = _sha256(staging / filename)
         manifest = {
-            "round": number, "workflow": name, "workflow_meta": meta, "sha256": sums,
-            "history": [_record_json(r) for r in history], "spawned": list(spawned or []),
-        }  # fmt: skip
+            "round": number,
+            "workflow": name,
+            "workflow_meta": meta,
+            "sha256": sums,
+            "history": [_record_json(r) for r in history],
+            "spawned": list(spawned or []),
+        }
         (staging / MANIFEST).write_text(json.dumps(manifest, default=_plain))
         for path in staging.iterdir():
             _fsync(path)
@@ -160,9 +164,15 @@ def load(folder: str | os.PathLike[str]) -> Checkpoint:
     except (OSError, ValueError, KeyError, TypeError) as exc:  # missing files, bad JSON, a bad header
         raise CheckpointError(f"{type(exc).__name__}: {exc}") from None
     return Checkpoint(
-        folder, number, weights, history, manifest.get("workflow"), arrays, dict(manifest.get("workflow_meta") or {}),
+        folder,
+        number,
+        weights,
+        history,
+        manifest.get("workflow"),
+        arrays,
+        dict(manifest.get("workflow_meta") or {}),
         spawned=_names(manifest.get("spawned")),
-    )  # fmt: skip
+    )
 
 
 def _workflow_state(workflow: Any) -> tuple[str | None, dict[str, np.ndarray], dict[str, Any]]:

@@ -25,23 +25,23 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from . import checkpoint
-from ..protocol import compress, wire
-from ..protocol.compress import check_codec
-from ..transport.control import ControlServer
 from ..errors import NbflError
 from ..filters import build as build_filters
 from ..filters.accountant import PrivacyLedger
-from ..transport.guard import GuardSettings, summary
-from .memory import release_memory
-from ..transport.provision import Kit, as_kit
+from ..protocol import compress, wire
+from ..protocol.compress import check_codec
+from ..protocol.joining import JoinCode
 from ..protocol.records import ClientInfo, RoundRecord
+from ..protocol.weights import Weights
+from ..transport.control import ControlServer
+from ..transport.guard import GuardSettings, summary
+from ..transport.provision import Kit, as_kit
+from ..transport.threads import HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT, PLAINTEXT_NOTE, CurveConfig, ServerIO
+from ..workflows import FedAvg, Workflow, make_workflow
+from . import checkpoint
+from .memory import release_memory
 from .registry import Registry
 from .run import OnProgress, OnRound, Run, RunError
-from ..transport.threads import HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT, PLAINTEXT_NOTE, CurveConfig, ServerIO
-from ..protocol.weights import Weights
-from ..workflows import FedAvg, Workflow, make_workflow
-from ..protocol.joining import JoinCode
 from .workshop import Workshop
 
 log = logging.getLogger(__name__)
@@ -139,16 +139,25 @@ class Controller:
                 workshop.restore(self._workshop_file())
             curve = CurveConfig(workshop.public_key, workshop.secret_key, admit=workshop.admit_key, source="join line")
         if endpoint is None:  # a kit's own; a workshop on every interface; else loopback
-            endpoint = self.kit.endpoint if self.kit is not None else "tcp://0.0.0.0:0" if workshop else "tcp://127.0.0.1:0"
+            endpoint = (
+                self.kit.endpoint if self.kit is not None else "tcp://0.0.0.0:0" if workshop else "tcp://127.0.0.1:0"
+            )
         self.io = ServerIO(
-            endpoint, self._on_io_event, heartbeat_interval=heartbeat_interval, heartbeat_timeout=heartbeat_timeout,
-            curve=curve, insecure=insecure, guard=(guard or GuardSettings()).for_model(*_sizes(self._weights)),
-        )  # fmt: skip
+            endpoint,
+            self._on_io_event,
+            heartbeat_interval=heartbeat_interval,
+            heartbeat_timeout=heartbeat_timeout,
+            curve=curve,
+            insecure=insecure,
+            guard=(guard or GuardSettings()).for_model(*_sizes(self._weights)),
+        )
         self.io.start()
         self._closed = False
         self._save_workshop()
         self.control = ControlServer(
-            "controller", self.panel_status, {"stop": self._panel_stop, "remove": self._panel_remove, "detach": self._panel_detach}
+            "controller",
+            self.panel_status,
+            {"stop": self._panel_stop, "remove": self._panel_remove, "detach": self._panel_detach},
         ).start()
         log.info("controller listening on %s", self.endpoint)
 
@@ -171,8 +180,10 @@ class Controller:
         """One line on how connections are protected, for dashboards and client tables."""
         if self.workshop is not None:
             live = len(self.registry.live())
-            return (f"CurveZMQ: encrypted; participants join with the join line's token "
-                    f"({live} of {self.workshop.capacity} places taken)")  # fmt: skip
+            return (
+                f"CurveZMQ: encrypted; participants join with the join line's token "
+                f"({live} of {self.workshop.capacity} places taken)"
+            )
         if self.kit is None:
             return PLAINTEXT_NOTE
         n = len(self.kit.allowed_clients)
@@ -197,9 +208,13 @@ class Controller:
         largest, _ = _sizes(self._weights)
         limit = self.io.guard.settings.max_frame or 0
         if largest > limit:  # ZeroMQ would cut off a client that sends a tensor this large
-            log.warning("the new model's largest tensor (%d bytes) is over the frame limit set when the controller "
-                        "started (%d bytes): clients would be disconnected sending it; start a controller with this "
-                        "model, or pass guard=GuardSettings(max_frame=...)", largest, limit)  # fmt: skip
+            log.warning(
+                "the new model's largest tensor (%d bytes) is over the frame limit set when the controller "
+                "started (%d bytes): clients would be disconnected sending it; start a controller with this "
+                "model, or pass guard=GuardSettings(max_frame=...)",
+                largest,
+                limit,
+            )
 
     @property
     def clients(self) -> list[ClientInfo]:
@@ -275,9 +290,19 @@ class Controller:
         with self._starting:  # the check and the claim are one step: two callers cannot both pass
             self._refuse_during_run("start another run")
             run = self._run = Run(
-                self, rounds, workflow, min_clients=min_clients, min_results=min_results, grace=grace, timeout=timeout,
-                join_timeout=join_timeout, filters=filters, compress=codec, on_round=on_round, on_progress=on_progress,
-            )  # fmt: skip
+                self,
+                rounds,
+                workflow,
+                min_clients=min_clients,
+                min_results=min_results,
+                grace=grace,
+                timeout=timeout,
+                join_timeout=join_timeout,
+                filters=filters,
+                compress=codec,
+                on_round=on_round,
+                on_progress=on_progress,
+            )
         # begun only once it is self._run: the IO thread forwards the first results to it
         return run.begin()
 
@@ -347,13 +372,21 @@ class Controller:
         thread (:mod:`nbfl.transport.control`), so it reads only snapshots."""
         code, run, defense = self.join_code, self.last_run, self.defense()
         status: dict[str, Any] = {
-            "endpoint": self.endpoint, "security": self.security, "workshop": self.workshop is not None,
+            "endpoint": self.endpoint,
+            "security": self.security,
+            "workshop": self.workshop is not None,
             "join_line": f"%fl_join {code} --name YOUR_NAME --accept-code" if code is not None else None,
             "run": None,
             "clients": [
                 {
-                    "name": c.name, "device": c.device, "host": c.host, "state": c.state, "share": c.share,
-                    "round": c.last_round, "seconds": c.last_seconds, "metrics": dict(c.last_metrics),
+                    "name": c.name,
+                    "device": c.device,
+                    "host": c.host,
+                    "state": c.state,
+                    "share": c.share,
+                    "round": c.last_round,
+                    "seconds": c.last_seconds,
+                    "metrics": dict(c.last_metrics),
                 }
                 for c in self.clients
             ],
@@ -362,17 +395,24 @@ class Controller:
                 for r in self.history[-PANEL_HISTORY:]
             ],
             "defense": {**defense, "summary": summary(defense)},
-        }  # fmt: skip
+        }
         if run is not None:
             answered, asked = run.progress
             ended = "failed" if run.done() and run.exception() else "stopped" if run.stopped else "finished"
             # as the run's summary counts: the round going on, or once it ended the rounds it completed
             round_ = run.round if not run.done() else run.completed
             status["run"] = {
-                "state": "running" if not run.done() else ended, "summary": run.summary(), "round": round_,
-                "overall": run.offset + round_, "rounds": run.rounds, "answered": answered, "asked": asked,
-                "workflow": run.workflow.name, "view": _view_text(run), "held": run.held,
-            }  # fmt: skip
+                "state": "running" if not run.done() else ended,
+                "summary": run.summary(),
+                "round": round_,
+                "overall": run.offset + round_,
+                "rounds": run.rounds,
+                "answered": answered,
+                "asked": asked,
+                "workflow": run.workflow.name,
+                "view": _view_text(run),
+                "held": run.held,
+            }
         return status
 
     def _panel_stop(self, args: Mapping[str, Any]) -> str:
@@ -425,11 +465,14 @@ class Controller:
     def _resume(self, saved: checkpoint.Checkpoint) -> None:
         if self._weights:  # a model was given too: it must be the same model
             mismatch = sorted(
-                k for k in set(self._weights) | set(saved.weights)
+                k
+                for k in set(self._weights) | set(saved.weights)
                 if k not in self._weights or k not in saved.weights or self._weights[k].shape != saved.weights[k].shape
-            )  # fmt: skip
+            )
             if mismatch:
-                raise ValueError(f"the checkpoint in {saved.path} is of another model: {', '.join(mismatch[:5])} differ")
+                raise ValueError(
+                    f"the checkpoint in {saved.path} is of another model: {', '.join(mismatch[:5])} differ"
+                )
         self._weights = {k: np.array(v) for k, v in saved.weights.items()}
         self.history[:] = saved.history
         self.resumed = saved
@@ -447,7 +490,9 @@ class Controller:
 
     def check_alive(self) -> None:
         if self._failure is not None:
-            raise RunError(f"the controller at {self.endpoint} lost its IO thread: {self._failure!r}") from self._failure
+            raise RunError(
+                f"the controller at {self.endpoint} lost its IO thread: {self._failure!r}"
+            ) from self._failure
         if self._closed:
             raise RunError(f"the controller at {self.endpoint} is closed")
 
@@ -464,8 +509,11 @@ class Controller:
             pass  # counted and logged (at most every few seconds) by the IO thread's guard
         elif kind == "lost":
             self.registry.set_state(peer, "lost")
-            log.warning("client %s lost: no heartbeat for %s s, or its connection dropped",
-                        self.registry.name_of(peer), self.io.heartbeat_timeout)  # fmt: skip
+            log.warning(
+                "client %s lost: no heartbeat for %s s, or its connection dropped",
+                self.registry.name_of(peer),
+                self.io.heartbeat_timeout,
+            )
             self._forward(("lost", peer, None))
         elif kind == "died":  # nbfl's own bug ended the IO thread: whoever waits is told at once
             self._failure = payload
@@ -481,8 +529,9 @@ class Controller:
             if msg.kind == "bye":  # e.g. a removed client leaving: nothing to undo
                 return
             address = self.io.address(peer)
-            self.io.guard.refused_message(address, "unjoined", "%s from a peer at %s that has not joined: dropped",
-                                          msg.kind, address)  # fmt: skip
+            self.io.guard.refused_message(
+                address, "unjoined", "%s from a peer at %s that has not joined: dropped", msg.kind, address
+            )
             self.io.answer(peer, wire.message("error", reason="not joined", rejoin=True))
         elif msg.kind == "bye":
             self.registry.set_state(peer, "left")
@@ -540,8 +589,13 @@ class Controller:
             info.state = "joining"
         if not self.registry.add(info):
             # it may be this client's own old connection, not yet noticed gone: the client asks again later
-            self._refuse_join(peer, f"the name {name!r} is taken by a connected client: choose another; if it was "
-                              "you before a restart, joining again in a moment", name, retry=True)  # fmt: skip
+            self._refuse_join(
+                peer,
+                f"the name {name!r} is taken by a connected client: choose another; if it was "
+                "you before a restart, joining again in a moment",
+                name,
+                retry=True,
+            )
             return
         welcome: dict[str, Any] = {"name": name}
         if self.compress is not None:  # a client that cannot decode it says so now, not in a round
@@ -559,8 +613,9 @@ class Controller:
         """Answer a refused join with ``reason`` (within a stranger's few answers), count it, log it quietly."""
         fields: dict[str, Any] = {"reason": reason, "retry": True} if retry else {"reason": reason}
         who = f" of {name!r}" if name is not None else ""
-        self.io.refuse_join(peer, wire.message("error", **fields), "join%s from %s refused: %s", who, self.io.address(peer),
-                            reason)  # fmt: skip
+        self.io.refuse_join(
+            peer, wire.message("error", **fields), "join%s from %s refused: %s", who, self.io.address(peer), reason
+        )
 
     def _refusal(self, peer: bytes, name: str, msg: wire.Message) -> str | None:
         """Why a join is refused, for the client to show, or None."""
@@ -572,9 +627,11 @@ class Controller:
         """What a client trains on, once it knows (after its share came in the welcome): from
         now on it is ready for tasks."""
         self.registry.update(
-            peer, samples=_int(msg.get("samples")), device=str(msg.get("device", "cpu"))[:64],
+            peer,
+            samples=_int(msg.get("samples")),
+            device=str(msg.get("device", "cpu"))[:64],
             labels=_counts(msg.get("labels")),
-        )  # fmt: skip
+        )
         self.registry.ready(peer)
 
     def _forward(self, item: tuple) -> bool:

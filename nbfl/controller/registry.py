@@ -13,7 +13,6 @@ from typing import Callable
 
 from ..protocol.records import ClientInfo
 
-
 MAX_DEPARTED = 256  # clients that left, were lost or removed, kept for the table; the oldest go first
 
 

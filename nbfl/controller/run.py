@@ -29,16 +29,16 @@ from typing import Any, Callable, Iterator, Mapping, Protocol
 
 import numpy as np
 
-from ..protocol import compress, names, wire
 from ..errors import NbflError
-from ..protocol.names import DataKind
 from ..filters.accountant import PrivacyLedger
-from .memory import release_memory
+from ..protocol import compress, names, wire
+from ..protocol.names import DataKind
 from ..protocol.records import MAX_METRICS, ClientInfo, Result, RoundRecord, RoundStatus, finite_metrics
-from .registry import Registry
-from ..transport.threads import ServerIO
 from ..protocol.weights import Weights, first_not_finite
+from ..transport.threads import ServerIO
 from ..workflows.base import RoundFailed, RoundStopped, Workflow
+from .memory import release_memory
+from .registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,7 @@ class Host(Protocol):
 
     @property
     def endpoint(self) -> str: ...  # read-only: the controller's is a property
+
     registry: Registry
     io: ServerIO
     evaluate: Evaluate | None
@@ -112,7 +113,9 @@ class Run:
         self.timeout = timeout
         self.join_timeout = join_timeout
         self.filters = list(filters or [])
-        self.compress = compress  # the codec of the model going out and the updates coming back (nbfl.protocol.compress)
+        self.compress = (
+            compress  # the codec of the model going out and the updates coming back (nbfl.protocol.compress)
+        )
         self.evaluate = host.evaluate
         self.history: list[RoundRecord] = []  # this run's rounds, as they complete
         self.round = 0  # this run's round in progress (1 .. rounds), or its last; records number rounds controller-wide
@@ -190,7 +193,9 @@ class Run:
         except concurrent.futures.TimeoutError:
             if self._future.done():  # the run's own TimeoutError (its clients did not come)
                 raise
-            raise TimeoutError(f"the run is still going after {timeout} s (round {self.round} of {self.rounds})") from None
+            raise TimeoutError(
+                f"the run is still going after {timeout} s (round {self.round} of {self.rounds})"
+            ) from None
         except KeyboardInterrupt:
             self.interrupt()
             concurrent.futures.wait([self._future], timeout=30)
@@ -267,8 +272,10 @@ class Run:
             for name in record.failed:
                 counts[name] = counts.get(name, 0) + 1
         parts = []
-        for how, names_ in (("in every round", [n for n, k in counts.items() if k == len(rounds)]),
-                            ("in some rounds", [n for n, k in counts.items() if k < len(rounds)])):  # fmt: skip
+        for how, names_ in (
+            ("in every round", [n for n, k in counts.items() if k == len(rounds)]),
+            ("in some rounds", [n for n, k in counts.items() if k < len(rounds)]),
+        ):
             if names_:
                 shown = ", ".join(sorted(names_)[:3]) + (", ..." if len(names_) > 3 else "")
                 parts.append(f"{len(names_)} client{'s' if len(names_) > 1 else ''} failed {how} ({shown})")
@@ -318,7 +325,9 @@ class Run:
         ready: deque[str] = deque()
         inflight: set[str] = set()
         headers: dict[bytes, dict[str, Any]] = {}
-        last = host.history[-1] if host.history else None  # the global model's metrics, shown beside a participant's own
+        last = (
+            host.history[-1] if host.history else None
+        )  # the global model's metrics, shown beside a participant's own
         # finite only: a header's JSON refuses NaN, and a resumed history may be older than that rule
         global_metrics = {"round": last.round, "metrics": finite_metrics(last.metrics)} if last is not None else None
         for client in targets:
@@ -331,9 +340,14 @@ class Run:
             if direct:
                 inflight.add(task_id)
             headers[client.peer] = {
-                "task_id": task_id, "task_name": task_name, "round": number,
-                "kind": DataKind.WEIGHTS, "direct": direct, "meta": task_meta, "global_metrics": global_metrics,
-            }  # fmt: skip
+                "task_id": task_id,
+                "task_name": task_name,
+                "round": number,
+                "kind": DataKind.WEIGHTS,
+                "direct": direct,
+                "meta": task_meta,
+                "global_metrics": global_metrics,
+            }
             shipped = client.accepts_code and task_name in host.task_code
             if shipped:
                 headers[client.peer]["code"] = host.task_code[task_name]
@@ -437,10 +451,16 @@ class Run:
             self._closed_tasks = set(pending)
             if late and self._record is not None:
                 self._record.notes["late"] = late
-                log.info("round %d closed %s s after its quorum; stragglers told to stop: %s",
-                         number, self.grace, ", ".join(late))  # fmt: skip
+                log.info(
+                    "round %d closed %s s after its quorum; stragglers told to stop: %s",
+                    number,
+                    self.grace,
+                    ", ".join(late),
+                )
 
-    def _broadcast(self, weights: Mapping[str, np.ndarray], headers: dict[bytes, dict[str, Any]], packed: set[bytes]) -> None:
+    def _broadcast(
+        self, weights: Mapping[str, np.ndarray], headers: dict[bytes, dict[str, Any]], packed: set[bytes]
+    ) -> None:
         """Send each client its task: compressed (and asked to compress its result) if the run
         compresses and the client said at join that it decodes that codec; as it is otherwise."""
         io = self._host.io
@@ -450,10 +470,15 @@ class Run:
         if packed:
             assert self.compress is not None  # packed: the clients that decode the run's codec
             tensors, spec = compress.pack(weights, self.compress)
-            io.broadcast("task", tensors, {
-                peer: {**fields, "compress": spec, "compress_results": self.compress}
-                for peer, fields in headers.items() if peer in packed
-            })  # fmt: skip
+            io.broadcast(
+                "task",
+                tensors,
+                {
+                    peer: {**fields, "compress": spec, "compress_results": self.compress}
+                    for peer, fields in headers.items()
+                    if peer in packed
+                },
+            )
 
     # -- for the controller's IO thread ------------------------------------------------
     def deliver(self, item: tuple[str, bytes, Any]) -> bool:
@@ -522,7 +547,9 @@ class Run:
             host.adopt(candidate)
         except RoundStopped:
             record.status, record.reason = self._stop_status, f"{self._stop_status.value} by the user"
-            log.warning("round %d %s; clients told to abort, global model is round %d's", number, record.status, number - 1)
+            log.warning(
+                "round %d %s; clients told to abort, global model is round %d's", number, record.status, number - 1
+            )
         except RoundFailed as exc:
             record.status, record.reason = RoundStatus.FAILED, str(exc)
             log.warning("round %d failed, global model unchanged: %s", number, exc)
@@ -536,8 +563,12 @@ class Run:
             dropped = {str(k)[:64]: repr(v)[:40] for k, v in measured.items() if k not in record.metrics}
             if dropped:  # e.g. a NaN loss: kept out of the history and the next task's header, but shown
                 record.notes["metrics_dropped"] = dropped
-                log.warning("round %d: evaluate's metrics %s not recorded: not finite numbers (or past %d)",
-                            number, dropped, MAX_METRICS)  # fmt: skip
+                log.warning(
+                    "round %d: evaluate's metrics %s not recorded: not finite numbers (or past %d)",
+                    number,
+                    dropped,
+                    MAX_METRICS,
+                )
         record.seconds = time.perf_counter() - started
         self.history.append(record)
         host.history.append(record)
@@ -574,14 +605,21 @@ class Run:
         self._host.registry.record_result(client.peer, number, result.seconds, metrics)
         if self._record is None:
             return
-        self._record.clients[client.name] = {**metrics, "seconds": result.seconds}  # measured here: a metric cannot override it
+        self._record.clients[client.name] = {
+            **metrics,
+            "seconds": result.seconds,
+        }  # measured here: a metric cannot override it
         applied = result.meta.get(names.FILTERS)
         if isinstance(applied, list) and applied:  # what this site says its update went through
             self._record.filters[client.name] = applied
             ledger = self._host.privacy
             ledger.record(client.name, applied)
             spent = ledger.epsilons()
-            self._record.privacy = {"epsilon": max(spent.values(), default=0.0), "delta": ledger.delta, "clients": spent}
+            self._record.privacy = {
+                "epsilon": max(spent.values(), default=0.0),
+                "delta": ledger.delta,
+                "clients": spent,
+            }
 
     def _fail(self, name: str, reason: str) -> None:
         log.error("client %s: %s", name, reason)

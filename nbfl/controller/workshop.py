@@ -40,12 +40,10 @@ from ..protocol.joining import Share
 
 DEFAULT_TTL = 12 * 3600.0  # a day's workshop; rotate() makes a new token when asked
 # letters of other scripts that look like Latin ones, lower case (skeleton() folds case first)
-LOOKALIKES = str.maketrans({
-    "а": "a", "в": "b", "е": "e", "к": "k", "м": "m", "н": "h", "о": "o", "р": "p", "с": "c", "т": "t", "у": "y",
-    "х": "x", "і": "i", "ј": "j", "ѕ": "s", "ԁ": "d", "һ": "h", "ԛ": "q", "ԝ": "w", "ӏ": "l", "ѵ": "v",
-    "α": "a", "β": "b", "ε": "e", "η": "n", "ι": "i", "κ": "k", "ν": "v", "ο": "o", "ρ": "p", "τ": "t", "υ": "u",
-    "χ": "x", "ω": "w",
-})  # fmt: skip
+LOOKALIKES = str.maketrans(
+    "авекмнорстухіјѕԁһԛԝӏѵαβεηικνορτυχω",
+    "abekmhopctyxijsdhqwlvabenikvoptuxw",
+)
 
 
 def skeleton(name: str) -> str:
@@ -184,18 +182,22 @@ class Workshop:
             self._banned_keys.update(k for k, n in self._known.items() if n == name)
         self.rotate(max(self._expires - time.time(), 0.0))
 
-
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write what a restarted controller needs to be the same workshop (its key pair,
         the token, who joined with which key and share, who was removed) to ``path``,
         readable by this user only, by atomic replace."""
         with self._lock:
             state = {
-                "public_key": self.public_key.decode(), "secret_key": self.secret_key.decode(),
-                "token": self._token, "expires": self._expires, "revoked": self._revoked, "known": self._known,
-                "banned_keys": sorted(self._banned_keys), "banned_names": sorted(self._banned_names),
+                "public_key": self.public_key.decode(),
+                "secret_key": self.secret_key.decode(),
+                "token": self._token,
+                "expires": self._expires,
+                "revoked": self._revoked,
+                "known": self._known,
+                "banned_keys": sorted(self._banned_keys),
+                "banned_names": sorted(self._banned_names),
                 "shares": self._shares,
-            }  # fmt: skip
+            }
         path = Path(path)
         staging = path.with_name(f".{path.name}.writing")
         fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -20,7 +20,9 @@ def load_digits() -> tuple[np.ndarray, np.ndarray]:
         return npz["data"], npz["target"]
 
 
-def load_digits_split(test_fraction: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def load_digits_split(
+    test_fraction: float = 0.2, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The digits as float32 in [0, 1] and int64 labels.
 
     Returns ``x_train, y_train, x_test, y_test``; the split is stratified and seeded so

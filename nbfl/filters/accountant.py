@@ -208,7 +208,9 @@ def _log_sum_exp(logs: list[float]) -> float:
 def _check_noise(noise_multiplier: float) -> float:
     z = _number("noise_multiplier", noise_multiplier)
     if not (z > 0 and math.isfinite(z)):
-        raise ValueError(f"noise_multiplier must be positive and finite (no noise, no guarantee), not {noise_multiplier!r}")
+        raise ValueError(
+            f"noise_multiplier must be positive and finite (no noise, no guarantee), not {noise_multiplier!r}"
+        )
     return z
 
 
@@ -274,7 +276,8 @@ class PrivacyLedger:
     def epsilons(self) -> dict[str, float]:
         """Epsilon each client has spent so far (inf where it sent a release without noise)."""
         return {
-            name: math.inf if np.isinf(rdp).all() else rdp_to_epsilon(np.where(np.isinf(rdp), 1e300, rdp),
-                                                                       self.orders, self.delta)[0]
+            name: math.inf
+            if np.isinf(rdp).all()
+            else rdp_to_epsilon(np.where(np.isinf(rdp), 1e300, rdp), self.orders, self.delta)[0]
             for name, rdp in self.rdp.items()
-        }  # fmt: skip
+        }

@@ -8,8 +8,8 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 
-from ..protocol import names
 from ..errors import NbflError
+from ..protocol import names
 
 Weights = dict[str, np.ndarray]
 
@@ -69,7 +69,9 @@ def build(specs: Any) -> list[Filter]:
     return filters
 
 
-def apply(filters: Sequence[Filter], tensors: Mapping[str, np.ndarray], kind: str, ctx: FilterContext) -> tuple[Weights, str]:
+def apply(
+    filters: Sequence[Filter], tensors: Mapping[str, np.ndarray], kind: str, ctx: FilterContext
+) -> tuple[Weights, str]:
     """Run ``filters`` in order and list them in ``ctx.meta["filters"]``."""
     out, applied = dict(tensors), ctx.meta.setdefault(names.FILTERS, [])
     for f in filters:
@@ -88,4 +90,3 @@ def as_diff(tensors: Mapping[str, np.ndarray], kind: str, reference: Mapping[str
     if missing:
         raise FilterError(f"no reference for {missing[:5]}: the task did not carry these tensors")
     return {k: np.subtract(v, reference[k]).astype(v.dtype, copy=False) for k, v in tensors.items()}
-

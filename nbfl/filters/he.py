@@ -12,7 +12,19 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
-from ..protocol.he import ENCRYPTED, LAYOUT_KEY, Context, Layout, check_layout, chunk_names, chunk_sizes, layout_of, load_context, require_tenseal, slots
+from ..protocol.he import (
+    ENCRYPTED,
+    LAYOUT_KEY,
+    Context,
+    Layout,
+    check_layout,
+    chunk_names,
+    chunk_sizes,
+    layout_of,
+    load_context,
+    require_tenseal,
+    slots,
+)
 from ..protocol.weights import full_weights
 from ..protocol.wire import DTYPES
 from .base import FilterContext, FilterError, Weights

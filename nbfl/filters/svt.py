@@ -22,8 +22,14 @@ from .base import FilterContext, Weights, as_diff, register
 class SVTPrivacy:
     name = "svt"
 
-    def __init__(self, fraction: float = 0.1, epsilon: float = 0.1, gamma: float = 1e-5, tau: float = 1e-6,
-                 seed: int | None = None):  # fmt: skip
+    def __init__(
+        self,
+        fraction: float = 0.1,
+        epsilon: float = 0.1,
+        gamma: float = 1e-5,
+        tau: float = 1e-6,
+        seed: int | None = None,
+    ):
         if not 0 < fraction <= 1:
             raise ValueError(f"fraction must be in (0, 1], got {fraction}")
         if not (epsilon > 0 and gamma > 0 and tau >= 0):
@@ -54,5 +60,10 @@ class SVTPrivacy:
         return diff, "WEIGHT_DIFF"
 
     def spec(self) -> dict[str, Any]:
-        return {"name": self.name, "fraction": self.fraction, "epsilon": self.epsilon, "gamma": self.gamma,
-                "tau": self.tau}  # fmt: skip
+        return {
+            "name": self.name,
+            "fraction": self.fraction,
+            "epsilon": self.epsilon,
+            "gamma": self.gamma,
+            "tau": self.tau,
+        }

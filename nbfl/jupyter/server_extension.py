@@ -43,10 +43,17 @@ def snapshot(root_dir: str = "") -> list[dict[str, Any]]:
             status, error = future.result(), None
         except control.ControlError as exc:
             status, error = None, str(exc)
-        out.append({
-            "id": entry["id"], "kind": entry.get("kind"), "pid": entry["pid"], "started": entry.get("started"),
-            "notebook": _notebook(entry.get("notebook"), root_dir), "error": error, "status": status,
-        })  # fmt: skip
+        out.append(
+            {
+                "id": entry["id"],
+                "kind": entry.get("kind"),
+                "pid": entry["pid"],
+                "started": entry.get("started"),
+                "notebook": _notebook(entry.get("notebook"), root_dir),
+                "error": error,
+                "status": status,
+            }
+        )
     return out
 
 
@@ -101,8 +108,11 @@ class ActionHandler(_Handler):
 def _load_jupyter_server_extension(serverapp: Any) -> None:
     """Add the panel's routes to the Jupyter server (found through ``jupyter_server_config.d``)."""
     base = url_path_join(serverapp.web_app.settings["base_url"], "nbfl", "federation")
-    serverapp.web_app.add_handlers(".*$", [
-        (base, FederationHandler),
-        (url_path_join(base, r"([\w.-]+)", f"({'|'.join(ACTIONS)})"), ActionHandler),
-    ])  # fmt: skip
+    serverapp.web_app.add_handlers(
+        ".*$",
+        [
+            (base, FederationHandler),
+            (url_path_join(base, r"([\w.-]+)", f"({'|'.join(ACTIONS)})"), ActionHandler),
+        ],
+    )
     serverapp.log.info("nbfl: Federation panel routes at %s", base)

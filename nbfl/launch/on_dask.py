@@ -100,17 +100,41 @@ def spawn_on_dask(
         name = f"{name_prefix}-{i + 1}"
         worker = workers[i // per_worker if per_worker else i % len(workers)]
         placement[name] = worker
-        futures.append(dask.submit(
-            run_client, endpoint, name, i, n, partition, seed, epochs, device, accept_code, group,
-            key=f"nbfl-client-{group}-{i}", workers=[worker], allow_other_workers=False, resources=resources, pure=False,
-        ))  # fmt: skip
+        futures.append(
+            dask.submit(
+                run_client,
+                endpoint,
+                name,
+                i,
+                n,
+                partition,
+                seed,
+                epochs,
+                device,
+                accept_code,
+                group,
+                key=f"nbfl-client-{group}-{i}",
+                workers=[worker],
+                allow_other_workers=False,
+                resources=resources,
+                pure=False,
+            )
+        )
     return DaskClients(dask, futures, placement, group, owns)
 
 
 def run_client(
-    endpoint: str, name: str, index: int, of: int, partition: str, seed: int, epochs: int, device: str | None,
-    accept_code: bool, group: str,
-) -> str:  # fmt: skip
+    endpoint: str,
+    name: str,
+    index: int,
+    of: int,
+    partition: str,
+    seed: int,
+    epochs: int,
+    device: str | None,
+    accept_code: bool,
+    group: str,
+) -> str:
     """One client's life as a Dask task (on a worker): join, serve rounds, leave; what ended it."""
     from distributed import Event, secede
 

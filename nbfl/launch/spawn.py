@@ -19,8 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .template import TemplateChild, TemplateError, get_template, release_template
 from ..protocol.joining import is_join_code
+from .template import TemplateChild, TemplateError, get_template, release_template
 
 log = logging.getLogger(__name__)
 SPAWN_ENV = "NBFL_SPAWN"  # "template" (the default) or "processes"
@@ -51,7 +51,9 @@ class ClientProcess(subprocess.Popen):
     def __init__(self, cmd: list[str], log: Path):
         self.log = log
         with open(log, "wb") as out:
-            super().__init__(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            super().__init__(
+                cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
 
     def tail(self, lines: int = 20) -> str:
         """The end of what the process printed (why it failed to start, say)."""
@@ -103,13 +105,25 @@ def spawn_clients(
     for i, name in enumerate(names):
         share = [] if is_join_code(endpoint) else ["--index", str(i), "--num-clients", str(n)]
         cmd = [
-            sys.executable, "-m", CLIENT, endpoint,
-            "--name", name,
-            "--data", data, "--partition", partition, *share,
-            "--seed", str(seed), "--epochs", str(epochs), "--exit-with-parent",
+            sys.executable,
+            "-m",
+            CLIENT,
+            endpoint,
+            "--name",
+            name,
+            "--data",
+            data,
+            "--partition",
+            partition,
+            *share,
+            "--seed",
+            str(seed),
+            "--epochs",
+            str(epochs),
+            "--exit-with-parent",
             *(["--accept-code"] if accept_code else []),
             *(["--device", f"cuda:{gpus[i % len(gpus)]}"] if gpus else []),  # round-robin over the GPUs
-        ]  # fmt: skip
+        ]
         procs.append(launch(cmd, logs / f"{name}.log"))
     return procs
 

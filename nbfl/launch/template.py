@@ -167,9 +167,13 @@ class Template:
         env = {**os.environ, **SINGLE_THREADED, **NO_CUDA_INIT}
         with open(self.log, "wb") as err:
             self.proc = subprocess.Popen(
-                [sys.executable, "-c", BOOT, *preload], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
-                start_new_session=True, env=env,
-            )  # fmt: skip
+                [sys.executable, "-c", BOOT, *preload],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                start_new_session=True,
+                env=env,
+            )
         self.pid = self.proc.pid
         self._reader = threading.Thread(target=self._read, name="nbfl-template-reader", daemon=True)
         self._reader.start()
@@ -201,8 +205,15 @@ class Template:
             self._next_id += 1
             ident = self._next_id
             self._pending[ident] = child
-        request = {"op": "spawn", "id": ident, "module": args[2], "argv": list(args[3:]), "log": str(log), "env": dict(os.environ),
-                   "cwd": os.getcwd()}  # fmt: skip
+        request = {
+            "op": "spawn",
+            "id": ident,
+            "module": args[2],
+            "argv": list(args[3:]),
+            "log": str(log),
+            "env": dict(os.environ),
+            "cwd": os.getcwd(),
+        }
         try:
             self.send(request)
         except (OSError, ValueError) as exc:  # a closed pipe: the template is gone

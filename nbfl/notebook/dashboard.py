@@ -13,20 +13,19 @@ from __future__ import annotations
 
 import base64
 import html
-from collections import Counter
 import threading
 import time
+from collections import Counter
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from IPython.display import display
 
 from ..controller.controller import Controller
-from ..transport.guard import summary
-from ..protocol.records import ClientInfo, RoundRecord
 from ..controller.run import Run
+from ..protocol.records import ClientInfo, RoundRecord
+from ..transport.guard import summary
 from .cell_context import in_cell
 from .text import Html, text_of
-
 
 LOCAL_ACCURACY = ("local_accuracy", "accuracy")  # what a client's metrics call its own accuracy
 BOARD_EVERY = 0.5  # seconds between the board's updates as results come in (each round's end updates it at once)
@@ -69,23 +68,33 @@ scrolls sideways; the plot, drawn on white, is inverted in a dark theme."""
 
 # column, its share of the table's width (%), and its tooltip
 COLUMNS = (
-    ("client", 16, "the name it joined with"), ("share", 5, "its part of the data"),
+    ("client", 16, "the name it joined with"),
+    ("share", 5, "its part of the data"),
     ("code", 8, "what it runs: %%fl_task code, or its own trainer (opts in: it would run %%fl_task code)"),
-    ("device", 5, ""), ("host", 6, ""), ("samples", 6, ""), ("state", 15, "what it does now; a failed last task in red"),
+    ("device", 5, ""),
+    ("host", 6, ""),
+    ("samples", 6, ""),
+    ("state", 15, "what it does now; a failed last task in red"),
     ("round (overall)", 9, "the last round it answered, counted over the controller's life"),
-    ("seconds", 6, "its last round's time"), ("accuracy", 7, "its model's accuracy on its own data"),
-    ("bytes out/in", 9, "sent to it and received from it in its last round"), ("metrics", 8, "its other metrics"),
-)  # fmt: skip
+    ("seconds", 6, "its last round's time"),
+    ("accuracy", 7, "its model's accuracy on its own data"),
+    ("bytes out/in", 9, "sent to it and received from it in its last round"),
+    ("metrics", 8, "its other metrics"),
+)
 GONE = ("removed", "left")  # collapsed into one line under the table
 ORDER = {"training": 0, "idle": 0, "joining": 1, "lost": 2}  # active first
 
 
-def clients_html(clients: Iterable[ClientInfo], security: str = "", global_metrics: Mapping[str, float] | None = None) -> str:
+def clients_html(
+    clients: Iterable[ClientInfo], security: str = "", global_metrics: Mapping[str, float] | None = None
+) -> str:
     """The client table, styled, as ``%fl_clients`` and ``%fl_spawn`` show it (:func:`_clients_part`)."""
     return f"{STYLE}<div class='nbfl-dash'>{_clients_part(clients, security, global_metrics)}</div>"
 
 
-def _clients_part(clients: Iterable[ClientInfo], security: str = "", global_metrics: Mapping[str, float] | None = None) -> str:
+def _clients_part(
+    clients: Iterable[ClientInfo], security: str = "", global_metrics: Mapping[str, float] | None = None
+) -> str:
     """The client table: who joined, on what share and device, running whose code, and
     how their last round went. Active clients come first; removed and left ones are one
     line under it. It scrolls inside a fixed height and never sideways, so a room of
@@ -101,10 +110,19 @@ def _clients_part(clients: Iterable[ClientInfo], security: str = "", global_metr
             code = "own (opts in)"
         failing = " class='nbfl-failing'" if c.last_error else ""
         cells = [
-            c.name, c.share, code, c.device, c.host, c.samples, _state_text(c), c.last_round or "",
-            _seconds_text(c.last_seconds), "" if local is None else f"{local:.3f}",
-            _bytes_text(c.traffic), others,
-        ]  # fmt: skip
+            c.name,
+            c.share,
+            code,
+            c.device,
+            c.host,
+            c.samples,
+            _state_text(c),
+            c.last_round or "",
+            _seconds_text(c.last_seconds),
+            "" if local is None else f"{local:.3f}",
+            _bytes_text(c.traffic),
+            others,
+        ]
         rows.append("<tr>" + "".join(_cell(v, failing if i == 6 else "") for i, v in enumerate(cells)) + "</tr>")
     note = f"<div>{security_html(security)}</div>" if security else ""
     states = Counter(c.state for c in clients)
@@ -119,9 +137,13 @@ def _clients_part(clients: Iterable[ClientInfo], security: str = "", global_metr
         names = ", ".join(f"{c.name} ({c.state})" for c in gone)
         left = f"<div class='nbfl-gone nbfl-muted' title='{html.escape(names, quote=True)}'>gone: {html.escape(names)}</div>"
     cols = "".join(f"<col style='width:{w}%'>" for _, w, _ in COLUMNS)
-    head = "".join(f"<th title='{html.escape(t, quote=True)}'>{h}</th>" if t else f"<th>{h}</th>" for h, _, t in COLUMNS)
-    table = (f"<table class='nbfl-clients'><colgroup>{cols}</colgroup><thead><tr>{head}</tr></thead>"
-             f"<tbody>{''.join(rows)}</tbody></table>")  # fmt: skip
+    head = "".join(
+        f"<th title='{html.escape(t, quote=True)}'>{h}</th>" if t else f"<th>{h}</th>" for h, _, t in COLUMNS
+    )
+    table = (
+        f"<table class='nbfl-clients'><colgroup>{cols}</colgroup><thead><tr>{head}</tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
     return f"{note}<div class='nbfl-summary'>{html.escape(summary)}</div><div class='nbfl-table'>{table}</div>{left}"
 
 
@@ -212,10 +234,19 @@ def history_html(history: Sequence[RoundRecord]) -> str:
     for r in history:
         metrics = ", ".join(f"{k} {v:.4f}" for k, v in r.metrics.items())
         failed = "; ".join(f"{k}: {v.splitlines()[0]}" for k, v in r.failed.items())
-        rows.append([
-            r.round, r.workflow, r.outcome, metrics, privacy_text(r).strip(" ;"), len(r.clients), failed,
-            _traffic_text(r.traffic), f"{r.seconds:.2f}",
-        ])  # fmt: skip
+        rows.append(
+            [
+                r.round,
+                r.workflow,
+                r.outcome,
+                metrics,
+                privacy_text(r).strip(" ;"),
+                len(r.clients),
+                failed,
+                _traffic_text(r.traffic),
+                f"{r.seconds:.2f}",
+            ]
+        )
     head = ["round", "workflow", "status", "global", "privacy", "clients", "failed", "kB out / in", "seconds"]
     return _table("nbfl-history", head, rows)
 
@@ -236,7 +267,9 @@ def failures_html(records: Iterable[RoundRecord]) -> str:
             seen.setdefault(reason, {}).setdefault(name, []).append(record.round)
     parts = []
     for reason, where in seen.items():
-        who = ", ".join(f"{name} ({'round' if len(r) == 1 else 'rounds'} {', '.join(map(str, r))})" for name, r in where.items())
+        who = ", ".join(
+            f"{name} ({'round' if len(r) == 1 else 'rounds'} {', '.join(map(str, r))})" for name, r in where.items()
+        )
         first = reason.strip().splitlines()[-1] if reason.strip() else "failed"
         parts.append(
             f"<details open><summary style='color:#b00'>{html.escape(first)}: client {html.escape(who)} failed"
@@ -248,10 +281,17 @@ def failures_html(records: Iterable[RoundRecord]) -> str:
 def statistics_html(result: dict[str, Any]) -> str:
     """Federated statistics per feature, and which sites withheld theirs and why."""
     rows = [
-        [name, result["count"][i], f"{result['mean'][i]:.4g}", f"{result['std'][i]:.4g}",
-         f"{result['min'][i]:.4g}", f"{result['max'][i]:.4g}", " ".join(str(n) for n in result["histogram"][i])]
+        [
+            name,
+            result["count"][i],
+            f"{result['mean'][i]:.4g}",
+            f"{result['std'][i]:.4g}",
+            f"{result['min'][i]:.4g}",
+            f"{result['max'][i]:.4g}",
+            " ".join(str(n) for n in result["histogram"][i]),
+        ]
         for i, name in enumerate(result["features"])
-    ]  # fmt: skip
+    ]
     used = f"<div>combined from {html.escape(', '.join(result['clients']))}</div>"
     withheld = "".join(
         f"<div style='color:#a60'>{html.escape(name)} withheld: {html.escape(why)}</div>"

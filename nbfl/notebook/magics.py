@@ -19,24 +19,34 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from IPython.display import display
 
+from ..controller.controller import Controller, RunActive
+from ..controller.run import Run, RunError
+from ..controller.workshop import Workshop
+from ..filters import FilterError
+from ..filters import build as build_filters
+from ..launch.spawn import spawn_clients, stop_clients
 from ..participant.client import Client
 from ..protocol.compress import CODECS
-from ..controller.controller import Controller, RunActive
-from ..filters import FilterError, build as build_filters
-from ..transport.provision import load_kit
-from ..protocol.records import RoundRecord, RoundStatus
-from ..controller.run import Run, RunError
-from ..launch.spawn import spawn_clients, stop_clients
-from ..workflows import ALGORITHMS, CrossSiteEval, FederatedStatistics, make_workflow
 from ..protocol.joining import Share, is_join_code
-from ..controller.workshop import Workshop
+from ..protocol.records import RoundRecord, RoundStatus
+from ..transport.provision import load_kit
+from ..workflows import ALGORITHMS, CrossSiteEval, FederatedStatistics, make_workflow
 from .cell_context import in_cell
 from .dashboard import (
-    Dashboard, LivePart, TextBoard, clients_html, failures_html, history_html, join_html, security_html,
-    statistics_html, status_html, Views,
+    Dashboard,
+    LivePart,
+    TextBoard,
+    Views,
+    clients_html,
+    failures_html,
+    history_html,
+    join_html,
+    security_html,
+    statistics_html,
+    status_html,
 )
 from .text import Html, Png
-from .waiting import await_blocking_magics, unregister, wait_blocking, wait_awaited
+from .waiting import await_blocking_magics, unregister, wait_awaited, wait_blocking
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
@@ -69,21 +79,33 @@ class FLMagics(Magics):
 
     # -- controller --------------------------------------------------------------
     @magic_arguments()
-    @argument("action", choices=["start", "stop", "status", "wait", "rotate", "remove"],
-              help="start, stop or show the controller; wait N: until N clients joined, showing who has; "
-                   "in a workshop, rotate the join token or remove NAME")
+    @argument(
+        "action",
+        choices=["start", "stop", "status", "wait", "rotate", "remove"],
+        help="start, stop or show the controller; wait N: until N clients joined, showing who has; "
+        "in a workshop, rotate the join token or remove NAME",
+    )
     @argument("name", nargs="?", help="remove: the participant to disconnect and keep out; wait: how many clients")
-    @argument("--host", help="address to bind (default: the kit's host, else 127.0.0.1); in a workshop, the address "
-                             "put in the join line (default: this machine's LAN address; it listens on all of them)")
+    @argument(
+        "--host",
+        help="address to bind (default: the kit's host, else 127.0.0.1); in a workshop, the address "
+        "put in the join line (default: this machine's LAN address; it listens on all of them)",
+    )
     @argument("--port", type=int, help="0 picks a free port (default: the kit's port, else 0)")
     @argument("--kit", help="the controller's startup kit folder (nbfl provision): CurveZMQ, only its clients admitted")
-    @argument("--workshop", action="store_true",
-              help="walk-in participants: CurveZMQ with a join line to paste (address, key, token); no kits")
+    @argument(
+        "--workshop",
+        action="store_true",
+        help="walk-in participants: CurveZMQ with a join line to paste (address, key, token); no kits",
+    )
     @argument("--capacity", type=int, default=30, help="workshop: participants at most, and data shares")
     @argument("--partition", default="dirichlet:0.5", help="workshop: how the built-in data is shared out")
     @argument("--token-hours", type=float, default=12.0, help="workshop: how long the join line admits newcomers")
-    @argument("--compress", choices=["none", *CODECS],
-              help="the model and the updates on the wire, in runs that do not choose (default: none; a workshop's int8)")
+    @argument(
+        "--compress",
+        choices=["none", *CODECS],
+        help="the model and the updates on the wire, in runs that do not choose (default: none; a workshop's int8)",
+    )
     @argument("--insecure", action="store_true", help="allow plaintext on a non-loopback --host (a trusted network)")
     @argument("--checkpoint-dir", help="write a checkpoint (model, workflow state, history) after every round")
     @argument("--resume", help="continue from the last whole checkpoint in this folder (and keep writing there)")
@@ -132,10 +154,14 @@ class FLMagics(Magics):
         line.set(Html(_room_text(ctl, need, done=True)))
         if ctl.workshop is not None and len(ctl.live_clients()) < ctl.workshop.capacity:
             joined = len(ctl.live_clients())
-            display(Html(f"<span style='color:#a60'>{joined} of {ctl.workshop.capacity} shares are taken: the model "
-                         f"trains on about {joined / ctl.workshop.capacity:.0%} of the digits, so its accuracy stays "
-                         "low until more join (for a dry run with a few laptops, start with --capacity "
-                         f"{max(joined, 1)})</span>"))  # fmt: skip
+            display(
+                Html(
+                    f"<span style='color:#a60'>{joined} of {ctl.workshop.capacity} shares are taken: the model "
+                    f"trains on about {joined / ctl.workshop.capacity:.0%} of the digits, so its accuracy stays "
+                    "low until more join (for a dry run with a few laptops, start with --capacity "
+                    f"{max(joined, 1)})</span>"
+                )
+            )
 
     def _admit(self, args: Any) -> None:
         """``rotate``: a new join line; ``remove NAME``: disconnect a participant and keep them out."""
@@ -169,9 +195,16 @@ class FLMagics(Magics):
                 workshop = Workshop(args.capacity, args.partition, token_ttl=args.token_hours * 3600, host=args.host)
                 endpoint = f"tcp://0.0.0.0:{args.port or 0}"  # the line may name a tunnel's or a NAT's address
             self.controller = Controller(
-                endpoint, weights, kit=kit, workshop=workshop, insecure=args.insecure, evaluate=evaluate,
-                checkpoint_dir=args.checkpoint_dir, resume=args.resume, compress=args.compress,
-            )  # fmt: skip
+                endpoint,
+                weights,
+                kit=kit,
+                workshop=workshop,
+                insecure=args.insecure,
+                evaluate=evaluate,
+                checkpoint_dir=args.checkpoint_dir,
+                resume=args.resume,
+                compress=args.compress,
+            )
         except ValueError as exc:  # plaintext off loopback, a bad kit or workshop setting
             raise UsageError(str(exc)) from None
         self.controller.task_code.update(self.task_code)
@@ -191,8 +224,12 @@ class FLMagics(Magics):
             display(Html(f"resumed from {html.escape(str(resumed.path))}: {resumed.round} rounds done{damaged}"))
             if resumed.spawned:  # they were children of the old kernel: nothing else tells the instructor
                 sites, n = html.escape(", ".join(resumed.spawned)), len(resumed.spawned)
-                display(Html(f"The local sites {sites} ended with the previous controller: "
-                             f"<code>%fl_spawn {n}</code> starts them again under the same names."))  # fmt: skip
+                display(
+                    Html(
+                        f"The local sites {sites} ended with the previous controller: "
+                        f"<code>%fl_spawn {n}</code> starts them again under the same names."
+                    )
+                )
         display(
             Html(
                 f"<b>controller listening on {html.escape(endpoint)}</b><br>"
@@ -251,10 +288,16 @@ class FLMagics(Magics):
     @argument("--seed", type=int, default=0)
     @argument("--epochs", type=int, default=2, help="local epochs per round (built-in trainer)")
     @argument("--wait", type=float, default=120.0, help="seconds to wait for them to join")
-    @argument("--gpus", help="GPU indices, e.g. 0,1: the clients go round-robin onto cuda:0, cuda:1, ...; with --dask, "
-                             "each client takes a worker's GPU resource (workers started with --resources GPU=N)")
-    @argument("--dask", metavar="SCHEDULER",
-              help="start them on this Dask cluster (tcp://HOST:8786) instead of this machine (nbfl.launch.on_dask)")
+    @argument(
+        "--gpus",
+        help="GPU indices, e.g. 0,1: the clients go round-robin onto cuda:0, cuda:1, ...; with --dask, "
+        "each client takes a worker's GPU resource (workers started with --resources GPU=N)",
+    )
+    @argument(
+        "--dask",
+        metavar="SCHEDULER",
+        help="start them on this Dask cluster (tcp://HOST:8786) instead of this machine (nbfl.launch.on_dask)",
+    )
     @argument("--per-worker", type=int, help="with --dask: this many clients to a worker (default: spread out)")
     @line_magic
     def fl_spawn(self, line: str) -> None:
@@ -269,8 +312,10 @@ class FLMagics(Magics):
             raise UsageError("%fl_spawn needs at least 1 client")
         ctl = self._controller()
         if ctl.kit is not None:
-            raise UsageError("spawned clients have no startup kit, so a controller with --kit refuses them; "
-                             "start clients with their kits (nbfl client --kit DIR, %fl_join --kit DIR)")  # fmt: skip
+            raise UsageError(
+                "spawned clients have no startup kit, so a controller with --kit refuses them; "
+                "start clients with their kits (nbfl client --kit DIR, %fl_join --kit DIR)"
+            )
         before = len(ctl.live_clients())
         # in a workshop they join like participants, with the join line, and get shares from it
         where = str(ctl.join_code) if ctl.join_code is not None else ctl.endpoint
@@ -283,11 +328,19 @@ class FLMagics(Magics):
 
             try:
                 group = spawn_on_dask(
-                    args.dask, args.n, endpoint=where, partition=args.partition, seed=args.seed, epochs=args.epochs,
-                    name_prefix=_new_prefix(ctl, args.n), per_worker=args.per_worker, accept_code=True,
+                    args.dask,
+                    args.n,
+                    endpoint=where,
+                    partition=args.partition,
+                    seed=args.seed,
+                    epochs=args.epochs,
+                    name_prefix=_new_prefix(ctl, args.n),
+                    per_worker=args.per_worker,
+                    accept_code=True,
                     # on a cluster each client takes one of a worker's GPUs: workers started with --resources GPU=N
-                    device="cuda" if gpus else None, resources={"GPU": 1} if gpus else None,
-                )  # fmt: skip
+                    device="cuda" if gpus else None,
+                    resources={"GPU": 1} if gpus else None,
+                )
             except (ImportError, OSError, ValueError, RuntimeError) as exc:
                 raise UsageError(f"--dask {args.dask}: {exc}") from None
             self.on_dask.append(group)
@@ -296,9 +349,15 @@ class FLMagics(Magics):
         else:
             names = _site_names(ctl, args.n)
             self.spawned += spawn_clients(
-                where, args.n, partition=args.partition, seed=args.seed, epochs=args.epochs, names=names,
-                accept_code=True, gpus=gpus,
-            )  # fmt: skip
+                where,
+                args.n,
+                partition=args.partition,
+                seed=args.seed,
+                epochs=args.epochs,
+                names=names,
+                accept_code=True,
+                gpus=gpus,
+            )
             ctl.spawned += names  # the checkpoints list them: they end with this kernel
             batch = self.spawned[-args.n :]
             where_to = f"what these clients print goes to {self.spawned[-1].log.parent}"
@@ -312,12 +371,17 @@ class FLMagics(Magics):
                 if dead or time.monotonic() >= deadline:
                     came = len(ctl.live_clients()) - before
                     why = f"; {dead[0].log} ends:\n{dead[0].tail()}" if dead else ""
-                    raise UsageError(f"{came} of {args.n} clients joined {where_to} within {args.wait:g} s{why}") from None
+                    raise UsageError(
+                        f"{came} of {args.n} clients joined {where_to} within {args.wait:g} s{why}"
+                    ) from None
         display(Html(clients_html(ctl.clients) + f"<div>{html.escape(where_to)}</div>"))
 
     @magic_arguments()
-    @argument("endpoint", nargs="?",
-              help="what %%fl_controller start showed: a join line's nbfl://... code, or an address tcp://HOST:PORT")
+    @argument(
+        "endpoint",
+        nargs="?",
+        help="what %%fl_controller start showed: a join line's nbfl://... code, or an address tcp://HOST:PORT",
+    )
     @argument("--name", nargs="+", help="how the controller will list you, spaces allowed (with --kit: the kit's name)")
     @argument("--kit", help="your startup kit folder (nbfl provision): endpoint, name and CurveZMQ keys")
     @argument("--insecure", action="store_true", help="allow plaintext to a non-loopback controller")
@@ -339,18 +403,28 @@ class FLMagics(Magics):
             self._show_client()
             return
         if self.client is not None and self.client.state != "stopped":
-            raise UsageError(f"this notebook is already client {self.client.name!r} (%fl_join alone shows it); "
-                             "%fl_leave first to join another controller")  # fmt: skip
+            raise UsageError(
+                f"this notebook is already client {self.client.name!r} (%fl_join alone shows it); "
+                "%fl_leave first to join another controller"
+            )
         if args.kit is None and (args.endpoint is None or args.name is None):
             raise UsageError("%fl_join needs the join line's code (or ENDPOINT) and --name, or --kit YOUR_KIT_FOLDER")
         where = args.endpoint or f"the controller of kit {args.kit}"
-        status = self._status_line(Html(f"joining {html.escape(where)} as {html.escape(args.name or 'the kit name')} ..."))
+        status = self._status_line(
+            Html(f"joining {html.escape(where)} as {html.escape(args.name or 'the kit name')} ...")
+        )
         kwargs = self._local_training(args)
         try:
             self.client = Client(
-                args.endpoint, args.name, kit=args.kit, insecure=args.insecure, accept_code=args.accept_code,
-                on_update=in_cell(self._client_updated), control=True, **kwargs,
-            )  # fmt: skip
+                args.endpoint,
+                args.name,
+                kit=args.kit,
+                insecure=args.insecure,
+                accept_code=args.accept_code,
+                on_update=in_cell(self._client_updated),
+                control=True,
+                **kwargs,
+            )
             self.client_status = status
             self.client.start(wait=30)
         except (ConnectionError, ValueError) as exc:
@@ -367,8 +441,12 @@ class FLMagics(Magics):
             raise UsageError("this notebook has not joined a controller: %fl_join LINE")
         client = self.client
         if client.state == "stopped":
-            display(Html(f"{html.escape(client.name)} had already stopped ({html.escape(client.ended or 'left')}); "
-                         "%fl_join LINE joins again"))  # fmt: skip
+            display(
+                Html(
+                    f"{html.escape(client.name)} had already stopped ({html.escape(client.ended or 'left')}); "
+                    "%fl_join LINE joins again"
+                )
+            )
             return
         client.stop()
         display(Html(f"{html.escape(client.name)} left {html.escape(client.endpoint)}"))
@@ -427,21 +505,43 @@ class FLMagics(Magics):
     @magic_arguments()
     @argument("n", type=int, nargs="?", default=1, help="rounds to run")
     @argument("--algorithm", default="fedavg", choices=sorted(ALGORITHMS))
-    @argument("--with", dest="options", action="append", default=[], metavar="KEY=VALUE",
-              help="an algorithm option, e.g. mu=0.1 (fedprox), lr=1.0 momentum=0.6 (fedopt), order=shuffled")
+    @argument(
+        "--with",
+        dest="options",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an algorithm option, e.g. mu=0.1 (fedprox), lr=1.0 momentum=0.6 (fedopt), order=shuffled",
+    )
     @argument("--reset", action="store_true", help="start the algorithm's server state (momentum, SCAFFOLD's c) afresh")
     @argument("--task", default="train", help="the task each client runs")
-    @argument("--filter", dest="filters", action="append", default=[], metavar="NAME[:KEY=VALUE,...]",
-              help="a filter every client applies to its updates, e.g. dp:clip=0.5,noise_multiplier=1.0")
-    @argument("--min-clients", type=int, help="clients a round starts with and, unless --min-results, results it "
-                                              "needs (default: the controller's --min-clients)")
+    @argument(
+        "--filter",
+        dest="filters",
+        action="append",
+        default=[],
+        metavar="NAME[:KEY=VALUE,...]",
+        help="a filter every client applies to its updates, e.g. dp:clip=0.5,noise_multiplier=1.0",
+    )
+    @argument(
+        "--min-clients",
+        type=int,
+        help="clients a round starts with and, unless --min-results, results it "
+        "needs (default: the controller's --min-clients)",
+    )
     @argument("--min-results", type=int, help="results that close a round (its quorum)")
     @argument("--grace", type=float, help="seconds to wait for slower clients once the quorum is in (default: for all)")
     @argument("--timeout", type=float, help="seconds a round waits (default: the controller's --timeout)")
-    @argument("--compress", choices=["none", *CODECS],
-              help="the model and the updates on the wire (default: the controller's; a workshop's is int8)")
-    @argument("--background", action="store_true",
-              help="return at once; the dashboard keeps updating (%%fl_status, %%fl_wait, %%fl_stop act on the run)")
+    @argument(
+        "--compress",
+        choices=["none", *CODECS],
+        help="the model and the updates on the wire (default: the controller's; a workshop's is int8)",
+    )
+    @argument(
+        "--background",
+        action="store_true",
+        help="return at once; the dashboard keeps updating (%%fl_status, %%fl_wait, %%fl_stop act on the run)",
+    )
     @line_magic
     def fl_round(self, line: str) -> None:
         """Run N rounds with a live dashboard: client table, progress, Stop button, accuracy/loss plot.
@@ -489,8 +589,10 @@ class FLMagics(Magics):
             self._show_client()
             return
         if self.controller is None:
-            raise UsageError("no controller runs and no client joined from this notebook: "
-                             "%fl_controller start, or %fl_join with the line the controller shows")  # fmt: skip
+            raise UsageError(
+                "no controller runs and no client joined from this notebook: "
+                "%fl_controller start, or %fl_join with the line the controller shows"
+            )
         ctl = self._controller()
         run = ctl.active_run
         if run is not None and run is self.run and self.views is not None and self._rich() and _widgets_installed():
@@ -512,7 +614,9 @@ class FLMagics(Magics):
             raise UsageError("no client has joined: %fl_spawn N, or %fl_join from another notebook")
         min_clients = args.min_clients or self.min_clients
         if live < min_clients:
-            raise UsageError(f"{live} of {min_clients} clients have joined; this round needs {min_clients} (--min-clients)")
+            raise UsageError(
+                f"{live} of {min_clients} clients have joined; this round needs {min_clients} (--min-clients)"
+            )
         if ctl.active_run is not None:
             raise UsageError(f"a run is going ({ctl.active_run.summary()}): %fl_wait for it or %fl_stop it first")
         workflow = self._workflow(args)
@@ -525,14 +629,23 @@ class FLMagics(Magics):
         views = Views(board)
         try:
             run = ctl.start(
-                args.n, workflow, min_clients=min_clients, min_results=args.min_results, grace=args.grace,
+                args.n,
+                workflow,
+                min_clients=min_clients,
+                min_results=args.min_results,
+                grace=args.grace,
                 timeout=args.timeout or self.round_timeout,
-                join_timeout=0, on_round=views.on_round, on_progress=views.on_progress, filters=filters,
+                join_timeout=0,
+                on_round=views.on_round,
+                on_progress=views.on_progress,
+                filters=filters,
                 compress=args.compress,
-            )  # fmt: skip
+            )
         except (RunActive, RunError) as exc:
             raise UsageError(str(exc)) from None
-        run.view_hint = "%fl_status in a cell shows its dashboard again, with Stop."  # the panel says it (Detach first, if held)
+        run.view_hint = (
+            "%fl_status in a cell shows its dashboard again, with Stop."  # the panel says it (Detach first, if held)
+        )
         board.follow(run)
         self.run, self.board, self.views = run, board, views
         self.shell.user_ns["nbfl_run"] = run  # the Python handle: wait(), stop(), history
@@ -547,8 +660,12 @@ class FLMagics(Magics):
         """After a blocking wait, in the cell: how the run ended (or that only the waiting
         did); raise what ended it if it failed."""
         if not run.done():  # %fl_wait interrupted: the run goes on
-            display(Html(f"stopped waiting; the run goes on in the background ({html.escape(run.summary())}): "
-                         "%fl_status shows its dashboard, %fl_wait waits for it, %fl_stop ends it"))  # fmt: skip
+            display(
+                Html(
+                    f"stopped waiting; the run goes on in the background ({html.escape(run.summary())}): "
+                    "%fl_status shows its dashboard, %fl_wait waits for it, %fl_stop ends it"
+                )
+            )
             return
         assert self.board is not None  # set with self.run, which ``run`` is or was
         if not self.board.background and self.board.run is run:
@@ -560,8 +677,12 @@ class FLMagics(Magics):
             raise error
         last = run.history[-1] if run.history else None
         if last is not None and last.status in (RoundStatus.INTERRUPTED, RoundStatus.STOPPED):
-            display(Html(f"<b>stopped</b> in round {last.round}: clients were told to abort; the global "
-                         f"model is round {last.round - 1}'s. %fl_round runs again."))  # fmt: skip
+            display(
+                Html(
+                    f"<b>stopped</b> in round {last.round}: clients were told to abort; the global "
+                    f"model is round {last.round - 1}'s. %fl_round runs again."
+                )
+            )
         elif run.stopped:
             after = f"after round {last.round}" if last else "before its first round"
             display(Html(f"<b>stopped</b> {after}. %fl_round runs again."))
@@ -648,8 +769,9 @@ class FLMagics(Magics):
         else:
             counts = {c.name: c.labels for c in self._controller().clients if c.labels}
             if not counts:
-                raise UsageError("no client reported its labels (clients on built-in data do); "
-                                 "--partition SPEC previews one")  # fmt: skip
+                raise UsageError(
+                    "no client reported its labels (clients on built-in data do); --partition SPEC previews one"
+                )
             title = "labels per client"
         from .plots import labels_png
 

@@ -14,7 +14,6 @@ from matplotlib.figure import Figure
 
 from ..protocol.records import RoundRecord
 
-
 MARKED = 40  # rounds up to which each round gets a marker; beyond, markers would merge into a blob
 
 

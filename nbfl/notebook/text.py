@@ -35,7 +35,10 @@ def text_of(markup: str) -> str:
 
 def _aligned(table: re.Match) -> str:
     """A table's cells in columns padded to their widest cell."""
-    rows = [[html.unescape(_TAG.sub("", cell)).strip() for cell in _CELL.findall(row)] for row in _ROW.findall(table.group(0))]
+    rows = [
+        [html.unescape(_TAG.sub("", cell)).strip() for cell in _CELL.findall(row)]
+        for row in _ROW.findall(table.group(0))
+    ]
     widths = [max((len(r[i]) for r in rows if i < len(r)), default=0) for i in range(max(map(len, rows), default=0))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
     return "<pre>" + html.escape("\n".join(lines)) + "</pre>"

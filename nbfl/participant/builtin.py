@@ -18,9 +18,9 @@ from typing import Any, Callable
 import numpy as np
 
 from ..data import load_digits_split, partition
+from ..protocol.joining import Share
 from ..protocol.weights import Weights
 from .setup import LocalSetup
-from ..protocol.joining import Share
 
 TRAINER_ENV = "NBFL_TRAINER"
 CHOICES = ("auto", "torch", "numpy")
@@ -68,7 +68,9 @@ def digits_setup(share: Share, epochs: int = 2, device: str | None = None, train
     workshop's controller. ``device``: ``cuda:0`` when torch sees a GPU, by default."""
     x, y, _, _ = load_digits_split(seed=share.seed)
     part = partition(share.partition, y, share.of, share.seed)[share.index]
-    executor = _backend(trainer).digits_trainer(x[part], y[part], epochs=epochs, seed=share.seed + share.index, device=device)
+    executor = _backend(trainer).digits_trainer(
+        x[part], y[part], epochs=epochs, seed=share.seed + share.index, device=device
+    )
     labels = np.bincount(y[part], minlength=10).tolist()
     return LocalSetup(executor, (x[part], y[part]), executor.samples, executor.device, labels)
 
@@ -97,5 +99,11 @@ def built_in_client(
     if share is None:
         return {"from_share": setup}
     made = setup(share)
-    return {"executor": made.executor, "data": made.data, "samples": made.samples, "device": made.device,
-            "labels": made.labels, "share": share}  # fmt: skip
+    return {
+        "executor": made.executor,
+        "data": made.data,
+        "samples": made.samples,
+        "device": made.device,
+        "labels": made.labels,
+        "share": share,
+    }

@@ -25,17 +25,17 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..protocol import compress, names, wire
 from .. import filters
-from ..transport.control import ControlServer
-from .executor import DXO, Executor, FLContext, ReturnCode, Signal, from_shareable
-from ..protocol.names import DataKind
 from ..filters import Filter
-from ..transport.provision import Kit, as_kit
-from .tasks import FunctionExecutor, TaskFunction, registry, tasks_from_source
-from ..transport.threads import HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT, ClientIO, CurveConfig, check_plaintext
+from ..protocol import compress, names, wire
 from ..protocol.joining import JoinCode, Share, is_join_code
+from ..protocol.names import DataKind
+from ..transport.control import ControlServer
+from ..transport.provision import Kit, as_kit
+from ..transport.threads import HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT, ClientIO, CurveConfig, check_plaintext
+from .executor import DXO, Executor, FLContext, ReturnCode, Signal, from_shareable
 from .setup import LocalSetup, participant_keys
+from .tasks import FunctionExecutor, TaskFunction, registry, tasks_from_source
 
 JOIN_RESEND = 5.0  # seconds without an answer before a join is sent again
 
@@ -131,7 +131,9 @@ class Client:
         self.state = "connecting"  # connecting, idle, training, stopped
         self.rounds_done = 0
         self.last_round: int | None = None  # the round number of the last task it completed, as the controller counts
-        self.ended: str | None = None  # why it stopped: "left", the controller's reason (removed), "the controller stopped"
+        self.ended: str | None = (
+            None  # why it stopped: "left", the controller's reason (removed), "the controller stopped"
+        )
         self.last_metrics: dict[str, float] = {}
         self.global_metrics: dict[str, float] = {}  # the global model's, as the controller last sent them
         self.global_round: int | None = None  # the round those are of (the one before the task that brought them)
@@ -153,7 +155,9 @@ class Client:
         self._joins_sent = 0  # a join unanswered after JOIN_RESEND seconds is sent again, on a fresh connection
         self._joins_answered = 0  # the last join that got an answer (a welcome, a refusal, "busy")
         self._shipped: tuple[str, FunctionExecutor] | None = None
-        self._control = ControlServer("participant", self.panel_status, {"leave": self._panel_leave}) if control else None
+        self._control = (
+            ControlServer("participant", self.panel_status, {"leave": self._panel_leave}) if control else None
+        )
 
     # -- lifecycle --------------------------------------------------------------
     def panel_status(self) -> dict[str, Any]:
@@ -161,12 +165,18 @@ class Client:
         its state, and its model's metrics beside the global model's."""
         lost = self.controller_lost
         return {
-            "name": self.name, "controller": self.controller_address, "state": self.state,
+            "name": self.name,
+            "controller": self.controller_address,
+            "state": self.state,
             "controller_lost": None if lost is None else round(time.time() - lost, 1),
-            "share": str(self.share) if self.share is not None else None, "device": str(self.device),
-            "rounds_done": self.rounds_done, "local": dict(self.last_metrics), "global": dict(self.global_metrics),
-            "global_round": self.global_round, "last_error": self.last_error,
-        }  # fmt: skip
+            "share": str(self.share) if self.share is not None else None,
+            "device": str(self.device),
+            "rounds_done": self.rounds_done,
+            "local": dict(self.last_metrics),
+            "global": dict(self.global_metrics),
+            "global_round": self.global_round,
+            "last_error": self.last_error,
+        }
 
     def _panel_leave(self, args: Mapping[str, Any]) -> str:
         if self.state == "stopped":
@@ -187,13 +197,17 @@ class Client:
             error, refused = self.last_error, self._answered.is_set()
             stopped = self._closing.is_set()
             self.stop()
-            if refused and (error or not stopped):  # an answer, not silence: say so without suggesting a longer wait helps
+            if refused and (
+                error or not stopped
+            ):  # an answer, not silence: say so without suggesting a longer wait helps
                 raise ConnectionError(f"{self.name} could not join {self.endpoint}: {error}")
             if stopped:  # stop() from another thread (its parent went) while it waited
                 raise ConnectionError(f"{self.name} stopped before {self.endpoint} welcomed it")
             if not error and self._io is not None and not self._io.connected:
-                error = ("no connection was made: a firewall on the controller's machine, or a network that keeps "
-                         "machines apart (a guest Wi-Fi), may drop it")  # fmt: skip
+                error = (
+                    "no connection was made: a firewall on the controller's machine, or a network that keeps "
+                    "machines apart (a guest Wi-Fi), may drop it"
+                )
             raise ConnectionError(f"not welcomed by {self.endpoint} within {wait} s" + (f": {error}" if error else ""))
         return self
 
@@ -245,9 +259,13 @@ class Client:
         if self._control is not None:
             self._control.start()
         self._io = ClientIO(
-            self.endpoint, self._on_io_event, heartbeat_interval=self._hb[0], heartbeat_timeout=self._hb[1],
-            curve=self._curve, insecure=self.insecure,
-        )  # fmt: skip
+            self.endpoint,
+            self._on_io_event,
+            heartbeat_interval=self._hb[0],
+            heartbeat_timeout=self._hb[1],
+            curve=self._curve,
+            insecure=self.insecure,
+        )
         self._io.start()
         worker = threading.Thread(target=self._work, name=f"nbfl-worker-{self.name}", daemon=True)
         worker.start()
@@ -257,10 +275,15 @@ class Client:
     def _join(self) -> None:
         assert self._io is not None
         fields: dict[str, Any] = {
-            "name": self.name, "host": socket.gethostname(), "device": self.device, "samples": self.samples,
-            "pid": os.getpid(), "accepts_code": self.accept_code, "labels": self.labels,
+            "name": self.name,
+            "host": socket.gethostname(),
+            "device": self.device,
+            "samples": self.samples,
+            "pid": os.getpid(),
+            "accepts_code": self.accept_code,
+            "labels": self.labels,
             "codecs": list(compress.CODECS),  # the controller compresses only what this client can decode
-        }  # fmt: skip
+        }
         if self.join_code is not None:  # inside CurveZMQ to the key in the code: only that controller reads it
             fields["token"] = self.join_code.token
         if self.from_share is not None:  # a rejoin asks again: the controller is ready for it once it answers
@@ -320,8 +343,10 @@ class Client:
         if msg.kind == "welcome":
             codec = msg.get("compress")
             if codec is not None and codec not in compress.CODECS:
-                self.last_error = (f"the controller compresses the model as {str(codec)[:40]!r}, which this nbfl cannot "
-                                   f"decode (it knows {', '.join(compress.CODECS)}): install a newer nbfl")  # fmt: skip
+                self.last_error = (
+                    f"the controller compresses the model as {str(codec)[:40]!r}, which this nbfl cannot "
+                    f"decode (it knows {', '.join(compress.CODECS)}): install a newer nbfl"
+                )
                 log.warning("%s: %s", self.name, self.last_error)
                 self.ended = self.last_error
                 self._io.send(wire.message("bye", reason=self.last_error))
@@ -402,9 +427,11 @@ class Client:
         try:
             requested = filters.build(meta.get(names.FILTERS))  # refuses unknown or bad ones, saying why
             tensors, kind = filters.apply(
-                self.task_filters, compress.received(msg), str(msg.get("kind", DataKind.WEIGHTS)),
+                self.task_filters,
+                compress.received(msg),
+                str(msg.get("kind", DataKind.WEIGHTS)),
                 filters.FilterContext(task_name, number, self.name, meta=dict(meta)),
-            )  # fmt: skip
+            )
             shareable = DXO(kind, tensors, meta).to_shareable()
             reply = self._executor_for(msg).execute(task_name, shareable, fl_ctx, signal)
             if signal.triggered:  # acknowledged, so the controller knows the site stopped

@@ -40,22 +40,35 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("endpoint", type=endpoint, nargs="?",
-                     help="a workshop's join code nbfl://..., or tcp://HOST:PORT (default: the kit's)")
-    p.add_argument("--name", nargs="+", help="how the controller lists this client, spaces allowed "
-                     "(with a kit: the kit's name)")
+    p.add_argument(
+        "endpoint",
+        type=endpoint,
+        nargs="?",
+        help="a workshop's join code nbfl://..., or tcp://HOST:PORT (default: the kit's)",
+    )
+    p.add_argument(
+        "--name", nargs="+", help="how the controller lists this client, spaces allowed (with a kit: the kit's name)"
+    )
     security_args(p, "client")
-    p.add_argument("--index", type=int,
-                     help="this client's share: 0 .. num-clients - 1, one each (default: a workshop assigns it, else 0)")
+    p.add_argument(
+        "--index",
+        type=int,
+        help="this client's share: 0 .. num-clients - 1, one each (default: a workshop assigns it, else 0)",
+    )
     p.add_argument("--num-clients", type=positive, default=1, help="how many shares; the same on every client")
     p.add_argument("--wait", type=float, default=300.0, help="seconds to wait for the controller's welcome")
     p.add_argument(
         "--accept-code", action="store_true", help="run task code the controller sends (%%%%fl_task) on this data"
     )
     p.add_argument("--exit-with-parent", action="store_true", help="leave when the process that started this one ends")
-    p.add_argument("--device", help="where the built-in trainer trains: cpu, cuda, cuda:1 (default: cuda:0 if there is a GPU)")
-    p.add_argument("--trainer", choices=CHOICES,
-                     help=f"the built-in trainer's backend (default: ${TRAINER_ENV}, else auto: torch if installed, else numpy)")
+    p.add_argument(
+        "--device", help="where the built-in trainer trains: cpu, cuda, cuda:1 (default: cuda:0 if there is a GPU)"
+    )
+    p.add_argument(
+        "--trainer",
+        choices=CHOICES,
+        help=f"the built-in trainer's backend (default: ${TRAINER_ENV}, else auto: torch if installed, else numpy)",
+    )
     data_args(p)
 
 
@@ -121,9 +134,15 @@ def run(args: argparse.Namespace) -> int:
         # one thread: many clients share few cores in demos
         local = built_in_client(share, args.epochs, args.device, trainer, single_thread=True)
         client = Client(
-            args.endpoint, args.name, kit=args.kit, insecure=args.insecure, accept_code=args.accept_code,
-            on_update=lines, **local, **_he_filters(args.kit),
-        )  # fmt: skip
+            args.endpoint,
+            args.name,
+            kit=args.kit,
+            insecure=args.insecure,
+            accept_code=args.accept_code,
+            on_update=lines,
+            **local,
+            **_he_filters(args.kit),
+        )
     except ValueError as exc:  # no such trainer or device, plaintext off loopback, a bad kit or join code
         print(f"nbfl client: {exc}", file=sys.stderr)
         return 1

@@ -49,9 +49,13 @@ class DPSGD:
             self.accountant = PrivacyAccountant(self.noise_multiplier, min(1.0, batch_size / len(data)), self.delta)
         loader = torch.utils.data.DataLoader(data, batch_size=batch_size)
         private, optimizer, loader = PrivacyEngine(accountant="rdp").make_private(
-            module=model, optimizer=optimizer, data_loader=loader, noise_multiplier=self.noise_multiplier,
-            max_grad_norm=self.max_grad_norm, poisson_sampling=True,
-        )  # fmt: skip
+            module=model,
+            optimizer=optimizer,
+            data_loader=loader,
+            noise_multiplier=self.noise_multiplier,
+            max_grad_norm=self.max_grad_norm,
+            poisson_sampling=True,
+        )
         losses: list[float]
         steps, losses = 0, []
         try:

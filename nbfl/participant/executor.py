@@ -20,8 +20,18 @@ from typing import Any
 from ..protocol.names import DataKind, MetaKey
 
 __all__ = [  # the seed-style API; DataKind and MetaKey are the protocol's names, offered here too
-    "AppConstants", "DXO", "DataKind", "Executor", "FLContext", "MetaKey", "ReservedHeaderKey", "ReturnCode",
-    "Shareable", "Signal", "from_shareable", "make_reply",
+    "AppConstants",
+    "DXO",
+    "DataKind",
+    "Executor",
+    "FLContext",
+    "MetaKey",
+    "ReservedHeaderKey",
+    "ReturnCode",
+    "Shareable",
+    "Signal",
+    "from_shareable",
+    "make_reply",
 ]
 
 

@@ -15,12 +15,11 @@ from typing import Mapping
 import numpy as np
 
 from ..protocol import names
-from .executor import DXO, AppConstants, Executor, FLContext, ReturnCode, Shareable, Signal
 from ..protocol.names import DataKind, MetaKey
-from .executor import from_shareable, make_reply
+from ..protocol.weights import Weights
+from .executor import DXO, AppConstants, Executor, FLContext, ReturnCode, Shareable, Signal, from_shareable, make_reply
 from .scaffold_client import ScaffoldState
 from .statistics import local_statistics
-from ..protocol.weights import Weights
 
 
 class LocalTrainer(Executor):
@@ -91,7 +90,11 @@ class LocalTrainer(Executor):
         steps, loss = self.train(abort_signal, round_number, mu if isinstance(mu, (int, float)) else self.mu, scaffold)
         if abort_signal.triggered:
             return make_reply(ReturnCode.TASK_ABORTED)
-        meta = {MetaKey.NUM_STEPS_CURRENT_ROUND: steps, "num_samples": self.samples, "metrics": self.train_metrics(loss)}
+        meta = {
+            MetaKey.NUM_STEPS_CURRENT_ROUND: steps,
+            "num_samples": self.samples,
+            "metrics": self.train_metrics(loss),
+        }
         # one copy serves twice: cross-site's submit_model, and the result itself, whose
         # frames may wait for the controller's pull while the next task rewrites the model
         self.local_weights = {k: v.copy() for k, v in self.get_weights().items()}
@@ -113,7 +116,9 @@ class LocalTrainer(Executor):
         """Load ``weights`` (the global model a task brings) into the model."""
         raise NotImplementedError
 
-    def train(self, abort_signal: Signal, round_number: int = 0, mu: float = 0.0, scaffold: bool = False) -> tuple[int, float]:
+    def train(
+        self, abort_signal: Signal, round_number: int = 0, mu: float = 0.0, scaffold: bool = False
+    ) -> tuple[int, float]:
         """Run the local epochs; returns (steps taken, mean loss of the last epoch). With
         ``scaffold``, each gradient gets ``self.scaffold.correction`` added before its step."""
         raise NotImplementedError

@@ -14,9 +14,9 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from ..protocol.weights import Weights
 from .executor import Signal
 from .local_trainer import LocalTrainer
-from ..protocol.weights import Weights
 
 HIDDEN = 64  # DigitsMLP's default
 
@@ -99,7 +99,9 @@ class NumpyTrainer(LocalTrainer):
     def set_weights(self, weights: Mapping[str, np.ndarray]) -> None:
         self.weights = {k: np.array(v, np.float32) for k, v in weights.items()}  # copies: updated in place
 
-    def train(self, abort_signal: Signal, round_number: int = 0, mu: float = 0.0, scaffold: bool = False) -> tuple[int, float]:
+    def train(
+        self, abort_signal: Signal, round_number: int = 0, mu: float = 0.0, scaffold: bool = False
+    ) -> tuple[int, float]:
         w = self.weights
         anchor = {k: v.copy() for k, v in w.items()} if mu else {}
         correction = {k: v.astype(np.float32) for k, v in self.scaffold.correction.items()} if scaffold else {}
@@ -135,6 +137,8 @@ def digits_trainer(x: np.ndarray, y: np.ndarray, *, epochs: int, seed: int, devi
     return NumpyTrainer(x, y, epochs=epochs, seed=seed)
 
 
-def digits_model(seed: int, x_test: np.ndarray, y_test: np.ndarray) -> tuple[Weights, Callable[[Weights], dict[str, float]]]:
+def digits_model(
+    seed: int, x_test: np.ndarray, y_test: np.ndarray
+) -> tuple[Weights, Callable[[Weights], dict[str, float]]]:
     """The controller's default without torch: the MLP's initial weights and an evaluator on ``(x_test, y_test)``."""
     return init_weights(seed), evaluator(x_test, y_test)

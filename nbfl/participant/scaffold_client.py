@@ -28,7 +28,9 @@ def client_control_update(
         raise ValueError(f"need at least one step and a positive learning rate, got {steps} and {lr}")
     scale = 1.0 / (steps * lr)
     return {
-        name: np.asarray(c_local[name], np.float64) - c_global[name] + (np.asarray(x[name], np.float64) - y[name]) * scale
+        name: np.asarray(c_local[name], np.float64)
+        - c_global[name]
+        + (np.asarray(x[name], np.float64) - y[name]) * scale
         for name in c_global
     }
 

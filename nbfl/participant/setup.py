@@ -16,7 +16,10 @@ def participant_keys(server_key: bytes, name: str) -> tuple[bytes, bytes]:
     (mode 0600) so that a restarted kernel or client is the same participant to that controller,
     which keeps a name for the key that first joined with it. ``$NBFL_KEYS`` names the folder
     (default ``~/.local/share/nbfl/keys``); where it cannot be written, a new pair is made."""
-    folder = Path(os.environ.get("NBFL_KEYS") or Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local/share") / "nbfl/keys")
+    folder = Path(
+        os.environ.get("NBFL_KEYS")
+        or Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local/share") / "nbfl/keys"
+    )
     path = folder / (hashlib.sha256(server_key + b"\0" + name.encode()).hexdigest()[:32] + ".key")
     try:
         public, secret = path.read_bytes().split()

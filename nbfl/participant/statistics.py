@@ -46,7 +46,11 @@ def local_statistics(
     threshold = max(1, min_count, _requested_min_count(meta))
     samples = x.shape[0]
     if samples < threshold:
-        return {}, {names.WITHHELD: withheld_reason(samples, threshold), "num_samples": samples, names.MIN_COUNT: threshold}
+        return {}, {
+            names.WITHHELD: withheld_reason(samples, threshold),
+            "num_samples": samples,
+            names.MIN_COUNT: threshold,
+        }
     if step == 1:
         count = np.full(x.shape[1], float(samples))
         return {"count": count, "sum": x.sum(axis=0), "min": x.min(axis=0), "max": x.max(axis=0)}, {}

@@ -14,8 +14,8 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from .executor import DXO, Executor, FLContext, ReturnCode, Shareable, Signal, from_shareable, make_reply
 from ..protocol.names import DataKind, MetaKey
+from .executor import DXO, Executor, FLContext, ReturnCode, Shareable, Signal, from_shareable, make_reply
 
 TaskFunction = Callable[..., Any]
 
@@ -72,9 +72,14 @@ class FunctionExecutor(Executor):
             return make_reply(ReturnCode.TASK_UNKNOWN)
         dxo = from_shareable(shareable)
         ctx = TaskContext(
-            task_name, fl_ctx.get_prop("current_round", 0), fl_ctx.get_identity_name(), dxo.meta, abort_signal,
-            self.data, self.device,
-        )  # fmt: skip
+            task_name,
+            fl_ctx.get_prop("current_round", 0),
+            fl_ctx.get_identity_name(),
+            dxo.meta,
+            abort_signal,
+            self.data,
+            self.device,
+        )
         wants_ctx = len(inspect.signature(fn).parameters) >= 2
         answer = fn(dxo.data, ctx) if wants_ctx else fn(dxo.data)
         if abort_signal.triggered:
@@ -82,7 +87,9 @@ class FunctionExecutor(Executor):
         if isinstance(answer, dict):
             answer = Update(answer)
         if not isinstance(answer, Update):
-            raise TypeError(f"task {task_name!r} returned {type(answer).__name__}; return a dict of arrays or nbfl.Update")
+            raise TypeError(
+                f"task {task_name!r} returned {type(answer).__name__}; return a dict of arrays or nbfl.Update"
+            )
         meta: dict[str, Any] = {**answer.meta, "metrics": dict(answer.metrics)}
         if answer.num_steps is not None:
             meta[MetaKey.NUM_STEPS_CURRENT_ROUND] = answer.num_steps

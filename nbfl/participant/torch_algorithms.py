@@ -25,9 +25,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .scaffold_client import ScaffoldState
 from ..protocol.torch_adapter import get_weights
 from ..protocol.weights import Weights
+from .scaffold_client import ScaffoldState
 
 
 def proximal_term(model: nn.Module, mu: float) -> Callable[[nn.Module], torch.Tensor]:
@@ -50,7 +50,9 @@ def gradient_correction(model: nn.Module, correction: Mapping[str, np.ndarray]) 
     once here, in each parameter's dtype and on its device."""
     params = dict(model.named_parameters())
     tensors = {
-        k: torch.as_tensor(v, dtype=params[k].dtype, device=params[k].device) for k, v in correction.items() if k in params
+        k: torch.as_tensor(v, dtype=params[k].dtype, device=params[k].device)
+        for k, v in correction.items()
+        if k in params
     }
 
     def correct(current: nn.Module) -> None:

@@ -15,13 +15,13 @@ import torch
 from torch import nn
 
 from ..protocol import names
+from ..protocol.torch_adapter import device_name, get_weights, set_weights
+from ..protocol.weights import Weights
 from .dp_sgd import DPSGD
 from .executor import DXO, Shareable, Signal
 from .local_trainer import LocalTrainer
 from .models import DigitsMLP
-from ..protocol.torch_adapter import device_name, get_weights, set_weights
 from .torch_algorithms import gradient_correction, proximal_term
-from ..protocol.weights import Weights
 
 
 class ArrayTrainer(LocalTrainer):
@@ -64,7 +64,9 @@ class ArrayTrainer(LocalTrainer):
     def set_weights(self, weights: Mapping[str, np.ndarray]) -> None:
         set_weights(self.model, weights)
 
-    def train(self, abort_signal: Signal, round_number: int = 0, mu: float = 0.0, scaffold: bool = False) -> tuple[int, float]:
+    def train(
+        self, abort_signal: Signal, round_number: int = 0, mu: float = 0.0, scaffold: bool = False
+    ) -> tuple[int, float]:
         opt = torch.optim.SGD(self.model.parameters(), lr=self.lr, momentum=self.momentum)
         loss_fn = nn.CrossEntropyLoss()
         prox = proximal_term(self.model, float(mu))
@@ -142,7 +144,9 @@ def digits_trainer(x: np.ndarray, y: np.ndarray, *, epochs: int, seed: int, devi
     return ArrayTrainer(_seeded_mlp(seed), x, y, epochs=epochs, seed=seed, device=device)
 
 
-def digits_model(seed: int, x_test: np.ndarray, y_test: np.ndarray) -> tuple[nn.Module, Callable[[Weights], dict[str, float]]]:
+def digits_model(
+    seed: int, x_test: np.ndarray, y_test: np.ndarray
+) -> tuple[nn.Module, Callable[[Weights], dict[str, float]]]:
     """The controller's default under torch: a seeded DigitsMLP and its evaluator on ``(x_test, y_test)``."""
     model = _seeded_mlp(seed)
     return model, evaluator(model, x_test, y_test)

@@ -128,12 +128,15 @@ def _check_against(items: list, tensors: Mapping[str, np.ndarray], reference: Ma
         if model is None:
             others += tensors[name].size * np.dtype(dtype).itemsize
         elif model.dtype.name != dtype or model.shape != shape:
-            raise CompressionError(f"compressed tensor {name!r} says it was {dtype} {shape}; the model's is "
-                                   f"{model.dtype.name} {model.shape}")  # fmt: skip
+            raise CompressionError(
+                f"compressed tensor {name!r} says it was {dtype} {shape}; the model's is "
+                f"{model.dtype.name} {model.shape}"
+            )
     allowed = max(sum(a.nbytes for a in reference.values()), 1 << 20)
     if others > allowed:
-        raise CompressionError(f"compressed tensors that are not the model's would take {others} bytes, "
-                               f"more than the model's {allowed}")  # fmt: skip
+        raise CompressionError(
+            f"compressed tensors that are not the model's would take {others} bytes, more than the model's {allowed}"
+        )
 
 
 def quantize(array: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

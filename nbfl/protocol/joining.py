@@ -18,7 +18,9 @@ from typing import Any, Mapping, TypeGuard
 from zmq.utils import z85
 
 SCHEME = "nbfl://"
-CODE = re.compile(r"^nbfl://(?P<host>[^/:\s]+):(?P<port>\d{1,5})/(?P<key>[A-Za-z0-9_-]{43})/(?P<token>[A-Za-z0-9_-]{8,64})$")
+CODE = re.compile(
+    r"^nbfl://(?P<host>[^/:\s]+):(?P<port>\d{1,5})/(?P<key>[A-Za-z0-9_-]{43})/(?P<token>[A-Za-z0-9_-]{8,64})$"
+)
 
 
 @dataclass(frozen=True)

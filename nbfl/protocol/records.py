@@ -34,7 +34,9 @@ class ClientInfo:
     share: str = ""  # the part of a built-in dataset the controller assigned ("3/30"), if any
     code: str = ""  # what it ran last: "%%fl_task" (the controller's code) or "own"
     labels: list[int] = field(default_factory=list)  # samples per class, if the client reported them
-    codecs: list[str] = field(default_factory=list)  # the compressions it decodes (nbfl.protocol.compress); none: an older client
+    codecs: list[str] = field(
+        default_factory=list
+    )  # the compressions it decodes (nbfl.protocol.compress); none: an older client
     traffic: tuple[int, int] | None = None  # bytes sent to it and received from it in its last round
     aborted_at: float | None = None  # time.monotonic() when it last said it stopped a task on an abort
     state: str = "idle"  # joining (setting up its share), idle, training, lost, left, removed

@@ -68,7 +68,11 @@ class Connections:
     ):
         self.monitor = sock.get_monitor_socket(EVENTS)
         self._sock = sock
-        self.pending, self.pending_per_address, self.join_seconds = pending_cap(pending), pending_per_address, join_seconds
+        self.pending, self.pending_per_address, self.join_seconds = (
+            pending_cap(pending),
+            pending_per_address,
+            join_seconds,
+        )
         self._on_close = on_close  # (address, why): counted and said by the guard
         self._on_ended = on_ended  # (address): a connection that ended before joining, not by our hand
         self._clock = clock
@@ -140,7 +144,9 @@ class Connections:
         pending = [c for c in self._open.values() if not c.joined]
         from_there = Counter(c.address for c in pending)[connection.address]
         if from_there > self.pending_per_address:
-            self._shut(fd, connection, f"more than {self.pending_per_address} connections from its address wait to join")
+            self._shut(
+                fd, connection, f"more than {self.pending_per_address} connections from its address wait to join"
+            )
         elif len(pending) > self.pending:
             self._shut(fd, connection, f"more than {self.pending} connections wait to join")
 

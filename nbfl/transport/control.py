@@ -34,8 +34,8 @@ from typing import Any, Callable, Mapping
 
 import zmq
 
-from ..protocol import wire
 from ..errors import NbflError
+from ..protocol import wire
 
 log = logging.getLogger(__name__)
 
@@ -168,10 +168,14 @@ class ControlServer:
         folder = registry_dir()
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         entry = {
-            "id": self.id, "kind": self.kind, "address": self.address, "token": self.token, "pid": os.getpid(),
+            "id": self.id,
+            "kind": self.kind,
+            "address": self.address,
+            "token": self.token,
+            "pid": os.getpid(),
             "notebook": os.environ.get("JPY_SESSION_NAME"),  # set by the Jupyter server for a notebook's kernel
             "started": time.time(),
-        }  # fmt: skip
+        }
         path = folder / f"{self.id}.json"
         temp = folder / f".{self.id}.tmp"
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

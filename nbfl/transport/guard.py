@@ -60,7 +60,10 @@ class GuardSettings:
 
     messages: Bucket = (200.0, 400)  # a participant's messages
     bytes: Bucket | None = None  # a participant's bytes; None: derived from the model (:meth:`for_model`)
-    headers: Bucket = (1 << 20, 4 << 20)  # a participant's header bytes: JSON costs the IO thread to parse, tensors do not
+    headers: Bucket = (
+        1 << 20,
+        4 << 20,
+    )  # a participant's header bytes: JSON costs the IO thread to parse, tensors do not
     stranger_messages: Bucket = (5.0, 20)  # a peer that has not joined
     stranger_bytes: Bucket = (256 * 1024, 1 << 20)
     answers: Bucket = (0.5, 3)  # what a stranger is answered
@@ -123,11 +126,13 @@ class Report:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "refused_messages": self.refused_messages, "refused_joins": self.refused_joins,
-            "dropped_peers": self.dropped_peers, "closed_connections": self.closed_connections,
+            "refused_messages": self.refused_messages,
+            "refused_joins": self.refused_joins,
+            "dropped_peers": self.dropped_peers,
+            "closed_connections": self.closed_connections,
             "ended_unjoined": self.ended_unjoined,
             "top": self.addresses.most_common(TOP_ADDRESSES),
-        }  # fmt: skip
+        }
 
 
 def summary(report: dict[str, Any]) -> str:
@@ -174,9 +179,13 @@ class Guard:
     def _stranger(self, peer: bytes, address: str) -> Peer:
         s, clock = self.settings, self._clock
         entry = self._strangers[peer] = Peer(
-            address, RateLimit(*s.stranger_messages, clock=clock), RateLimit(*s.stranger_bytes, clock=clock), None,
-            RateLimit(*s.answers, clock=clock), RateLimit(*s.joins_per_peer, clock=clock),
-        )  # fmt: skip
+            address,
+            RateLimit(*s.stranger_messages, clock=clock),
+            RateLimit(*s.stranger_bytes, clock=clock),
+            None,
+            RateLimit(*s.answers, clock=clock),
+            RateLimit(*s.joins_per_peer, clock=clock),
+        )
         while len(self._strangers) > s.max_strangers:
             self._strangers.popitem(last=False)
         return entry
@@ -225,10 +234,19 @@ class Guard:
         headers_ok = entry.headers is None or entry.headers.take(header)
         if not entry.messages.allow() or not entry.bytes.take(size) or not headers_ok:
             if entry.joined:
-                return self._refuse(entry.address, "budget-joined", "a participant at %s sent more than its budget: "
-                                    "dropped as lost and its connection closed", entry.address)  # fmt: skip
-            return self._refuse(entry.address, "budget", "a peer at %s that has not joined sent more than its "
-                                "budget: messages dropped unread and its connection closed", entry.address)  # fmt: skip
+                return self._refuse(
+                    entry.address,
+                    "budget-joined",
+                    "a participant at %s sent more than its budget: dropped as lost and its connection closed",
+                    entry.address,
+                )
+            return self._refuse(
+                entry.address,
+                "budget",
+                "a peer at %s that has not joined sent more than its "
+                "budget: messages dropped unread and its connection closed",
+                entry.address,
+            )
         return True
 
     def answer(self, entry: Peer) -> bool:

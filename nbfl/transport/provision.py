@@ -104,19 +104,29 @@ def provision(project_file: str | os.PathLike[str], out: str | os.PathLike[str])
     common = {"project": project["name"], "endpoint": endpoint, "he": project["he"]}
     _write_kit(
         folders[CONTROLLER_DIR],
-        {**common, "role": "controller", "name": CONTROLLER_DIR, "public_key": ctl_public.decode(),
-         "allowed_clients": {pub.decode(): name for name, (pub, _) in clients.items()}},
+        {
+            **common,
+            "role": "controller",
+            "name": CONTROLLER_DIR,
+            "public_key": ctl_public.decode(),
+            "allowed_clients": {pub.decode(): name for name, (pub, _) in clients.items()},
+        },
         ctl_secret,
         (HE_PUBLIC_FILE, he_public, 0o644) if he_public is not None else None,
-    )  # fmt: skip
+    )
     for name, (public, secret) in clients.items():
         _write_kit(
             folders[name],
-            {**common, "role": "client", "name": name, "public_key": public.decode(),
-             "controller_key": ctl_public.decode()},
+            {
+                **common,
+                "role": "client",
+                "name": name,
+                "public_key": public.decode(),
+                "controller_key": ctl_public.decode(),
+            },
             secret,
             (HE_SECRET_FILE, he_full, 0o600) if he_full is not None else None,
-        )  # fmt: skip
+        )
     return folders
 
 
@@ -154,10 +164,17 @@ def load_kit(path: str | os.PathLike[str]) -> Kit:
         controller_key = _key(meta.get("controller_key"), path, "controller_key")
     he_file = path / (HE_PUBLIC_FILE if role == "controller" else HE_SECRET_FILE)
     return Kit(
-        path=path, role=role, project=meta["project"], name=meta["name"], endpoint=meta["endpoint"],
-        public_key=public, secret_key=secret, controller_key=controller_key, allowed_clients=allowed,
+        path=path,
+        role=role,
+        project=meta["project"],
+        name=meta["name"],
+        endpoint=meta["endpoint"],
+        public_key=public,
+        secret_key=secret,
+        controller_key=controller_key,
+        allowed_clients=allowed,
         he_context_file=he_file if meta.get("he") is True and he_file.exists() else None,
-    )  # fmt: skip
+    )
 
 
 def as_kit(kit: Kit | str | os.PathLike[str], role: str) -> Kit:

@@ -49,9 +49,9 @@ import zmq
 from zmq.utils import z85
 from zmq.utils.monitor import recv_monitor_message
 
+from ..errors import NbflError
 from ..protocol import wire
 from .connections import Connections
-from ..errors import NbflError
 from .guard import Guard, GuardSettings, Peer
 
 log = logging.getLogger(__name__)
@@ -332,10 +332,13 @@ class ServerIO(_IOThread):
         self._sock.setsockopt(zmq.HANDSHAKE_IVL, int(settings.handshake_seconds * 1000))
         self._sock.setsockopt(zmq.RCVHWM, self.RCVHWM)
         self.connections = Connections(
-            self._sock, pending=settings.pending_connections, pending_per_address=settings.pending_per_address,
-            join_seconds=settings.join_seconds, on_close=self.guard.closed_connection,
+            self._sock,
+            pending=settings.pending_connections,
+            pending_per_address=settings.pending_per_address,
+            join_seconds=settings.join_seconds,
+            on_close=self.guard.closed_connection,
             on_ended=self.guard.ended_unjoined,
-        )  # fmt: skip
+        )
         self._extra[self.connections.monitor] = self.connections.on_events
         if self.curve is None:
             check_plaintext(endpoint, self._insecure, connect=False)
@@ -365,7 +368,9 @@ class ServerIO(_IOThread):
         frames = wire.encode(msg)
         self.call(self._send_frames, peer, frames)
 
-    def broadcast(self, kind: str, tensors: Mapping[str, Any], fields_by_peer: Mapping[bytes, Mapping[str, Any]]) -> None:
+    def broadcast(
+        self, kind: str, tensors: Mapping[str, Any], fields_by_peer: Mapping[bytes, Mapping[str, Any]]
+    ) -> None:
         """Send the same tensors to many peers, each with its own header fields.
 
         The tensors are wrapped in ``zmq.Frame`` objects once; every peer's message
@@ -504,8 +509,9 @@ class ServerIO(_IOThread):
             return
         admitted = peer in self._admitted
         if not admitted and len(frames) > 2:  # join, heartbeat and bye are a header alone
-            self.guard.refused_message(entry.address, "stranger", "a peer at %s that has not joined sent tensors: "
-                                       "dropped", entry.address)  # fmt: skip
+            self.guard.refused_message(
+                entry.address, "stranger", "a peer at %s that has not joined sent tensors: dropped", entry.address
+            )
             return
         self._count(peer, frames[1:], 1)
         try:
@@ -645,12 +651,18 @@ class ClientIO(_IOThread):
             return
         self._refusals += 1
         if self._refusals == self.UNREACHABLE_AFTER:
-            self._emit("refused", b"", f"nothing answers at {self.endpoint} (the connection was refused "
-                                       f"{self._refusals} times): is the controller running, with this address and port?")  # fmt: skip
+            self._emit(
+                "refused",
+                b"",
+                f"nothing answers at {self.endpoint} (the connection was refused "
+                f"{self._refusals} times): is the controller running, with this address and port?",
+            )
 
     def _handshake_cause(self, event: int) -> str:
         if self.curve is None:
-            return "handshake failed: the controller probably requires CurveZMQ (join with its startup kit or join line)"
+            return (
+                "handshake failed: the controller probably requires CurveZMQ (join with its startup kit or join line)"
+            )
         source = self.curve.source
         if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
             if source == "startup kit":

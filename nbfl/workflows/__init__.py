@@ -6,20 +6,33 @@ in :mod:`nbfl.aggregators`. Never imports the participant side."""
 from functools import partial
 from typing import Any, Callable
 
+from .base import RoundContext, RoundFailed, RoundStopped, Workflow
 from .cross_site import CrossSiteEval, CrossSiteMatrix
 from .cyclic import Cyclic
 from .fedopt import FedOpt
 from .fedprox import FedProx
 from .robust import RobustAggregation
 from .scaffold import Scaffold
-from .base import RoundContext, RoundFailed, RoundStopped, Workflow
 from .scatter_gather import FedAvg
 from .stats import FederatedStatistics
 
 __all__ = [
-    "ALGORITHMS", "CrossSiteEval", "CrossSiteMatrix", "Cyclic", "FedAvg", "FederatedStatistics", "FedOpt", "FedProx", "RobustAggregation", "RoundContext", "RoundFailed", "RoundStopped", "Scaffold", "Workflow",
+    "ALGORITHMS",
+    "CrossSiteEval",
+    "CrossSiteMatrix",
+    "Cyclic",
+    "FedAvg",
+    "FederatedStatistics",
+    "FedOpt",
+    "FedProx",
+    "RobustAggregation",
+    "RoundContext",
+    "RoundFailed",
+    "RoundStopped",
+    "Scaffold",
+    "Workflow",
     "make_workflow",
-]  # fmt: skip
+]
 
 ALGORITHMS: dict[str, Callable[..., Any]] = {
     "fedavg": FedAvg,

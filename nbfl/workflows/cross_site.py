@@ -60,7 +60,9 @@ class CrossSiteEval:
     name = "cross_site"
     trains = False  # the global model is unchanged, so the controller does not rate it again
 
-    def __init__(self, submit_task: str = names.SUBMIT_MODEL, validate_task: str = names.VALIDATE, metric: str = "accuracy"):
+    def __init__(
+        self, submit_task: str = names.SUBMIT_MODEL, validate_task: str = names.VALIDATE, metric: str = "accuracy"
+    ):
         self.submit_task = submit_task
         self.validate_task = validate_task
         self.metric = metric

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..protocol import names
 from ..aggregators.fedopt import OPTIMIZERS, ServerOptimizer
+from ..protocol import names
 from ..protocol.weights import Weights
 from .scatter_gather import MAX_WEIGHT, FedAvg
 
@@ -56,7 +56,9 @@ class FedOpt(FedAvg):
     def load_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
         """Continue from a checkpoint's :meth:`state`."""
         if meta.get("optimizer") != self.optimizer.name:
-            raise ValueError(f"the checkpoint holds a {meta.get('optimizer')} server optimizer, not {self.optimizer.name}")
+            raise ValueError(
+                f"the checkpoint holds a {meta.get('optimizer')} server optimizer, not {self.optimizer.name}"
+            )
         self.optimizer.steps = int(meta.get("steps", 0))
         self.optimizer.state = {}
         for path, buf in arrays.items():

@@ -29,5 +29,7 @@ class FedProx(FedAvg):
     ):
         if not mu >= 0:
             raise ValueError(f"mu must be zero or positive, got {mu}")
-        super().__init__(task_name, weight_by, {**(task_meta or {}), names.FEDPROX_MU: float(mu)}, max_weight=max_weight)
+        super().__init__(
+            task_name, weight_by, {**(task_meta or {}), names.FEDPROX_MU: float(mu)}, max_weight=max_weight
+        )
         self.mu = float(mu)

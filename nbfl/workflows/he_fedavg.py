@@ -21,9 +21,19 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..protocol.he import CHUNK_PREFIX, ENCRYPTED, LAYOUT_KEY, Layout, chunk_names, chunk_sizes, layout_of, load_context
-from ..protocol.he import require_tenseal, slots
 from ..protocol import names
+from ..protocol.he import (
+    CHUNK_PREFIX,
+    ENCRYPTED,
+    LAYOUT_KEY,
+    Layout,
+    chunk_names,
+    chunk_sizes,
+    layout_of,
+    load_context,
+    require_tenseal,
+    slots,
+)
 from ..protocol.weights import Weights
 from .base import RoundFailed, needs_results
 from .scatter_gather import MAX_WEIGHT, FedAvg

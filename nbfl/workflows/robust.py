@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..aggregators import robust
-from ..protocol.weights import UpdateError, Weights, full_weights
 from ..protocol import names
+from ..protocol.weights import UpdateError, Weights, full_weights
 from .base import RoundFailed, needs_results
 
 if TYPE_CHECKING:

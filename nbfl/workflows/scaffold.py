@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..protocol import names
 from ..aggregators import WeightedMean
+from ..protocol import names
 from ..protocol.names import DataKind
 from ..protocol.weights import UpdateError, Weights, check_update, split
 from .base import needs_results
@@ -34,6 +34,7 @@ from .scatter_gather import MAX_WEIGHT, FedAvg
 
 if TYPE_CHECKING:
     from .base import RoundContext
+
 
 class Scaffold(FedAvg):
     """``lr`` is the server learning rate ``lr_g`` (1.0 in the paper's experiments)."""

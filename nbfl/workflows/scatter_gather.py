@@ -11,8 +11,8 @@ import math
 import reprlib
 from typing import TYPE_CHECKING, Any
 
-from ..protocol import names
 from ..aggregators import WeightedMean
+from ..protocol import names
 from ..protocol.names import MetaKey
 from ..protocol.weights import UpdateError, Weights
 from .base import needs_results

@@ -133,7 +133,9 @@ class FederatedStatistics:
                 withheld[result.client] = _withheld_reason(result)
 
 
-def _accept(run: "RoundContext", result: "Result", shapes: dict[str, tuple[int, ...]], into: dict[str, Weights]) -> bool:
+def _accept(
+    run: "RoundContext", result: "Result", shapes: dict[str, tuple[int, ...]], into: dict[str, Weights]
+) -> bool:
     """Check ``result`` against ``shapes`` and keep it in ``into``, or reject it; True if kept."""
     try:
         into[result.client] = _checked(result.weights, shapes)

@@ -21,15 +21,20 @@ from typing import Any, Iterator
 import pytest
 
 import nbfl
+
 from helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "out" / "test_browser"
 CHROMIUM = shutil.which("chromium")
 FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--no-first-run",
-]  # fmt: skip
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 
 if not CHROMIUM and not os.environ.get("CI"):
     pytest.skip("Debian's chromium is not installed (CI installs it)", allow_module_level=True)
@@ -95,7 +100,9 @@ def notebook_page(lab: Lab, name: str, width: int = 1400, height: int = 1000) ->
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": width, "height": height}, permissions=["clipboard-read", "clipboard-write"])
+        page = browser.new_page(
+            viewport={"width": width, "height": height}, permissions=["clipboard-read", "clipboard-write"]
+        )
         try:
             page.goto(f"{lab.base}/lab/tree/{name}?token={lab.token}")
             page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
@@ -128,15 +135,24 @@ def lab(tmp_path, request):
     log = open(OUT / "jupyterlab.log", "w")  # the server's side of a failure
     server = subprocess.Popen(
         [
-            sys.executable, "-m", "jupyterlab", "--no-browser", f"--ServerApp.port={port}",
-            "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={tmp_path / 'lab'}",
-            "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            "--no-browser",
+            f"--ServerApp.port={port}",
+            "--ServerApp.ip=127.0.0.1",
+            f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={tmp_path / 'lab'}",
+            "--LabApp.news_url=",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
             "--ServerApp.allow_root=True",  # CI runs as root
-            f"--LabApp.user_settings_dir={tmp_path / 'settings'}", f"--LabApp.workspaces_dir={tmp_path / 'ws'}",
+            f"--LabApp.user_settings_dir={tmp_path / 'settings'}",
+            f"--LabApp.workspaces_dir={tmp_path / 'ws'}",
         ],
-        stdout=log, stderr=subprocess.STDOUT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
         env={**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")},  # its kernels' controllers register here
-    )  # fmt: skip
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(600):
@@ -164,7 +180,10 @@ def test_quickstart_in_jupyterlab(lab):
         rows = round_cell.locator("table.nbfl-clients").last.locator("tbody tr")
         assert rows.count() == 4
         assert sorted(rows.nth(i).locator("td").first.inner_text() for i in range(4)) == [
-            "site-1", "site-2", "site-3", "site-4"
+            "site-1",
+            "site-2",
+            "site-3",
+            "site-4",
         ]
         plots = page.evaluate("() => window.nbflPlots.size")
         assert plots >= 2, "the plot did not change between rounds"
@@ -244,8 +263,11 @@ def test_instructor_dashboard_with_thirty_participants(lab):
         field.wait_for(state="attached", timeout=120_000)
         line = field.inner_text().strip()  # what a person copies with the button
         assert line.startswith("%fl_join nbfl://127.0.0.1:") and line.endswith("--name YOUR_NAME --accept-code")
-        people = subprocess.Popen([sys.executable, str(ROOT / "tests" / "participants.py"), line, *names],
-                                  stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)  # fmt: skip
+        people = subprocess.Popen(
+            [sys.executable, str(ROOT / "tests" / "participants.py"), line, *names],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+        )
         try:
             output = page.locator(".jp-OutputArea-output")
             output.filter(has_text="final accuracy").wait_for(state="attached", timeout=300_000)
@@ -329,18 +351,22 @@ def test_federation_panel_in_participant_mode(lab, monkeypatch):
     the join line, and its Remove button takes another participant out."""
     import torch
 
-    from nbfl.participant.builtin import digits_setup
+    from nbfl.controller.workshop import Workshop
     from nbfl.data import load_digits_split
+    from nbfl.participant.builtin import digits_setup
     from nbfl.participant.models import DigitsMLP
     from nbfl.participant.trainers import evaluator
-    from nbfl.controller.workshop import Workshop
 
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(lab.folder.parent / "runtime"))  # the server's registry
     torch.manual_seed(0)
     _, _, x_test, y_test = load_digits_split()
     model = DigitsMLP()
-    ctl = nbfl.Controller("tcp://127.0.0.1:0", model, workshop=Workshop(capacity=4, host="127.0.0.1"),
-                          evaluate=evaluator(model, x_test, y_test))  # fmt: skip
+    ctl = nbfl.Controller(
+        "tcp://127.0.0.1:0",
+        model,
+        workshop=Workshop(capacity=4, host="127.0.0.1"),
+        evaluate=evaluator(model, x_test, y_test),
+    )
     bob = nbfl.Client(str(ctl.join_code), "bob", from_share=digits_setup).start()
     line = f"%fl_join {ctl.join_code} --name alice"
     write_notebook(lab.folder / "participant.ipynb", ["%load_ext nbfl", line])
@@ -356,17 +382,24 @@ def test_federation_panel_in_participant_mode(lab, monkeypatch):
             facts = panel.locator(".nbfl-fed-participant")
             facts.filter(has_text=re.compile(r"Rounds done\s*3")).wait_for(timeout=60_000)
             global_accuracy = ctl.history[-2].metrics["accuracy"]  # sent with round 3's task
-            assert re.search(rf"your model 0\.\d+ · global {global_accuracy:.4f} \(round 2\)", facts.inner_text()), facts.inner_text()
+            assert re.search(rf"your model 0\.\d+ · global {global_accuracy:.4f} \(round 2\)", facts.inner_text()), (
+                facts.inner_text()
+            )
             assert re.search(r"Name\s*alice\s*Share\s*[12]/4", facts.inner_text()), facts.inner_text()
             page.screenshot(path=str(OUT / "federation_panel_participant.png"))
 
             entries.filter(has_text=f"pid {os.getpid()}").click()  # the instructor's controller
             panel.locator(".nbfl-fed-show-join").click()
-            assert panel.locator("input.nbfl-fed-joinline").input_value() == f"%fl_join {ctl.join_code} --name YOUR_NAME --accept-code"
+            assert (
+                panel.locator("input.nbfl-fed-joinline").input_value()
+                == f"%fl_join {ctl.join_code} --name YOUR_NAME --accept-code"
+            )
             panel.locator('.nbfl-fed-clients tr[data-name="bob"] .nbfl-fed-remove').click()
             page.locator(".jp-Dialog .jp-mod-warn", has_text="Remove").click()
             assert bob.wait(timeout=60)  # the controller said goodbye
-            panel.locator('.nbfl-fed-clients tr[data-name="bob"] .nbfl-fed-state', has_text="removed").wait_for(timeout=60_000)
+            panel.locator('.nbfl-fed-clients tr[data-name="bob"] .nbfl-fed-state', has_text="removed").wait_for(
+                timeout=60_000
+            )
 
             entries.filter(has_text="participant.ipynb").click()
             panel.locator(".nbfl-fed-leave").click()
@@ -410,8 +443,11 @@ def test_the_dashboard_fits_a_projector_in_the_light_and_the_dark_theme(lab):
         field.wait_for(state="attached", timeout=120_000)
         line = field.inner_text().strip()
         assert line.startswith("%fl_join nbfl://127.0.0.1:") and line.endswith("--name YOUR_NAME --accept-code")
-        people = subprocess.Popen([sys.executable, str(ROOT / "tests" / "participants.py"), line, *names],
-                                  stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)  # fmt: skip
+        people = subprocess.Popen(
+            [sys.executable, str(ROOT / "tests" / "participants.py"), line, *names],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+        )
         try:
             page.locator(".jp-OutputArea-output", has_text="final accuracy").wait_for(state="attached", timeout=300_000)
             cell = page.locator(".jp-CodeCell").filter(has_text="%fl_round 5").first
@@ -496,7 +532,9 @@ def test_after_a_page_reload_fl_status_shows_the_running_dashboard_and_its_stop_
     with notebook_page(lab, "reload.ipynb", 1280, 720) as page:
         run_all_cells(page)
         cell = page.locator(".jp-CodeCell").filter(has_text="%fl_round 10000").first
-        cell.locator(".nbfl-status", has_text=re.compile(r"round \d+ of 10000")).wait_for(state="attached", timeout=240_000)
+        cell.locator(".nbfl-status", has_text=re.compile(r"round \d+ of 10000")).wait_for(
+            state="attached", timeout=240_000
+        )
 
         page.reload()
         page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from helpers import NOTEBOOKS, check_statistics, errors_of, execute, html_of, outputs, text_of
 
+from helpers import NOTEBOOKS, check_statistics, errors_of, execute, html_of, outputs, text_of
 
 SEED = Path(__file__).resolve().parents[1] / "seed"
 
@@ -52,15 +52,23 @@ def test_course_executor_notebook_trains_the_flare_trainer_through_nbfl():
     # the diff shows nvflare/torchvision imports replaced by nbfl ones, and nothing else
     diff = re.findall(r"^([-+])(from \S+)", text, re.M)
     assert {m for s, m in diff if s == "-"} == {
-        "from nvflare.apis.dxo", "from nvflare.apis.executor", "from nvflare.apis.fl_constant",
-        "from nvflare.apis.fl_context", "from nvflare.apis.shareable", "from nvflare.apis.signal",
-        "from nvflare.app_common.app_constant", "from torchvision.datasets", "from torchvision.transforms",
-    }  # fmt: skip
+        "from nvflare.apis.dxo",
+        "from nvflare.apis.executor",
+        "from nvflare.apis.fl_constant",
+        "from nvflare.apis.fl_context",
+        "from nvflare.apis.shareable",
+        "from nvflare.apis.signal",
+        "from nvflare.app_common.app_constant",
+        "from torchvision.datasets",
+        "from torchvision.transforms",
+    }
     assert {m for s, m in diff if s == "+"} == {"from nbfl.participant.executor", "from nbfl.data.vision"}
     assert "same program apart from the imports: True" in text
     # the generated files are read back in CIFAR-10's format: 5 x 20 training, 20 test images
     assert re.findall(r"(site-\d): (\d+) training and (\d+) test images", text) == [
-        ("site-1", "100", "20"), ("site-2", "100", "20")]  # fmt: skip
+        ("site-1", "100", "20"),
+        ("site-2", "100", "20"),
+    ]
     by_hand = re.search(r"by hand: site-1 answered (\w+) for (\d+) tensors, NUM_STEPS_CURRENT_ROUND = (\d+)", text)
     assert by_hand and by_hand.groups() == ("WEIGHT_DIFF", "10", "25"), text  # 100 images in batches of 4
     rounds = re.findall(r"round (\d): (\w+), held-out accuracy ([\d.]+), sites site-1, site-2", text)
@@ -82,7 +90,10 @@ def test_workshop_instructor_notebook_runs_a_room_of_its_own_sites():
     nb = execute("03_workshop_instructor.ipynb", CAPACITY=4, HOST="127.0.0.1", LOCAL_SITES=2, PARTICIPANTS=0, ROUNDS=3)
     assert not errors_of(nb)
     text, shown = text_of(nb), html_of(nb)
-    assert re.search(r"class='nbfl-join-line'[^>]*>%fl_join nbfl://127\.0\.0\.1:\d+/[\w-]{43}/[\w-]+ --name YOUR_NAME --accept-code<", shown)
+    assert re.search(
+        r"class='nbfl-join-line'[^>]*>%fl_join nbfl://127\.0\.0\.1:\d+/[\w-]{43}/[\w-]+ --name YOUR_NAME --accept-code<",
+        shown,
+    )
     assert "participants: ['site-1', 'site-2']" in text
     assert "shares: ['1/4', '2/4']" in text  # the spawned sites joined with the line and were given shares
     accuracy = float(re.search(r"round 3: ok; global accuracy ([\d.]+)", text).group(1))
@@ -95,8 +106,8 @@ def test_workshop_participant_notebook_joins_with_the_pasted_code():
     import threading
 
     import nbfl
-    from nbfl.participant.models import DigitsMLP
     from nbfl.controller.workshop import Workshop
+    from nbfl.participant.models import DigitsMLP
 
     with nbfl.Controller(weights=DigitsMLP(), workshop=Workshop(capacity=4, host="127.0.0.1")) as ctl:
         rounds = threading.Thread(target=lambda: ctl.run(2, join_timeout=300, timeout=300), daemon=True)

@@ -95,7 +95,9 @@ def test_participant_kernel_stays_usable_while_training(kernels):
     (tmp / "release").touch()
     output = collect(kc_a, msg_id)
     assert "participant" in output and "stopped" not in output
-    status, text = run(kc_a, "print([str(r.status) for r in nbfl_controller.history], nbfl_controller.weights['fc2.bias'][:1])")
+    status, text = run(
+        kc_a, "print([str(r.status) for r in nbfl_controller.history], nbfl_controller.weights['fc2.bias'][:1])"
+    )
     assert text.startswith("['ok', 'ok']")
     assert run(kc_b, "print(nbfl_client.rounds_done)")[1].strip() == "2"
 
@@ -177,8 +179,11 @@ def test_interrupt_during_fl_round_keeps_the_spawned_clients(spawning_kernel):
     output = collect(kc, msg_id)
     assert "stopped" in output and "told to abort" in output
     assert all(running(p) for p in pids), "an interrupt of the kernel ended a spawned client"
-    text = run(kc, "print(sorted(c.name for c in nbfl_controller.live_clients()), "
-                   "sorted({c.state for c in nbfl_controller.clients}))")[1]  # fmt: skip
+    text = run(
+        kc,
+        "print(sorted(c.name for c in nbfl_controller.live_clients()), "
+        "sorted({c.state for c in nbfl_controller.clients}))",
+    )[1]
     assert text.strip() == "['site-1', 'site-2'] ['idle']"  # joined, and not shown as still training
     (tmp / "release").touch()
     status, text = run(kc, "%fl_round 2")
@@ -255,8 +260,11 @@ def test_a_restarted_controller_kernel_resumes_and_the_participant_rejoins_by_it
             started.append(start_new_kernel(kernel_name="python3"))
         (km_a, kc_a), (_, kc_b) = started
         folder = tmp_path / "checkpoints"
-        status, text = run(kc_a, f"%load_ext nbfl\n%fl_controller start --checkpoint-dir {folder}\n"
-                                 "print('PORT', nbfl_controller.endpoint.rsplit(':', 1)[1])")  # fmt: skip
+        status, text = run(
+            kc_a,
+            f"%load_ext nbfl\n%fl_controller start --checkpoint-dir {folder}\n"
+            "print('PORT', nbfl_controller.endpoint.rsplit(':', 1)[1])",
+        )
         assert status == "ok", text
         port = re.search(r"PORT (\d+)", text).group(1)
         status, text = run(kc_b, f"%load_ext nbfl\n%fl_join tcp://127.0.0.1:{port} --name laptop")
@@ -265,11 +273,17 @@ def test_a_restarted_controller_kernel_resumes_and_the_participant_rejoins_by_it
         before = run(kc_a, "print(nbfl_controller.weights['fc2.bias'].tolist())")[1].strip()
         km_a.restart_kernel(now=True)
         kc_a.wait_for_ready(timeout=120)
-        status, text = run(kc_a, f"%load_ext nbfl\n%fl_controller start --resume {folder} --port {port}\n"
-                                 "print(nbfl_controller.weights['fc2.bias'].tolist())")  # fmt: skip
+        status, text = run(
+            kc_a,
+            f"%load_ext nbfl\n%fl_controller start --resume {folder} --port {port}\n"
+            "print(nbfl_controller.weights['fc2.bias'].tolist())",
+        )
         assert status == "ok" and "3 rounds done" in text and before in text, text
-        status, text = run(kc_a, "nbfl_controller.wait_for_clients(1, timeout=120)\n%fl_round 2\n"
-                                 "print([(r.round, str(r.status), sorted(r.clients)) for r in nbfl_controller.history])")  # fmt: skip
+        status, text = run(
+            kc_a,
+            "nbfl_controller.wait_for_clients(1, timeout=120)\n%fl_round 2\n"
+            "print([(r.round, str(r.status), sorted(r.clients)) for r in nbfl_controller.history])",
+        )
         assert status == "ok", text
         assert "(4, 'ok', ['laptop']), (5, 'ok', ['laptop'])" in text, text
         assert run(kc_b, "print(nbfl_client.rounds_done, nbfl_client.state)")[1].strip() == "5 idle"
@@ -286,8 +300,9 @@ def test_a_participants_status_line_keeps_telling_the_truth_after_its_cell_ended
     from nbfl.participant.builtin import digits_model
 
     weights, evaluate = digits_model(trainer="numpy")
-    km, kc = start_new_kernel(kernel_name="python3", env={**os.environ, "NBFL_TRAINER": "numpy",
-                                                          "NBFL_KEYS": str(tmp_path)})  # fmt: skip
+    km, kc = start_new_kernel(
+        kernel_name="python3", env={**os.environ, "NBFL_TRAINER": "numpy", "NBFL_KEYS": str(tmp_path)}
+    )
     try:
         with nbfl.Controller("tcp://127.0.0.1:0", weights, evaluate=evaluate) as ctl:
             status, text = run(kc, f"%load_ext nbfl\n%fl_join {ctl.endpoint} --name laptop --index 0 --num-clients 2")

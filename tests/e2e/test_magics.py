@@ -11,6 +11,7 @@ from IPython.testing.globalipapp import start_ipython
 from IPython.utils.capture import capture_output
 
 from nbfl.data import load_digits_split
+
 from helpers import until
 
 
@@ -42,7 +43,16 @@ def magics(shell):
 
 
 def test_every_magic_has_help(ip):
-    for name in ["fl_controller", "fl_spawn", "fl_join", "fl_round", "fl_clients", "fl_history", "fl_cross_site", "fl_stats"]:
+    for name in [
+        "fl_controller",
+        "fl_spawn",
+        "fl_join",
+        "fl_round",
+        "fl_clients",
+        "fl_history",
+        "fl_cross_site",
+        "fl_stats",
+    ]:
         doc = ip.find_line_magic(name).__doc__
         assert doc and doc.strip(), name
     assert "--partition" in ip.find_line_magic("fl_spawn").__doc__  # magic_arguments' usage text
@@ -102,12 +112,13 @@ def test_a_failing_task_is_shown_once_with_the_client_name_and_its_own_lines(ip)
     ip.run_line_magic("fl_controller", "start")
     ip.run_line_magic("fl_spawn", "2")
     ip.run_cell_magic(
-        "fl_task", "train",
+        "fl_task",
+        "train",
         "def train(weights, ctx):\n"
         "    if ctx.client == 'site-1':\n"
         "        raise ValueError('bad site data')\n"
         "    return weights\n",
-    )  # fmt: skip
+    )
     with shown_as_in_a_notebook(ip) as shown:  # what the cell shows, updates of the dashboard's handles included
         ip.run_line_magic("fl_round", "2")
     assert [r.outcome for r in ip.user_ns["nbfl_controller"].history] == ["ok, 1 of 2 failed"] * 2
@@ -157,8 +168,9 @@ def test_join_runs_in_the_background(ip):
         client.stop()
 
 
-@pytest.mark.parametrize("typed", ['--name "Grace Hopper"', "--name 'Grace Hopper'", "--name $who",
-                                   "--name Grace Hopper"])
+@pytest.mark.parametrize(
+    "typed", ['--name "Grace Hopper"', "--name 'Grace Hopper'", "--name $who", "--name Grace Hopper"]
+)
 def test_a_name_with_a_space_is_kept_as_typed_without_quotes(ip, typed):
     import nbfl
 
@@ -199,7 +211,9 @@ def test_algorithms_cross_site_and_statistics_from_magics(ip):
     ip.run_line_magic("fl_round", "1 --algorithm scaffold")
     ip.run_line_magic("fl_round", "1 --filter dp:clip=0.5,noise_multiplier=0.1 --filter exclude:names=fc2.bias")
     assert ctl.history[-1].filters["site-1"] == [
-        {"name": "dp", "clip": 0.5, "noise_multiplier": 0.1}, {"name": "exclude", "names": ["fc2.bias"]}]
+        {"name": "dp", "clip": 0.5, "noise_multiplier": 0.1},
+        {"name": "exclude", "names": ["fc2.bias"]},
+    ]
     assert ctl.history[-1].privacy["epsilon"] > 0
     with pytest.raises(UsageError, match="unknown filter 'zip'"):
         ip.run_line_magic("fl_round", "1 --filter zip")
@@ -255,7 +269,9 @@ def test_fl_spawn_on_gpus_that_are_not_there_says_so_at_once(ip):
         pytest.skip("this machine has a GPU: scripts/gpu_check.sh covers it")
     ip.run_line_magic("fl_controller", "start")
     # told as soon as the clients failed (the log's last lines), not after --wait (beyond the test's timeout)
-    with pytest.raises(UsageError, match=r"0 of 2 clients joined(.|\n)*device 'cuda:1' asked for, but torch .* sees 0 CUDA GPU"):
+    with pytest.raises(
+        UsageError, match=r"0 of 2 clients joined(.|\n)*device 'cuda:1' asked for, but torch .* sees 0 CUDA GPU"
+    ):
         ip.run_line_magic("fl_spawn", "2 --gpus 1 --wait 600")
     ip.run_line_magic("fl_controller", "stop")
 
@@ -486,7 +502,9 @@ def test_a_participant_follows_a_controller_restart_and_leaves_after_it_stops(ip
     from nbfl.notebook.magics import _client_status
 
     first = nbfl.Controller("tcp://127.0.0.1:0", {"w": np.zeros(3, np.float32)}, checkpoint_dir=tmp_path)
-    ip.run_cell("import nbfl\n@nbfl.task('train')\ndef train(weights, ctx):\n    return {k: v + 1 for k, v in weights.items()}\n")
+    ip.run_cell(
+        "import nbfl\n@nbfl.task('train')\ndef train(weights, ctx):\n    return {k: v + 1 for k, v in weights.items()}\n"
+    )
     with shown_as_in_a_notebook(ip):
         ip.run_line_magic("fl_join", f"{first.endpoint} --name laptop --data none")
     client = ip.user_ns["nbfl_client"]

@@ -42,5 +42,3 @@ def test_algorithms_notebook_reproduces_the_comparison_on_digits():
 
 def test_privacy_notebook_shows_accuracy_against_epsilon_policy_and_he():
     check_privacy(execute("04_privacy.ipynb", ROUNDS=4, NOISE=[0.2, 1.0]))
-
-

@@ -35,11 +35,20 @@ def server(tmp_path, monkeypatch):
     log = open(tmp_path / "server.log", "w")
     proc = subprocess.Popen(
         [
-            sys.executable, "-m", "jupyter_server", "--no-browser", f"--ServerApp.port={port}", "--ServerApp.ip=127.0.0.1",
-            f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={tmp_path}", "--ServerApp.allow_root=True",
+            sys.executable,
+            "-m",
+            "jupyter_server",
+            "--no-browser",
+            f"--ServerApp.port={port}",
+            "--ServerApp.ip=127.0.0.1",
+            f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={tmp_path}",
+            "--ServerApp.allow_root=True",
         ],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "JUPYTER_RUNTIME_DIR": str(runtime)},
-    )  # fmt: skip
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "JUPYTER_RUNTIME_DIR": str(runtime)},
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         until(lambda: proc.poll() is not None or _up(f"{base}/api/status?token={token}"), timeout=120)
@@ -91,13 +100,21 @@ def test_the_panel_routes_answer_with_jupyters_token_only(server, controller_fac
     assert sorted(c["name"] for c in entry["status"]["clients"]) == ["a", "b"]
 
     assert call(f"{url}/nobody-1-1/stop", token, {}) == (404, {"message": "nobody-1-1 is not running any more"})
-    assert call(f"{url}/{ctl.control.id}/remove", token, {"name": "zed"}) == (409, {"message": "no client named 'zed' has joined"})  # fmt: skip
+    assert call(f"{url}/{ctl.control.id}/remove", token, {"name": "zed"}) == (
+        409,
+        {"message": "no client named 'zed' has joined"},
+    )
     status, body = call(f"{url}/{ctl.control.id}/stop", token, {})
     assert status == 200 and body["message"].startswith("stopping the run")
     run.wait(timeout=30)
     assert run.stopped
     assert call(f"{url}/{ctl.control.id}/remove", token, {"name": "b"})[0] == 200
-    until(lambda: [c["state"] for c in call(url, token)[1]["entries"][0]["status"]["clients"] if c["name"] == "b"] == ["removed"])  # fmt: skip
+    until(
+        lambda: (
+            [c["state"] for c in call(url, token)[1]["entries"][0]["status"]["clients"] if c["name"] == "b"]
+            == ["removed"]
+        )
+    )
 
 
 def test_a_participant_is_listed_and_leaves_through_the_server(server, controller_factory):
@@ -117,10 +134,16 @@ def test_a_participant_is_listed_and_leaves_through_the_server(server, controlle
 def test_a_controller_that_does_not_answer_is_listed_with_why(server, tmp_path):
     base, token = server
     stuck = subprocess.Popen(
-        [sys.executable, "-c", "import nbfl, numpy as np, os, signal, sys\nc = nbfl.Controller(weights={'w': np.zeros(2)})\n"
-         "print(c.control.id, flush=True)\nos.kill(os.getpid(), signal.SIGSTOP)"],
-        stdout=subprocess.PIPE, text=True, env={**os.environ, "JUPYTER_RUNTIME_DIR": os.environ["JUPYTER_RUNTIME_DIR"]},
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            "import nbfl, numpy as np, os, signal, sys\nc = nbfl.Controller(weights={'w': np.zeros(2)})\n"
+            "print(c.control.id, flush=True)\nos.kill(os.getpid(), signal.SIGSTOP)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "JUPYTER_RUNTIME_DIR": os.environ["JUPYTER_RUNTIME_DIR"]},
+    )
     try:
         cid = stuck.stdout.readline().strip()
         started = time.monotonic()
@@ -145,19 +168,30 @@ def test_the_panel_is_committed_as_built_from_its_sources():
     stamps it with the hash of the sources it was built from. A change to the TypeScript
     without a rebuild fails here rather than shipping the old panel."""
     check = subprocess.run([sys.executable, str(ROOT / "scripts" / "panel_source.py"), "--check"])
-    assert check.returncode == 0, "extensions/federation changed since nbfl/labextension was built: bash scripts/build_panel.sh"
+    assert check.returncode == 0, (
+        "extensions/federation changed since nbfl/labextension was built: bash scripts/build_panel.sh"
+    )
 
 
 def test_a_clone_without_the_built_panel_still_installs_and_says_so(tmp_path):
     """A copy of the sources without nbfl/labextension (and no node): the wheel builds,
     without the panel, and the build says why in one line instead of failing."""
     copy = tmp_path / "src"
-    shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(".venv", "build", "dist", "out", "node_modules", ".git",
-                                                              "labextension"))  # fmt: skip
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", "-w", str(tmp_path), str(copy)],
-                           env=no_node(tmp_path), capture_output=True, text=True)  # fmt: skip
+    shutil.copytree(
+        ROOT,
+        copy,
+        ignore=shutil.ignore_patterns(".venv", "build", "dist", "out", "node_modules", ".git", "labextension"),
+    )
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", "-w", str(tmp_path), str(copy)],
+        env=no_node(tmp_path),
+        capture_output=True,
+        text=True,
+    )
     assert built.returncode == 0, built.stderr[-3000:]
-    said = [line for line in (built.stdout + built.stderr).splitlines() if "without the JupyterLab Federation panel" in line]
+    said = [
+        line for line in (built.stdout + built.stderr).splitlines() if "without the JupyterLab Federation panel" in line
+    ]
     assert len(said) == 1 and "scripts/build_panel.sh" in said[0], built.stdout[-3000:]
     (wheel,) = tmp_path.glob("nbfl_jupyter-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
@@ -168,8 +202,11 @@ def test_the_wheel_ships_the_panel_prebuilt_and_enabled(tmp_path):
     """``pip wheel .`` where PATH has no node, then that wheel installed into an environment
     whose PATH has no node either: ``jupyter labextension list`` and ``jupyter server
     extension list`` show it enabled."""
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(ROOT)], check=True,
-                   env=no_node(tmp_path))  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(ROOT)],
+        check=True,
+        env=no_node(tmp_path),
+    )
     (wheel,) = tmp_path.glob("nbfl_jupyter-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     data = "nbfl_jupyter-0.1.0.data/data/"
@@ -179,16 +216,21 @@ def test_the_wheel_ships_the_panel_prebuilt_and_enabled(tmp_path):
     assert f"{data}etc/jupyter/jupyter_server_config.d/nbfl.json" in names
 
     venv = environments.venv("newest")  # jupyterlab and nbfl's dependencies, from binder/requirements.txt
-    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", str(wheel)],
-                   check=True)  # fmt: skip
+    subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", str(wheel)],
+        check=True,
+    )
     bare = {"PATH": str(venv / "bin"), "HOME": str(tmp_path), "JUPYTER_PLATFORM_DIRS": "1"}  # no node anywhere
     assert shutil.which("node", path=bare["PATH"]) is None
-    lab = subprocess.run([str(venv / "bin" / "jupyter"), "labextension", "list"], env=bare, capture_output=True, text=True)
+    lab = subprocess.run(
+        [str(venv / "bin" / "jupyter"), "labextension", "list"], env=bare, capture_output=True, text=True
+    )
     text = re.sub(r"\x1b\[[0-9;]*m", "", lab.stdout + lab.stderr)
     listed = [line.split() for line in text.splitlines() if "nbfl-federation" in line]
     assert listed == [["nbfl-federation", "v0.1.0", "enabled", "OK", "(python,", "nbfl-jupyter)"]], text
     assert f"{venv}/share/jupyter/labextensions" in text  # from the wheel's install, not the working tree
-    server = subprocess.run([str(venv / "bin" / "jupyter"), "server", "extension", "list"], env=bare, capture_output=True,
-                            text=True)  # fmt: skip
+    server = subprocess.run(
+        [str(venv / "bin" / "jupyter"), "server", "extension", "list"], env=bare, capture_output=True, text=True
+    )
     text = re.sub(r"\x1b\[[0-9;]*m", "", server.stdout + server.stderr)  # without its colours
     assert "nbfl enabled" in text and "nbfl 0.1.0 OK" in text, text

@@ -36,8 +36,14 @@ def test_a_participant_notebook_imports_no_widgets_plots_torch_or_scikit_learn()
     with nbfl.Controller("tcp://127.0.0.1:0", weights, evaluate=evaluate) as ctl:
         code = PARTICIPANT.format(heavy=HEAVY, endpoint=ctl.endpoint)
         env = {**os.environ, "NBFL_TRAINER": "numpy"}  # a participant without torch; with it, auto would train on torch
-        proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         try:
             first = proc.stdout.readline()
             assert first == "after load_ext: []\n", first + proc.stderr.read()

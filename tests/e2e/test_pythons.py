@@ -21,7 +21,11 @@ VERSIONS = ["3.10", "3.13"]
 
 def interpreter(version: str) -> str | None:
     """``pythonX.Y`` on PATH, else pyenv's (its shims answer only for the global versions)."""
-    found = [p for p in [shutil.which(f"python{version}")] if p and subprocess.run([p, "-V"], capture_output=True).returncode == 0]
+    found = [
+        p
+        for p in [shutil.which(f"python{version}")]
+        if p and subprocess.run([p, "-V"], capture_output=True).returncode == 0
+    ]
     found += sorted(glob.glob(os.path.expanduser(f"~/.pyenv/versions/{version}*/bin/python{version}")))
     return found[0] if found else None
 
@@ -37,8 +41,19 @@ def participant_venv(version: str) -> Path:
     if not (venv / "ready").exists():
         run([python, "-m", "venv", "--clear", str(venv)])
         (venv / "ready").write_text("")
-    run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check", "--force-reinstall",
-         "--no-cache-dir", "."])  # fmt: skip
+    run(
+        [
+            str(venv / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            "--force-reinstall",
+            "--no-cache-dir",
+            ".",
+        ]
+    )
     return venv
 
 
@@ -46,7 +61,9 @@ def participant_venv(version: str) -> Path:
 def test_a_workshop_trains_with_numpy_participants_on_python(version, tmp_path):
     venv = participant_venv(version)
     py = str(venv / "bin" / "python")
-    said = subprocess.run([py, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True, text=True, check=True)
+    said = subprocess.run(
+        [py, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True, text=True, check=True
+    )
     assert said.stdout.strip() == str(tuple(map(int, version.split("."))))
     for absent in ("torch", "sklearn", "IPython"):  # the participant install brings none of them
         assert subprocess.run([py, "-c", f"import {absent}"], capture_output=True).returncode != 0, absent
@@ -54,10 +71,28 @@ def test_a_workshop_trains_with_numpy_participants_on_python(version, tmp_path):
     nbfl = str(venv / "bin" / "nbfl")
     env = {**os.environ, "NBFL_KEYS": str(tmp_path / "keys")}
     controller = subprocess.Popen(
-        [nbfl, "controller", "--workshop", "--host", "127.0.0.1", "--port", "0", "--capacity", "2", "--min-clients", "2",
-         "--rounds", "3", "--join-wait", "120"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-    )  # fmt: skip
+        [
+            nbfl,
+            "controller",
+            "--workshop",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--capacity",
+            "2",
+            "--min-clients",
+            "2",
+            "--rounds",
+            "3",
+            "--join-wait",
+            "120",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
     clients = []
     try:
         lines = []
@@ -68,8 +103,15 @@ def test_a_workshop_trains_with_numpy_participants_on_python(version, tmp_path):
                 break
         assert code, "".join(lines)
         for name in ("ada", "grace"):
-            clients.append(subprocess.Popen([nbfl, "client", code.group(1), "--name", name], stdout=subprocess.PIPE,
-                                            stderr=subprocess.STDOUT, text=True, env=env))  # fmt: skip
+            clients.append(
+                subprocess.Popen(
+                    [nbfl, "client", code.group(1), "--name", name],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                    env=env,
+                )
+            )
         out = "".join(lines) + controller.stdout.read()
         assert controller.wait(timeout=300) == 0, out
     finally:

@@ -27,7 +27,9 @@ def test_magics_in_terminal_ipython_print_text(tmp_path):
     assert "<div" not in out and "<td>" not in out, out  # no markup either
     by_magic = dict(part.split("\n", 1) for part in out.split(">>> ")[1:])
     rounds = by_magic["%fl_round 2"].splitlines()  # a line per round, then how the run ended and the table
-    assert rounds[0].startswith("round 1 of 2: ok accuracy") and rounds[1].startswith("round 2 of 2: ok accuracy"), rounds
+    assert rounds[0].startswith("round 1 of 2: ok accuracy") and rounds[1].startswith("round 2 of 2: ok accuracy"), (
+        rounds
+    )
     assert rounds[2].startswith("finished 2 of 2 rounds; accuracy"), rounds
     table = by_magic["%fl_clients"].splitlines()
     header = next(line for line in table if line.startswith("client "))
@@ -36,4 +38,6 @@ def test_magics_in_terminal_ipython_print_text(tmp_path):
     assert "run: finished 2 of 2 rounds" in by_magic["%fl_status"]
     assert by_magic["%fl_labels --partition dirichlet:0.5"].strip() == "(a plot: it shows in a notebook)"
     assert "laptop left" in by_magic["%fl_leave"]
-    assert by_magic["%fl_join $ep --name laptop --index 0 --num-clients 2"].count("\n") <= 3  # no reprinted status lines
+    assert (
+        by_magic["%fl_join $ep --name laptop --index 0 --num-clients 2"].count("\n") <= 3
+    )  # no reprinted status lines

@@ -13,7 +13,10 @@ ENVIRONMENTS = ["binder", "oldest"]
 COURSE = {
     "01_quickstart.ipynb": (check_quickstart, {"ROUNDS": 10, "CLIENTS": 4}),
     "04_privacy.ipynb": (check_privacy, {"ROUNDS": 4, "NOISE": [0.2, 1.0]}),
-    "06_statistics_and_evaluation.ipynb": (check_statistics, {"CLIENTS": 3, "ALPHA": 0.3, "ROUNDS": 2, "EPOCHS": 2, "BINS": 5}),
+    "06_statistics_and_evaluation.ipynb": (
+        check_statistics,
+        {"CLIENTS": 3, "ALPHA": 0.3, "ROUNDS": 2, "EPOCHS": 2, "BINS": 5},
+    ),
 }
 
 

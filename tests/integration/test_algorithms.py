@@ -6,14 +6,16 @@ import torch
 
 from nbfl.aggregators import WeightedMean, robust
 from nbfl.aggregators.fedopt import ServerAdam, ServerSGD, ServerYogi
-from nbfl.protocol.names import DataKind
+from nbfl.participant.scaffold_client import client_control_update
 from nbfl.participant.tasks import Update
 from nbfl.participant.torch_algorithms import ScaffoldClient, proximal_term
+from nbfl.protocol.names import SCAFFOLD_C as C_PREFIX
+from nbfl.protocol.names import SCAFFOLD_DC as DC_PREFIX
+from nbfl.protocol.names import SCAFFOLD_RUN as RUN_KEY
+from nbfl.protocol.names import DataKind
 from nbfl.workflows import Cyclic, FedAvg, FedOpt, FedProx, RobustAggregation, Scaffold
-from nbfl.protocol.names import SCAFFOLD_C as C_PREFIX, SCAFFOLD_DC as DC_PREFIX, SCAFFOLD_RUN as RUN_KEY
-from nbfl.participant.scaffold_client import client_control_update
-from helpers import small_model
 
+from helpers import small_model
 
 
 def vec(*values):
@@ -201,9 +203,7 @@ def visit(tag):
     return train
 
 
-@pytest.mark.parametrize(
-    "order, expected", [("fixed", ["a", "b", "c"]), (["c", "a", "b"], ["c", "a", "b"])]
-)  # fmt: skip
+@pytest.mark.parametrize("order, expected", [("fixed", ["a", "b", "c"]), (["c", "a", "b"], ["c", "a", "b"])])
 def test_cyclic_passes_the_model_in_the_declared_order(controller_factory, client_factory, order, expected):
     ctl = controller_factory({"w": np.zeros(1)})
     for tag, name in ((3, "c"), (1, "a"), (2, "b")):  # join out of order

@@ -16,6 +16,7 @@ import nbfl
 from nbfl.controller.controller import checkpoint
 from nbfl.protocol.records import RoundRecord, RoundStatus
 from nbfl.workflows import FedOpt
+
 from helpers import free_port
 
 NBFL = [sys.executable, "-m", "nbfl"]
@@ -23,10 +24,18 @@ NBFL = [sys.executable, "-m", "nbfl"]
 
 def history(n: int) -> list[RoundRecord]:
     return [
-        RoundRecord(i, "fedopt", RoundStatus.OK, metrics={"accuracy": i / 10}, clients={"a": {"seconds": 0.1}},
-                    failed={"b": "ValueError: x"} if i == 2 else {}, traffic=(10, 20), notes={"order": ["a"]})
+        RoundRecord(
+            i,
+            "fedopt",
+            RoundStatus.OK,
+            metrics={"accuracy": i / 10},
+            clients={"a": {"seconds": 0.1}},
+            failed={"b": "ValueError: x"} if i == 2 else {},
+            traffic=(10, 20),
+            notes={"order": ["a"]},
+        )
         for i in range(1, n + 1)
-    ]  # fmt: skip
+    ]
 
 
 def test_a_checkpoint_reads_back_what_was_written_with_the_workflow_state(tmp_path):
@@ -113,8 +122,10 @@ def test_a_resumed_controller_carries_on_as_if_it_never_stopped(tmp_path, contro
 def controller(port: int, folder: Path, *more: str) -> subprocess.Popen:
     return subprocess.Popen(
         [*NBFL, "controller", "--port", str(port), "--min-clients", "2", "--rounds", "12", *more],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def federation_run(tmp_path: Path, name: str, kill_after: int | None) -> Path:
@@ -124,10 +135,23 @@ def federation_run(tmp_path: Path, name: str, kill_after: int | None) -> Path:
     port, folder = free_port(), tmp_path / name
     ctl = controller(port, folder, "--checkpoint-dir", str(folder))
     clients = [
-        subprocess.Popen([*NBFL, "client", f"tcp://127.0.0.1:{port}", "--name", f"site-{i}", "--index", str(i),
-                          "--num-clients", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.Popen(
+            [
+                *NBFL,
+                "client",
+                f"tcp://127.0.0.1:{port}",
+                "--name",
+                f"site-{i}",
+                "--index",
+                str(i),
+                "--num-clients",
+                "2",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         for i in range(2)
-    ]  # fmt: skip
+    ]
     try:
         if kill_after is not None:
             for line in ctl.stdout:
@@ -160,13 +184,14 @@ def test_a_controller_killed_after_round_7_resumes_and_ends_where_an_unbroken_ru
 
 
 def test_a_restarted_workshop_is_the_same_one_and_its_participants_rejoin_by_themselves(tmp_path, client_factory):
-    from nbfl.participant.tasks import FunctionExecutor
-    from nbfl.participant.setup import LocalSetup
     from nbfl.controller.workshop import Workshop
+    from nbfl.participant.setup import LocalSetup
+    from nbfl.participant.tasks import FunctionExecutor
 
     fast = {"heartbeat_interval": 0.1, "heartbeat_timeout": 2.0}
-    first = nbfl.Controller(weights={"w": np.zeros(3, np.float32)}, workshop=Workshop(host="127.0.0.1"),
-                            checkpoint_dir=tmp_path, **fast)  # fmt: skip
+    first = nbfl.Controller(
+        weights={"w": np.zeros(3, np.float32)}, workshop=Workshop(host="127.0.0.1"), checkpoint_dir=tmp_path, **fast
+    )
     line = str(first.join_code)
     for name in ("a", "b"):
         client_factory(line, name, tasks=shifter(name))

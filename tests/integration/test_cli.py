@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+
 from helpers import free_port
 
 NBFL = [sys.executable, "-m", "nbfl"]
@@ -14,8 +15,10 @@ NBFL = [sys.executable, "-m", "nbfl"]
 def test_controller_and_two_clients_from_the_command_line():
     controller = subprocess.Popen(
         [*NBFL, "controller", "--port", "0", "--min-clients", "2", "--rounds", "3", "--algorithm", "scaffold"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     endpoint = re.match(r"controller at (tcp://\S+)", controller.stdout.readline()).group(1)
     clients = [
         subprocess.Popen([*NBFL, "client", endpoint, "--name", f"site-{i}", "--index", str(i), "--num-clients", "2"])
@@ -30,10 +33,25 @@ def test_controller_and_two_clients_from_the_command_line():
 
 def test_a_workshop_from_the_command_line_joins_with_the_printed_line():
     controller = subprocess.Popen(
-        [*NBFL, "controller", "--workshop", "--host", "127.0.0.1", "--port", "0", "--capacity", "5",
-         "--min-clients", "2", "--rounds", "2"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            *NBFL,
+            "controller",
+            "--workshop",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--capacity",
+            "5",
+            "--min-clients",
+            "2",
+            "--rounds",
+            "2",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     lines = [controller.stdout.readline() for _ in range(5)]
     command = next(ln.strip() for ln in lines if ln.strip().startswith("or runs: nbfl client nbfl://"))
     code = command.split()[4]  # "or runs: nbfl client CODE --name YOUR_NAME"
@@ -43,8 +61,12 @@ def test_a_workshop_from_the_command_line_joins_with_the_printed_line():
     assert controller.returncode == 0, out + err
     assert "2 rounds completed" in out, out
     assert [c.wait(timeout=60) for c in clients] == [0, 0]
-    refused = subprocess.run([*NBFL, "client", code.rsplit("/", 1)[0] + "/wrongtoken1", "--name", "x", "--wait", "5"],
-                             capture_output=True, text=True, timeout=120)  # fmt: skip
+    refused = subprocess.run(
+        [*NBFL, "client", code.rsplit("/", 1)[0] + "/wrongtoken1", "--name", "x", "--wait", "5"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert refused.returncode == 1  # the controller is gone: nobody answers the old line
 
 
@@ -70,8 +92,11 @@ def test_bad_arguments_are_refused_before_anything_starts(args, message):
 def test_client_without_a_controller_says_so_at_once():
     """Refused connections end the wait for a welcome (within seconds, not --wait's 300)."""
     out = subprocess.run(
-        [*NBFL, "client", f"tcp://127.0.0.1:{free_port()}", "--name", "x"], capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [*NBFL, "client", f"tcp://127.0.0.1:{free_port()}", "--name", "x"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 1 and "nothing answers at tcp://127.0.0.1:" in out.stderr, out.stderr
     assert "Traceback" not in out.stderr
 
@@ -87,8 +112,12 @@ def test_a_controller_that_cannot_listen_says_what_to_change_in_one_line():
 
 
 def _client_process(code: str, name: str) -> subprocess.Popen:
-    return subprocess.Popen([*NBFL, "client", code, "--name", name, "--trainer", "numpy"], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    return subprocess.Popen(
+        [*NBFL, "client", code, "--name", name, "--trainer", "numpy"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _line(proc: subprocess.Popen, pattern: str) -> str:
@@ -110,20 +139,29 @@ def test_a_terminal_participant_prints_its_share_each_round_and_why_it_stopped()
     from nbfl.participant.builtin import digits_model
 
     weights, evaluate = digits_model(trainer="numpy")
-    with nbfl.Controller(weights=weights, evaluate=evaluate, workshop=nbfl.Workshop(capacity=3, host="127.0.0.1")) as ctl:
+    with nbfl.Controller(
+        weights=weights, evaluate=evaluate, workshop=nbfl.Workshop(capacity=3, host="127.0.0.1")
+    ) as ctl:
         code = str(ctl.join_code)
         procs = {name: _client_process(code, name) for name in ("ada", "grace", "alan")}
         try:
             for name, proc in procs.items():
-                assert re.search(rf"^{name}: share \d/3: \d+ samples, mostly \d, \d and \d$", _line(proc, "share")), name
+                assert re.search(rf"^{name}: share \d/3: \d+ samples, mostly \d, \d and \d$", _line(proc, "share")), (
+                    name
+                )
             ctl.wait_for_clients(3, timeout=60)
             ctl.run(2, timeout=120)
             for name, proc in procs.items():
                 first = _line(proc, r"round \d+ done")
                 assert re.match(rf"{name}: round 1 done, local accuracy [\d.]+, loss [\d.]+", first), first
-                assert re.match(rf"{name}: round 2 done, .*global accuracy [\d.]+ after round 1", _line(proc, "round 2")), name
+                assert re.match(
+                    rf"{name}: round 2 done, .*global accuracy [\d.]+ after round 1", _line(proc, "round 2")
+                ), name
             ctl.remove("ada")
-            assert _line(procs["ada"], "stopped") == "ada: stopped (removed by whoever runs the controller (the instructor)); 2 rounds trained\n"
+            assert (
+                _line(procs["ada"], "stopped")
+                == "ada: stopped (removed by whoever runs the controller (the instructor)); 2 rounds trained\n"
+            )
             assert procs["ada"].wait(30) == 0
             procs["alan"].send_signal(signal.SIGINT)  # Ctrl-C
             assert _line(procs["alan"], "stopped") == "alan: stopped (left); 2 rounds trained\n"
@@ -141,9 +179,14 @@ def test_a_terminal_name_with_spaces_is_one_name_quoted_or_not():
 
     weights, evaluate = digits_model(trainer="numpy")
     with nbfl.Controller("tcp://127.0.0.1:0", weights, evaluate=evaluate) as ctl:
-        procs = [subprocess.Popen([*NBFL, "client", ctl.endpoint, "--name", *name, "--trainer", "numpy"],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-                 for name in (["Grace", "Hopper"], ["Ada Lovelace"])]  # as typed unquoted, and quoted
+        procs = [
+            subprocess.Popen(
+                [*NBFL, "client", ctl.endpoint, "--name", *name, "--trainer", "numpy"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for name in (["Grace", "Hopper"], ["Ada Lovelace"])
+        ]  # as typed unquoted, and quoted
         try:
             ctl.wait_for_clients(2, timeout=60)
             assert sorted(c.name for c in ctl.clients) == ["Ada Lovelace", "Grace Hopper"]

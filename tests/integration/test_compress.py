@@ -14,8 +14,8 @@ from hypothesis.extra import numpy as hnp
 import nbfl
 from nbfl.protocol import compress, wire
 from nbfl.protocol.compress import BLOCK, CompressionError
-from helpers import FAST, small_model
 
+from helpers import FAST, small_model
 
 FLOATS = hnp.arrays(
     np.float32,
@@ -29,7 +29,9 @@ def per_block(array: np.ndarray) -> np.ndarray:
     """The array's values as rows of BLOCK (the last row padded with its last value, as quantize does)."""
     flat = array.astype(np.float32).reshape(-1)
     rows = -(-flat.size // BLOCK)
-    return np.concatenate([flat, np.full(rows * BLOCK - flat.size, flat[-1] if flat.size else 0, np.float32)]).reshape(rows, BLOCK)
+    return np.concatenate([flat, np.full(rows * BLOCK - flat.size, flat[-1] if flat.size else 0, np.float32)]).reshape(
+        rows, BLOCK
+    )
 
 
 @settings(max_examples=200, deadline=None)
@@ -48,9 +50,13 @@ def test_int8_comes_back_within_half_a_step_of_each_block(array):
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.floats(allow_nan=False, allow_infinity=False, width=32), min_size=1, max_size=6), st.integers(1, BLOCK))
+@given(
+    st.lists(st.floats(allow_nan=False, allow_infinity=False, width=32), min_size=1, max_size=6), st.integers(1, BLOCK)
+)
 def test_int8_is_exact_for_constant_blocks(values, tail):
-    array = np.concatenate([np.full(BLOCK, v, np.float32) for v in values[:-1]] + [np.full(tail, values[-1], np.float32)])
+    array = np.concatenate(
+        [np.full(BLOCK, v, np.float32) for v in values[:-1]] + [np.full(tail, values[-1], np.float32)]
+    )
     assert np.array_equal(compress.dequantize(*compress.quantize(array)), array)
 
 
@@ -75,7 +81,10 @@ def test_float16_refuses_what_it_cannot_hold_and_keeps_the_rest():
 
 
 def test_int8_moves_about_a_quarter_of_the_bytes_through_the_wire():
-    weights = {"a": np.random.default_rng(0).normal(size=(1000, 1000)).astype(np.float32), "b": np.zeros(10, np.float32)}
+    weights = {
+        "a": np.random.default_rng(0).normal(size=(1000, 1000)).astype(np.float32),
+        "b": np.zeros(10, np.float32),
+    }
     packed, spec = compress.pack(weights, "int8")
     plain = sum(len(bytes(f)) for f in wire.encode(wire.message("task", weights)))
     small = sum(len(bytes(f)) for f in wire.encode(wire.message("task", packed, compress=spec)))
@@ -153,8 +162,13 @@ def test_an_older_client_gets_float32_beside_a_newer_one(controller_factory, cli
             if msg.kind == "task":
                 seen.append(msg)
                 result = {k: v + 0.01 for k, v in msg.tensors.items()}
-                old.send_multipart(wire.encode(wire.message("result", result, task_id=msg.get("task_id"), kind="WEIGHTS",
-                                                            meta={"num_samples": 1})))  # fmt: skip
+                old.send_multipart(
+                    wire.encode(
+                        wire.message(
+                            "result", result, task_id=msg.get("task_id"), kind="WEIGHTS", meta={"num_samples": 1}
+                        )
+                    )
+                )
             elif msg.kind == "pull":
                 raise AssertionError("the old client's result was to go direct")
             if seen:

@@ -12,8 +12,8 @@ import zmq
 
 import nbfl
 from nbfl.transport.threads import control
-from helpers import FAST, adder, slow_adder, small_model, until
 
+from helpers import FAST, adder, slow_adder, small_model, until
 
 
 @pytest.fixture(autouse=True)
@@ -92,7 +92,10 @@ def test_bad_requests_get_an_answer_and_the_socket_lives_on(controller_factory):
     sock.connect(entry["address"])
     token = json.dumps(entry["token"])
     bad = [
-        b"\xff\xfe not utf-8", b"not json", b"[1, 2]", b"[" * 10_000 + b"]" * 10_000,
+        b"\xff\xfe not utf-8",
+        b"not json",
+        b"[1, 2]",
+        b"[" * 10_000 + b"]" * 10_000,
         b'{"token": ' + token.encode() + b', "op": "status", "args": ' + b"9" * 400 + b"}",
         b'{"token": ' + token.encode() + b', "op": "status", "args": [1]}',
         b'{"token": ' + token.encode() + b', "op": {"deep": [[[[1]]]]}}',
@@ -136,10 +139,17 @@ def test_a_participant_shows_its_and_the_global_accuracy_and_leaves(controller_f
 
 def test_a_killed_kernels_registration_is_dropped(runtime_dir):
     child = subprocess.run(
-        [sys.executable, "-c", "import nbfl, numpy as np, os\nc = nbfl.Controller(weights={'w': np.zeros(2)})\n"
-         "print(c.control.path, flush=True)\nos._exit(0)"],
-        capture_output=True, text=True, timeout=60, env={**os.environ, "JUPYTER_RUNTIME_DIR": str(runtime_dir)},
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            "import nbfl, numpy as np, os\nc = nbfl.Controller(weights={'w': np.zeros(2)})\n"
+            "print(c.control.path, flush=True)\nos._exit(0)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "JUPYTER_RUNTIME_DIR": str(runtime_dir)},
+    )
     path = child.stdout.strip()
     assert path and os.path.exists(path)  # os._exit ran no atexit: as after SIGKILL
     assert control.registered() == [] and not os.path.exists(path)
@@ -151,7 +161,9 @@ def test_a_plain_client_does_not_register(controller_factory, client_factory):
     assert [e["kind"] for e in control.registered()] == ["controller"]
 
 
-def test_a_controller_runs_on_where_it_cannot_register(monkeypatch, tmp_path, controller_factory, client_factory, caplog):
+def test_a_controller_runs_on_where_it_cannot_register(
+    monkeypatch, tmp_path, controller_factory, client_factory, caplog
+):
     blocked = tmp_path / "read-only"
     blocked.write_text("a file where the runtime folder should be")
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(blocked))

@@ -8,8 +8,8 @@ Every number is a binary fraction, so the whole matrix is checked exactly: clien
 import numpy as np
 
 import nbfl
-from nbfl.protocol.names import DataKind
 from nbfl.notebook.plots import cross_site_png
+from nbfl.protocol.names import DataKind
 from nbfl.workflows import CrossSiteEval
 
 SHIFT = {"a": 1.0, "b": 2.0, "c": 3.0}
@@ -37,8 +37,12 @@ def expected():
 def start(controller_factory, client_factory, tasks=None):
     ctl = controller_factory(global_model())
     for name in "cab":  # joined out of order: rows and columns still come sorted
-        client_factory(ctl.endpoint, name, tasks=(tasks or {}).get(name, {"submit_model": submit, "validate": validate}),
-                       data=SCALE[name])  # fmt: skip
+        client_factory(
+            ctl.endpoint,
+            name,
+            tasks=(tasks or {}).get(name, {"submit_model": submit, "validate": validate}),
+            data=SCALE[name],
+        )
     ctl.wait_for_clients(3, timeout=30)
     return ctl
 
@@ -52,9 +56,11 @@ def test_full_matrix_labels_and_unchanged_global_model(controller_factory, clien
     assert flow.matrix.models == ["a", "b", "c", "global"] and flow.matrix.sites == ["a", "b", "c"]
     np.testing.assert_array_equal(flow.matrix.values, expected())
     assert record.notes["cross_site"] == {
-        "models": ["a", "b", "c", "global"], "sites": ["a", "b", "c"], "metric": "accuracy",
+        "models": ["a", "b", "c", "global"],
+        "sites": ["a", "b", "c"],
+        "metric": "accuracy",
         "values": expected().tolist(),
-    }  # fmt: skip
+    }
     for name, value in global_model().items():
         np.testing.assert_array_equal(ctl.weights[name], value)
     png = cross_site_png(**record.notes["cross_site"])

@@ -94,9 +94,22 @@ def test_the_demo_runs_its_clients_on_a_dask_cluster():
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "nbfl", "demo", "--clients", "3", "--rounds", "2", "--dask", cluster.scheduler_address],
-            capture_output=True, text=True, timeout=280,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "nbfl",
+                "demo",
+                "--clients",
+                "3",
+                "--rounds",
+                "2",
+                "--dask",
+                cluster.scheduler_address,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=280,
+        )
         out = done.stdout
         assert done.returncode == 0, out + done.stderr[-2000:]
         assert f"3 clients on the Dask cluster at {cluster.scheduler_address}" in out

@@ -12,8 +12,8 @@ import pytest
 import nbfl
 from nbfl.participant.executor import DXO, Executor, ReturnCode, make_reply
 from nbfl.protocol.names import DataKind, MetaKey
-from helpers import small_model
 
+from helpers import small_model
 
 
 def adder(delta, samples):
@@ -78,7 +78,9 @@ def test_client_exception_reaches_controller_with_name_and_traceback(controller_
     with caplog.at_level(logging.ERROR, logger="nbfl.controller.controller"):
         record = ctl.run(1, min_clients=1, timeout=30)[0]
     failure = record.failed["broken"]
-    assert "RuntimeError: disk full on the hospital side" in failure and "Traceback" in failure and "in train" in failure
+    assert (
+        "RuntimeError: disk full on the hospital side" in failure and "Traceback" in failure and "in train" in failure
+    )
     assert record.status == "ok" and list(record.clients) == ["good"]
     assert any("client broken" in r.getMessage() and "disk full" in r.getMessage() for r in caplog.records)
 
@@ -190,7 +192,9 @@ def test_stop_aborts_the_round_like_an_interrupt(controller_factory, client_fact
     assert ctl.run(1, timeout=30)[0].status == "ok"
 
 
-def test_a_join_flood_is_refused_beyond_the_rate_and_the_refused_client_keeps_trying(controller_factory, client_factory):
+def test_a_join_flood_is_refused_beyond_the_rate_and_the_refused_client_keeps_trying(
+    controller_factory, client_factory
+):
     from nbfl.transport.guard import GuardSettings
 
     ctl = controller_factory(small_model(), guard=GuardSettings(joins=(0.0, 2)))  # two newcomers, no refill

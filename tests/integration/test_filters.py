@@ -10,8 +10,8 @@ from nbfl.filters.exclude import ExcludeVars
 from nbfl.filters.percentile import PercentilePrivacy
 from nbfl.filters.svt import SVTPrivacy
 from nbfl.workflows import FedAvg
-from helpers import small_model
 
+from helpers import small_model
 
 
 def ctx(reference, meta=None):
@@ -79,10 +79,14 @@ def test_svt_releases_at_most_a_fraction_close_to_the_clipped_values():
 
 @pytest.mark.parametrize(
     "specs, message",
-    [([{"name": "nope"}], "unknown filter"), ([{"name": "dp", "clip": -1}], "clip must be positive"),
-     ([{"clip": 1}], "needs a 'name'"), ({"name": "dp"}, "must be a list"),
-     ([{"name": "dp", "code": "import os"}], "unexpected keyword")],
-)  # fmt: skip
+    [
+        ([{"name": "nope"}], "unknown filter"),
+        ([{"name": "dp", "clip": -1}], "clip must be positive"),
+        ([{"clip": 1}], "needs a 'name'"),
+        ({"name": "dp"}, "must be a list"),
+        ([{"name": "dp", "code": "import os"}], "unexpected keyword"),
+    ],
+)
 def test_bad_specs_are_refused(specs, message):
     with pytest.raises(FilterError, match=message):
         build(specs)
@@ -152,8 +156,8 @@ def test_dp_sgd_trains_through_opacus_and_reports_its_epsilon(controller_factory
     import torch
 
     from nbfl.data import load_digits_split
-    from nbfl.participant.dp_sgd import DPSGD
     from nbfl.filters.accountant import epsilon_for
+    from nbfl.participant.dp_sgd import DPSGD
     from nbfl.participant.models import DigitsMLP
     from nbfl.participant.trainers import ArrayTrainer, evaluator
 

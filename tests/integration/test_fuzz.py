@@ -17,18 +17,24 @@ from hypothesis import strategies as st
 import nbfl
 from nbfl.protocol import wire
 from nbfl.transport.guard import GuardSettings
-from helpers import small_model
 
+from helpers import small_model
 
 BATCH = 20  # messages per hypothesis example
 EXAMPLES = 520  # 520 * 20 = 10,400 messages for each side
 
-json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**40), 2**40), st.floats(allow_nan=False, allow_infinity=False),
-                         st.text(max_size=20))  # fmt: skip
+json_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**40), 2**40),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=20),
+)
 json_values = st.recursive(
-    json_scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=12,
-)  # fmt: skip
+)
 bad_specs = st.fixed_dictionaries(
     {},
     optional={
@@ -48,9 +54,15 @@ def malformed(draw, to_client: bool) -> list[bytes]:
         return draw(st.lists(st.binary(max_size=64), min_size=1, max_size=5))
     if choice == 1:  # JSON that is not a header
         return [json.dumps(draw(json_values)).encode()]
-    header = {"v": draw(st.sampled_from([1, 1, 2, "1", None])), "kind": draw(st.sampled_from(
-        ["task", "result", "join", "welcome", "ready", "pull", "abort", "error", "nope", "", "TASK"])),
-        "fields": draw(st.one_of(st.dictionaries(st.text(max_size=10), json_values, max_size=5), json_values))}  # fmt: skip
+    header = {
+        "v": draw(st.sampled_from([1, 1, 2, "1", None])),
+        "kind": draw(
+            st.sampled_from(
+                ["task", "result", "join", "welcome", "ready", "pull", "abort", "error", "nope", "", "TASK"]
+            )
+        ),
+        "fields": draw(st.one_of(st.dictionaries(st.text(max_size=10), json_values, max_size=5), json_values)),
+    }
     if choice == 2:  # a header with broken tensor specs and frames that do not fit them
         header["tensors"] = draw(st.lists(bad_specs, min_size=1, max_size=4))
         frames = draw(st.lists(st.binary(max_size=32), max_size=5))
@@ -58,7 +70,9 @@ def malformed(draw, to_client: bool) -> list[bytes]:
     if choice == 3:  # valid specs, wrong frame sizes or counts
         n = draw(st.integers(1, 3))
         header["v"], header["kind"] = 1, draw(st.sampled_from(["task", "result"]))
-        header["tensors"] = [{"name": f"t{i}", "dtype": "float32", "shape": [draw(st.integers(0, 8))]} for i in range(n)]
+        header["tensors"] = [
+            {"name": f"t{i}", "dtype": "float32", "shape": [draw(st.integers(0, 8))]} for i in range(n)
+        ]
         frames = [draw(st.binary(max_size=40)) for _ in range(draw(st.integers(0, n + 1)))]
         if len(frames) == n and all(len(f) == 4 * s["shape"][0] for f, s in zip(frames, header["tensors"])):
             frames.append(b"extra")  # keep it malformed

@@ -9,8 +9,8 @@ import numpy as np
 import zmq
 
 from nbfl.protocol import wire
-from helpers import small_model
 
+from helpers import small_model
 
 
 def hdr(kind="result", tensors=(), v=wire.PROTOCOL_VERSION, **fields):
@@ -63,7 +63,9 @@ def test_garbage_is_logged_answered_and_harmless(controller_factory, client_fact
             # while a real round runs, send results for tasks that do not exist
             round_done = threading.Event()
             records = []
-            threading.Thread(target=lambda: (records.extend(ctl.run(1, min_clients=2, timeout=60)), round_done.set())).start()
+            threading.Thread(
+                target=lambda: (records.extend(ctl.run(1, min_clients=2, timeout=60)), round_done.set())
+            ).start()
             while True:  # the intruder gets a task too; it answers with someone else's task id
                 msg = wire.decode(raw.recv_multipart())
                 if msg.kind == "task":
@@ -80,7 +82,15 @@ def test_garbage_is_logged_answered_and_harmless(controller_factory, client_fact
     finally:
         raw.close()
 
-    for reason in ["not JSON", "dtype 'object'", "needs 48 bytes", "exceeds", "unknown message kind", "protocol version", "frames came"]:
+    for reason in [
+        "not JSON",
+        "dtype 'object'",
+        "needs 48 bytes",
+        "exceeds",
+        "unknown message kind",
+        "protocol version",
+        "frames came",
+    ]:
         assert any(reason in r for r in reasons), reason
     # the log says it, not once per message: one line per kind of refusal every few seconds, with a count
     refused = [r.getMessage() for r in caplog.records if "refused a message" in r.getMessage()]

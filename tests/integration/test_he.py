@@ -12,9 +12,10 @@ ts = pytest.importorskip("tenseal")
 
 import nbfl  # noqa: E402
 from nbfl.controller.run import Run  # noqa: E402
+from nbfl.filters.he import HEDecrypt, HEEncrypt, decrypt, encrypt  # noqa: E402
 from nbfl.protocol.he import ENCRYPTED, LAYOUT_KEY, new_contexts  # noqa: E402
-from nbfl.filters.he import HEDecrypt, HEEncrypt, decrypt, encrypt
 from nbfl.workflows.he_fedavg import HEFedAvg  # noqa: E402
+
 from relay import Relay  # noqa: E402
 
 CKKS_TOLERANCE = 1e-4
@@ -141,7 +142,9 @@ def test_only_ciphertexts_go_over_the_wire(keys, controller_factory, client_fact
         client_factory(relay.endpoint, "a", tasks=shrink_and_add(1.0, 1, sent), **he(full))
         received = []
         scatter = Run.scatter
-        monkeypatch.setattr(Run, "scatter", lambda run, *a, **kw: (received.append(r) or r for r in scatter(run, *a, **kw)))
+        monkeypatch.setattr(
+            Run, "scatter", lambda run, *a, **kw: (received.append(r) or r for r in scatter(run, *a, **kw))
+        )
         assert all(r.status == "ok" for r in ctl.run(2, HEFedAvg(public), timeout=30))
     finally:
         relay.close()
@@ -195,8 +198,8 @@ def test_digits_with_he_ends_within_half_a_point_of_plain_fedavg(keys, controlle
     torch = pytest.importorskip("torch")
     from nbfl.data import load_digits_split, partition
     from nbfl.participant.models import DigitsMLP
-    from nbfl.protocol.torch_adapter import get_weights, set_weights
     from nbfl.participant.trainers import ArrayTrainer, evaluate_model
+    from nbfl.protocol.torch_adapter import get_weights, set_weights
 
     public, full = keys
     x, y, x_test, y_test = load_digits_split(seed=0)

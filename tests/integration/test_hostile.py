@@ -18,9 +18,9 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 import nbfl
+from nbfl.notebook.dashboard import Dashboard
 from nbfl.protocol import wire
 from nbfl.transport.guard import GuardSettings
-from nbfl.notebook.dashboard import Dashboard
 
 import hostile
 from hostile import ATTACKER, Insider, PeakRSS, open_room
@@ -41,8 +41,10 @@ def all_ok(records) -> bool:
 
 
 def say(what: str, before: float, during: float, peak: float, start: float, defense: dict) -> None:
-    print(f"\n{what}: {before:.1f} rounds/s before, {during:.1f} during ({during / before:.2f}x); "
-          f"peak RSS {peak:.0f} MiB (+{peak - start:.0f}); instructor sees {defense}")  # fmt: skip
+    print(
+        f"\n{what}: {before:.1f} rounds/s before, {during:.1f} during ({during / before:.2f}x); "
+        f"peak RSS {peak:.0f} MiB (+{peak - start:.0f}); instructor sees {defense}"
+    )
 
 
 def test_twenty_thousand_messages_from_a_stranger_that_never_reads_do_not_freeze_rounds(room):
@@ -93,8 +95,10 @@ def test_a_frame_declared_as_four_gib_before_the_handshake_is_refused_before_it_
     with PeakRSS() as peak:
         sent = [hostile.greeting_then_huge_frame(code.host, code.port) for _ in range(4)]
         records, _ = room.rounds(ROUNDS)
-    print(f"\n4 GiB frames before the handshake: {[s >> 20 for s in sent]} MiB sent before the hang-up; "
-          f"peak RSS +{peak.peak - start:.0f} MiB")  # fmt: skip
+    print(
+        f"\n4 GiB frames before the handshake: {[s >> 20 for s in sent]} MiB sent before the hang-up; "
+        f"peak RSS +{peak.peak - start:.0f} MiB"
+    )
     assert all_ok(records)
     assert all(s < 64 << 20 for s in sent)  # hung up on: not 512 MiB taken in
     assert peak.peak - start < 200
@@ -107,8 +111,10 @@ def test_a_frame_larger_than_the_model_allows_after_the_handshake_is_refused(roo
     with PeakRSS() as peak:
         seconds = [hostile.big_frame(room.code, 256 << 20) for _ in range(3)]  # the limit is 16 MiB for this model
         records, _ = room.rounds(ROUNDS)
-    print(f"\n256 MiB frames after the handshake: hung up on after {[round(s, 3) for s in seconds]} s; "
-          f"peak RSS +{peak.peak - start:.0f} MiB")  # fmt: skip
+    print(
+        f"\n256 MiB frames after the handshake: hung up on after {[round(s, 3) for s in seconds]} s; "
+        f"peak RSS +{peak.peak - start:.0f} MiB"
+    )
     assert all_ok(records)
     assert peak.peak - start < 200
     hostile.wait_until(lambda: room.controller.defense()["ended_unjoined"] >= 3, "the hang-ups counted")
@@ -257,8 +263,11 @@ def test_a_connection_that_does_not_join_is_closed_and_so_is_a_removed_participa
 
 def test_look_alike_and_taken_names_are_refused_and_a_restarted_participant_keeps_its_name(room):
     code = str(room.code)
-    for name, why in [("hоnest-1", "looks like 'honest-1'"), ("HONEST-1", "looks like 'honest-1'"),
-                      ("ｈonest-1", "looks like 'honest-1'")]:  # Cyrillic o, upper case, full-width h
+    for name, why in [
+        ("hоnest-1", "looks like 'honest-1'"),
+        ("HONEST-1", "looks like 'honest-1'"),
+        ("ｈonest-1", "looks like 'honest-1'"),
+    ]:  # Cyrillic o, upper case, full-width h
         with pytest.raises(ConnectionError, match=why):
             nbfl.Client(code, name, tasks={"train": hostile.train}).start(wait=30)
     # honest-2 drops out; someone else (another key) cannot take the name, even while it is free

@@ -14,18 +14,18 @@ import pytest
 import torch
 
 import nbfl
-from nbfl.protocol import names
+from nbfl.data import load_digits_split
 from nbfl.participant import numpy_trainer as npt
 from nbfl.participant.builtin import built_in_client, choose, digits_model
-from nbfl.data import load_digits_split
 from nbfl.participant.executor import DXO, Executor, FLContext, Signal, from_shareable
-from nbfl.protocol.names import DataKind
 from nbfl.participant.local_trainer import LocalTrainer
 from nbfl.participant.models import DigitsMLP
 from nbfl.participant.numpy_trainer import NumpyTrainer
-from nbfl.protocol.torch_adapter import get_weights
 from nbfl.participant.trainers import ArrayTrainer
+from nbfl.protocol import names
 from nbfl.protocol.joining import Share
+from nbfl.protocol.names import DataKind
+from nbfl.protocol.torch_adapter import get_weights
 
 TOL = {"rtol": 1e-5, "atol": 1e-6}  # float32, summed in another order
 
@@ -89,9 +89,11 @@ def test_sgd_with_momentum_steps_equal_torch_optim_sgd():
 # -- whole train tasks, against the torch trainer ------------------------------------
 def train(executor: Executor, tensors, meta, round_number: int = 1) -> DXO:
     reply = executor.execute(
-        names.TRAIN, DXO(DataKind.WEIGHTS, dict(tensors), meta).to_shareable(),
-        FLContext(props={"current_round": round_number}), Signal(),
-    )  # fmt: skip
+        names.TRAIN,
+        DXO(DataKind.WEIGHTS, dict(tensors), meta).to_shareable(),
+        FLContext(props={"current_round": round_number}),
+        Signal(),
+    )
     return from_shareable(reply)
 
 
@@ -251,10 +253,27 @@ def test_nbfl_client_with_trainer_numpy_joins_and_trains(controller_factory):
     ctl = controller_factory(model, evaluate=evaluate)
     clients = [
         subprocess.Popen(
-            [sys.executable, "-m", "nbfl", "client", ctl.endpoint, "--name", f"{trainer}-{i}", "--index", str(i),
-             "--num-clients", "2", "--epochs", "1", "--trainer", trainer],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "nbfl",
+                "client",
+                ctl.endpoint,
+                "--name",
+                f"{trainer}-{i}",
+                "--index",
+                str(i),
+                "--num-clients",
+                "2",
+                "--epochs",
+                "1",
+                "--trainer",
+                trainer,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for i, trainer in enumerate(["numpy", "torch"])
     ]
     try:

@@ -14,20 +14,20 @@ import torch
 from safetensors.numpy import save_file
 
 import nbfl
-from nbfl.controller.controller import checkpoint
 from nbfl.aggregators import WeightedMean
-from nbfl.participant.builtin import built_in_client, digits_setup
+from nbfl.controller.controller import checkpoint
 from nbfl.data import load_digits_split
-from nbfl.protocol.names import DataKind
+from nbfl.participant.builtin import built_in_client, digits_setup
 from nbfl.participant.models import DigitsMLP
-from nbfl.protocol.records import MAX_METRICS, Result, RoundRecord
 from nbfl.participant.trainers import evaluator
-from nbfl.workflows import FedAvg, FedOpt
-from nbfl.protocol.weights import UpdateError
-from nbfl.workflows.scatter_gather import MAX_WEIGHT
 from nbfl.protocol.joining import Share
-from helpers import FAST, small_model, until
+from nbfl.protocol.names import DataKind
+from nbfl.protocol.records import MAX_METRICS, Result, RoundRecord
+from nbfl.protocol.weights import UpdateError
+from nbfl.workflows import FedAvg, FedOpt
+from nbfl.workflows.scatter_gather import MAX_WEIGHT
 
+from helpers import FAST, small_model, until
 
 
 def finite(weights) -> bool:
@@ -58,8 +58,9 @@ def test_a_participant_claiming_absurd_steps_is_rejected_and_the_workshop_learns
     _, _, x_test, y_test = load_digits_split()
     evaluate = evaluator(DigitsMLP(), x_test, y_test)
     workshop = nbfl.Workshop(capacity=4, host="127.0.0.1")
-    ctl = nbfl.Controller("tcp://127.0.0.1:0", DigitsMLP(), workshop=workshop, evaluate=evaluate, checkpoint_dir=tmp_path,
-                          **FAST)  # fmt: skip
+    ctl = nbfl.Controller(
+        "tcp://127.0.0.1:0", DigitsMLP(), workshop=workshop, evaluate=evaluate, checkpoint_dir=tmp_path, **FAST
+    )
     with ctl:
         before = evaluate(ctl.weights)["accuracy"]
         for i in (1, 2, 3):
@@ -153,7 +154,9 @@ def test_a_checkpoint_is_never_written_with_nan_and_one_holding_nan_is_skipped(t
     adam = FedOpt("adam")
     adam.optimizer.step({"w": np.zeros(2, np.float32)}, {"w": np.ones(2, np.float32)})  # moments to keep
     for n in (1, 2):
-        checkpoint.save(tmp_path, {"w": np.full(2, n, np.float32)}, [RoundRecord(i, "fedopt") for i in range(1, n + 1)], adam)
+        checkpoint.save(
+            tmp_path, {"w": np.full(2, n, np.float32)}, [RoundRecord(i, "fedopt") for i in range(1, n + 1)], adam
+        )
     good = checkpoint.load(tmp_path / "round-000002")
     newest = tmp_path / "round-000002"
     for filename, tensors in ((checkpoint.WORKFLOW, good.workflow_arrays), (checkpoint.MODEL, good.weights)):
@@ -169,9 +172,17 @@ def test_a_checkpoint_is_never_written_with_nan_and_one_holding_nan_is_skipped(t
 
 def test_a_flood_of_metrics_keeps_at_most_32_finite_ones(controller_factory, client_factory):
     junk = {
-        **{f"m{i:05d}": float(i) for i in range(10_000)}, "yes": True, "text": "0.5", "list": [1.0], "nested": {"a": 1},
-        "x" * 65: 1.0, "line\nbreak": 1.0, "": 1.0, "seconds": 1e6, "huge": 2**62,
-    }  # fmt: skip
+        **{f"m{i:05d}": float(i) for i in range(10_000)},
+        "yes": True,
+        "text": "0.5",
+        "list": [1.0],
+        "nested": {"a": 1},
+        "x" * 65: 1.0,
+        "line\nbreak": 1.0,
+        "": 1.0,
+        "seconds": 1e6,
+        "huge": 2**62,
+    }
     junk = dict(reversed(list(junk.items())))  # the junk first: it must be skipped, not counted
 
     def train(weights, ctx):
@@ -192,8 +203,16 @@ def test_a_flood_of_metrics_keeps_at_most_32_finite_ones(controller_factory, cli
 
 
 def test_metrics_that_are_not_finite_numbers_are_dropped():
-    raw = {"nan": float("nan"), "inf": float("-inf"), "big": 10**400, "flag": False, "f32": np.float32(0.25), "n": 3,
-           "none": None, "ok": 0.5}  # fmt: skip
+    raw = {
+        "nan": float("nan"),
+        "inf": float("-inf"),
+        "big": 10**400,
+        "flag": False,
+        "f32": np.float32(0.25),
+        "n": 3,
+        "none": None,
+        "ok": 0.5,
+    }
     assert Result("a", DataKind.WEIGHTS, {}, {"metrics": raw}, 0.0).metrics == {"f32": 0.25, "n": 3.0, "ok": 0.5}
     assert Result("a", DataKind.WEIGHTS, {}, {"metrics": [1, 2]}, 0.0).metrics == {}
 

@@ -10,8 +10,8 @@ import threading
 import numpy as np
 
 import nbfl
-from helpers import FAST, small_model
 
+from helpers import FAST, small_model
 
 WORKER = """
 import sys, threading, nbfl
@@ -29,8 +29,10 @@ def test_demo_reaches_90_percent_on_digits():
     """The README's first command: 4 client processes, Dirichlet(0.5) digits, 10 FedAvg rounds."""
     out = subprocess.run(
         [sys.executable, "-m", "nbfl", "demo", "--clients", "4", "--rounds", "10"],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr
     rounds = re.findall(r"^\s+(\d+)\s+([\d.]+)\s+[\d.]+\s+(\d)\s", out.stdout, re.M)
     assert [int(r[0]) for r in rounds] == list(range(1, 11))

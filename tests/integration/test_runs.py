@@ -10,8 +10,8 @@ import pytest
 import nbfl
 from nbfl.protocol import wire
 from nbfl.protocol.records import RoundStatus
-from helpers import adder, small_model, until
 
+from helpers import adder, small_model, until
 
 
 def gated():
@@ -74,8 +74,8 @@ def test_detach_lets_a_waiting_cell_end_while_the_run_goes_on(controller_factory
     """The Federation panel's Detach, through the controller's control socket: a cell
     waiting on the run (as a blocking %fl_round does) returns, the run goes on, the panel
     stops offering Detach; with no cell waiting, Detach is refused with a reason."""
-    from nbfl.transport.threads import control
     from nbfl.notebook.waiting import wait_blocking
+    from nbfl.transport.threads import control
 
     ctl = controller_factory(small_model())
     tasks, started, gate, _ = gated()
@@ -87,12 +87,18 @@ def test_detach_lets_a_waiting_cell_end_while_the_run_goes_on(controller_factory
     until(lambda: run.held)
     entry = json.loads(ctl.control.path.read_text())  # what the Jupyter server reads to reach it
     status = control.request(entry, "status")["run"]
-    assert status["held"] and status["view"].startswith("Page reloaded? A cell waits on this run") and "Detach" in status["view"]
+    assert (
+        status["held"]
+        and status["view"].startswith("Page reloaded? A cell waits on this run")
+        and "Detach" in status["view"]
+    )
     assert "goes on" in control.request(entry, "detach")
     cell.join(30)
     assert not cell.is_alive() and not run.done() and not run.held
     status = control.request(entry, "status")["run"]
-    assert status["state"] == "running" and not status["held"] and status["view"] == "Page reloaded? %fl_status shows it."
+    assert (
+        status["state"] == "running" and not status["held"] and status["view"] == "Page reloaded? %fl_status shows it."
+    )
     with pytest.raises(control.ControlError, match="no notebook cell is waiting on a run"):
         control.request(entry, "detach")
     for expected in (1, 2, 3):
@@ -139,13 +145,16 @@ def test_a_run_whose_rounds_failed_says_so(controller_factory, client_factory):
     client_factory(ctl.endpoint, "a", tasks={"train": broken})
     run = ctl.start(1)
     assert run.wait(30)[0].status == "failed"
-    assert run.summary() == ("finished 1 of 1 rounds; 1 failed (round 1: 0 usable results, 1 needed: the global model "
-                             "is unchanged); 1 client failed in every round (a)")  # fmt: skip
+    assert run.summary() == (
+        "finished 1 of 1 rounds; 1 failed (round 1: 0 usable results, 1 needed: the global model "
+        "is unchanged); 1 client failed in every round (a)"
+    )
 
 
 def test_a_client_that_fails_every_round_is_named_in_the_summary(controller_factory, client_factory):
     """Its rounds all end "ok" on the others' results, so only the summary (the dashboard's
     headline, %fl_status, the panel) says that one participant never took part."""
+
     def broken(weights, ctx):
         raise ValueError("no data here")
 
@@ -274,7 +283,9 @@ def test_a_round_short_of_its_quorum_says_so_and_keeps_the_model(controller_fact
 
 
 @pytest.mark.parametrize("task_id", [{"a": 1}, [1, 2], None, 3.5])
-def test_a_result_whose_task_id_is_not_text_is_refused_and_the_round_goes_on(controller_factory, client_factory, task_id):
+def test_a_result_whose_task_id_is_not_text_is_refused_and_the_round_goes_on(
+    controller_factory, client_factory, task_id
+):
     ctl = controller_factory(small_model())
     tasks, started, gate, _ = gated()
     client = client_factory(ctl.endpoint, "a", tasks=tasks)

@@ -22,8 +22,8 @@ import zmq
 import nbfl
 from nbfl.transport.provision import ProvisionError, load_kit, provision
 from nbfl.transport.threads import InsecureTransportError, is_loopback
-from helpers import FAST, free_port, small_model
 
+from helpers import FAST, free_port, small_model
 
 NBFL = [sys.executable, "-m", "nbfl"]
 
@@ -392,14 +392,18 @@ def test_plaintext_off_loopback_needs_insecure(kits, closing):
 def test_provision_controller_and_client_from_the_command_line(tmp_path):
     out = subprocess.run(
         [*NBFL, "provision", write_project(tmp_path / "p.toml", clients=["site-1"]), "--out", str(tmp_path / "kits")],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert "nbfl client --kit" in out.stdout and "nbfl controller --kit" in out.stdout
     controller = subprocess.Popen(
         [*NBFL, "controller", "--kit", str(tmp_path / "kits" / "controller"), "--min-clients", "1", "--rounds", "1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert controller.stdout.readline().startswith("controller at tcp://127.0.0.1:")
     assert "CurveZMQ" in controller.stdout.readline()
     site = subprocess.Popen([*NBFL, "client", "--kit", str(tmp_path / "kits" / "site-1")])
@@ -411,9 +415,11 @@ def test_provision_controller_and_client_from_the_command_line(tmp_path):
 
 def test_command_line_refuses_plaintext_off_loopback():
     out = subprocess.run(
-        [*NBFL, "client", "tcp://192.0.2.1:5555", "--name", "x", "--wait", "1"], capture_output=True, text=True,
+        [*NBFL, "client", "tcp://192.0.2.1:5555", "--name", "x", "--wait", "1"],
+        capture_output=True,
+        text=True,
         timeout=120,
-    )  # fmt: skip
+    )
     assert out.returncode == 1 and "--insecure" in out.stderr
 
 
@@ -437,6 +443,7 @@ def test_magics_start_and_join_with_kits(ip, kits, monkeypatch):
 
     shown = []
     original = m.display
+
     def display(obj, **kwargs):
         shown.append(str(getattr(obj, "data", obj)))
         return original(obj, **kwargs)
@@ -473,11 +480,25 @@ def test_a_he_project_runs_encrypted_from_the_command_line(tmp_path):
     assert subprocess.run([*NBFL, "provision", project, "--out", str(tmp_path / "kits")], timeout=120).returncode == 0
     controller = subprocess.Popen(
         [*NBFL, "controller", "--kit", str(tmp_path / "kits" / "controller"), "--min-clients", "2", "--rounds", "2"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     sites = [
-        subprocess.Popen([*NBFL, "client", "--kit", str(tmp_path / "kits" / f"site-{i + 1}"), "--index", str(i),
-                          "--num-clients", "2"], stdout=subprocess.PIPE, text=True)  # fmt: skip
+        subprocess.Popen(
+            [
+                *NBFL,
+                "client",
+                "--kit",
+                str(tmp_path / "kits" / f"site-{i + 1}"),
+                "--index",
+                str(i),
+                "--num-clients",
+                "2",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         for i in range(2)
     ]
     stdout, stderr = controller.communicate(timeout=300)

@@ -16,9 +16,9 @@ import pytest
 
 import nbfl
 from nbfl.launch import template as tpl
-from nbfl.participant.models import DigitsMLP
 from nbfl.launch.spawn import ClientProcess, spawn_clients, stop_clients
 from nbfl.launch.template import TemplateChild, get_template
+from nbfl.participant.models import DigitsMLP
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the template forks on Linux only")
 
@@ -196,9 +196,10 @@ def test_in_a_kernel_the_template_and_its_clients_outlive_an_interrupt():
         assert reply["content"]["status"] == "ok"
         kernel = km.provisioner.pid
         kc.execute_interactive(
-            "print([p.pid for p in get_ipython().magics_manager.registry['FLMagics'].spawned])", timeout=60,
+            "print([p.pid for p in get_ipython().magics_manager.registry['FLMagics'].spawned])",
+            timeout=60,
             output_hook=lambda msg: outputs.append(msg["content"].get("text", "")),
-        )  # fmt: skip
+        )
         clients = [psutil.Process(int(pid)) for pid in json.loads("".join(outputs))]
         assert len(clients) == 2
         template = psutil.Process(clients[0].ppid())

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from nbfl.protocol.names import DataKind
 from nbfl.participant.statistics import local_statistics, statistics_task
+from nbfl.protocol.names import DataKind
 from nbfl.workflows import FederatedStatistics
 
 MODEL = {"w": np.zeros(1, np.float32)}
@@ -130,8 +130,10 @@ def test_local_statistics_both_passes_and_the_threshold():
     )
     tensors, meta = local_statistics(x, {}, {"pass": 1, "min_count": 0}, min_count=30)
     assert tensors == {} and meta == {
-        "withheld": "20 samples, fewer than the minimum count of 30", "num_samples": 20, "min_count": 30,
-    }  # fmt: skip
+        "withheld": "20 samples, fewer than the minimum count of 30",
+        "num_samples": 20,
+        "min_count": 30,
+    }
 
 
 def test_statistics_task_says_why_it_withholds():

@@ -73,8 +73,18 @@ def test_notebook_cifar10_comparison_runs_on_files_in_cifar10_format(tmp_path):
     assert x.shape == (150, 3, 32, 32) and x_test.shape == (30, 3, 32, 32) and x.dtype == np.float32
     assert -1.0 <= x.min() and x.max() <= 1.0 and y.tolist() == labels[:150].tolist()
     seen = []
-    rows = compare_cifar10(str(tmp_path), ["fedavg", "scaffold"], clients=3, rounds=2,
-                           on_round=lambda alpha, name, record: seen.append((name, record.status)))  # fmt: skip
+    rows = compare_cifar10(
+        str(tmp_path),
+        ["fedavg", "scaffold"],
+        clients=3,
+        rounds=2,
+        on_round=lambda alpha, name, record: seen.append((name, record.status)),
+    )
     assert seen == [("fedavg", "ok")] * 2 + [("scaffold", "ok")] * 2
-    assert [(r["algorithm"], r["round"]) for r in rows] == [("fedavg", 1), ("fedavg", 2), ("scaffold", 1), ("scaffold", 2)]
+    assert [(r["algorithm"], r["round"]) for r in rows] == [
+        ("fedavg", 1),
+        ("fedavg", 2),
+        ("scaffold", 1),
+        ("scaffold", 2),
+    ]
     assert all(0 <= r["accuracy"] <= 1 for r in rows)

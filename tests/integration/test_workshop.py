@@ -22,12 +22,12 @@ import torch
 import zmq
 
 import nbfl
+from nbfl.controller.workshop import Workshop
 from nbfl.data import load_digits_split
-from nbfl.participant.models import DigitsMLP
 from nbfl.notebook.dashboard import clients_html, join_html
+from nbfl.participant.models import DigitsMLP
 from nbfl.participant.trainers import evaluator
 from nbfl.protocol.joining import JoinCode, Share
-from nbfl.controller.workshop import Workshop
 
 from relay import Relay
 
@@ -57,12 +57,18 @@ def room():
     _, _, x_test, y_test = load_digits_split()
     model = DigitsMLP()
     workshop = Workshop(capacity=30, host="127.0.0.1")
-    ctl = nbfl.Controller("tcp://127.0.0.2:0", model, workshop=workshop, evaluate=evaluator(model, x_test, y_test),
-                          heartbeat_timeout=60.0)  # fmt: skip
+    ctl = nbfl.Controller(
+        "tcp://127.0.0.2:0", model, workshop=workshop, evaluate=evaluator(model, x_test, y_test), heartbeat_timeout=60.0
+    )
     relay = Relay(ctl.endpoint, listen=("127.0.0.1", int(ctl.endpoint.rsplit(":", 1)[1])))
     line = re.search(r"class='nbfl-join-line'[^>]*>(%fl_join [^<]+)<", join_html(ctl.join_code)).group(1)
-    people = subprocess.Popen([sys.executable, str(HERE / "participants.py"), line, *NAMES], cwd=HERE,
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    people = subprocess.Popen(
+        [sys.executable, str(HERE / "participants.py"), line, *NAMES],
+        cwd=HERE,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     yield ctl, relay, line, people
     people.stdin.close()
     ctl.close()
@@ -104,7 +110,9 @@ def test_thirty_participants_join_with_the_line_train_and_one_is_removed(room):
 
     # nothing readable crossed the relay: not the token, not a name, not a header, not the model
     up, down = relay.captured()
-    assert len(down) > 30 * 3 * sum(v.nbytes for v in initial.values()) / 4  # every participant's models went through it
+    assert (
+        len(down) > 30 * 3 * sum(v.nbytes for v in initial.values()) / 4
+    )  # every participant's models went through it
     for secret in [JoinCode.parse(old).token.encode(), b"participant-07", b'"kind"', b"welcome"]:
         assert secret not in up and secret not in down, secret
     sample = initial["fc1.weight"].tobytes()[:64]

@@ -20,10 +20,16 @@ def client(name: str, state: str = "idle", **fields) -> ClientInfo:
 
 
 def test_active_clients_come_first_and_removed_or_left_ones_are_one_line():
-    shown = clients_html([
-        client("ann", "removed"), client("bob"), client("cy", "left"), client("dee", "lost"),
-        client("eve", "training"), client("fay", "joining"),
-    ])  # fmt: skip
+    shown = clients_html(
+        [
+            client("ann", "removed"),
+            client("bob"),
+            client("cy", "left"),
+            client("dee", "lost"),
+            client("eve", "training"),
+            client("fay", "joining"),
+        ]
+    )
     rows = re.findall(r"<tr><td>(\w+)</td>", shown)
     assert rows == ["bob", "eve", "fay", "dee"]  # idle and training, then joining, then lost
     assert re.search(r"gone: ann \(removed\), cy \(left\)</div>", shown)
@@ -43,15 +49,23 @@ def test_a_failing_client_is_red_in_its_row_with_the_reason_in_its_tooltip():
 
 def test_numbers_are_short_enough_for_narrow_columns():
     assert [compact(n) for n in (0, 980, 5_660, 31_234, 999_499, 1_250_000, 3.4e9)] == [
-        "0", "980", "5.7k", "31k", "999k", "1.2M", "3.4G",
-    ]  # fmt: skip
+        "0",
+        "980",
+        "5.7k",
+        "31k",
+        "999k",
+        "1.2M",
+        "3.4G",
+    ]
     shown = clients_html([client("a", traffic=(5_660, 120_400), last_seconds=0.0123456, last_round=7)])
     assert "<td>5.7k/120k</td>" in shown and "<td>0.01</td>" in shown
 
 
 @pytest.mark.parametrize("rounds", [4, 7, 480])
 def test_the_plot_numbers_rounds_in_whole_numbers_and_draws_long_runs_as_lines(rounds):
-    history = [RoundRecord(r, "fedavg", metrics={"accuracy": r / (rounds + 1), "loss": 1 / r}) for r in range(1, rounds + 1)]
+    history = [
+        RoundRecord(r, "fedavg", metrics={"accuracy": r / (rounds + 1), "loss": 1 / r}) for r in range(1, rounds + 1)
+    ]
     fig = history_figure(history)
     for ax in fig.axes:
         low, high = ax.get_xlim()

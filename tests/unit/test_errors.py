@@ -26,9 +26,11 @@ def nbfl_modules():
 
 def test_every_error_nbfl_defines_derives_from_nbfl_error():
     defined = [
-        cls for module in nbfl_modules() for _, cls in inspect.getmembers(module, inspect.isclass)
+        cls
+        for module in nbfl_modules()
+        for _, cls in inspect.getmembers(module, inspect.isclass)
         if issubclass(cls, BaseException) and cls.__module__ == module.__name__
-    ]  # fmt: skip
+    ]
     assert len(defined) >= 14, [c.__name__ for c in defined]
     outside = [f"{c.__module__}.{c.__name__}" for c in defined if not issubclass(c, NbflError)]
     assert outside == []

@@ -102,8 +102,10 @@ def dependencies(name: str, source: str, modules: set[str]) -> dict[str, str]:
             items = [e.value if isinstance(e, ast.Constant) else None for e in node.elts]
             for flag, module in zip(items, items[1:]):
                 if flag == "-m" and isinstance(module, str) and module.split(".")[0] == "nbfl":
-                    found.setdefault(module + ".__main__" if module + ".__main__" in modules else module,
-                                     f"line {line}: by name -m {module}")
+                    found.setdefault(
+                        module + ".__main__" if module + ".__main__" in modules else module,
+                        f"line {line}: by name -m {module}",
+                    )
     out = {}
     for target, how in found.items():
         known = _known(target, modules) if target.startswith("nbfl") else None
@@ -213,14 +215,25 @@ def test_an_import_by_name_below_the_faces_fails():
         f"line {planted['nbfl.launch.template'].count(chr(10))}: by name 'nbfl.cli'"
     ]
     assert any({"nbfl.cli", "nbfl.launch.template"} <= set(c) for c in cycles(edges))  # cli -> spawn -> template -> cli
-    for line in ('CMD = [sys.executable, "-m", "nbfl", "client"]', 'BOOT = "from nbfl.notebook.magics import load"',
-                 '__import__("nbfl.jupyter.server_extension")'):
-        assert any(v.startswith("nbfl.launch.spawn (launch) -> nbfl.") for v in violations(graph(plant(code, "nbfl.launch.spawn", line)))), line
+    for line in (
+        'CMD = [sys.executable, "-m", "nbfl", "client"]',
+        'BOOT = "from nbfl.notebook.magics import load"',
+        '__import__("nbfl.jupyter.server_extension")',
+    ):
+        assert any(
+            v.startswith("nbfl.launch.spawn (launch) -> nbfl.")
+            for v in violations(graph(plant(code, "nbfl.launch.spawn", line)))
+        ), line
 
 
 def test_docstrings_and_other_strings_are_not_imports():
-    edges = graph({"nbfl.protocol.x": '"""Sent by nbfl.controller.run, see ``nbfl.cli``."""\nNAME = "nbfl://host"\n',
-                   "nbfl.controller.run": "", "nbfl.cli": ""})
+    edges = graph(
+        {
+            "nbfl.protocol.x": '"""Sent by nbfl.controller.run, see ``nbfl.cli``."""\nNAME = "nbfl://host"\n',
+            "nbfl.controller.run": "",
+            "nbfl.cli": "",
+        }
+    )
     assert edges["nbfl.protocol.x"] == {}
 
 
