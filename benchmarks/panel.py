@@ -27,7 +27,7 @@ import numpy as np
 import zmq
 
 import nbfl
-from nbfl.transport.threads import control
+from nbfl.transport import control
 
 WORKER = "import nbfl, sys; nbfl.Client(sys.argv[1], sys.argv[2], tasks={'train': lambda w: dict(w)}).run()"
 

@@ -1,4 +1,4 @@
-"""One client process for the fault-injection test (tests/test_faults.py).
+"""One client process for the fault-injection test (tests/integration/test_faults.py).
 
     python fault_client.py NAME ENDPOINT CONTROL_DIR
 

@@ -1,4 +1,4 @@
-"""What someone on a workshop's Wi-Fi can do, as tools for tests/test_hostile.py and
+"""What someone on a workshop's Wi-Fi can do, as tools for tests/integration/test_hostile.py and
 benchmarks/hostile.py: a room (a workshop controller with honest participants), strangers
 who know the join line's address and key but not the token, and a participant who holds
 the token and sends what it likes.

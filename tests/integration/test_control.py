@@ -11,7 +11,7 @@ import pytest
 import zmq
 
 import nbfl
-from nbfl.transport.threads import control
+from nbfl.transport import control
 
 from helpers import FAST, adder, slow_adder, small_model, until
 

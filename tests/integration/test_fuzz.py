@@ -94,7 +94,7 @@ DEFAULT_BEATS = {"heartbeat_interval": 1.0, "heartbeat_timeout": 6.0}
 
 
 # every message decoded and every refusal answered: these tests are about what the decoder and
-# the handlers survive, not the budgets that keep a flood unread (tests/test_hostile.py)
+# the handlers survive, not the budgets that keep a flood unread (tests/integration/test_hostile.py)
 UNLIMITED = (1e12, 10**12)
 OPEN_DOOR = GuardSettings(stranger_messages=UNLIMITED, stranger_bytes=UNLIMITED, answers=UNLIMITED)
 

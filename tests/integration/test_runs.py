@@ -75,7 +75,7 @@ def test_detach_lets_a_waiting_cell_end_while_the_run_goes_on(controller_factory
     waiting on the run (as a blocking %fl_round does) returns, the run goes on, the panel
     stops offering Detach; with no cell waiting, Detach is refused with a reason."""
     from nbfl.notebook.waiting import wait_blocking
-    from nbfl.transport.threads import control
+    from nbfl.transport import control
 
     ctl = controller_factory(small_model())
     tasks, started, gate, _ = gated()

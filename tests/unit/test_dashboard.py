@@ -1,7 +1,7 @@
 """The dashboard's parts as a projected room reads them: the client table's order and
 failures, compact numbers, the plot's axis, and the text a terminal gets instead.
 
-The whole dashboard at 1280x720 in a real browser is tests/test_browser.py's
+The whole dashboard at 1280x720 in a real browser is tests/e2e/test_browser.py's
 projector test; these pin down the pieces it is built from.
 """
 
