@@ -21,6 +21,30 @@ from .protocol.compress import CODECS
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "client":
+        client_command.check(parser, args)
+    elif args.command != "provision":
+        client_command.check_partition(parser, args, args.clients if args.command == "demo" else args.capacity)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.command == "provision":
+        return _provision(args)
+    if args.command == "client":
+        return client_command.run(args)
+    if args.command == "controller":
+        if args.workshop and args.kit is not None:
+            parser.error("--workshop makes its own keys and join line; it does not take --kit")
+        return _controller(args, _controller_endpoint(parser, args), spawn=0)
+    from .transport.threads import is_loopback
+
+    if args.dask and not is_loopback(args.dask, connect=True):  # remote workers: CurveZMQ, a join line
+        return _controller(args, "tcp://0.0.0.0:0", spawn=args.clients, workshop=True)
+    return _controller(args, "tcp://127.0.0.1:0", spawn=args.clients)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``nbfl`` command line: its subcommands and their arguments."""
     parser = argparse.ArgumentParser(prog="nbfl", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -62,26 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _round_args(ctl)
 
     client_command.add_arguments(sub.add_parser("client", help=client_command.HELP))
-
-    args = parser.parse_args(argv)
-    if args.command == "client":
-        client_command.check(parser, args)
-    elif args.command != "provision":
-        client_command.check_partition(parser, args, args.clients if args.command == "demo" else args.capacity)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    if args.command == "provision":
-        return _provision(args)
-    if args.command == "client":
-        return client_command.run(args)
-    if args.command == "controller":
-        if args.workshop and args.kit is not None:
-            parser.error("--workshop makes its own keys and join line; it does not take --kit")
-        return _controller(args, _controller_endpoint(parser, args), spawn=0)
-    from .transport.threads import is_loopback
-
-    if args.dask and not is_loopback(args.dask, connect=True):  # remote workers: CurveZMQ, a join line
-        return _controller(args, "tcp://0.0.0.0:0", spawn=args.clients, workshop=True)
-    return _controller(args, "tcp://127.0.0.1:0", spawn=args.clients)
+    return parser
 
 
 def _controller_endpoint(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str:
@@ -216,9 +221,7 @@ def _controller(args: argparse.Namespace, endpoint: str, spawn: int, workshop: b
         print(f"{need} clients joined: {', '.join(c.name for c in controller.live_clients())}", flush=True)
         workflow = make_workflow(args.algorithm)
         if he_context is not None:
-            from .workflows.he_fedavg import HEFedAvg
-
-            workflow = HEFedAvg(he_context)
+            workflow = make_workflow("he_fedavg")  # with the kit's public context
             print("homomorphic encryption: this controller cannot read the model; accuracy is the clients' own")
         print(f"{'round':>5} {'accuracy':>9} {'loss':>7} {'clients':>7} {'seconds':>8}  ({workflow.name})", flush=True)
         rounds = args.rounds - len(controller.history)  # after a resume, the rest of them

@@ -16,7 +16,7 @@ from typing import Mapping
 import numpy as np
 
 from ..protocol.names import DataKind
-from ..protocol.weights import Weights, check_update
+from ..protocol.weights import Weights, cast_like, check_update
 
 CHUNK = 1 << 16  # elements per step of the scaled add: 256 KiB of float32, cache-sized
 
@@ -83,7 +83,7 @@ class WeightedMean:
             acc *= self._scale / self.total_weight
             if self._diff_weight:
                 self._add_scaled(acc, g, self._diff_weight / self.total_weight)
-            out[name] = acc if acc.dtype == g.dtype else _cast_back(acc, g.dtype)
+            out[name] = acc if acc.dtype == g.dtype else cast_like(acc, g.dtype)
         self._acc = {}  # the arrays now belong to the caller
         return out
 
@@ -110,9 +110,3 @@ def _acc_dtype(dtype: np.dtype) -> np.dtype:
     if dtype.kind == "f":
         return dtype if dtype.itemsize >= 4 else np.dtype(np.float32)
     return np.dtype(np.float64)
-
-
-def _cast_back(acc: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    if dtype.kind == "b":
-        return acc >= 0.5
-    return np.rint(acc).astype(dtype) if dtype.kind in "iu" else acc.astype(dtype)

@@ -19,22 +19,16 @@ from typing import Sequence
 
 import numpy as np
 
-from ..protocol.weights import Weights
+from ..protocol.weights import Weights, cast_like
 
 
 def _stacked(models: Sequence[Weights], name: str) -> np.ndarray:
     return np.stack([np.asarray(m[name], np.float64) for m in models])
 
 
-def _cast(value: np.ndarray, like: np.ndarray) -> np.ndarray:
-    if like.dtype.kind in "iu":
-        return np.rint(value).astype(like.dtype)
-    return value.astype(like.dtype)
-
-
 def median(models: Sequence[Weights]) -> Weights:
     _need(models, 1)
-    return {name: _cast(np.median(_stacked(models, name), axis=0), ref) for name, ref in models[0].items()}
+    return {name: cast_like(np.median(_stacked(models, name), axis=0), ref.dtype) for name, ref in models[0].items()}
 
 
 def trimmed_mean(models: Sequence[Weights], beta: float = 0.2) -> Weights:
@@ -46,7 +40,7 @@ def trimmed_mean(models: Sequence[Weights], beta: float = 0.2) -> Weights:
     out = {}
     for name, ref in models[0].items():
         ordered = np.sort(_stacked(models, name), axis=0)
-        out[name] = _cast(ordered[k : len(models) - k].mean(axis=0), ref)
+        out[name] = cast_like(ordered[k : len(models) - k].mean(axis=0), ref.dtype)
     return out
 
 
@@ -68,7 +62,7 @@ def krum(models: Sequence[Weights], f: int = 1, m: int = 1) -> Weights:
     if not 1 <= m <= len(models):
         raise ValueError(f"m must be between 1 and {len(models)}, got {m}")
     chosen = [models[i] for i in np.argsort(krum_scores(models, f), kind="stable")[:m]]
-    return {name: _cast(_stacked(chosen, name).mean(axis=0), ref) for name, ref in models[0].items()}
+    return {name: cast_like(_stacked(chosen, name).mean(axis=0), ref.dtype) for name, ref in models[0].items()}
 
 
 def _need(models: Sequence[Weights], n: int) -> None:

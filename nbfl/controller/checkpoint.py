@@ -43,6 +43,7 @@ from safetensors.numpy import load_file, save_file
 from ..errors import NbflError
 from ..protocol.records import RoundRecord, RoundStatus
 from ..protocol.weights import Weights, first_not_finite
+from ..workflows.base import Stateful
 
 log = logging.getLogger(__name__)
 
@@ -176,11 +177,10 @@ def load(folder: str | os.PathLike[str]) -> Checkpoint:
 
 
 def _workflow_state(workflow: Any) -> tuple[str | None, dict[str, np.ndarray], dict[str, Any]]:
-    """(name, arrays, other state) of a workflow that keeps state across rounds (``state()``)."""
+    """(name, arrays, other state) of a workflow that keeps state across rounds (:class:`~nbfl.workflows.base.Stateful`)."""
     if workflow is None:
         return None, {}, {}
-    keeper = getattr(workflow, "state", None)
-    arrays, meta = keeper() if callable(keeper) else ({}, {})
+    arrays, meta = workflow.state() if isinstance(workflow, Stateful) else ({}, {})
     return workflow.name, {k: np.ascontiguousarray(v) for k, v in arrays.items()}, meta
 
 

@@ -38,6 +38,7 @@ from ..transport.guard import GuardSettings, summary
 from ..transport.provision import Kit, as_kit
 from ..transport.threads import HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT, PLAINTEXT_NOTE, CurveConfig, ServerIO
 from ..workflows import FedAvg, Workflow, make_workflow
+from ..workflows.base import Stateful
 from . import checkpoint
 from .memory import release_memory
 from .registry import Registry
@@ -484,9 +485,13 @@ class Controller:
         saved, self._pending_state = self._pending_state, None
         if saved is None or saved.workflow != workflow.name:
             return
-        load_state = getattr(workflow, "load_state", None)
-        if callable(load_state) and (saved.workflow_arrays or saved.workflow_meta):
-            load_state(saved.workflow_arrays, saved.workflow_meta)
+        if isinstance(workflow, Stateful) and (saved.workflow_arrays or saved.workflow_meta):
+            workflow.load_state(saved.workflow_arrays, saved.workflow_meta)
+
+    @property
+    def he_context(self) -> bytes | None:
+        """The public HE context of this controller's kit (a ``he = true`` project), or None."""
+        return self.kit.he_context() if self.kit is not None else None
 
     def check_alive(self) -> None:
         if self._failure is not None:

@@ -64,6 +64,9 @@ class Host(Protocol):
     @property
     def endpoint(self) -> str: ...  # read-only: the controller's is a property
 
+    @property
+    def he_context(self) -> bytes | None: ...  # the kit's public HE context, if it has one
+
     registry: Registry
     io: ServerIO
     evaluate: Evaluate | None
@@ -117,6 +120,7 @@ class Run:
             compress  # the codec of the model going out and the updates coming back (nbfl.protocol.compress)
         )
         self.evaluate = host.evaluate
+        self.he_context = host.he_context  # the kit's public HE context, for he_fedavg by name
         self.history: list[RoundRecord] = []  # this run's rounds, as they complete
         self.round = 0  # this run's round in progress (1 .. rounds), or its last; records number rounds controller-wide
         self.progress = (0, 0)  # (answered, asked) in the round in progress, or the last

@@ -62,6 +62,14 @@ def apply_diff(weights: Mapping[str, np.ndarray], delta: Mapping[str, np.ndarray
     return {name: np.add(weights[name], delta[name]).astype(weights[name].dtype, copy=False) for name in weights}
 
 
+def cast_like(mean: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """A mean (median, ...) of tensors of ``dtype`` back in ``dtype``, the one way every
+    aggregator does it: a bool is true where at least half were, integers are rounded."""
+    if dtype.kind == "b":
+        return mean >= 0.5
+    return np.rint(mean).astype(dtype) if dtype.kind in "iu" else mean.astype(dtype)
+
+
 def full_weights(update: Mapping[str, np.ndarray], kind: str, reference: Mapping[str, np.ndarray]) -> Weights:
     """A checked result as full weights: itself (WEIGHTS) or ``reference + update`` (WEIGHT_DIFF).
 

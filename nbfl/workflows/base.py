@@ -31,6 +31,7 @@ class RoundContext(Protocol):
     min_clients: int  # connected clients a round starts with
     min_results: int  # usable results a round needs (its quorum)
     evaluate: Callable[[Weights], Mapping[str, float]] | None  # the controller's, None if it has none
+    he_context: bytes | None  # the public HE context of the controller's kit (a he = true project), else None
 
     def live_clients(self) -> list[ClientInfo]:
         """The clients connected now."""
@@ -69,6 +70,21 @@ class Workflow(Protocol):
         Raise :class:`RoundFailed` to keep the old one; :class:`RoundStopped` comes out
         of ``run.scatter`` when the run is stopped and should be let through.
         """
+        ...
+
+
+@runtime_checkable
+class Stateful(Protocol):
+    """A workflow that keeps state across rounds (FedOpt's moments, SCAFFOLD's control
+    variate) declares it with these two: each checkpoint saves :meth:`state`, and the
+    first run of the same workflow after a resume gets it back through :meth:`load_state`."""
+
+    def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """``(arrays, meta)``: numpy arrays, and JSON-able values."""
+        ...
+
+    def load_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        """Take up what :meth:`state` gave (from a checkpoint)."""
         ...
 
 

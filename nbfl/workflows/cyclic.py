@@ -15,12 +15,14 @@ from typing import TYPE_CHECKING, Any, Sequence
 from ..protocol import names
 from ..protocol.weights import UpdateError, Weights, full_weights
 from .base import RoundFailed
+from .registry import register
 
 if TYPE_CHECKING:
     from ..protocol.records import ClientInfo
     from .base import RoundContext
 
 
+@register("cyclic")
 class Cyclic:
     name = "cyclic"
     trains = True

@@ -14,12 +14,17 @@ import numpy as np
 from ..aggregators.fedopt import OPTIMIZERS, ServerOptimizer
 from ..protocol import names
 from ..protocol.weights import Weights
+from .registry import register
 from .scatter_gather import MAX_WEIGHT, FedAvg
 
 if TYPE_CHECKING:
     from .base import RoundContext
 
 
+@register("fedopt", optimizer="sgd")
+@register("fedadam", optimizer="adam")
+@register("fedyogi", optimizer="yogi")
+@register("fedadagrad", optimizer="adagrad")
 class FedOpt(FedAvg):
     """``optimizer`` is a :class:`ServerOptimizer` or one of ``sgd``, ``adam``, ``yogi``,
     ``adagrad`` (then ``optimizer_args`` go to its constructor, e.g. ``lr=1.0, momentum=0.6``)."""

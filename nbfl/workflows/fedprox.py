@@ -12,9 +12,11 @@ from __future__ import annotations
 from typing import Any
 
 from ..protocol import names
+from .registry import register
 from .scatter_gather import MAX_WEIGHT, FedAvg
 
 
+@register("fedprox")
 class FedProx(FedAvg):
     name = "fedprox"
 

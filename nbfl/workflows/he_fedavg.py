@@ -36,6 +36,7 @@ from ..protocol.he import (
 )
 from ..protocol.weights import Weights
 from .base import RoundFailed, needs_results
+from .registry import register
 from .scatter_gather import MAX_WEIGHT, FedAvg
 
 if TYPE_CHECKING:
@@ -43,8 +44,10 @@ if TYPE_CHECKING:
     from .base import RoundContext
 
 
+@register("he_fedavg")
 class HEFedAvg(FedAvg):
-    """FedAvg over CKKS ciphertexts; ``context`` is the public one from :func:`~nbfl.filters.he.new_contexts`.
+    """FedAvg over CKKS ciphertexts; ``context`` is the public one from :func:`~nbfl.protocol.he.new_contexts`
+    (by default the one in the controller's kit, so ``--algorithm he_fedavg`` works by name).
 
     ``weight_by``, ``task_meta`` and ``max_weight`` are FedAvg's. A result is rejected (the client told
     why, the round going on with the others) unless it is exactly one fresh ciphertext
@@ -59,7 +62,7 @@ class HEFedAvg(FedAvg):
 
     def __init__(
         self,
-        context: bytes,
+        context: bytes | None = None,
         task_name: str = names.TRAIN,
         weight_by: str = "auto",
         task_meta: dict[str, Any] | None = None,
@@ -67,17 +70,31 @@ class HEFedAvg(FedAvg):
         max_weight: float = MAX_WEIGHT,
     ):
         super().__init__(task_name, weight_by, task_meta, max_weight=max_weight)
-        self.context = load_context(context)
-        if self.context.is_private():
+        self.context: Any = None
+        self.layout: Layout | None = None  # of the model the controller holds, once it is encrypted
+        if context is not None:
+            self._take(context)
+
+    def _take(self, context: bytes) -> None:
+        """Use the public ``context``: refused if it holds the secret key or cannot average."""
+        loaded = load_context(context)
+        if loaded.is_private():
             raise ValueError("the controller must not hold the secret key: give it the public context")
-        seal = self.context.seal_context().data
+        seal = loaded.seal_context().data
         if seal.first_context_data().chain_index() < 2:
             raise ValueError("the context allows fewer than the two multiplications the average needs")
+        self.context = loaded
         self._fresh = seal.first_parms_id()  # the level a client's new ciphertext is at
-        self.slots = slots(self.context)
-        self.layout: Layout | None = None  # of the model the controller holds, once it is encrypted
+        self.slots = slots(loaded)
 
     def round(self, run: "RoundContext", weights: Weights, number: int) -> Weights:
+        if self.context is None:  # by name: the public context of the controller's kit
+            if run.he_context is None:
+                raise ValueError(
+                    "he_fedavg needs the project's public HE context: a controller with a kit from a he = true "
+                    "project (nbfl provision), or HEFedAvg(public_context)"
+                )
+            self._take(run.he_context)
         if run.evaluate is not None:
             raise ValueError("the controller cannot evaluate an encrypted model: drop evaluate=; clients report it")
         meta = dict(self.task_meta)

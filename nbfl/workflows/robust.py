@@ -6,17 +6,16 @@ until the round's results are in, then :mod:`nbfl.aggregators.robust` combines t
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..aggregators import robust
 from ..protocol import names
 from ..protocol.weights import UpdateError, Weights, full_weights
 from .base import RoundFailed, needs_results
+from .registry import register
 
 if TYPE_CHECKING:
     from .base import RoundContext
-
-RULES = ("median", "trimmed_mean", "krum")
 
 
 class RobustAggregation:
@@ -49,11 +48,17 @@ class RobustAggregation:
             except UpdateError as exc:
                 run.reject(result, exc)
         needs_results(run, len(models))
-        if self.rule == "median":
-            return robust.median(models)
-        if self.rule == "trimmed_mean":
-            return robust.trimmed_mean(models, self.beta)
         try:
-            return robust.krum(models, self.f, self.m)
-        except ValueError as exc:
+            return RULES[self.rule](self, models)
+        except ValueError as exc:  # Krum with too few results for its f
             raise RoundFailed(str(exc)) from None
+
+
+# each rule: how it combines the round's full models; each is an --algorithm name of its own
+RULES: dict[str, Callable[[RobustAggregation, list[Weights]], Weights]] = {
+    "median": lambda workflow, models: robust.median(models),
+    "trimmed_mean": lambda workflow, models: robust.trimmed_mean(models, workflow.beta),
+    "krum": lambda workflow, models: robust.krum(models, workflow.f, workflow.m),
+}
+for _rule in RULES:
+    register(_rule, rule=_rule)(RobustAggregation)

@@ -30,12 +30,14 @@ from ..protocol import names
 from ..protocol.names import DataKind
 from ..protocol.weights import UpdateError, Weights, check_update, split
 from .base import needs_results
+from .registry import register
 from .scatter_gather import MAX_WEIGHT, FedAvg
 
 if TYPE_CHECKING:
     from .base import RoundContext
 
 
+@register("scaffold")
 class Scaffold(FedAvg):
     """``lr`` is the server learning rate ``lr_g`` (1.0 in the paper's experiments)."""
 

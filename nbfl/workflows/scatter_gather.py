@@ -16,6 +16,7 @@ from ..protocol import names
 from ..protocol.names import MetaKey
 from ..protocol.weights import UpdateError, Weights
 from .base import needs_results
+from .registry import register
 
 if TYPE_CHECKING:
     from ..protocol.records import Result
@@ -28,6 +29,7 @@ WEIGHT_KEYS = {"steps": MetaKey.NUM_STEPS_CURRENT_ROUND, "samples": "num_samples
 MAX_WEIGHT = 1e9
 
 
+@register("fedavg")
 class FedAvg:
     """Scatter-gather with a weighted mean (McMahan et al., 2017).
 

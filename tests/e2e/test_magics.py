@@ -458,7 +458,7 @@ def test_a_checkpoint_written_before_spawned_sites_were_recorded_resumes_without
     """A checkpoint.json without the ``spawned`` field (nbfl before it) still resumes; it names no sites."""
     import json
 
-    from nbfl.controller.controller import checkpoint
+    from nbfl.controller import checkpoint
     from nbfl.participant.builtin import digits_model
     from nbfl.protocol.records import RoundRecord, RoundStatus
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import nbfl
-from nbfl.controller.controller import checkpoint
+from nbfl.controller import checkpoint
 from nbfl.protocol.records import RoundRecord, RoundStatus
 from nbfl.workflows import FedOpt
 

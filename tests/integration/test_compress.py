@@ -12,8 +12,10 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import nbfl
+import nbfl.cli
 from nbfl.protocol import compress, wire
-from nbfl.protocol.compress import BLOCK, CompressionError
+from nbfl.protocol.codecs.blockwise import BLOCK, dequantize, quantize
+from nbfl.protocol.compress import CompressionError, check_codec
 
 from helpers import FAST, small_model
 
@@ -37,9 +39,9 @@ def per_block(array: np.ndarray) -> np.ndarray:
 @settings(max_examples=200, deadline=None)
 @given(FLOATS)
 def test_int8_comes_back_within_half_a_step_of_each_block(array):
-    codes, scales = compress.quantize(array)
+    codes, scales = quantize(array)
     assert codes.dtype == np.uint8 and codes.shape == array.shape
-    back = compress.dequantize(codes, scales)
+    back = dequantize(codes, scales)
     assert back.shape == array.shape and back.dtype == np.float32
     original, restored = per_block(array).astype(np.float64), per_block(back).astype(np.float64)
     low, high = original.min(axis=1, keepdims=True), original.max(axis=1, keepdims=True)
@@ -47,6 +49,32 @@ def test_int8_comes_back_within_half_a_step_of_each_block(array):
     bound = (high - low) / 510 + 4 * np.finfo(np.float32).eps * np.maximum(abs(low), abs(high)) + 256 * TINY
     assert np.all(np.abs(restored - original) <= bound)
     assert np.array_equal(scales[:, 0], low[:, 0].astype(np.float32))  # each block's minimum is kept as it is
+
+
+@settings(max_examples=200, deadline=None)
+@given(FLOATS)
+def test_int16_comes_back_within_half_its_finer_step(array):
+    """int16 (nbfl/protocol/codecs/int16.py, a codec added as one file): 65535 levels a block, as int16 on the wire."""
+    codes, scales = quantize(array, np.int16)
+    assert codes.dtype == np.int16 and codes.shape == array.shape
+    back = dequantize(codes, scales, "float32", np.int16, "int16")
+    original, restored = per_block(array).astype(np.float64), per_block(back).astype(np.float64)
+    low, high = original.min(axis=1, keepdims=True), original.max(axis=1, keepdims=True)
+    # as int8's, and a range below 65535 subnormal steps (1e-40) comes back as its low: within 65536 of them
+    bound = (high - low) / 131070 + 4 * np.finfo(np.float32).eps * np.maximum(abs(low), abs(high)) + 65536 * TINY
+    assert np.all(np.abs(restored - original) <= bound)
+
+
+def test_int16_carries_what_float16_cannot_and_is_named_by_every_face():
+    big = {"w": np.array([1.0, 1e6, -3e7], np.float32)}
+    with pytest.raises(CompressionError, match="beyond float16's range"):
+        compress.pack(big, "float16")
+    packed, spec = compress.pack(big, "int16")
+    assert packed["w"].dtype == np.int16 and spec["codec"] == "int16"
+    assert np.allclose(compress.unpack(packed, spec, big)["w"], big["w"], rtol=0, atol=3.1e7 / 131070 * 1.01)
+    assert "int16" in compress.CODECS and check_codec("int16") == "int16"
+    cli = nbfl.cli.build_parser().parse_args(["demo", "--compress", "int16"])
+    assert cli.compress == "int16"
 
 
 @settings(max_examples=100, deadline=None)
@@ -57,7 +85,7 @@ def test_int8_is_exact_for_constant_blocks(values, tail):
     array = np.concatenate(
         [np.full(BLOCK, v, np.float32) for v in values[:-1]] + [np.full(tail, values[-1], np.float32)]
     )
-    assert np.array_equal(compress.dequantize(*compress.quantize(array)), array)
+    assert np.array_equal(dequantize(*quantize(array)), array)
 
 
 @pytest.mark.parametrize("codec", compress.CODECS)

@@ -14,8 +14,10 @@ import nbfl  # noqa: E402
 from nbfl.controller.run import Run  # noqa: E402
 from nbfl.filters.he import HEDecrypt, HEEncrypt, decrypt, encrypt  # noqa: E402
 from nbfl.protocol.he import ENCRYPTED, LAYOUT_KEY, new_contexts  # noqa: E402
+from nbfl.transport.provision import load_kit, provision  # noqa: E402
 from nbfl.workflows.he_fedavg import HEFedAvg  # noqa: E402
 
+from helpers import free_port  # noqa: E402
 from relay import Relay  # noqa: E402
 
 CKKS_TOLERANCE = 1e-4
@@ -233,3 +235,31 @@ def _eventually(check: Callable[[], object], tries: int = 200) -> bool:
             return True
         threading.Event().wait(0.05)
     return False
+
+
+def test_he_fedavg_by_name_takes_the_public_context_of_the_controllers_kit(
+    tmp_path, controller_factory, client_factory
+):
+    """``run(3, "he_fedavg")``, as ``%fl_round --algorithm he_fedavg`` and the CLI ask for it: the
+    workflow takes the public context from the controller's kit (a he = true project)."""
+    project = tmp_path / "study.toml"
+    project.write_text(f'name = "study"\nhost = "127.0.0.1"\nport = {free_port()}\nclients = ["a", "b"]\nhe = true\n')
+    kits = provision(str(project), tmp_path / "kits")
+    full = load_kit(kits["a"]).he_context()
+    expected = plain_fedavg(controller_factory, client_factory, 3, None)
+    ctl = controller_factory(toy_model(), kit=kits["controller"])
+    client_factory(ctl.endpoint, "a", kit=kits["a"], tasks=shrink_and_add(1.0, 1), **he(full))
+    client_factory(ctl.endpoint, "b", kit=kits["b"], tasks=shrink_and_add(-2.0, 3), **he(full))
+    run = ctl.start(3, "he_fedavg", min_clients=2, timeout=30)
+    records = run.wait()
+    assert all(r.status == "ok" for r in records) and records[0].workflow == "he_fedavg"
+    result = decrypt(ctl.weights, full, run.workflow.layout)
+    for name in expected:
+        np.testing.assert_allclose(result[name], expected[name], atol=CKKS_TOLERANCE)
+
+
+def test_he_fedavg_by_name_without_a_he_kit_says_what_it_needs(controller_factory, client_factory):
+    ctl = controller_factory(toy_model())
+    client_factory(ctl.endpoint, "a", tasks=shrink_and_add(1.0, 1))
+    with pytest.raises(ValueError, match="he_fedavg needs the project's public HE context"):
+        ctl.run(1, "he_fedavg", timeout=30)

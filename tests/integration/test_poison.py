@@ -15,7 +15,7 @@ from safetensors.numpy import save_file
 
 import nbfl
 from nbfl.aggregators import WeightedMean
-from nbfl.controller.controller import checkpoint
+from nbfl.controller import checkpoint
 from nbfl.data import load_digits_split
 from nbfl.participant.builtin import built_in_client, digits_setup
 from nbfl.participant.models import DigitsMLP
