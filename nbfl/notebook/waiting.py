@@ -31,7 +31,7 @@ BLOCKING = ("fl_round", "fl_wait")
 POLL = 0.1  # seconds between looks at the run while a cell awaits it
 _CALL = re.compile(r"^get_ipython\(\)\.run_line_magic\('(%s)', (.*)\)(\s*)$" % "|".join(BLOCKING))
 # the arguments are expanded ($NAME, {expr}) in the cell's own frame, as run_line_magic does
-_AWAITED = r"await get_ipython().magics_manager.registry['FLMagics'].awaited('\1', get_ipython().var_expand(\2))\3"
+_AWAITED = r"await get_ipython().magics_manager.registry['RunMagics'].awaited('\1', get_ipython().var_expand(\2))\3"
 
 
 def await_blocking_magics(lines: list[str]) -> list[str]:

@@ -153,7 +153,7 @@ def spawning_kernel(tmp_path):
 
 
 def spawned_pids(kc) -> list[int]:
-    code = "print([p.pid for p in get_ipython().magics_manager.registry['FLMagics'].spawned])"
+    code = "print([p.pid for p in get_ipython().magics_manager.registry['ControllerMagics'].session.spawned])"
     return [int(pid) for pid in re.findall(r"\d+", run(kc, code)[1])]
 
 

@@ -11,6 +11,7 @@ from IPython.testing.globalipapp import start_ipython
 from IPython.utils.capture import capture_output
 
 from nbfl.data import load_digits_split
+from nbfl.notebook.magics import session_of
 
 from helpers import until
 
@@ -39,7 +40,8 @@ def shown_as_in_a_notebook(ip):
 
 
 def magics(shell):
-    return shell.magics_manager.registry["FLMagics"]
+    """The state the loaded magics share (nbfl.notebook.magics.session)."""
+    return session_of(shell)
 
 
 def test_every_magic_has_help(ip):
@@ -499,7 +501,7 @@ def test_a_participant_follows_a_controller_restart_and_leaves_after_it_stops(ip
     show the new rounds and no stale "not joined"; once the controller stops, %fl_leave
     says so instead of failing."""
     import nbfl
-    from nbfl.notebook.magics import _client_status
+    from nbfl.notebook.magics.participant import client_status as _client_status
 
     first = nbfl.Controller("tcp://127.0.0.1:0", {"w": np.zeros(3, np.float32)}, checkpoint_dir=tmp_path)
     ip.run_cell(

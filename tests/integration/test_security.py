@@ -439,16 +439,17 @@ def ip():
 def test_magics_start_and_join_with_kits(ip, kits, monkeypatch):
     from IPython.core.error import UsageError
 
-    import nbfl.notebook.magics as m
+    from nbfl.notebook.magics import controller, reports
 
     shown = []
-    original = m.display
+    original = controller.display
 
     def display(obj, **kwargs):
         shown.append(str(getattr(obj, "data", obj)))
         return original(obj, **kwargs)
 
-    monkeypatch.setattr(m, "display", display)
+    for topic in (controller, reports):  # %fl_controller and %fl_clients show what is asserted
+        monkeypatch.setattr(topic, "display", display)
 
     with pytest.raises(UsageError, match="--insecure"):
         ip.run_line_magic("fl_controller", "start --host 192.0.2.1")

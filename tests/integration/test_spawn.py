@@ -196,7 +196,7 @@ def test_in_a_kernel_the_template_and_its_clients_outlive_an_interrupt():
         assert reply["content"]["status"] == "ok"
         kernel = km.provisioner.pid
         kc.execute_interactive(
-            "print([p.pid for p in get_ipython().magics_manager.registry['FLMagics'].spawned])",
+            "print([p.pid for p in get_ipython().magics_manager.registry['ControllerMagics'].session.spawned])",
             timeout=60,
             output_hook=lambda msg: outputs.append(msg["content"].get("text", "")),
         )
