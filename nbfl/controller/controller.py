@@ -19,7 +19,6 @@ import concurrent.futures
 import logging
 import os
 import threading
-import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -28,26 +27,27 @@ import numpy as np
 from ..errors import NbflError
 from ..filters import build as build_filters
 from ..filters.accountant import PrivacyLedger
-from ..protocol import compress, wire
+from ..protocol import wire
 from ..protocol.compress import check_codec
 from ..protocol.joining import JoinCode
 from ..protocol.records import ClientInfo, RoundRecord
 from ..protocol.weights import Weights
 from ..transport.control import ControlServer
-from ..transport.guard import GuardSettings, summary
+from ..transport.guard import GuardSettings
 from ..transport.provision import Kit, as_kit
 from ..transport.threads import HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT, PLAINTEXT_NOTE, CurveConfig, ServerIO
 from ..workflows import FedAvg, Workflow, make_workflow
 from ..workflows.base import Stateful
 from . import checkpoint
+from .admission import Admission
 from .memory import release_memory
 from .registry import Registry
 from .run import OnProgress, OnRound, Run, RunError
+from .status import panel_actions, panel_status
 from .workshop import Workshop
 
 log = logging.getLogger(__name__)
 
-PANEL_HISTORY = 500  # rounds of history the panel gets: enough for its chart, bounded for a long run
 
 Evaluate = Callable[[Weights], Mapping[str, float]]
 
@@ -119,8 +119,6 @@ class Controller:
         self._run: Run | None = None  # the active run, if any
         self._pending_state: checkpoint.Checkpoint | None = None  # a resumed workflow state, until a run takes it
         self._starting = threading.Lock()
-        self._failure: BaseException | None = None  # what ended the IO thread, if it died
-        self._removed: set[str] = set()  # names the user removed; they are not let back in
         # after every round a checkpoint goes here; resume=DIR also continues writing to DIR
         self.checkpoint_dir = checkpoint_dir if checkpoint_dir is not None else resume
         self.resumed: checkpoint.Checkpoint | None = None
@@ -133,6 +131,7 @@ class Controller:
             raise ValueError("a controller uses a startup kit or a workshop's join code, not both")
         self.kit = as_kit(kit, "controller") if kit is not None else None
         self.workshop = workshop
+        self.admission = Admission(self.registry, self.kit, workshop, self._forward)
         self.compress = check_codec(compress) if compress is not None else workshop.compress if workshop else None
         curve = self.kit.curve() if self.kit is not None else None
         if workshop is not None:
@@ -145,24 +144,34 @@ class Controller:
             )
         self.io = ServerIO(
             endpoint,
-            self._on_io_event,
+            self.admission.on_io_event,
             heartbeat_interval=heartbeat_interval,
             heartbeat_timeout=heartbeat_timeout,
             curve=curve,
             insecure=insecure,
             guard=(guard or GuardSettings()).for_model(*_sizes(self._weights)),
         )
+        self.admission.io = self.io
         self.io.start()
         self._closed = False
         self._save_workshop()
         self.control = ControlServer(
             "controller",
             self.panel_status,
-            {"stop": self._panel_stop, "remove": self._panel_remove, "detach": self._panel_detach},
+            panel_actions(self),
         ).start()
         log.info("controller listening on %s", self.endpoint)
 
     # -- public API -------------------------------------------------------------
+    @property
+    def compress(self) -> str | None:
+        """The codec of runs that do not choose one, announced to every client in its welcome."""
+        return self.admission.compress
+
+    @compress.setter
+    def compress(self, codec: str | None) -> None:
+        self.admission.compress = check_codec(codec)
+
     @property
     def endpoint(self) -> str:
         """The address clients connect to, e.g. ``tcp://127.0.0.1:5555``."""
@@ -329,7 +338,7 @@ class Controller:
         peer = self.registry.peer_of(name)
         if peer is None:
             raise KeyError(f"no client named {name!r} has joined")
-        self._removed.add(name)
+        self.admission.removed.add(name)
         if self.workshop is not None:
             self.workshop.remove(name)
             self._save_workshop()
@@ -368,73 +377,8 @@ class Controller:
         self.close()
 
     def panel_status(self) -> dict[str, Any]:
-        """The controller as JupyterLab's Federation panel shows it (JSON values): its run,
-        its clients and the last :data:`PANEL_HISTORY` rounds. Asked on the control socket's
-        thread (:mod:`nbfl.transport.control`), so it reads only snapshots."""
-        code, run, defense = self.join_code, self.last_run, self.defense()
-        status: dict[str, Any] = {
-            "endpoint": self.endpoint,
-            "security": self.security,
-            "workshop": self.workshop is not None,
-            "join_line": f"%fl_join {code} --name YOUR_NAME --accept-code" if code is not None else None,
-            "run": None,
-            "clients": [
-                {
-                    "name": c.name,
-                    "device": c.device,
-                    "host": c.host,
-                    "state": c.state,
-                    "share": c.share,
-                    "round": c.last_round,
-                    "seconds": c.last_seconds,
-                    "metrics": dict(c.last_metrics),
-                }
-                for c in self.clients
-            ],
-            "history": [
-                {"round": r.round, "status": str(r.status), "outcome": r.outcome, "metrics": dict(r.metrics)}
-                for r in self.history[-PANEL_HISTORY:]
-            ],
-            "defense": {**defense, "summary": summary(defense)},
-        }
-        if run is not None:
-            answered, asked = run.progress
-            ended = "failed" if run.done() and run.exception() else "stopped" if run.stopped else "finished"
-            # as the run's summary counts: the round going on, or once it ended the rounds it completed
-            round_ = run.round if not run.done() else run.completed
-            status["run"] = {
-                "state": "running" if not run.done() else ended,
-                "summary": run.summary(),
-                "round": round_,
-                "overall": run.offset + round_,
-                "rounds": run.rounds,
-                "answered": answered,
-                "asked": asked,
-                "workflow": run.workflow.name,
-                "view": _view_text(run),
-                "held": run.held,
-            }
-        return status
-
-    def _panel_stop(self, args: Mapping[str, Any]) -> str:
-        run = self.active_run
-        if run is None:
-            raise RuntimeError("no run is going on")
-        run.stop()
-        return f"stopping the run in round {run.round} of {run.rounds}: clients are told to abort"
-
-    def _panel_detach(self, args: Mapping[str, Any]) -> str:
-        run = self.active_run
-        if run is None or not run.detach():
-            raise RuntimeError("no notebook cell is waiting on a run")
-        return "the run's cell has ended and the run goes on: %fl_status in the notebook shows its dashboard"
-
-    def _panel_remove(self, args: Mapping[str, Any]) -> str:
-        name = args.get("name")
-        if not isinstance(name, str) or not name:
-            raise ValueError("remove needs the client's name")
-        self.remove(name)
-        return f"{name} was removed" + ("; the join line is new" if self.workshop is not None else "")
+        """The controller as JupyterLab's Federation panel shows it (:mod:`.status`)."""
+        return panel_status(self)
 
     # -- for runs (nbfl.controller.run.Host) -------------------------------------------------
     def adopt(self, weights: Weights) -> None:
@@ -494,10 +438,9 @@ class Controller:
         return self.kit.he_context() if self.kit is not None else None
 
     def check_alive(self) -> None:
-        if self._failure is not None:
-            raise RunError(
-                f"the controller at {self.endpoint} lost its IO thread: {self._failure!r}"
-            ) from self._failure
+        failure = self.admission.failure
+        if failure is not None:
+            raise RunError(f"the controller at {self.endpoint} lost its IO thread: {failure!r}") from failure
         if self._closed:
             raise RunError(f"the controller at {self.endpoint} is closed")
 
@@ -505,139 +448,6 @@ class Controller:
         run = self.active_run
         if run is not None:
             raise RunActive(f"cannot {what} while a run is going ({run.summary()}): wait for it or stop it first")
-
-    # -- registry (IO thread: quick, never blocking) ------------------------------
-    def _on_io_event(self, kind: str, peer: bytes, payload: Any) -> None:
-        if kind == "heartbeat":
-            self.registry.heard_from(peer)
-        elif kind == "invalid":
-            pass  # counted and logged (at most every few seconds) by the IO thread's guard
-        elif kind == "lost":
-            self.registry.set_state(peer, "lost")
-            log.warning(
-                "client %s lost: no heartbeat for %s s, or its connection dropped",
-                self.registry.name_of(peer),
-                self.io.heartbeat_timeout,
-            )
-            self._forward(("lost", peer, None))
-        elif kind == "died":  # nbfl's own bug ended the IO thread: whoever waits is told at once
-            self._failure = payload
-            self._forward(("died", peer, payload))
-            self.registry.wake()
-        else:
-            self._on_message(peer, payload)
-
-    def _on_message(self, peer: bytes, msg: wire.Message) -> None:
-        if msg.kind == "join":
-            self._on_join(peer, msg)
-        elif not self.registry.heard_from(peer):
-            if msg.kind == "bye":  # e.g. a removed client leaving: nothing to undo
-                return
-            address = self.io.address(peer)
-            self.io.guard.refused_message(
-                address, "unjoined", "%s from a peer at %s that has not joined: dropped", msg.kind, address
-            )
-            self.io.answer(peer, wire.message("error", reason="not joined", rejoin=True))
-        elif msg.kind == "bye":
-            self.registry.set_state(peer, "left")
-            self.io.forget(peer)
-            log.info("client %s left", self.registry.name_of(peer))
-            self._forward(("bye", peer, msg))
-        elif msg.kind == "info":
-            self._on_info(peer, msg)
-        elif msg.kind == "aborted":
-            self.registry.update(peer, aborted_at=time.monotonic())
-        elif msg.kind in ("ready", "result", "error"):
-            if not self._forward((msg.kind, peer, msg)):
-                log.warning("%s from %s while no round runs: dropped", msg.kind, self.registry.name_of(peer))
-        else:
-            log.warning("unexpected %r from client %s: dropped", msg.kind, self.registry.name_of(peer))
-            self.io.send(peer, wire.message("error", reason=f"a client may not send {msg.kind!r}"))
-
-    def _on_join(self, peer: bytes, msg: wire.Message) -> None:
-        key = self.io.authenticated_id(peer)
-        known = self.kit is not None or (self.workshop is not None and self.workshop.knows(key))
-        busy = self.io.join_refusal(peer, known)
-        if busy is not None:  # the client tries again later by itself
-            self._refuse_join(peer, f"{busy}; trying again in a moment", retry=True)
-            return
-        name = msg.get("name")
-        if self.kit is not None:
-            # the identity is the name the kit lists for the key that passed the handshake;
-            # a name claimed in the message is only compared with it
-            if key is None:
-                self._refuse_join(peer, "this connection was not authenticated")
-                return
-            if name != key:
-                log.warning("a client with the key of %r joined as %r; it is listed as %r", key, name, key)
-            name = key
-        if not isinstance(name, str) or not 0 < len(name) <= 64 or not name.isprintable():
-            self._refuse_join(peer, "join needs a name of 1 to 64 printable characters")
-            return
-        refusal = self._refusal(peer, name, msg)
-        if refusal is not None:
-            self._refuse_join(peer, refusal, name)
-            return
-        info = ClientInfo(
-            name=name,
-            host=str(msg.get("host", "?"))[:128],
-            device=str(msg.get("device", "cpu"))[:64],
-            samples=_int(msg.get("samples")),
-            peer=peer,
-            accepts_code=msg.get("accepts_code") is True,
-            labels=_counts(msg.get("labels")),
-            codecs=[c for c in _list(msg.get("codecs")) if c in compress.CODECS],
-            share=str(msg.get("share"))[:32] if isinstance(msg.get("share"), str) else "",  # as the client was given it
-        )
-        shares = self.workshop is not None and msg.get("wants_share") is True
-        if shares:  # it builds its data from the share in the welcome; ready once it says so (info)
-            info.state = "joining"
-        if not self.registry.add(info):
-            # it may be this client's own old connection, not yet noticed gone: the client asks again later
-            self._refuse_join(
-                peer,
-                f"the name {name!r} is taken by a connected client: choose another; if it was "
-                "you before a restart, joining again in a moment",
-                name,
-                retry=True,
-            )
-            return
-        welcome: dict[str, Any] = {"name": name}
-        if self.compress is not None:  # a client that cannot decode it says so now, not in a round
-            welcome["compress"] = self.compress
-        if self.workshop is not None:
-            share = self.workshop.joined(self.io.authenticated_id(peer), name)
-            if shares:  # it trains on a built-in dataset: which part is its own
-                welcome["share"] = share.fields()
-                self.registry.update(peer, share=str(share))
-        self.io.admit(peer)
-        self.io.send(peer, wire.message("welcome", **welcome))
-        log.info("client %s joined from %s (%s)", name, info.host, info.device)
-
-    def _refuse_join(self, peer: bytes, reason: str, name: str | None = None, *, retry: bool = False) -> None:
-        """Answer a refused join with ``reason`` (within a stranger's few answers), count it, log it quietly."""
-        fields: dict[str, Any] = {"reason": reason, "retry": True} if retry else {"reason": reason}
-        who = f" of {name!r}" if name is not None else ""
-        self.io.refuse_join(
-            peer, wire.message("error", **fields), "join%s from %s refused: %s", who, self.io.address(peer), reason
-        )
-
-    def _refusal(self, peer: bytes, name: str, msg: wire.Message) -> str | None:
-        """Why a join is refused, for the client to show, or None."""
-        if self.workshop is None:
-            return f"{name!r} was removed by whoever runs the controller; ask them" if name in self._removed else None
-        return self.workshop.refusal(self.io.authenticated_id(peer), msg.get("token"), name, self.registry.present())
-
-    def _on_info(self, peer: bytes, msg: wire.Message) -> None:
-        """What a client trains on, once it knows (after its share came in the welcome): from
-        now on it is ready for tasks."""
-        self.registry.update(
-            peer,
-            samples=_int(msg.get("samples")),
-            device=str(msg.get("device", "cpu"))[:64],
-            labels=_counts(msg.get("labels")),
-        )
-        self.registry.ready(peer)
 
     def _forward(self, item: tuple) -> bool:
         run = self._run
@@ -658,30 +468,3 @@ def _sizes(weights: Weights) -> tuple[int, int]:
     """The bytes of a model's largest tensor and of all of it (what a participant's messages carry)."""
     sizes = [a.nbytes for a in weights.values()]
     return max(sizes, default=0), sum(sizes)
-
-
-def _counts(value: Any) -> list[int]:
-    """Samples per class as a client reports them: at most 1000 classes of non-negative ints."""
-    if not isinstance(value, list) or len(value) > 1000:
-        return []
-    return [_int(v) for v in value]
-
-
-def _list(value: Any) -> list:
-    """A JSON list from a client, or an empty one for anything else."""
-    return value if isinstance(value, list) else []
-
-
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
-
-
-def _view_text(run: Run) -> str | None:
-    """What the panel says about getting a run's dashboard back after a page reload: with a
-    cell waiting on the run (a blocking ``%fl_round``) the reloaded page can run nothing
-    until Detach lets that cell end."""
-    if not run.view_hint:
-        return None
-    if run.held:
-        return f"Page reloaded? A cell waits on this run and holds the notebook: Detach lets it end (the run goes on), then {run.view_hint}"
-    return f"Page reloaded? {run.view_hint}"

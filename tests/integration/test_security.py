@@ -322,8 +322,8 @@ def test_a_recorded_session_replayed_on_a_new_connection_gets_nowhere(kits, clos
     assert w0["w"].tobytes() not in recorded and (w0["w"] + 1).tobytes() not in recorded
 
     seen = []
-    handle = ctl._on_message
-    monkeypatch.setattr(ctl, "_on_message", lambda peer, msg: (seen.append(msg.kind), handle(peer, msg)))
+    handle = ctl.admission._on_message
+    monkeypatch.setattr(ctl.admission, "_on_message", lambda peer, msg: (seen.append(msg.kind), handle(peer, msg)))
     registry_before = [(c.name, c.peer, c.state) for c in ctl.clients]
     history_before = len(ctl.history)
     welcome = replay(ctl.endpoint, recorded)
