@@ -134,7 +134,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=9, help="timed rounds per run, after one warm-up round")
     parser.add_argument("--repeat", type=int, default=2, help="runs per system and size, interleaved")
-    parser.add_argument("--rss-clients", type=int, default=32, help="second client count for the memory check")
+    parser.add_argument(
+        "--rss-clients", type=int, default=32, help="second client count for the memory check (0: no memory check)"
+    )
     parser.add_argument("--rss-size", type=float, default=10)
     args = parser.parse_args()
 
@@ -143,7 +145,9 @@ def main() -> None:
         f"{'raw RSS MiB':>11} {'nbfl RSS MiB':>12}",
         flush=True,
     )
-    rows = [(size, args.clients) for size in args.sizes] + [(args.rss_size, args.rss_clients)]
+    rows = [(size, args.clients) for size in args.sizes] + (
+        [(args.rss_size, args.rss_clients)] if args.rss_clients else []
+    )
     nbfl_rss = {}
     for size, clients in rows:
         params = int(size * 1e6)
@@ -159,8 +163,8 @@ def main() -> None:
             f"{raw_rss:>11.0f} {ours_rss:>12.0f}",
             flush=True,
         )
-    small, big = nbfl_rss.get((args.rss_size, args.clients)), nbfl_rss[(args.rss_size, args.rss_clients)]
-    if small is not None:
+    small, big = nbfl_rss.get((args.rss_size, args.clients)), nbfl_rss.get((args.rss_size, args.rss_clients))
+    if small is not None and big is not None and args.rss_clients:
         model_mib = args.rss_size * 1e6 * 4 / 2**20
         growth = (big - small) / model_mib
         print(
