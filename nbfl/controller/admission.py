@@ -14,6 +14,7 @@ import time
 from typing import Any, Callable
 
 from ..protocol import compress, wire
+from ..protocol.names import ClientState, IoEvent, MessageKind
 from ..protocol.records import ClientInfo
 from ..transport.provision import Kit
 from ..transport.threads import ServerIO
@@ -39,19 +40,19 @@ class Admission:
         self.failure: BaseException | None = None  # what ended the IO thread, if it died
 
     def on_io_event(self, kind: str, peer: bytes, payload: Any) -> None:
-        if kind == "heartbeat":
+        if kind == IoEvent.HEARTBEAT:
             self.registry.heard_from(peer)
-        elif kind == "invalid":
+        elif kind == IoEvent.INVALID:
             pass  # counted and logged (at most every few seconds) by the IO thread's guard
-        elif kind == "lost":
-            self.registry.set_state(peer, "lost")
+        elif kind == IoEvent.LOST:
+            self.registry.set_state(peer, ClientState.LOST)
             log.warning(
                 "client %s lost: no heartbeat for %s s, or its connection dropped",
                 self.registry.name_of(peer),
                 self.io.heartbeat_timeout,
             )
             self.forward(("lost", peer, None))
-        elif kind == "died":  # nbfl's own bug ended the IO thread: whoever waits is told at once
+        elif kind == IoEvent.DIED:  # nbfl's own bug ended the IO thread: whoever waits is told at once
             self.failure = payload
             self.forward(("died", peer, payload))
             self.registry.wake()
@@ -59,31 +60,31 @@ class Admission:
             self._on_message(peer, payload)
 
     def _on_message(self, peer: bytes, msg: wire.Message) -> None:
-        if msg.kind == "join":
+        if msg.kind == MessageKind.JOIN:
             self._on_join(peer, msg)
         elif not self.registry.heard_from(peer):
-            if msg.kind == "bye":  # e.g. a removed client leaving: nothing to undo
+            if msg.kind == MessageKind.BYE:  # e.g. a removed client leaving: nothing to undo
                 return
             address = self.io.address(peer)
             self.io.guard.refused_message(
                 address, "unjoined", "%s from a peer at %s that has not joined: dropped", msg.kind, address
             )
-            self.io.answer(peer, wire.message("error", reason="not joined", rejoin=True))
-        elif msg.kind == "bye":
-            self.registry.set_state(peer, "left")
+            self.io.answer(peer, wire.message(MessageKind.ERROR, reason="not joined", rejoin=True))
+        elif msg.kind == MessageKind.BYE:
+            self.registry.set_state(peer, ClientState.LEFT)
             self.io.forget(peer)
             log.info("client %s left", self.registry.name_of(peer))
             self.forward(("bye", peer, msg))
-        elif msg.kind == "info":
+        elif msg.kind == MessageKind.INFO:
             self._on_info(peer, msg)
-        elif msg.kind == "aborted":
+        elif msg.kind == MessageKind.ABORTED:
             self.registry.update(peer, aborted_at=time.monotonic())
-        elif msg.kind in ("ready", "result", "error"):
+        elif msg.kind in (MessageKind.READY, MessageKind.RESULT, MessageKind.ERROR):
             if not self.forward((msg.kind, peer, msg)):
                 log.warning("%s from %s while no round runs: dropped", msg.kind, self.registry.name_of(peer))
         else:
             log.warning("unexpected %r from client %s: dropped", msg.kind, self.registry.name_of(peer))
-            self.io.send(peer, wire.message("error", reason=f"a client may not send {msg.kind!r}"))
+            self.io.send(peer, wire.message(MessageKind.ERROR, reason=f"a client may not send {msg.kind!r}"))
 
     def _on_join(self, peer: bytes, msg: wire.Message) -> None:
         key = self.io.authenticated_id(peer)
@@ -122,7 +123,7 @@ class Admission:
         )
         shares = self.workshop is not None and msg.get("wants_share") is True
         if shares:  # it builds its data from the share in the welcome; ready once it says so (info)
-            info.state = "joining"
+            info.state = ClientState.JOINING
         if not self.registry.add(info):
             # it may be this client's own old connection, not yet noticed gone: the client asks again later
             self._refuse_join(
@@ -142,7 +143,7 @@ class Admission:
                 welcome["share"] = share.fields()
                 self.registry.update(peer, share=str(share))
         self.io.admit(peer)
-        self.io.send(peer, wire.message("welcome", **welcome))
+        self.io.send(peer, wire.message(MessageKind.WELCOME, **welcome))
         log.info("client %s joined from %s (%s)", name, info.host, info.device)
 
     def _refuse_join(self, peer: bytes, reason: str, name: str | None = None, *, retry: bool = False) -> None:
@@ -150,7 +151,12 @@ class Admission:
         fields: dict[str, Any] = {"reason": reason, "retry": True} if retry else {"reason": reason}
         who = f" of {name!r}" if name is not None else ""
         self.io.refuse_join(
-            peer, wire.message("error", **fields), "join%s from %s refused: %s", who, self.io.address(peer), reason
+            peer,
+            wire.message(MessageKind.ERROR, **fields),
+            "join%s from %s refused: %s",
+            who,
+            self.io.address(peer),
+            reason,
         )
 
     def _refusal(self, peer: bytes, name: str, msg: wire.Message) -> str | None:

@@ -30,6 +30,8 @@ from ..filters.accountant import PrivacyLedger
 from ..protocol import wire
 from ..protocol.compress import check_codec
 from ..protocol.joining import JoinCode
+from ..protocol.names import ClientState, MessageKind
+from ..protocol.panel import ControllerStatus
 from ..protocol.records import ClientInfo, RoundRecord
 from ..protocol.weights import Weights
 from ..transport.control import ControlServer
@@ -342,9 +344,11 @@ class Controller:
         if self.workshop is not None:
             self.workshop.remove(name)
             self._save_workshop()
-        self.io.send(peer, wire.message("bye", reason="removed by whoever runs the controller (the instructor)"))
+        self.io.send(
+            peer, wire.message(MessageKind.BYE, reason="removed by whoever runs the controller (the instructor)")
+        )
         self.io.ban(peer)  # nothing more it sends is read
-        self.registry.set_state(peer, "removed")
+        self.registry.set_state(peer, ClientState.REMOVED)
         self._forward(("removed", peer, None))
         log.warning("client %s removed", name)
 
@@ -365,7 +369,7 @@ class Controller:
             run.stop()
             concurrent.futures.wait([run.future()], timeout=10)  # the abort goes out before the bye
         for client in self.registry.live():
-            self.io.send(client.peer, wire.message("bye"))
+            self.io.send(client.peer, wire.message(MessageKind.BYE))
         self.io.stop()
         self.control.close()
         release_memory()  # what its threads freed goes back to the system: the kernel keeps running
@@ -376,7 +380,7 @@ class Controller:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def panel_status(self) -> dict[str, Any]:
+    def panel_status(self) -> ControllerStatus:
         """The controller as JupyterLab's Federation panel shows it (:mod:`.status`)."""
         return panel_status(self)
 

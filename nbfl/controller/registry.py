@@ -11,6 +11,7 @@ import threading
 import time
 from typing import Callable
 
+from ..protocol.names import ClientState
 from ..protocol.records import ClientInfo
 
 MAX_DEPARTED = 256  # clients that left, were lost or removed, kept for the table; the oldest go first
@@ -43,7 +44,7 @@ class Registry:
         """Note that ``peer`` is alive; False if it has not joined (or has left)."""
         with self._lock:
             info = self._clients.get(peer)
-            if info is None or info.state in ("left", "removed"):
+            if info is None or info.state in (ClientState.LEFT, ClientState.REMOVED):
                 return False
             info.last_seen = time.time()
             return True
@@ -59,7 +60,7 @@ class Registry:
             for old in [p for p, c in self._clients.items() if c.name == info.name]:
                 del self._clients[old]
             self._clients[info.peer] = info
-            departed = [p for p, c in self._clients.items() if not c.live and c.state != "joining"]
+            departed = [p for p, c in self._clients.items() if not c.live and c.state != ClientState.JOINING]
             for old in departed[: max(0, len(departed) - MAX_DEPARTED)]:  # a newcomer a minute all day must not grow it
                 del self._clients[old]
             self._changed.notify_all()
@@ -68,13 +69,13 @@ class Registry:
     def present(self) -> list[str]:
         """Names of the clients connected now, or setting up (joining)."""
         with self._lock:
-            return [c.name for c in self._clients.values() if c.live or c.state == "joining"]
+            return [c.name for c in self._clients.values() if c.live or c.state == ClientState.JOINING]
 
-    def set_state(self, peer: bytes, state: str) -> None:
+    def set_state(self, peer: bytes, state: ClientState) -> None:
         with self._lock:
             info = self._clients.get(peer)
             # a lost, left or removed client stays so until it joins again
-            if info is not None and (info.live or state in ("lost", "left", "removed")):
+            if info is not None and (info.live or state in (ClientState.LOST, ClientState.LEFT, ClientState.REMOVED)):
                 info.state = state
             self._changed.notify_all()
 
@@ -82,8 +83,8 @@ class Registry:
         """A client that was still setting up (``joining``) is ready for tasks: it counts as live."""
         with self._lock:
             info = self._clients.get(peer)
-            if info is not None and info.state == "joining":
-                info.state = "idle"
+            if info is not None and info.state == ClientState.JOINING:
+                info.state = ClientState.IDLE
                 self._changed.notify_all()
 
     def update(self, peer: bytes, **fields: object) -> None:

@@ -32,7 +32,7 @@ import numpy as np
 from ..errors import NbflError
 from ..filters.accountant import PrivacyLedger
 from ..protocol import compress, names, wire
-from ..protocol.names import DataKind
+from ..protocol.names import ClientState, DataKind, MessageKind
 from ..protocol.records import MAX_METRICS, ClientInfo, Result, RoundRecord, RoundStatus, finite_metrics
 from ..protocol.weights import Weights, first_not_finite
 from ..transport.threads import ServerIO
@@ -46,10 +46,10 @@ Evaluate = Callable[[Weights], Mapping[str, float]]
 OnRound = Callable[[RoundRecord], None]
 OnProgress = Callable[[int, int], None]
 # what the controller forwards when a client goes: its state, and why its task failed
-GONE = {
-    "lost": ("lost", "lost: no heartbeat, or its connection dropped"),
-    "bye": ("left", "left"),
-    "removed": ("removed", "removed by the instructor"),
+GONE = {  # what the controller forwards when a client goes (by kind): its new state, and why its task failed
+    "lost": (ClientState.LOST, "lost: no heartbeat, or its connection dropped"),
+    MessageKind.BYE: (ClientState.LEFT, "left"),
+    "removed": (ClientState.REMOVED, "removed by the instructor"),
 }
 MAX_REASON = 300  # characters of a client's reason kept for its row in the client table
 
@@ -300,7 +300,7 @@ class Run:
         self._fail(result.client, f"update rejected: {reason}")
         peer = self._host.registry.peer_of(result.client)
         if peer is not None:
-            self._host.io.send(peer, wire.message("error", reason=f"update rejected: {reason}"))
+            self._host.io.send(peer, wire.message(MessageKind.ERROR, reason=f"update rejected: {reason}"))
         if self._record is not None:
             self._record.clients.pop(result.client, None)
 
@@ -356,7 +356,7 @@ class Run:
             if shipped:
                 headers[client.peer]["code"] = host.task_code[task_name]
             registry.update(client.peer, code="%%fl_task" if shipped else "own")
-            registry.set_state(client.peer, "training")
+            registry.set_state(client.peer, ClientState.TRAINING)
         self._broadcast(weights, headers, {c.peer for c in targets if self.compress in c.codecs})
         self._progress(0, len(targets))
 
@@ -365,9 +365,9 @@ class Run:
                 task_id = ready.popleft()
                 if task_id in pending:
                     inflight.add(task_id)
-                    host.io.send(pending[task_id].peer, wire.message("pull", task_id=task_id))
+                    host.io.send(pending[task_id].peer, wire.message(MessageKind.PULL, task_id=task_id))
 
-        def finish(task_id: str, state: str = "idle") -> ClientInfo:
+        def finish(task_id: str, state: ClientState = ClientState.IDLE) -> ClientInfo:
             inflight.discard(task_id)
             client = pending.pop(task_id)
             registry.set_state(client.peer, state)
@@ -415,7 +415,7 @@ class Run:
                     continue
                 if owner is None or owner.peer != peer:
                     log.warning("%s for unknown task %r from %s: dropped", kind, task_id, registry.name_of(peer))
-                    host.io.send(peer, wire.message("error", reason=f"unknown task {task_id!r}"))
+                    host.io.send(peer, wire.message(MessageKind.ERROR, reason=f"unknown task {task_id!r}"))
                     continue
                 if kind == "ready":
                     ready.append(task_id)
@@ -448,8 +448,8 @@ class Run:
                     yield result
         finally:
             for task_id, client in pending.items():
-                host.io.send(client.peer, wire.message("abort", task_id=task_id))
-                registry.set_state(client.peer, "idle")
+                host.io.send(client.peer, wire.message(MessageKind.ABORT, task_id=task_id))
+                registry.set_state(client.peer, ClientState.IDLE)
                 if ended_by is not None:  # a stop is the user's wish, not the client's failure
                     self._fail(client.name, f"aborted: the round {ended_by}")
             self._closed_tasks = set(pending)

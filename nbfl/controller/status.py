@@ -10,6 +10,9 @@ from __future__ import annotations
 from typing import Any, Callable, Mapping, Protocol
 
 from ..protocol.joining import JoinCode
+from ..protocol.names import RunState
+from ..protocol.panel import Client as PanelClient
+from ..protocol.panel import ControllerStatus, Defense, HistoryRow
 from ..protocol.records import ClientInfo, RoundRecord
 from ..transport.guard import summary
 from .run import Run
@@ -40,43 +43,57 @@ class Controller(Protocol):
     def remove(self, name: str) -> None: ...
 
 
-def panel_status(ctl: Controller) -> dict[str, Any]:
+def panel_status(ctl: Controller) -> ControllerStatus:
     """The controller as JupyterLab's Federation panel shows it (JSON values): its run,
     its clients and the last :data:`PANEL_HISTORY` rounds. Asked on the control socket's
     thread (:mod:`nbfl.transport.control`), so it reads only snapshots."""
     code, run, defense = ctl.join_code, ctl.last_run, ctl.defense()
-    status: dict[str, Any] = {
+    status: ControllerStatus = {
         "endpoint": ctl.endpoint,
         "security": ctl.security,
         "workshop": ctl.workshop is not None,
         "join_line": f"%fl_join {code} --name YOUR_NAME --accept-code" if code is not None else None,
         "run": None,
         "clients": [
-            {
-                "name": c.name,
-                "device": c.device,
-                "host": c.host,
-                "state": c.state,
-                "share": c.share,
-                "round": c.last_round,
-                "seconds": c.last_seconds,
-                "metrics": dict(c.last_metrics),
-            }
+            PanelClient(
+                name=c.name,
+                device=c.device,
+                host=c.host,
+                state=c.state,
+                share=c.share,
+                round=c.last_round,
+                seconds=c.last_seconds,
+                metrics=dict(c.last_metrics),
+            )
             for c in ctl.clients
         ],
         "history": [
-            {"round": r.round, "status": str(r.status), "outcome": r.outcome, "metrics": dict(r.metrics)}
+            HistoryRow(round=r.round, status=str(r.status), outcome=r.outcome, metrics=dict(r.metrics))
             for r in ctl.history[-PANEL_HISTORY:]
         ],
-        "defense": {**defense, "summary": summary(defense)},
+        "defense": Defense(
+            refused_messages=defense["refused_messages"],
+            refused_joins=defense["refused_joins"],
+            dropped_peers=defense["dropped_peers"],
+            closed_connections=defense["closed_connections"],
+            ended_unjoined=defense["ended_unjoined"],
+            top=defense["top"],
+            summary=summary(defense),
+        ),
     }
     if run is not None:
         answered, asked = run.progress
-        ended = "failed" if run.done() and run.exception() else "stopped" if run.stopped else "finished"
+        ended = (
+            RunState.FAILED
+            if run.done() and run.exception()
+            else RunState.STOPPED
+            if run.stopped
+            else RunState.FINISHED
+        )
         # as the run's summary counts: the round going on, or once it ended the rounds it completed
         round_ = run.round if not run.done() else run.completed
         status["run"] = {
-            "state": "running" if not run.done() else ended,
+            "state": RunState.RUNNING if not run.done() else ended,
             "summary": run.summary(),
             "round": round_,
             "overall": run.offset + round_,

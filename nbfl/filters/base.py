@@ -10,6 +10,7 @@ import numpy as np
 
 from ..errors import NbflError
 from ..protocol import names
+from ..protocol.names import DataKind
 
 Weights = dict[str, np.ndarray]
 
@@ -82,9 +83,9 @@ def apply(
 
 def as_diff(tensors: Mapping[str, np.ndarray], kind: str, reference: Mapping[str, np.ndarray]) -> Weights:
     """The update relative to the model the task carried (new float64-free arrays, model dtypes)."""
-    if kind == "WEIGHT_DIFF":
+    if kind == DataKind.WEIGHT_DIFF:
         return {k: np.array(v) for k, v in tensors.items()}
-    if kind != "WEIGHTS":
+    if kind != DataKind.WEIGHTS:
         raise FilterError(f"this filter works on WEIGHTS or WEIGHT_DIFF, not {kind}")
     missing = [k for k in tensors if k not in reference]
     if missing:

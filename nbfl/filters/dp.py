@@ -18,6 +18,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ..protocol.names import DataKind
 from .base import FilterContext, Weights, as_diff, register
 
 PRIVATE_META = ("metrics", "num_samples", "NUM_STEPS_CURRENT_ROUND")
@@ -47,7 +48,7 @@ class GaussianPrivacy:
                 d += self.rng.normal(0.0, sigma, d.shape).astype(d.dtype, copy=False)
         for key in PRIVATE_META:
             ctx.meta.pop(key, None)
-        return diff, "WEIGHT_DIFF"
+        return diff, DataKind.WEIGHT_DIFF
 
     def spec(self) -> dict[str, Any]:
         return {"name": self.name, "clip": self.clip, "noise_multiplier": self.noise_multiplier}

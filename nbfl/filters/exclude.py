@@ -14,6 +14,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ..protocol.names import DataKind
 from .base import FilterContext, Weights, as_diff, register
 
 
@@ -35,7 +36,7 @@ class ExcludeVars:
         for name, d in diff.items():
             if self.excluded(name):
                 d[...] = 0
-        return diff, "WEIGHT_DIFF"
+        return diff, DataKind.WEIGHT_DIFF
 
     def spec(self) -> dict[str, Any]:
         return {"name": self.name, "names": list(self.names)}

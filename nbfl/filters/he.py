@@ -25,6 +25,7 @@ from ..protocol.he import (
     require_tenseal,
     slots,
 )
+from ..protocol.names import DataKind
 from ..protocol.weights import full_weights
 from ..protocol.wire import DTYPES
 from .base import FilterContext, FilterError, Weights
@@ -98,9 +99,9 @@ class HEEncrypt:
         self.context = _private_context(context, "HEEncrypt")
 
     def __call__(self, tensors: Mapping[str, np.ndarray], kind: str, ctx: FilterContext) -> tuple[Weights, str]:
-        if kind == "WEIGHT_DIFF":
+        if kind == DataKind.WEIGHT_DIFF:
             tensors = full_weights(tensors, kind, ctx.reference)
-        elif kind != "WEIGHTS":
+        elif kind != DataKind.WEIGHTS:
             raise FilterError(f"he_encrypt works on WEIGHTS or WEIGHT_DIFF, not {kind}")
         bad = [k for k, v in tensors.items() if np.asarray(v).dtype.kind == "f" and not np.isfinite(v).all()]
         if bad:
@@ -129,7 +130,7 @@ class HEDecrypt:
         layout = ctx.meta.get(LAYOUT_KEY)
         if layout is None:
             return dict(tensors), kind
-        return decrypt(tensors, self.context, layout), "WEIGHTS"
+        return decrypt(tensors, self.context, layout), DataKind.WEIGHTS
 
     def spec(self) -> dict[str, Any]:
         return {"name": self.name}

@@ -12,6 +12,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ..protocol.names import DataKind
 from .base import FilterContext, Weights, as_diff, register
 
 
@@ -35,7 +36,7 @@ class PercentilePrivacy:
                 small = np.abs(d) < cutoff
                 np.clip(d, -self.gamma, self.gamma, out=d)
                 d[small] = 0
-        return diff, "WEIGHT_DIFF"
+        return diff, DataKind.WEIGHT_DIFF
 
     def spec(self) -> dict[str, Any]:
         return {"name": self.name, "percentile": self.percentile, "gamma": self.gamma}

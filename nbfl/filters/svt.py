@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ..protocol.names import DataKind
 from .base import FilterContext, Weights, as_diff, register
 
 
@@ -41,7 +42,7 @@ class SVTPrivacy:
         diff = as_diff(tensors, kind, ctx.reference)
         floats = [name for name, d in diff.items() if d.dtype.kind == "f"]
         if not floats:
-            return diff, "WEIGHT_DIFF"
+            return diff, DataKind.WEIGHT_DIFF
         flat = np.clip(np.concatenate([diff[n].ravel().astype(np.float64) for n in floats]), -self.gamma, self.gamma)
         chosen = max(1, int(self.fraction * flat.size))
         eps1 = eps2 = self.epsilon / 2
@@ -57,7 +58,7 @@ class SVTPrivacy:
             d = diff[name]
             d[...] = released[start : start + d.size].reshape(d.shape)
             start += d.size
-        return diff, "WEIGHT_DIFF"
+        return diff, DataKind.WEIGHT_DIFF
 
     def spec(self) -> dict[str, Any]:
         return {

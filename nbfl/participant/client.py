@@ -29,7 +29,8 @@ from .. import filters
 from ..filters import Filter
 from ..protocol import compress, names, wire
 from ..protocol.joining import JoinCode, Share, is_join_code
-from ..protocol.names import DataKind
+from ..protocol.names import DataKind, IoEvent, MessageKind, ParticipantState
+from ..protocol.panel import ParticipantStatus
 from ..transport.control import ControlServer
 from ..transport.provision import Kit, as_kit
 from ..transport.threads import HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT, ClientIO, CurveConfig, check_plaintext
@@ -128,7 +129,7 @@ class Client:
         self.filters = list(filters)  # this site's policy: after the controller's, on every update
         self.task_filters = list(task_filters)  # on what a task brings, before the executor sees it
         self.on_update = on_update
-        self.state = "connecting"  # connecting, idle, training, stopped
+        self.state = ParticipantState.CONNECTING  # connecting, idle, training, stopped
         self.rounds_done = 0
         self.last_round: int | None = None  # the round number of the last task it completed, as the controller counts
         self.ended: str | None = (
@@ -160,7 +161,7 @@ class Client:
         )
 
     # -- lifecycle --------------------------------------------------------------
-    def panel_status(self) -> dict[str, Any]:
+    def panel_status(self) -> ParticipantStatus:
         """This participant as its own Federation panel shows it (JSON values): its controller,
         its state, and its model's metrics beside the global model's."""
         lost = self.controller_lost
@@ -179,7 +180,7 @@ class Client:
         }
 
     def _panel_leave(self, args: Mapping[str, Any]) -> str:
-        if self.state == "stopped":
+        if self.state == ParticipantState.STOPPED:
             raise RuntimeError(f"{self.name} has already left")
         # stop() closes the control socket too: it runs on a thread of its own, after this answer
         threading.Thread(target=self.stop, name="nbfl-leave", daemon=True).start()
@@ -234,12 +235,12 @@ class Client:
             self._tasks.put(None)
             if self._io is not None:
                 if self._welcomed.is_set():  # a refused client never joined: nothing to leave
-                    self._io.send(wire.message("bye"))
+                    self._io.send(wire.message(MessageKind.BYE))
                 self._io.stop()
             for thread in self._threads:  # a thread still running torch at exit can abort the process
                 if thread is not threading.current_thread():
                     thread.join(5)
-            self.state = "stopped"
+            self.state = ParticipantState.STOPPED
             if self._control is not None:
                 self._control.close()
             self._stopped.set()
@@ -290,7 +291,7 @@ class Client:
             fields["wants_share"] = True
         elif self.share is not None:
             fields["share"] = str(self.share)
-        self._io.send(wire.message("join", **fields))
+        self._io.send(wire.message(MessageKind.JOIN, **fields))
         self._joins_sent += 1
         timer = threading.Timer(JOIN_RESEND, self._join_unanswered, args=(self._joins_sent,))
         timer.daemon = True
@@ -316,20 +317,20 @@ class Client:
 
     # -- IO thread: reacts to the controller, quickly ---------------------------
     def _on_io_event(self, kind: str, peer: bytes, payload: Any) -> None:
-        if kind == "invalid":
+        if kind == IoEvent.INVALID:
             log.warning("%s: refused a message from the controller: %s", self.name, payload)
-        elif kind == "lost":
+        elif kind == IoEvent.LOST:
             self.controller_lost = time.time()
             log.warning("%s: no heartbeat from %s; still trying", self.name, self.endpoint)
             self._notify()
-        elif kind == "back":
+        elif kind == IoEvent.BACK:
             self.controller_lost = None
             self._notify()
-        elif kind == "died":  # a bug ended the IO thread: say so where the participant looks, and leave
+        elif kind == IoEvent.DIED:  # a bug ended the IO thread: say so where the participant looks, and leave
             self.last_error = self.ended = f"connection thread died: {payload!r}"
             self._answered.set()
             threading.Thread(target=self.stop, name=f"nbfl-stop-{self.name}", daemon=True).start()
-        elif kind == "refused":  # the handshake failed: start() reports it at once
+        elif kind == IoEvent.REFUSED:  # the handshake failed: start() reports it at once
             log.warning("%s: %s: %s", self.name, self.endpoint, payload)
             if not self._welcomed.is_set():
                 self.last_error = str(payload)
@@ -340,7 +341,7 @@ class Client:
     def _on_message(self, msg: wire.Message) -> bool:
         """Handle one controller message; True means the controller said bye."""
         assert self._io is not None
-        if msg.kind == "welcome":
+        if msg.kind == MessageKind.WELCOME:
             codec = msg.get("compress")
             if codec is not None and codec not in compress.CODECS:
                 self.last_error = (
@@ -349,7 +350,7 @@ class Client:
                 )
                 log.warning("%s: %s", self.name, self.last_error)
                 self.ended = self.last_error
-                self._io.send(wire.message("bye", reason=self.last_error))
+                self._io.send(wire.message(MessageKind.BYE, reason=self.last_error))
                 self._answered.set()
                 return True  # and leaves
             listed = msg.get("name")
@@ -359,29 +360,29 @@ class Client:
             if self.from_share is not None:
                 # the worker builds the data before any task, which the queue keeps behind it
                 self._tasks.put(Share.from_fields(msg.get("share")) or Share(0, 1))
-            self.state = "idle"
+            self.state = ParticipantState.IDLE
             self.last_error = None  # a rejoin after a controller restart: its "not joined" is over
             self._busy_refusals = 0
             self._welcomed.set()
             self._answered.set()
             self._notify()
             log.info("%s joined %s", self.name, self.endpoint)
-        elif msg.kind == "task":
+        elif msg.kind == MessageKind.TASK:
             sent = msg.get("global_metrics")
             if isinstance(sent, dict) and isinstance(sent.get("round"), int):
                 self.global_round, self.global_metrics = sent["round"], _metrics(sent.get("metrics"))
             self._tasks.put(msg)
-        elif msg.kind == "pull":
+        elif msg.kind == MessageKind.PULL:
             with self._lock:
                 result = self._ready.pop(msg.get("task_id"), None)
             if result is not None:
                 self._io.send_frames(result)
-        elif msg.kind == "abort":
+        elif msg.kind == MessageKind.ABORT:
             with self._lock:
                 if self._current is not None and msg.get("task_id") in (None, self._current[0]):
                     self._current[1].trigger()
                 self._ready.pop(msg.get("task_id"), None)
-        elif msg.kind == "error":
+        elif msg.kind == MessageKind.ERROR:
             self._joins_answered = self._joins_sent
             self.last_error = str(msg.get("reason"))
             log.warning("%s: controller says: %s", self.name, self.last_error)
@@ -391,7 +392,7 @@ class Client:
             self._answered.set()
             if msg.get("rejoin") is True:
                 self._join()
-        elif msg.kind == "bye":
+        elif msg.kind == MessageKind.BYE:
             reason = msg.get("reason")
             if isinstance(reason, str):
                 self.last_error = reason
@@ -420,7 +421,7 @@ class Client:
         signal = Signal()
         with self._lock:
             self._current = (task_id, signal)
-        self.state = "training"
+        self.state = ParticipantState.TRAINING
         meta = msg.get("meta") if isinstance(msg.get("meta"), dict) else {}
         fl_ctx = FLContext(self.name, {"current_round": number, "task_name": task_name, "task_id": task_id})
         self._notify()
@@ -436,11 +437,13 @@ class Client:
             reply = self._executor_for(msg).execute(task_name, shareable, fl_ctx, signal)
             if signal.triggered:  # acknowledged, so the controller knows the site stopped
                 log.info("%s: task %s aborted", self.name, task_name)
-                return wire.encode(wire.message("aborted", task_id=task_id))
+                return wire.encode(wire.message(MessageKind.ABORTED, task_id=task_id))
             rc = reply.get_return_code() if hasattr(reply, "get_return_code") else ReturnCode.OK
             if rc != ReturnCode.OK:
                 return wire.encode(
-                    wire.message("error", task_id=task_id, reason=f"{self.name} returned {rc} for task {task_name!r}")
+                    wire.message(
+                        MessageKind.ERROR, task_id=task_id, reason=f"{self.name} returned {rc} for task {task_name!r}"
+                    )
                 )
             dxo = from_shareable(reply)
             data, kind, out_meta = _arrays(dxo.data), dxo.data_kind, dict(dxo.meta)
@@ -450,7 +453,9 @@ class Client:
             packed: dict[str, Any] = {}
             if msg.get("compress_results") in compress.CODECS:  # after every filter: what the site's policy let out
                 data, packed["compress"] = compress.pack(data, msg.get("compress_results"))
-            result = wire.message("result", data, task_id=task_id, kind=kind, meta=_json_safe(out_meta), **packed)
+            result = wire.message(
+                MessageKind.RESULT, data, task_id=task_id, kind=kind, meta=_json_safe(out_meta), **packed
+            )
             frames = wire.encode(result)  # fails here, with this client's traceback, if it cannot be sent
         except Exception as exc:
             tb = user_traceback(exc)
@@ -459,11 +464,11 @@ class Client:
             self.last_error = missing or f"{type(exc).__name__}: {exc}"
             self._notify()
             fields = {"reason": missing} if missing else {"reason": self.last_error, "traceback": tb}
-            return wire.encode(wire.message("error", task_id=task_id, **fields))
+            return wire.encode(wire.message(MessageKind.ERROR, task_id=task_id, **fields))
         finally:
             with self._lock:
                 self._current = None
-            self.state = "idle"
+            self.state = ParticipantState.IDLE
         self.rounds_done += 1
         self.last_error = None  # a task done: an earlier task's failure is not the news any more
         self.last_round = number if isinstance(number, int) else None
@@ -473,7 +478,7 @@ class Client:
             return frames
         with self._lock:
             self._ready[task_id] = frames
-        return wire.encode(wire.message("ready", task_id=task_id))
+        return wire.encode(wire.message(MessageKind.READY, task_id=task_id))
 
     def _set_up(self, share: Share) -> None:
         """Build what this client trains with from the share the controller assigned, and
@@ -492,7 +497,7 @@ class Client:
                 self.executor, self.data = setup.executor, setup.data
                 self.samples, self.device, self.labels = setup.samples, setup.device, list(setup.labels)
                 self._shipped = None  # shipped code sees the new data
-        self._io.send(wire.message("info", samples=self.samples, device=self.device, labels=self.labels))
+        self._io.send(wire.message(MessageKind.INFO, samples=self.samples, device=self.device, labels=self.labels))
         self._notify()
 
     def _executor_for(self, msg: wire.Message) -> Executor:

@@ -14,6 +14,8 @@ import sys
 import threading
 from typing import Any, TextIO
 
+from ..protocol.names import ParticipantState
+
 
 class ParticipantLines:
     """``on_update`` for a :class:`nbfl.Client`: prints what changed since the last call."""
@@ -54,7 +56,7 @@ class ParticipantLines:
         if client.rounds_done > self._rounds:
             self._rounds = client.rounds_done
             lines.append(_round_line(client))
-        if client.last_error and client.last_error != self._error and client.state != "stopped":
+        if client.last_error and client.last_error != self._error and client.state != ParticipantState.STOPPED:
             lines.append(f"error: {client.last_error}")
         self._error = client.last_error
         lost = client.controller_lost is not None

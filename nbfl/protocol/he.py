@@ -41,13 +41,14 @@ from typing import TYPE_CHECKING, Any, Mapping, Union
 
 import numpy as np
 
+from .names import DataKind
 from .wire import DTYPES
 
 if TYPE_CHECKING:
     import tenseal
 
 LAYOUT_KEY = "he_layout"  # meta key: the Layout of the ciphertexts a task or result carries
-ENCRYPTED = "ENCRYPTED"  # data kind of a result that holds ciphertexts of full weights
+ENCRYPTED = DataKind.ENCRYPTED  # data kind of a result that holds ciphertexts of full weights
 CHUNK_PREFIX = "ckks/"
 
 Layout = dict[str, Any]  # {"slots": int, "chunks": int, "tensors": [{"name", "dtype", "shape"}, ...]}

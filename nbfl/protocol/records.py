@@ -12,10 +12,11 @@ import numbers
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any
 
 import numpy as np
+
+from .names import ClientState, StrEnum
 
 MAX_METRICS = 32  # metrics kept of one result: enough for any table, too few to bloat the history
 MAX_METRIC_NAME = 64  # characters of a metric's name
@@ -39,7 +40,7 @@ class ClientInfo:
     )  # the compressions it decodes (nbfl.protocol.compress); none: an older client
     traffic: tuple[int, int] | None = None  # bytes sent to it and received from it in its last round
     aborted_at: float | None = None  # time.monotonic() when it last said it stopped a task on an abort
-    state: str = "idle"  # joining (setting up its share), idle, training, lost, left, removed
+    state: ClientState = ClientState.IDLE
     last_seen: float = field(default_factory=time.time)
     last_round: int | None = None
     last_seconds: float | None = None
@@ -49,7 +50,7 @@ class ClientInfo:
     @property
     def live(self) -> bool:
         """Connected and answering (not lost, not left)."""
-        return self.state in ("idle", "training")
+        return self.state in (ClientState.IDLE, ClientState.TRAINING)
 
 
 @dataclass
@@ -94,16 +95,13 @@ def finite_metrics(raw: Any) -> dict[str, float]:
     return kept
 
 
-class RoundStatus(str, Enum):
+class RoundStatus(StrEnum):
     """How a round ended. A ``str`` enum: ``record.status == "ok"`` reads as it says."""
 
     OK = "ok"  # the workflow's new model is the global model
     FAILED = "failed"  # too few usable results, or the workflow refused; the model is unchanged
     STOPPED = "stopped"  # Run.stop() (a Stop button, %fl_stop); clients told to abort
     INTERRUPTED = "interrupted"  # the kernel's interrupt (Ctrl-C); clients told to abort
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass

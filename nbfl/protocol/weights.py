@@ -11,6 +11,7 @@ from typing import Mapping
 import numpy as np
 
 from ..errors import NbflError
+from .names import DataKind
 
 Weights = dict[str, np.ndarray]
 
@@ -77,9 +78,9 @@ def full_weights(update: Mapping[str, np.ndarray], kind: str, reference: Mapping
     :class:`UpdateError` for a bad update or any other kind of data.
     """
     check_update(update, reference)
-    if kind == "WEIGHTS":
+    if kind == DataKind.WEIGHTS:
         return dict(update)
-    if kind == "WEIGHT_DIFF":
+    if kind == DataKind.WEIGHT_DIFF:
         return apply_diff(reference, update)
     raise UpdateError(f"expected WEIGHTS or WEIGHT_DIFF, got data of kind {kind!r}")
 

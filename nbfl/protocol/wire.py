@@ -29,6 +29,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..errors import NbflError
+from .names import MessageKind
 
 PROTOCOL_VERSION = 1
 MAX_HEADER_BYTES = 1 << 20  # 1 MiB of JSON is far more than any honest header needs
@@ -37,22 +38,7 @@ MAX_TENSOR_BYTES = 1 << 33  # 8 GiB: a sanity bound; deployments can lower it
 MAX_DEPTH = 32  # nesting of a header's JSON; honest headers need about five levels
 MAX_INT = 1 << 63  # integers beyond 64 bits are refused rather than carried into float() or C
 
-KINDS = frozenset(
-    {
-        "join",  # client -> controller: name, host, device, samples, capabilities
-        "welcome",  # controller -> client: accepted, client id
-        "task",  # controller -> client: task name, task id, round, weights
-        "info",  # client -> controller: what it trains on, once its share came (samples, device, labels)
-        "aborted",  # client -> controller: it stopped a task on the controller's abort (task id)
-        "ready",  # client -> controller: a result is ready, waiting for a pull
-        "pull",  # controller -> client: send the ready result now (flow control)
-        "result",  # client -> controller: task id, weights or diff, metrics
-        "heartbeat",  # both ways, answered by the IO thread, never by user code
-        "abort",  # controller -> client: abort the running task
-        "error",  # either way: a task failed or a message was refused
-        "bye",  # either way: leaving
-    }
-)
+KINDS = frozenset(MessageKind)  # nothing else is accepted
 
 # Names on the wire -> little-endian numpy dtypes. Nothing else is accepted.
 DTYPES: dict[str, np.dtype] = {

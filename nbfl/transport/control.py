@@ -73,7 +73,7 @@ class ControlServer:
     ``KeyError``, ``ValueError`` or ``RuntimeError`` with one when it cannot.
     """
 
-    def __init__(self, kind: str, status: Callable[[], dict[str, Any]], actions: Mapping[str, Action]):
+    def __init__(self, kind: str, status: Callable[[], Mapping[str, Any]], actions: Mapping[str, Action]):
         self.kind = kind
         self.token = secrets.token_urlsafe(32)
         self.id = f"{kind}-{os.getpid()}-{next(_serial)}"

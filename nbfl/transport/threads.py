@@ -51,6 +51,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from ..errors import NbflError
 from ..protocol import wire
+from ..protocol.names import IoEvent, MessageKind
 from .connections import Connections
 from .guard import Guard, GuardSettings, Peer
 
@@ -235,7 +236,7 @@ class _IOThread(threading.Thread):
             self._wake_r.close()
             self._wake_w.close()
             if self.failure is not None:
-                self._emit("died", b"", self.failure)
+                self._emit(IoEvent.DIED, b"", self.failure)
 
     def _close_sockets(self, linger: int = 0) -> None:
         for extra in self._extra:
@@ -487,12 +488,12 @@ class ServerIO(_IOThread):
             if self._drop(peer):
                 self.guard.dropped(address)
                 self.guard.warn("full", "a participant at %s does not read what it is sent: dropped as lost", address)
-                self._emit("lost", peer, None)
+                self._emit(IoEvent.LOST, peer, None)
             return
         except zmq.ZMQError as exc:  # EHOSTUNREACH: the peer's connection is gone
             log.debug("send to %s failed: %s", peer.hex(), exc)
             if self._drop(peer):
-                self._emit("lost", peer, None)
+                self._emit(IoEvent.LOST, peer, None)
             return
         self._count(peer, frames, 0)
 
@@ -505,7 +506,7 @@ class ServerIO(_IOThread):
             self.connections.close(_source_fd(frames[-1]), "it sent more than its budget")
             if entry.joined and self._drop(peer):  # a participant flooding: the run goes on without it
                 self.guard.dropped(entry.address)
-                self._emit("lost", peer, None)
+                self._emit(IoEvent.LOST, peer, None)
             return
         admitted = peer in self._admitted
         if not admitted and len(frames) > 2:  # join, heartbeat and bye are a header alone
@@ -518,12 +519,12 @@ class ServerIO(_IOThread):
             msg = wire.decode(frames[1:])
         except wire.WireError as exc:
             self.guard.refused_message(entry.address, "invalid", "refused a message from %s: %s", entry.address, exc)
-            self._emit("invalid", peer, str(exc))
-            self.answer(peer, wire.message("error", reason=f"refused: {exc}"))
+            self._emit(IoEvent.INVALID, peer, str(exc))
+            self.answer(peer, wire.message(MessageKind.ERROR, reason=f"refused: {exc}"))
             return
         if admitted:
             self._admitted[peer] = time.monotonic()
-        if msg.kind == "join":
+        if msg.kind == MessageKind.JOIN:
             entry.fd = _source_fd(frames[-1])  # the connection it joins on: marked joined, or closed on removal
             if self.curve is not None:
                 # set by our ZAP answer for this connection's key; a message cannot forge it
@@ -531,14 +532,14 @@ class ServerIO(_IOThread):
                     entry.user_id = str(frames[-1].get("User-Id"))
                 except zmq.ZMQError:  # no User-Id: not admitted by our ZAP answer; the join is refused
                     entry.user_id = None
-        if msg.kind == "heartbeat":
+        if msg.kind == MessageKind.HEARTBEAT:
             if admitted:
-                self._send_frames(peer, wire.encode(wire.message("heartbeat")))
-                self._emit("heartbeat", peer, None)
+                self._send_frames(peer, wire.encode(wire.message(MessageKind.HEARTBEAT)))
+                self._emit(IoEvent.HEARTBEAT, peer, None)
             else:  # e.g. the controller restarted: tell the client to join again
-                self.answer(peer, wire.message("error", reason="not joined", rejoin=True))
+                self.answer(peer, wire.message(MessageKind.ERROR, reason="not joined", rejoin=True))
             return
-        self._emit("message", peer, msg)
+        self._emit(IoEvent.MESSAGE, peer, msg)
 
     def _close_sockets(self, linger: int = 0) -> None:
         if hasattr(self, "connections"):
@@ -550,7 +551,7 @@ class ServerIO(_IOThread):
         for peer, seen in list(self._admitted.items()):
             if now - seen > self.heartbeat_timeout:
                 self._drop(peer)
-                self._emit("lost", peer, None)
+                self._emit(IoEvent.LOST, peer, None)
 
 
 def _source_fd(frame: Any) -> int | None:
@@ -637,7 +638,7 @@ class ClientIO(_IOThread):
                 self._handshake_failed = False
             elif not self._handshake_failed:
                 self._handshake_failed = True
-                self._emit("refused", b"", self._handshake_cause(event))
+                self._emit(IoEvent.REFUSED, b"", self._handshake_cause(event))
 
     @property
     def connected(self) -> bool:
@@ -652,7 +653,7 @@ class ClientIO(_IOThread):
         self._refusals += 1
         if self._refusals == self.UNREACHABLE_AFTER:
             self._emit(
-                "refused",
+                IoEvent.REFUSED,
                 b"",
                 f"nothing answers at {self.endpoint} (the connection was refused "
                 f"{self._refusals} times): is the controller running, with this address and port?",
@@ -691,20 +692,20 @@ class ClientIO(_IOThread):
         self._last_heard = time.monotonic()
         if self._controller_lost:
             self._controller_lost = False
-            self._emit("back", b"", None)
+            self._emit(IoEvent.BACK, b"", None)
         try:
             msg = wire.decode(frames)
         except wire.WireError as exc:
-            self._emit("invalid", b"", str(exc))
+            self._emit(IoEvent.INVALID, b"", str(exc))
             return
-        if msg.kind == "welcome":  # beats only once joined: a refused client has nothing to keep alive
+        if msg.kind == MessageKind.WELCOME:  # beats only once joined: a refused client has nothing to keep alive
             self._heard_once = True
-        if msg.kind != "heartbeat":
-            self._emit("message", b"", msg)
+        if msg.kind != MessageKind.HEARTBEAT:
+            self._emit(IoEvent.MESSAGE, b"", msg)
 
     def _beat(self, now: float) -> None:
         if self._heard_once:
-            self._send_frames(wire.encode(wire.message("heartbeat")))
+            self._send_frames(wire.encode(wire.message(MessageKind.HEARTBEAT)))
         if not self._controller_lost and now - self._last_heard > self.heartbeat_timeout:
             self._controller_lost = True
-            self._emit("lost", b"", None)
+            self._emit(IoEvent.LOST, b"", None)

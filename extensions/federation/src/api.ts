@@ -1,6 +1,9 @@
 /**
  * The REST contract of nbfl's Jupyter server extension, and the two calls the panel makes.
  *
+ * The status shapes mirror nbfl/protocol/panel.py (Python's TypedDicts) and the states
+ * nbfl/protocol/names.py; tests/unit/test_panel_types.py holds the two declarations together.
+ *
  * Requests go through ServerConnection so they carry Jupyter's token and XSRF cookie
  * and honour the server's base URL (JupyterHub, proxies).
  */
@@ -16,7 +19,10 @@ export function localAccuracy(metrics: Metrics): number | undefined {
   return typeof value === 'number' ? value : undefined;
 }
 
+/** The closed sets of states; nbfl.protocol.names declares the same values (a test compares them). */
 export type RunState = 'running' | 'finished' | 'stopped' | 'failed';
+export type ClientState = 'joining' | 'idle' | 'training' | 'lost' | 'left' | 'removed';
+export type ParticipantState = 'connecting' | 'idle' | 'training' | 'stopped';
 
 export interface IRun {
   state: RunState;
@@ -40,8 +46,7 @@ export interface IClient {
   name: string;
   device: string;
   host: string;
-  /** joining | idle | training | lost | left | removed */
-  state: string;
+  state: ClientState;
   share: string | null;
   round: number | null;
   seconds: number | null;
@@ -74,6 +79,10 @@ export interface IDefense {
   refused_messages: number;
   refused_joins: number;
   dropped_peers: number;
+  /** Connections closed before they joined (over the cap, or too slow). */
+  closed_connections: number;
+  /** Connections that ended before joining. */
+  ended_unjoined: number;
   /** [address, refusals], most first. */
   top: [string, number][];
   summary: string;
@@ -82,8 +91,7 @@ export interface IDefense {
 export interface IParticipantStatus {
   name: string;
   controller: string;
-  /** connecting | idle | training | stopped */
-  state: string;
+  state: ParticipantState;
   /** Seconds since the controller stopped answering, or null. */
   controller_lost: number | null;
   share: string | null;

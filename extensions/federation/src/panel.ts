@@ -1,13 +1,17 @@
 /**
  * The "Federation" sidebar panel.
  *
- * It polls the server (every second while visible, every five when hidden) and rebuilds
- * the list and the selected entry's details only when the JSON text changes. The action
+ * It polls the server with @lumino/polling, as JupyterLab's own panels do: every second
+ * while the panel is visible, not at all while it or the browser tab is hidden (showing
+ * it fetches at once), and backing off (2 s, 4 s, ... up to 30 s) while the server does
+ * not answer. It rebuilds the list and the selected entry's details only when the JSON
+ * text changes. The action
  * buttons and the join-line box are built once and only updated, so a re-render never
  * takes focus or the text selection away from them; UI state (the selected entry, the
  * entries whose join line is shown) lives here, keyed by entry id.
  */
 import { Dialog, showDialog } from '@jupyterlab/apputils';
+import { Poll } from '@lumino/polling';
 import { Widget } from '@lumino/widgets';
 
 import {
@@ -24,8 +28,8 @@ import { entryName, renderEntries } from './entries';
 import { federationIcon } from './icon';
 import { renderParticipant } from './participant';
 
-const VISIBLE_POLL_MS = 1000;
-const HIDDEN_POLL_MS = 5000;
+const POLL_MS = 1000;
+const MAX_BACKOFF_MS = 30000;
 const MESSAGE_MS = 10000; // an action's message goes once its effect shows in the panel
 
 /** Built afresh each time: a DOM node can only sit in one place. */
@@ -84,38 +88,35 @@ export class FederationPanel extends Widget {
       this.listHost,
       h('div', { class: 'nbfl-fed-detail' }, this.detailHead, this.actions, this.joinBox, this.detailBody)
     );
-    this.schedule(0);
+    this.poller = new Poll({
+      factory: () => this.fetch(),
+      frequency: { interval: POLL_MS, backoff: true, max: MAX_BACKOFF_MS },
+      standby: () => !this.isVisible || 'when-hidden',
+      name: 'nbfl:federation'
+    });
   }
 
   dispose(): void {
-    if (this.timer !== null) {
-      window.clearTimeout(this.timer);
-      this.timer = null;
-    }
+    this.poller.dispose();
     super.dispose();
   }
 
-  /** Becoming visible: fetch at once instead of waiting out the slow interval. */
+  /** Becoming visible: fetch at once instead of waiting out the standby. */
   protected onAfterShow(): void {
-    this.schedule(0);
+    this.refresh();
   }
 
   // ---- polling -------------------------------------------------------------------
 
-  private schedule(delayMs: number): void {
-    if (this.isDisposed) {
-      return;
+  /** Fetch now (after an action, or on showing), then go on at the usual pace. */
+  private refresh(): void {
+    if (!this.isDisposed) {
+      void this.poller.refresh();
     }
-    if (this.timer !== null) {
-      window.clearTimeout(this.timer);
-    }
-    this.timer = window.setTimeout(() => {
-      this.timer = null;
-      void this.poll();
-    }, delayMs);
   }
 
-  private async poll(): Promise<void> {
+  /** One tick of the poll: a rejection makes the poll back off until the server answers. */
+  private async fetch(): Promise<void> {
     if (this.inFlight) {
       // One request at a time; ask for another as soon as this one ends.
       this.pollAgain = true;
@@ -131,16 +132,18 @@ export class FederationPanel extends Widget {
       }
       this.setError(null);
     } catch (err) {
-      // Keep the last data on screen; the next poll may succeed.
+      // Keep the last data on screen; the poll tries again, less often each time.
       this.setError(`Cannot read the federation: ${errorText(err)}`);
       if (this.data === null) {
         this.listHost.replaceChildren();
       }
+      throw err;
     } finally {
       this.inFlight = false;
-      const visible = this.isVisible && !document.hidden;
-      this.schedule(this.pollAgain ? 0 : visible ? VISIBLE_POLL_MS : HIDDEN_POLL_MS);
-      this.pollAgain = false;
+      if (this.pollAgain) {
+        this.pollAgain = false;
+        this.refresh();
+      }
     }
   }
 
@@ -338,12 +341,12 @@ export class FederationPanel extends Widget {
     } finally {
       this.busy = false;
       this.renderDetail(this.selected());
-      this.schedule(0);
+      this.refresh();
     }
   }
 
   private readonly api: FederationApi;
-  private timer: number | null = null;
+  private readonly poller: Poll;
   private inFlight = false;
   private pollAgain = false;
   private busy = false;
