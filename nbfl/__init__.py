@@ -5,28 +5,15 @@ train on their own data and send back only weights. The core needs numpy and pyz
 torch enters through :mod:`nbfl.protocol.torch_adapter`.
 """
 
-from .controller.controller import Controller, RunActive
-from .controller.run import Run, RunError
+from .controller.controller import Controller
+from .controller.run import Run
 from .controller.workshop import Workshop
 from .errors import NbflError
-from .launch.on_dask import spawn_on_dask
+from .launch.spawn import spawn_clients, stop_clients
 from .participant.client import Client
 from .participant.tasks import TaskContext, Update, task
 from .protocol.joining import JoinCode
-from .protocol.records import ClientInfo, Result, RoundRecord, RoundStatus
-from .workflows import (
-    ALGORITHMS,
-    CrossSiteEval,
-    Cyclic,
-    FedAvg,
-    FederatedStatistics,
-    FedOpt,
-    FedProx,
-    RobustAggregation,
-    RoundFailed,
-    Scaffold,
-    make_workflow,
-)
+from .workflows import make_workflow
 
 __version__ = "0.1.0"
 
@@ -55,32 +42,17 @@ def _jupyter_labextension_paths() -> list[dict[str, str]]:
     return [{"src": "labextension", "dest": "nbfl-federation"}]
 
 
-__all__ = [
-    "ALGORITHMS",
+__all__ = [  # what a notebook needs; the rest is in the subpackages (nbfl.workflows, nbfl.data, ...)
     "Client",
-    "ClientInfo",
     "Controller",
-    "CrossSiteEval",
-    "Cyclic",
-    "FedAvg",
-    "FedOpt",
-    "FedProx",
-    "FederatedStatistics",
-    "Result",
-    "RobustAggregation",
-    "RoundFailed",
-    "RoundRecord",
-    "RoundStatus",
-    "Run",
     "JoinCode",
     "NbflError",
-    "RunActive",
-    "RunError",
-    "Scaffold",
+    "Run",
     "TaskContext",
     "Update",
     "Workshop",
     "make_workflow",
-    "spawn_on_dask",
+    "spawn_clients",
+    "stop_clients",
     "task",
 ]

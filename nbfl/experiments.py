@@ -26,6 +26,8 @@ from .participant.trainers import ArrayTrainer, evaluate_model, evaluator
 from .protocol.records import RoundRecord
 from .workflows import make_workflow
 
+__all__ = ["COMPARED", "central_accuracy", "cifar10_arrays", "compare", "compare_cifar10", "final_table"]
+
 COMPARED = ("fedavg", "fedprox", "fedopt", "scaffold")
 OnRound = Callable[[float, str, RoundRecord], None]
 

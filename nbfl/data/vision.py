@@ -17,6 +17,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+__all__ = ["CIFAR10", "Compose", "Normalize", "ToTensor", "read_cifar10_binary"]
+
 BIN_DIR = "cifar-10-batches-bin"
 TRAIN_FILES = [f"data_batch_{i}.bin" for i in range(1, 6)]
 TEST_FILES = ["test_batch.bin"]

@@ -19,7 +19,24 @@ What ran is listed in the result's meta under ``"filters"`` (name and parameters
 the controller knows, and shows, what each update went through.
 """
 
-from . import dp, exclude, percentile, svt  # noqa: F401  (each registers its filter)
 from .base import REGISTRY, Filter, FilterContext, FilterError, Weights, apply, as_diff, build, register
+from .dp import GaussianPrivacy
+from .exclude import ExcludeVars
+from .percentile import PercentilePrivacy
+from .svt import SVTPrivacy
 
-__all__ = ["REGISTRY", "Filter", "FilterContext", "FilterError", "Weights", "apply", "as_diff", "build", "register"]
+__all__ = [
+    "REGISTRY",
+    "ExcludeVars",
+    "Filter",
+    "FilterContext",
+    "FilterError",
+    "GaussianPrivacy",
+    "PercentilePrivacy",
+    "SVTPrivacy",
+    "Weights",
+    "apply",
+    "as_diff",
+    "build",
+    "register",
+]

@@ -1,7 +1,8 @@
 """Homomorphic encryption, the client's half: encrypt what leaves the site, decrypt the mean.
 
 The ciphertext format, the contexts and the layout are in :mod:`nbfl.protocol.he`, which
-the controller's workflow reads too. TenSEAL is imported only inside functions, so
+the controller's workflow reads too; the keys (:func:`new_contexts`, :func:`load_context`)
+are offered here as well, beside the filters that use them. TenSEAL is imported only inside functions, so
 ``import nbfl`` never needs it (``pip install nbfl-jupyter[he]``).
 """
 
@@ -22,6 +23,7 @@ from ..protocol.he import (
     chunk_sizes,
     layout_of,
     load_context,
+    new_contexts,
     require_tenseal,
     slots,
 )
@@ -32,6 +34,8 @@ from .base import FilterContext, FilterError, Weights
 
 if TYPE_CHECKING:
     import tenseal
+
+__all__ = ["HEDecrypt", "HEEncrypt", "decrypt", "encrypt", "load_context", "new_contexts"]
 
 
 def encrypt(tensors: Mapping[str, np.ndarray], context: Context) -> tuple[Weights, Layout]:

@@ -14,6 +14,8 @@ from .cross_site import CrossSiteEval, CrossSiteMatrix
 from .cyclic import Cyclic
 from .fedopt import FedOpt
 from .fedprox import FedProx
+from .he_fedavg import HEFedAvg
+from .norm_clip import NormClip
 from .registry import ALGORITHMS, make_workflow
 from .robust import RobustAggregation
 from .scaffold import Scaffold
@@ -32,6 +34,8 @@ __all__ = [
     "FederatedStatistics",
     "FedOpt",
     "FedProx",
+    "HEFedAvg",
+    "NormClip",
     "RobustAggregation",
     "RoundContext",
     "RoundFailed",

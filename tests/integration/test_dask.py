@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import nbfl
+import nbfl.launch.on_dask
 from nbfl.data import load_digits_split
 from nbfl.participant.models import DigitsMLP
 from nbfl.participant.trainers import evaluator
@@ -24,7 +25,7 @@ def test_six_clients_on_three_workers_train_and_a_dead_workers_clients_are_lost(
     dask = distributed.Client(cluster)
     ctl = nbfl.Controller("tcp://127.0.0.1:0", model, evaluate=evaluator(model, x_test, y_test), heartbeat_timeout=3.0)
     try:
-        sites = nbfl.spawn_on_dask(dask, 6, endpoint=ctl.endpoint, per_worker=2, partition="iid")
+        sites = nbfl.launch.on_dask.spawn_on_dask(dask, 6, endpoint=ctl.endpoint, per_worker=2, partition="iid")
         ctl.wait_for_clients(6, timeout=300)
         by_worker: dict[str, list[str]] = {}
         for name, worker in sites.placement.items():

@@ -122,7 +122,9 @@ def state_of(ctl: nbfl.Controller, name: str) -> str | None:
     return next((c.state for c in ctl.clients if c.name == name), None)
 
 
-def fedavg_reference(w0: dict[str, np.ndarray], records: list[nbfl.RoundRecord]) -> dict[str, np.ndarray]:
+def fedavg_reference(
+    w0: dict[str, np.ndarray], records: list[nbfl.protocol.records.RoundRecord]
+) -> dict[str, np.ndarray]:
     """FedAvg replayed in float64 over each round's recorded participants."""
     ref = {k: v.astype(np.float64) for k, v in w0.items()}
     for record in records:
@@ -163,7 +165,7 @@ def test_sigkilled_and_restarted_clients_keep_every_round_whole(tmp_path):
             lost_in[number] = victim
         expected[number] = {n: p for n, p in fleet.pids().items() if n != lost_in.get(number)}
 
-    def entry(name: str) -> nbfl.ClientInfo | None:
+    def entry(name: str) -> nbfl.protocol.records.ClientInfo | None:
         return next((c for c in ctl.clients if c.name == name), None)
 
     def maybe_restart(number: int, name: str) -> None:
@@ -196,7 +198,7 @@ def test_sigkilled_and_restarted_clients_keep_every_round_whole(tmp_path):
             fleet.kill(victim)
             killed.append((number, "mid", victim))
 
-    def on_round(record: nbfl.RoundRecord) -> None:
+    def on_round(record: nbfl.protocol.records.RoundRecord) -> None:
         nonlocal done
         done = record.round
         if lost_in.get(done) is not None:
@@ -220,7 +222,7 @@ def test_sigkilled_and_restarted_clients_keep_every_round_whole(tmp_path):
         prepare(1)
         run = ctl.start(
             ROUNDS,
-            nbfl.FedAvg(weight_by="samples"),
+            nbfl.workflows.FedAvg(weight_by="samples"),
             min_clients=QUORUM,
             timeout=PATIENCE,
             join_timeout=PATIENCE,
@@ -278,5 +280,5 @@ def test_sigkilled_and_restarted_clients_keep_every_round_whole(tmp_path):
     np.testing.assert_allclose(final["b"], ref["b"], rtol=1e-5, atol=1e-5)  # float32 on the clients
     assert final["w"].dtype == np.float64 and final["b"].dtype == np.float32
     # and the check has teeth: had every client taken part in every round, the model would differ
-    everyone = [nbfl.RoundRecord(r.round, r.workflow, clients={n: {} for n in NAMES}) for r in records]
+    everyone = [nbfl.protocol.records.RoundRecord(r.round, r.workflow, clients={n: {} for n in NAMES}) for r in records]
     assert not np.allclose(fedavg_reference(w0, everyone)["w"], final["w"], rtol=1e-6)

@@ -128,7 +128,7 @@ def test_a_client_refuses_a_filter_it_does_not_know_and_says_why(controller_fact
     client_factory(ctl.endpoint, "a", tasks={"train": plus_one})
     ctl.wait_for_clients(1)
     record = ctl.run(1, FedAvg(task_meta={"filters": [{"name": "homebrew"}]}))[0]
-    assert record.status == nbfl.RoundStatus.FAILED
+    assert record.status == nbfl.protocol.records.RoundStatus.FAILED
     assert "unknown filter 'homebrew'" in record.failed["a"]
 
 
@@ -178,5 +178,5 @@ def test_dp_sgd_trains_through_opacus_and_reports_its_epsilon(controller_factory
     assert 20 <= dp.accountant.steps <= 90 and records[0].clients["site"]["dp_sgd_epsilon"] < spent
     assert records[-1].metrics["accuracy"] > before + 0.2  # it still learns
     assert not any(name.startswith("_module") for name in ctl.weights)  # Opacus' wrapper never leaks into names
-    record = ctl.run(1, nbfl.FedProx(mu=0.1))[0]
+    record = ctl.run(1, nbfl.workflows.FedProx(mu=0.1))[0]
     assert "does not combine with FedProx" in record.failed["site"]

@@ -179,7 +179,7 @@ def test_torch_and_numpy_participants_average_into_one_model(controller_factory,
         client_factory(ctl.endpoint, f"{trainer}-{i}", recorders[-1], **local)
     assert [type(r.inner) for r in recorders] == [ArrayTrainer, ArrayTrainer, NumpyTrainer, NumpyTrainer]
     ctl.wait_for_clients(4)
-    records = ctl.run(3, nbfl.FedAvg(weight_by="samples"), min_clients=4, timeout=120)
+    records = ctl.run(3, nbfl.workflows.FedAvg(weight_by="samples"), min_clients=4, timeout=120)
     assert [r.status for r in records] == ["ok"] * 3, records[-1].failed
     last = [r.results[-1] for r in recorders]
     assert len({n for _, n in last}) > 1  # the shares differ in size: the weighting matters
@@ -214,7 +214,7 @@ with nbfl.Controller("tcp://127.0.0.1:0", model, evaluate=evaluate, **fast) as c
     clients = [nbfl.Client(ctl.endpoint, f"site-{i}", **built_in_client(Share(i, 2, "iid", 0)), **fast).start(30)
                for i in range(2)]
     ctl.wait_for_clients(2)
-    records = ctl.run(3, nbfl.FedAvg(), min_clients=2, timeout=120)
+    records = ctl.run(3, nbfl.workflows.FedAvg(), min_clients=2, timeout=120)
     for client in clients:
         client.stop()
 print(json.dumps({
@@ -281,7 +281,7 @@ def test_nbfl_client_with_trainer_numpy_joins_and_trains(controller_factory):
         assert re.match(r"joined tcp://\S+ as numpy-0; training with numpy ", joined[0]), joined
         assert re.match(r"joined tcp://\S+ as torch-1; training with torch ", joined[1]), joined
         ctl.wait_for_clients(2)
-        records = ctl.run(2, nbfl.FedAvg(), min_clients=2, timeout=120)
+        records = ctl.run(2, nbfl.workflows.FedAvg(), min_clients=2, timeout=120)
         assert [r.status for r in records] == ["ok"] * 2 and sorted(records[-1].clients) == ["numpy-0", "torch-1"]
         assert records[-1].metrics["accuracy"] > 0.5  # chance is 0.1; two rounds reach about 0.65
     finally:

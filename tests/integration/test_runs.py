@@ -113,11 +113,11 @@ def test_one_run_at_a_time_and_the_model_is_not_swapped_under_it(controller_fact
     client_factory(ctl.endpoint, "a", tasks=tasks)
     run = ctl.start(1, timeout=60)
     until(lambda: started)
-    with pytest.raises(nbfl.RunActive, match="running: round 1 of 1"):
+    with pytest.raises(nbfl.controller.controller.RunActive, match="running: round 1 of 1"):
         ctl.start(1)
-    with pytest.raises(nbfl.RunActive):
+    with pytest.raises(nbfl.controller.controller.RunActive):
         ctl.weights = small_model(1)
-    with pytest.raises(nbfl.RunActive):
+    with pytest.raises(nbfl.controller.controller.RunActive):
         ctl.restart(small_model(1))
     gate.set()
     assert run.wait(30)[0].ok
@@ -178,12 +178,12 @@ def test_a_dead_io_thread_is_raised_by_wait_at_once(controller_factory, client_f
         raise RuntimeError("injected bug")
 
     ctl.io._beat = injected
-    with pytest.raises(nbfl.RunError, match="injected bug"):
+    with pytest.raises(nbfl.controller.run.RunError, match="injected bug"):
         run.wait(timeout=60)  # raises long before the timeout: a TimeoutError here would fail the test
     assert not ctl.io.is_alive() and "injected bug" in run.summary()
-    with pytest.raises(nbfl.RunError, match="IO thread"):
+    with pytest.raises(nbfl.controller.run.RunError, match="IO thread"):
         ctl.wait_for_clients(5, timeout=None)
-    with pytest.raises(nbfl.RunError, match="IO thread"):
+    with pytest.raises(nbfl.controller.run.RunError, match="IO thread"):
         ctl.start(1)
 
 
@@ -219,7 +219,7 @@ def test_a_run_is_the_controllers_before_its_first_round(controller_factory, cli
     client_factory(ctl.endpoint, "a", tasks=adder())
     seen = []
 
-    class Probe(nbfl.FedAvg):
+    class Probe(nbfl.workflows.FedAvg):
         def round(self, run, weights, number):
             seen.append(ctl.active_run is run)
             return super().round(run, weights, number)

@@ -42,4 +42,4 @@ def test_the_root_keeps_the_built_in_bases_callers_already_catch():
     with pytest.raises(NbflError) as caught:
         decode([b"not a header"])
     assert isinstance(caught.value, ValueError) and isinstance(caught.value, WireError)
-    assert issubclass(nbfl.RunError, RuntimeError) and nbfl.NbflError is NbflError
+    assert issubclass(nbfl.controller.run.RunError, RuntimeError) and nbfl.NbflError is NbflError
