@@ -15,9 +15,9 @@ import sys
 import time
 from typing import Any, Sequence
 
+from .controller.settings import add_arguments, from_arguments
 from .participant import command as client_command
 from .participant.command import data_args, positive, security_args
-from .protocol.compress import CODECS
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -126,22 +126,18 @@ def _provision(args: argparse.Namespace) -> int:
     return 0
 
 
+RUN_HELP = {  # the run settings' help, with the CLI's defaults
+    "timeout": "seconds a round waits for results (default: 120)",
+    "compress": "the model and the updates on the wire (default: none; with --workshop, int8)",
+}
+
+
 def _round_args(p: argparse.ArgumentParser) -> None:
     from .workflows import ALGORITHMS
 
     p.add_argument("--rounds", type=positive, default=10)
     p.add_argument("--algorithm", default="fedavg", choices=sorted(ALGORITHMS))
-    p.add_argument("--timeout", type=float, default=120.0, help="seconds a round waits for results")
-    p.add_argument(
-        "--grace",
-        type=float,
-        help="seconds a round waits for slower clients once its quorum (--min-clients) is in (default: for all)",
-    )
-    p.add_argument(
-        "--compress",
-        choices=["none", *CODECS],
-        help="the model and the updates on the wire (default: none; with --workshop, int8)",
-    )
+    add_arguments(p.add_argument, help=RUN_HELP, skip=("min_clients",))  # the controller's --min-clients waits too
 
 
 def _controller(args: argparse.Namespace, endpoint: str, spawn: int, workshop: bool = False) -> int:
@@ -158,6 +154,11 @@ def _controller(args: argparse.Namespace, endpoint: str, spawn: int, workshop: b
     procs: list = []
     on_dask = None
     need = spawn or args.min_clients
+    try:
+        settings = from_arguments(args, min_clients=need, timeout=120.0)
+    except ValueError as exc:  # a --filter that is not NAME:KEY=VALUE,...
+        print(f"nbfl controller: {exc}", file=sys.stderr)
+        return 2
     kit, insecure = getattr(args, "kit", None), getattr(args, "insecure", False)
     he_context = kit.he_context() if kit is not None else None
     # under HE the controller holds ciphertexts: it cannot evaluate, the clients report
@@ -227,9 +228,7 @@ def _controller(args: argparse.Namespace, endpoint: str, spawn: int, workshop: b
         rounds = args.rounds - len(controller.history)  # after a resume, the rest of them
         try:
             if rounds > 0:
-                controller.run(
-                    rounds, workflow, min_clients=need, timeout=args.timeout, grace=args.grace, on_round=_print_round
-                )
+                controller.run(rounds, workflow, settings, on_round=_print_round)
         except TimeoutError as exc:  # too few clients left, and none came back
             print(f"stopped: {exc}", flush=True)
         except KeyboardInterrupt:

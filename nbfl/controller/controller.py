@@ -16,6 +16,7 @@ Threads, each with one job:
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import logging
 import os
 import threading
@@ -45,6 +46,7 @@ from .admission import Admission
 from .memory import release_memory
 from .registry import Registry
 from .run import OnProgress, OnRound, Run, RunError
+from .settings import RunSettings
 from .status import panel_actions, panel_status
 from .workshop import Workshop
 
@@ -255,20 +257,17 @@ class Controller:
         self,
         rounds: int = 1,
         workflow: Any = None,
+        settings: RunSettings | None = None,
         *,
-        min_clients: int = 1,
-        min_results: int | None = None,
-        grace: float | None = None,
-        timeout: float | None = None,
-        join_timeout: float | None = 60.0,
         on_round: OnRound | None = None,
         on_progress: OnProgress | None = None,
-        filters: list[dict[str, Any]] | None = None,
-        compress: str | None = None,
+        **changes: Any,
     ) -> Run:
         """Start ``rounds`` rounds of ``workflow`` (FedAvg by default, or an algorithm's name)
         in the background and return the :class:`~nbfl.controller.run.Run` handle at once.
 
+        ``settings`` (:class:`~nbfl.controller.settings.RunSettings`), with ``changes`` to
+        its fields as keywords (``min_clients=3, timeout=60``), are this run's own:
         A round starts once ``min_clients`` are connected (the run waits up to
         ``join_timeout`` for them, and fails with TimeoutError if they do not come). It
         waits for every live client, at most ``timeout`` seconds; with ``grace``, only
@@ -282,12 +281,13 @@ class Controller:
         answer within one, both on the run's thread. ``filters`` are specs of
         :mod:`nbfl.filters` every client applies to its updates this run
         (``[{"name": "dp", "clip": 1.0, "noise_multiplier": 1.0}]``), besides its own policy.
-        ``compress`` (``"float16"``, ``"int8"`` or ``"none"``; the controller's :attr:`compress`
-        by default) shrinks the model going out and the updates coming back, for the
-        clients that decode it (:mod:`nbfl.protocol.compress`); the bytes each round moved are in
-        its record's ``traffic``.
+        ``compress`` (``"float16"``, ``"int8"``, ``"int16"`` or ``"none"``; the controller's
+        :attr:`compress` by default) shrinks the model going out and the updates coming
+        back, for the clients that decode it (:mod:`nbfl.protocol.compress`); the bytes each
+        round moved are in its record's ``traffic``.
         One run at a time: starting another while one is going raises :class:`RunActive`.
         """
+        settings = dataclasses.replace(settings or RunSettings(), **changes)
         if not self._weights:
             raise ValueError("the controller has no model: pass weights=... or set controller.weights")
         if rounds < 1:
@@ -297,33 +297,24 @@ class Controller:
         if not isinstance(workflow, Workflow):
             raise TypeError(f"{workflow!r} is not a workflow: it needs name, trains and round(run, weights, number)")
         self._restore_workflow(workflow)
-        build_filters(filters)  # an unknown or bad spec fails here, not on every client
-        codec = check_codec(compress) if compress is not None else self.compress
+        build_filters(list(settings.filters))  # an unknown or bad spec fails here, not on every client
+        codec = check_codec(settings.compress) if settings.compress is not None else self.compress
         with self._starting:  # the check and the claim are one step: two callers cannot both pass
             self._refuse_during_run("start another run")
             run = self._run = Run(
-                self,
-                rounds,
-                workflow,
-                min_clients=min_clients,
-                min_results=min_results,
-                grace=grace,
-                timeout=timeout,
-                join_timeout=join_timeout,
-                filters=filters,
-                compress=codec,
-                on_round=on_round,
-                on_progress=on_progress,
+                self, rounds, workflow, settings, codec=codec, on_round=on_round, on_progress=on_progress
             )
         # begun only once it is self._run: the IO thread forwards the first results to it
         return run.begin()
 
-    def run(self, rounds: int = 1, workflow: Any = None, **settings: Any) -> list[RoundRecord]:
-        """``start(rounds, workflow, **settings).wait()``: run the rounds here and return their records.
+    def run(
+        self, rounds: int = 1, workflow: Any = None, settings: RunSettings | None = None, **changes: Any
+    ) -> list[RoundRecord]:
+        """``start(rounds, workflow, settings, **changes).wait()``: run the rounds here and return their records.
 
         Ctrl-C aborts the round on the clients, keeps the last complete model, and is raised again.
         """
-        return self.start(rounds, workflow, **settings).wait()
+        return self.start(rounds, workflow, settings, **changes).wait()
 
     def restart(self, weights: Any) -> None:
         """Begin afresh from ``weights`` with the same clients: history and privacy ledger

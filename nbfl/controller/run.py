@@ -39,6 +39,7 @@ from ..transport.threads import ServerIO
 from ..workflows.base import RoundFailed, RoundStopped, Workflow
 from .memory import release_memory
 from .registry import Registry
+from .settings import RunSettings
 
 log = logging.getLogger(__name__)
 
@@ -97,28 +98,22 @@ class Run:
         host: Host,
         rounds: int,
         workflow: Workflow,
+        settings: RunSettings,
         *,
-        min_clients: int = 1,
-        min_results: int | None = None,
-        grace: float | None = None,
-        timeout: float | None = None,
-        join_timeout: float | None = 60.0,
-        filters: list[dict[str, Any]] | None = None,
-        compress: str | None = None,
+        codec: str | None = None,
         on_round: OnRound | None = None,
         on_progress: OnProgress | None = None,
     ):
         self.rounds = rounds
         self.workflow = workflow
-        self.min_clients = min_clients  # connected clients a round starts with
-        self.min_results = min_results if min_results is not None else min_clients  # the quorum that closes it
-        self.grace = grace  # seconds the round waits for slower clients once the quorum is in (None: for all)
-        self.timeout = timeout
-        self.join_timeout = join_timeout
-        self.filters = list(filters or [])
-        self.compress = (
-            compress  # the codec of the model going out and the updates coming back (nbfl.protocol.compress)
-        )
+        self.settings = settings
+        self.min_clients = settings.min_clients  # connected clients a round starts with
+        self.min_results = settings.quorum  # usable results that close a round
+        self.grace = settings.grace  # seconds the round waits for slower clients once the quorum is in (None: for all)
+        self.timeout = settings.timeout
+        self.join_timeout = settings.join_timeout
+        self.filters = list(settings.filters)
+        self.compress = codec  # of the model going out and the updates coming back (the setting, or the controller's)
         self.evaluate = host.evaluate
         self.he_context = host.he_context  # the kit's public HE context, for he_fedavg by name
         self.history: list[RoundRecord] = []  # this run's rounds, as they complete

@@ -4,7 +4,7 @@ dashboard, blocking or in the background."""
 from __future__ import annotations
 
 import html
-from typing import Any
+from typing import Any, Callable
 
 from IPython.core.error import UsageError
 from IPython.core.magic import line_magic, magics_class
@@ -13,9 +13,9 @@ from IPython.display import display
 
 from ...controller.controller import RunActive
 from ...controller.run import Run, RunError
+from ...controller.settings import add_arguments, from_arguments, option
 from ...filters import FilterError
 from ...filters import build as build_filters
-from ...protocol.compress import CODECS
 from ...protocol.records import RoundStatus
 from ...workflows import ALGORITHMS, make_workflow
 from ..dashboard import (
@@ -28,6 +28,23 @@ from ..text import Html
 from ..waiting import wait_awaited, wait_blocking
 from .participant import show_client
 from .session import TopicMagics, widgets_installed
+
+# the settings' help, as %fl_round's defaults come from %fl_controller start
+HELP = {
+    "min_clients": "clients a round starts with and, unless --min-results, results it needs "
+    "(default: the controller's --min-clients)",
+    "timeout": "seconds a round waits (default: the controller's --timeout)",
+    "compress": "the model and the updates on the wire (default: the controller's; a workshop's is int8)",
+}
+
+
+def run_settings(magic: Callable) -> Callable:
+    """``%fl_round``'s options for its run's settings, declared once in :mod:`nbfl.controller.settings`."""
+    decorators: list = []
+    add_arguments(lambda *flags, **kwargs: decorators.append(argument(*flags, **kwargs)), help=HELP)
+    for decorate in reversed(decorators):
+        magic = decorate(magic)
+    return magic
 
 
 @magics_class
@@ -47,28 +64,7 @@ class RunMagics(TopicMagics):
     )
     @argument("--reset", action="store_true", help="start the algorithm's server state (momentum, SCAFFOLD's c) afresh")
     @argument("--task", default="train", help="the task each client runs")
-    @argument(
-        "--filter",
-        dest="filters",
-        action="append",
-        default=[],
-        metavar="NAME[:KEY=VALUE,...]",
-        help="a filter every client applies to its updates, e.g. dp:clip=0.5,noise_multiplier=1.0",
-    )
-    @argument(
-        "--min-clients",
-        type=int,
-        help="clients a round starts with and, unless --min-results, results it "
-        "needs (default: the controller's --min-clients)",
-    )
-    @argument("--min-results", type=int, help="results that close a round (its quorum)")
-    @argument("--grace", type=float, help="seconds to wait for slower clients once the quorum is in (default: for all)")
-    @argument("--timeout", type=float, help="seconds a round waits (default: the controller's --timeout)")
-    @argument(
-        "--compress",
-        choices=["none", *CODECS],
-        help="the model and the updates on the wire (default: the controller's; a workshop's is int8)",
-    )
+    @run_settings
     @argument(
         "--background",
         action="store_true",
@@ -150,7 +146,13 @@ class RunMagics(TopicMagics):
         live = len(ctl.live_clients())
         if not live:
             raise UsageError("no client has joined: %fl_spawn N, or %fl_join from another notebook")
-        min_clients = args.min_clients or self.session.min_clients
+        try:
+            settings = from_arguments(
+                args, min_clients=self.session.min_clients, timeout=self.session.round_timeout, join_timeout=0
+            )
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        min_clients = settings.min_clients
         if live < min_clients:
             raise UsageError(
                 f"{live} of {min_clients} clients have joined; this round needs {min_clients} (--min-clients)"
@@ -158,9 +160,8 @@ class RunMagics(TopicMagics):
         if ctl.active_run is not None:
             raise UsageError(f"a run is going ({ctl.active_run.summary()}): %fl_wait for it or %fl_stop it first")
         workflow = self._workflow(args)
-        filters = [_filter_spec(text) for text in args.filters]
         try:
-            build_filters(filters)
+            build_filters(list(settings.filters))
         except FilterError as exc:
             raise UsageError(str(exc)) from None
         board = self.session.board_for(
@@ -168,19 +169,7 @@ class RunMagics(TopicMagics):
         ).show()  # before the run: its thread updates it
         views = Views(board)
         try:
-            run = ctl.start(
-                args.n,
-                workflow,
-                min_clients=min_clients,
-                min_results=args.min_results,
-                grace=args.grace,
-                timeout=args.timeout or self.session.round_timeout,
-                join_timeout=0,
-                on_round=views.on_round,
-                on_progress=views.on_progress,
-                filters=filters,
-                compress=args.compress,
-            )
+            run = ctl.start(args.n, workflow, settings, on_round=views.on_round, on_progress=views.on_progress)
         except (RunActive, RunError) as exc:
             raise UsageError(str(exc)) from None
         run.view_hint = (
@@ -232,7 +221,10 @@ class RunMagics(TopicMagics):
             print("final " + ", ".join(f"{k} {v:.4f}" for k, v in last.metrics.items()))
 
     def _workflow(self, args: Any) -> Any:
-        options = dict(_option(text) for text in args.options)
+        try:
+            options = dict(option(text) for text in args.options)
+        except ValueError as exc:
+            raise UsageError(f"--with {exc}") from None
         key = (args.algorithm, args.task, tuple(sorted(options.items())))
         if args.reset or key not in self.session.workflows:
             try:
@@ -240,22 +232,3 @@ class RunMagics(TopicMagics):
             except (TypeError, ValueError) as exc:
                 raise UsageError(f"--algorithm {args.algorithm}: {exc}") from None
         return self.session.workflows[key]
-
-
-def _filter_spec(text: str) -> dict[str, Any]:
-    """``dp:clip=0.5,noise_multiplier=1.0`` -> ``{"name": "dp", "clip": 0.5, "noise_multiplier": 1.0}``."""
-    name, _, params = text.partition(":")
-    return {"name": name, **dict(_option(p) for p in params.split(",") if p)}
-
-
-def _option(text: str) -> tuple[str, Any]:
-    """``KEY=VALUE`` with VALUE read as a number when it is one: ``mu=0.1``, ``order=shuffled``."""
-    key, sep, value = text.partition("=")
-    if not sep or not key.isidentifier():
-        raise UsageError(f"--with expects KEY=VALUE, got {text!r}")
-    for parse in (int, float):
-        try:
-            return key, parse(value)
-        except ValueError:
-            pass
-    return key, value
