@@ -14,11 +14,13 @@ from typing import Mapping
 
 import numpy as np
 
+from ..algorithms.fedprox import MU as FEDPROX_MU
+from ..algorithms.scaffold import RUN as SCAFFOLD_RUN
+from ..algorithms.scaffold.client import ScaffoldState
 from ..protocol import names
 from ..protocol.names import DataKind, MetaKey
 from ..protocol.weights import Weights
 from .executor import DXO, AppConstants, Executor, FLContext, ReturnCode, Shareable, Signal, from_shareable, make_reply
-from .scaffold_client import ScaffoldState
 from .statistics import local_statistics
 
 
@@ -84,10 +86,12 @@ class LocalTrainer(Executor):
         return make_reply(ReturnCode.TASK_UNKNOWN)
 
     def train_task(self, dxo: DXO, round_number: int, abort_signal: Signal) -> Shareable:
-        scaffold = names.SCAFFOLD_RUN in dxo.meta
-        self.set_weights(self.scaffold.begin(dxo.data, dxo.meta) if scaffold else dxo.data)
-        mu = dxo.meta.get(names.FEDPROX_MU, self.mu)
-        steps, loss = self.train(abort_signal, round_number, mu if isinstance(mu, (int, float)) else self.mu, scaffold)
+        scaffold_run = SCAFFOLD_RUN in dxo.meta
+        self.set_weights(self.scaffold.begin(dxo.data, dxo.meta) if scaffold_run else dxo.data)
+        mu = dxo.meta.get(FEDPROX_MU, self.mu)
+        steps, loss = self.train(
+            abort_signal, round_number, mu if isinstance(mu, (int, float)) else self.mu, scaffold_run
+        )
         if abort_signal.triggered:
             return make_reply(ReturnCode.TASK_ABORTED)
         meta = {
@@ -98,7 +102,7 @@ class LocalTrainer(Executor):
         # one copy serves twice: cross-site's submit_model, and the result itself, whose
         # frames may wait for the controller's pull while the next task rewrites the model
         self.local_weights = {k: v.copy() for k, v in self.get_weights().items()}
-        if scaffold:
+        if scaffold_run:
             # momentum SGD moves about lr / (1 - momentum) per unit gradient once it is going
             data = self.scaffold.finish(self.local_weights, max(steps, 1), self.lr / (1 - self.momentum))
             return DXO(DataKind.WEIGHT_DIFF, data, meta).to_shareable()

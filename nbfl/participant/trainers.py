@@ -14,14 +14,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..protocol import names
+from ..algorithms.fedprox import MU as FEDPROX_MU
+from ..algorithms.fedprox.client import proximal_term
+from ..algorithms.scaffold import RUN as SCAFFOLD_RUN
+from ..algorithms.scaffold.client_torch import gradient_correction
 from ..protocol.torch_adapter import device_name, get_weights, set_weights
 from ..protocol.weights import Weights
 from .dp_sgd import DPSGD
 from .executor import DXO, Shareable, Signal
 from .local_trainer import LocalTrainer
 from .models import DigitsMLP
-from .torch_algorithms import gradient_correction, proximal_term
 
 
 class ArrayTrainer(LocalTrainer):
@@ -50,7 +52,7 @@ class ArrayTrainer(LocalTrainer):
         self.dp_sgd = dp_sgd  # record-level DP on this site (Opacus); its epsilon goes into the metrics
 
     def train_task(self, dxo: DXO, round_number: int, abort_signal: Signal) -> Shareable:
-        if self.dp_sgd is not None and (names.SCAFFOLD_RUN in dxo.meta or dxo.meta.get(names.FEDPROX_MU)):
+        if self.dp_sgd is not None and (SCAFFOLD_RUN in dxo.meta or dxo.meta.get(FEDPROX_MU)):
             raise ValueError("this site trains with DP-SGD, which does not combine with FedProx or SCAFFOLD here")
         return super().train_task(dxo, round_number, abort_signal)
 

@@ -6,12 +6,13 @@ import torch
 
 from nbfl.aggregators import WeightedMean, robust
 from nbfl.aggregators.fedopt import ServerAdam, ServerSGD, ServerYogi
-from nbfl.participant.scaffold_client import client_control_update
+from nbfl.algorithms.fedprox.client import proximal_term
+from nbfl.algorithms.scaffold import DC as DC_PREFIX
+from nbfl.algorithms.scaffold import RUN as RUN_KEY
+from nbfl.algorithms.scaffold import C as C_PREFIX
+from nbfl.algorithms.scaffold.client import client_control_update
+from nbfl.algorithms.scaffold.client_torch import ScaffoldClient
 from nbfl.participant.tasks import Update
-from nbfl.participant.torch_algorithms import ScaffoldClient, proximal_term
-from nbfl.protocol.names import SCAFFOLD_C as C_PREFIX
-from nbfl.protocol.names import SCAFFOLD_DC as DC_PREFIX
-from nbfl.protocol.names import SCAFFOLD_RUN as RUN_KEY
 from nbfl.protocol.names import DataKind
 from nbfl.workflows import Cyclic, FedAvg, FedOpt, FedProx, RobustAggregation, Scaffold
 

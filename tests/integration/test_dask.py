@@ -78,7 +78,7 @@ def test_fl_spawn_dask_from_the_notebook_and_the_controller_stop_releases_the_wo
         assert sorted(c.name for c in ctl.live_clients()) == ["site-1", "site-2", "site-3", "site-4"]
         shell.run_line_magic("fl_round", "2")
         assert [r.ok and len(r.clients) for r in ctl.history] == [4, 4]
-        (group,) = shell.find_magic("fl_spawn").__self__.on_dask
+        (group,) = shell.find_magic("fl_spawn").__self__.session.on_dask
         shell.run_line_magic("fl_controller", "stop")
         assert sorted(group.ended) == ["site-1", "site-2", "site-3", "site-4"]
         assert all(text.startswith(f"{name} left") for name, text in group.ended.items()), group.ended  # tasks ended

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import nbfl
+from nbfl.algorithms import fedprox, scaffold
 from nbfl.data import load_digits_split
 from nbfl.participant import numpy_trainer as npt
 from nbfl.participant.builtin import built_in_client, choose, digits_model
@@ -104,7 +105,7 @@ def both_trainers(digits):
     return ArrayTrainer(DigitsMLP(), x, y, epochs=3, device="cpu"), NumpyTrainer(x, y, epochs=3)
 
 
-@pytest.mark.parametrize("meta", [{}, {names.FEDPROX_MU: 0.5}], ids=["fedavg", "fedprox"])
+@pytest.mark.parametrize("meta", [{}, {fedprox.MU: 0.5}], ids=["fedavg", "fedprox"])
 def test_a_train_task_gives_the_torch_trainers_weights(digits, meta):
     start = npt.init_weights(seed=1)
     results = [train(trainer, start, meta) for trainer in both_trainers(digits)]
@@ -124,8 +125,8 @@ def test_scaffold_rounds_give_the_torch_trainers_diffs_and_variates(digits):
     rng = np.random.default_rng(2)
     trainers = both_trainers(digits)
     for round_number in (1, 2):  # in round 2 each client's own variate c_i is no longer zero
-        c = {names.SCAFFOLD_C + k: rng.normal(scale=0.1, size=v.shape) for k, v in start.items()}
-        a, b = (train(t, {**start, **c}, {names.SCAFFOLD_RUN: "run-1"}, round_number) for t in trainers)
+        c = {scaffold.C + k: rng.normal(scale=0.1, size=v.shape) for k, v in start.items()}
+        a, b = (train(t, {**start, **c}, {scaffold.RUN: "run-1"}, round_number) for t in trainers)
         assert a.data_kind == b.data_kind == DataKind.WEIGHT_DIFF
         assert_same(a.data, b.data)
         assert len(a.data) == 8  # the weights' diffs and the variates' changes

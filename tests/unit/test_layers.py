@@ -22,6 +22,7 @@ ROLES = {
     "data": ("nbfl.data",),
     "transport": ("nbfl.transport",),
     "filters": ("nbfl.filters",),
+    "algorithm names": ("nbfl.algorithms",),  # its server and client halves: see role()
     "controller": ("nbfl.controller", "nbfl.workflows", "nbfl.aggregators"),
     "participant": ("nbfl.participant",),
     "launch": ("nbfl.launch",),
@@ -33,9 +34,10 @@ MAY_USE = {
     "data": set(),
     "transport": {"errors", "protocol"},
     "filters": {"errors", "protocol"},
-    "controller": {"errors", "protocol", "transport", "filters"},
-    "participant": {"errors", "protocol", "transport", "filters", "data"},
-    "launch": {"errors", "protocol", "transport", "filters", "data", "participant"},
+    "algorithm names": {"errors", "protocol"},
+    "controller": {"errors", "protocol", "transport", "filters", "algorithm names"},
+    "participant": {"errors", "protocol", "transport", "filters", "data", "algorithm names"},
+    "launch": {"errors", "protocol", "transport", "filters", "data", "participant", "algorithm names"},
     "faces": set(ROLES),
 }
 MODULE_NAME = re.compile(r"^nbfl(\.[A-Za-z_]\w*)+$")
@@ -43,6 +45,12 @@ CODE_IMPORT = re.compile(r"\b(?:from|import)\s+(nbfl(?:\.[A-Za-z_]\w*)*)")
 
 
 def role(module: str) -> str:
+    """A module's role; in ``nbfl/algorithms/NAME/`` a pair's ``server*`` module is the
+    controller's, its ``client*`` modules the participant's, the rest their shared names."""
+    parts = module.split(".")
+    if parts[:2] == ["nbfl", "algorithms"] and len(parts) == 4:
+        half = {"server": "controller", "client": "participant"}
+        return next((r for prefix, r in half.items() if parts[3].startswith(prefix)), "algorithm names")
     prefixes = sorted(((p, r) for r, ps in ROLES.items() for p in ps), key=lambda pr: -len(pr[0]))
     return next(r for p, r in prefixes if module == p or module.startswith(p + "."))
 
@@ -172,6 +180,11 @@ def plant(code: dict[str, str], module: str, line: str) -> dict[str, str]:
 def test_every_module_has_a_role_and_every_role_a_module():
     code = sources()
     assert {role(m) for m in code} == set(ROLES)
+    assert (
+        role("nbfl.algorithms.scaffold.server") == "controller"
+        and role("nbfl.algorithms.scaffold") == "algorithm names"
+    )
+    assert role("nbfl.algorithms.scaffold.client_torch") == "participant"
     assert role("nbfl") == "faces" and role("nbfl.protocol.wire") == "protocol"
     assert role("nbfl.workflows.fedprox") == "controller" and role("nbfl.launch.template") == "launch"
 
@@ -199,6 +212,10 @@ def test_a_planted_cross_role_import_fails():
     assert violations(graph(planted)) == [
         "nbfl.workflows.scatter_gather (controller) -> nbfl.participant.executor (participant): "
         f"line {planted['nbfl.workflows.scatter_gather'].count(chr(10))}: from nbfl.participant.executor import ..."
+    ]
+    across = plant(code, "nbfl.algorithms.scaffold.client", "from .server import Scaffold")  # a pair's halves too
+    assert [v.split(":")[0] for v in violations(graph(across))] == [
+        "nbfl.algorithms.scaffold.client (participant) -> nbfl.algorithms.scaffold.server (controller)"
     ]
     upward = plant(code, "nbfl.participant.client", "def _later():\n    from ..controller.run import Run")
     assert [v.split(":")[0] for v in violations(graph(upward))] == [

@@ -1,4 +1,5 @@
-"""What FedProx and SCAFFOLD add to a client's torch training loop.
+"""What SCAFFOLD adds to a client's torch training loop (FedProx's term is
+:func:`nbfl.algorithms.fedprox.client.proximal_term`).
 
 Any training loop can use these helpers; the built-in
 :class:`~nbfl.participant.trainers.ArrayTrainer` does, driven by the task meta::
@@ -13,35 +14,21 @@ Any training loop can use these helpers; the built-in
         opt.step()
     result = scaffold.finish(model, steps, lr)
 
-The variates themselves are numpy (:mod:`nbfl.participant.scaffold_client`), shared with the
+The variates themselves are numpy (:mod:`nbfl.algorithms.scaffold.client`), shared with the
 numpy trainer; only the gradients are touched here.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Mapping, cast
+from typing import Callable, Mapping
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..protocol.torch_adapter import get_weights
-from ..protocol.weights import Weights
-from .scaffold_client import ScaffoldState
-
-
-def proximal_term(model: nn.Module, mu: float) -> Callable[[nn.Module], torch.Tensor]:
-    """``loss_extra(model) = mu/2 * ||w - w0||^2``, ``w0`` the parameters as they are now
-    (call it right after loading the global model)."""
-    anchor = [p.detach().clone() for p in model.parameters()]
-
-    def term(current: nn.Module) -> torch.Tensor:
-        if mu == 0:
-            return torch.zeros((), device=anchor[0].device if anchor else "cpu")
-        total = sum(((p - a) ** 2).sum() for p, a in zip(current.parameters(), anchor))
-        return 0.5 * mu * cast(torch.Tensor, total)  # sum's start (0) stays only for a model without parameters
-
-    return term
+from ...protocol.torch_adapter import get_weights
+from ...protocol.weights import Weights
+from .client import ScaffoldState
 
 
 def gradient_correction(model: nn.Module, correction: Mapping[str, np.ndarray]) -> Callable[[nn.Module], None]:

@@ -11,8 +11,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..protocol import names
-from ..protocol.weights import Weights, split
+from ...protocol.weights import Weights, split
+from . import DC, RUN, C
 
 
 def client_control_update(
@@ -53,9 +53,9 @@ class ScaffoldState:
     def begin(self, tensors: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> Weights:
         """The model weights to train from. A new run id (a new Scaffold workflow on the
         controller) resets ``c_i`` to zeros."""
-        weights, self._c_global = split(tensors, names.SCAFFOLD_C)
-        if meta.get(names.SCAFFOLD_RUN) != self.run_id or self.c_local.keys() != self._c_global.keys():
-            self.run_id = meta.get(names.SCAFFOLD_RUN)
+        weights, self._c_global = split(tensors, C)
+        if meta.get(RUN) != self.run_id or self.c_local.keys() != self._c_global.keys():
+            self.run_id = meta.get(RUN)
             self.c_local = {k: np.zeros(v.shape, np.float64) for k, v in self._c_global.items()}
         self._x = {k: np.array(v, copy=True) for k, v in weights.items()}
         self.correction = {k: self._c_global[k] - self.c_local[k] for k in self._c_global}
@@ -68,4 +68,4 @@ class ScaffoldState:
         dc = {k: c_new[k] - self.c_local[k] for k in c_new}
         self.c_local = c_new
         dy = {k: np.subtract(y[k], self._x[k]) for k in self._x}
-        return {**dy, **{names.SCAFFOLD_DC + k: v for k, v in dc.items()}}
+        return {**dy, **{DC + k: v for k, v in dc.items()}}

@@ -2,7 +2,7 @@
 
 The controller keeps a control variate ``c`` (one array per float tensor of the model,
 zeros at first); each client keeps its own ``c_i``. A task carries the global model
-``x`` and ``c`` (tensors named ``scaffold.c/<name>``, :data:`nbfl.protocol.names.SCAFFOLD_C`). The client trains with each
+``x`` and ``c`` (tensors named ``scaffold.c/<name>``, :data:`nbfl.algorithms.scaffold.C`). The client trains with each
 gradient corrected by ``c - c_i``, takes ``K`` steps at learning rate ``lr`` to reach
 ``y_i``, and updates its variate by option II of the paper::
 
@@ -25,16 +25,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..aggregators import WeightedMean
-from ..protocol import names
-from ..protocol.names import DataKind
-from ..protocol.weights import UpdateError, Weights, check_update, split
-from .base import needs_results
-from .registry import register
-from .scatter_gather import MAX_WEIGHT, FedAvg
+from ...aggregators import WeightedMean
+from ...protocol import names
+from ...protocol.names import DataKind
+from ...protocol.weights import UpdateError, Weights, check_update, split
+from ...workflows.base import needs_results
+from ...workflows.registry import register
+from ...workflows.scatter_gather import MAX_WEIGHT, FedAvg
+from . import DC, RUN, C
 
 if TYPE_CHECKING:
-    from .base import RoundContext
+    from ...workflows.base import RoundContext
 
 
 @register("scaffold")
@@ -61,12 +62,12 @@ class Scaffold(FedAvg):
         if not self.control:
             self.control = {k: np.zeros(v.shape, np.float64) for k, v in weights.items() if v.dtype.kind == "f"}
         asked = len(run.live_clients())
-        task = {**weights, **{names.SCAFFOLD_C + k: v for k, v in self.control.items()}}
-        meta: dict[str, Any] = {**self.task_meta, names.SCAFFOLD_RUN: self.run_id}
+        task = {**weights, **{C + k: v for k, v in self.control.items()}}
+        meta: dict[str, Any] = {**self.task_meta, RUN: self.run_id}
         mean = WeightedMean(weights)
         dc_sum = {k: np.zeros_like(v) for k, v in self.control.items()}
         for result in run.scatter(self.task_name, task, meta=meta):
-            dy, dc = split(result.weights, names.SCAFFOLD_DC)
+            dy, dc = split(result.weights, DC)
             try:
                 if result.kind != DataKind.WEIGHT_DIFF:
                     raise UpdateError(f"SCAFFOLD needs WEIGHT_DIFF results, got {result.kind}")
