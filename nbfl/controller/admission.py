@@ -13,7 +13,7 @@ import logging
 import time
 from typing import Any, Callable
 
-from ..protocol import compress, wire
+from ..protocol import compress, messages, wire
 from ..protocol.names import ClientState, IoEvent, MessageKind
 from ..protocol.records import ClientInfo
 from ..transport.provision import Kit
@@ -134,7 +134,7 @@ class Admission:
                 retry=True,
             )
             return
-        welcome: dict[str, Any] = {"name": name}
+        welcome: messages.Welcome = {"name": name}
         if self.compress is not None:  # a client that cannot decode it says so now, not in a round
             welcome["compress"] = self.compress
         if self.workshop is not None:
@@ -148,7 +148,7 @@ class Admission:
 
     def _refuse_join(self, peer: bytes, reason: str, name: str | None = None, *, retry: bool = False) -> None:
         """Answer a refused join with ``reason`` (within a stranger's few answers), count it, log it quietly."""
-        fields: dict[str, Any] = {"reason": reason, "retry": True} if retry else {"reason": reason}
+        fields: messages.Error = {"reason": reason, "retry": True} if retry else {"reason": reason}
         who = f" of {name!r}" if name is not None else ""
         self.io.refuse_join(
             peer,

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..errors import NbflError
 from ..filters.accountant import PrivacyLedger
-from ..protocol import compress, names, wire
+from ..protocol import compress, messages, names, wire
 from ..protocol.names import ClientState, DataKind, MessageKind
 from ..protocol.records import MAX_METRICS, ClientInfo, Result, RoundRecord, RoundStatus, finite_metrics
 from ..protocol.weights import Weights, first_not_finite
@@ -323,7 +323,7 @@ class Run:
         sent_at: dict[str, float] = {}
         ready: deque[str] = deque()
         inflight: set[str] = set()
-        headers: dict[bytes, dict[str, Any]] = {}
+        headers: dict[bytes, messages.Task] = {}
         last = (
             host.history[-1] if host.history else None
         )  # the global model's metrics, shown beside a participant's own
@@ -458,19 +458,19 @@ class Run:
                 )
 
     def _broadcast(
-        self, weights: Mapping[str, np.ndarray], headers: dict[bytes, dict[str, Any]], packed: set[bytes]
+        self, weights: Mapping[str, np.ndarray], headers: dict[bytes, messages.Task], packed: set[bytes]
     ) -> None:
         """Send each client its task: compressed (and asked to compress its result) if the run
         compresses and the client said at join that it decodes that codec; as it is otherwise."""
         io = self._host.io
         plain = {peer: fields for peer, fields in headers.items() if peer not in packed}
         if plain:
-            io.broadcast("task", weights, plain)
+            io.broadcast(MessageKind.TASK, weights, plain)
         if packed:
             assert self.compress is not None  # packed: the clients that decode the run's codec
             tensors, spec = compress.pack(weights, self.compress)
             io.broadcast(
-                "task",
+                MessageKind.TASK,
                 tensors,
                 {
                     peer: {**fields, "compress": spec, "compress_results": self.compress}

@@ -27,7 +27,7 @@ import numpy as np
 
 from .. import filters
 from ..filters import Filter
-from ..protocol import compress, names, wire
+from ..protocol import compress, messages, names, wire
 from ..protocol.joining import JoinCode, Share, is_join_code
 from ..protocol.names import DataKind, IoEvent, MessageKind, ParticipantState
 from ..protocol.panel import ParticipantStatus
@@ -275,7 +275,7 @@ class Client:
 
     def _join(self) -> None:
         assert self._io is not None
-        fields: dict[str, Any] = {
+        fields: messages.Join = {
             "name": self.name,
             "host": socket.gethostname(),
             "device": self.device,
@@ -463,7 +463,9 @@ class Client:
             missing = _missing_module(exc)
             self.last_error = missing or f"{type(exc).__name__}: {exc}"
             self._notify()
-            fields = {"reason": missing} if missing else {"reason": self.last_error, "traceback": tb}
+            fields: messages.Error = (
+                {"reason": missing} if missing else {"reason": self.last_error or "", "traceback": tb}
+            )
             return wire.encode(wire.message(MessageKind.ERROR, task_id=task_id, **fields))
         finally:
             with self._lock:
