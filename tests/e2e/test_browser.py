@@ -344,6 +344,36 @@ def test_federation_panel_follows_and_stops_a_running_fl_round(lab):
         assert panel.locator(".nbfl-fed-stop").is_disabled()
 
 
+def test_federation_panel_backs_off_while_the_server_does_not_answer_and_recovers(lab):
+    """The panel polls with @lumino/polling: while its requests fail it says so, keeps the
+    last view and asks again less and less often; once the server answers it shows the
+    federation again by itself. (The intervals are lumino's, randomized between one second
+    and three times the last, at most 30 s: printed, not asserted.)"""
+    write_notebook(lab.folder / "quiet.ipynb", ["1"])
+    with notebook_page(lab, "quiet.ipynb") as page:
+        page.locator('.jp-SideBar .lm-TabBar-tab[data-id="nbfl-federation"]').click()
+        panel = page.locator("#nbfl-federation")
+        panel.locator(".nbfl-fed-empty").wait_for(timeout=60_000)
+        failed: list[float] = []
+
+        def refuse(route) -> None:
+            failed.append(time.monotonic())
+            route.abort()
+
+        page.route("**/nbfl/federation*", refuse)
+        panel.locator(".nbfl-fed-error", has_text="Cannot read the federation").wait_for(timeout=60_000)
+        for _ in range(240):  # each one asked later than the last; about 40 s for four
+            if len(failed) >= 4:
+                break
+            page.wait_for_timeout(500)
+        assert len(failed) >= 4, failed  # it kept asking
+        page.unroute("**/nbfl/federation*")
+        panel.locator(".nbfl-fed-error").wait_for(state="hidden", timeout=90_000)
+        assert panel.locator(".nbfl-fed-empty").is_visible()
+        gaps = [round(b - a, 1) for a, b in zip(failed, failed[1:])]
+        print(f"seconds between the failed requests: {gaps}")
+
+
 def test_federation_panel_in_participant_mode(lab, monkeypatch):
     """A participant's JupyterLab: the notebook joins a workshop with its line; the panel shows
     the participant with its accuracy beside the global one and Leave ends its part. The
