@@ -186,7 +186,7 @@ def test_every_module_has_a_role_and_every_role_a_module():
     )
     assert role("nbfl.algorithms.scaffold.client_torch") == "participant"
     assert role("nbfl") == "faces" and role("nbfl.protocol.wire") == "protocol"
-    assert role("nbfl.workflows.fedprox") == "controller" and role("nbfl.launch.template") == "launch"
+    assert role("nbfl.workflows.fedopt") == "controller" and role("nbfl.launch.template") == "launch"
 
 
 def test_the_roles_hold_and_nothing_imports_in_a_circle():

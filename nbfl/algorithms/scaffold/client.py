@@ -1,6 +1,6 @@
 """SCAFFOLD's client side in numpy: the control variate ``c_i`` and its update.
 
-Both built-in trainers (torch and numpy) and :class:`nbfl.participant.torch_algorithms.ScaffoldClient`
+Both built-in trainers (torch and numpy) and :class:`nbfl.algorithms.scaffold.client_torch.ScaffoldClient`
 keep their state here, so the bookkeeping is the same whatever trains, and a
 participant without torch can take part in a SCAFFOLD run.
 """

@@ -51,7 +51,7 @@ def gradient_correction(model: nn.Module, correction: Mapping[str, np.ndarray]) 
 
 
 class ScaffoldClient:
-    """A client's SCAFFOLD state for a torch loop: :class:`~nbfl.participant.scaffold_client.ScaffoldState`
+    """A client's SCAFFOLD state for a torch loop: :class:`~nbfl.algorithms.scaffold.client.ScaffoldState`
     with the gradients' correction as torch tensors."""
 
     def __init__(self) -> None:
