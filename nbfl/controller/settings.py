@@ -78,7 +78,7 @@ class RunSettings:
             value = getattr(self, name)
             if value is not None and not (0 <= value < math.inf):
                 raise ValueError(f"{name} must be a number of seconds, not {value!r}")
-        object.__setattr__(self, "filters", tuple(dict(f) for f in self.filters))
+        object.__setattr__(self, "filters", tuple(dict(f) for f in self.filters or ()))  # None: none, as before
         check_codec(self.compress)  # a ValueError names the codecs there are
 
     @property
