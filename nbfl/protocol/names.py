@@ -15,11 +15,14 @@ from enum import Enum
 
 
 class StrEnum(str, Enum):
-    """A ``str`` enum whose members print and format as their values on every Python
-    nbfl supports (``enum.StrEnum`` is 3.11's)."""
+    """A ``str`` enum whose members print, format and show (in a list, a log line) as their
+    plain strings on every Python nbfl supports (``enum.StrEnum`` is 3.11's)."""
 
     def __str__(self) -> str:
         return str.__str__(self)
+
+    def __repr__(self) -> str:
+        return str.__repr__(self)
 
     def __format__(self, spec: str) -> str:
         return str.__format__(self, spec)

@@ -45,3 +45,16 @@ def test_the_reader_sees_a_field_a_kind_does_not_declare():
     [(line, kind, keys)] = sent("wire.message(MessageKind.BYE, reason='x', colour='red')\n")
     assert (line, kind, keys) == (1, "BYE", {"reason", "colour"})
     assert not keys <= FIELDS[MessageKind.BYE].__annotations__.keys()
+
+
+def test_a_name_is_its_plain_string_in_every_form():
+    """A StrEnum member goes where a string went (the wire, JSON, logs, a printed list) unchanged."""
+    import json
+
+    from nbfl.protocol.names import ClientState, DataKind
+    from nbfl.protocol.records import RoundStatus
+
+    for member, text in ((MessageKind.JOIN, "join"), (ClientState.IDLE, "idle"), (DataKind.WEIGHTS, "WEIGHTS")):
+        assert member == text and str(member) == f"{member}" == "%s" % member == text
+        assert repr([member]) == repr([text]) and json.dumps({"k": member}) == json.dumps({"k": text})
+    assert repr(RoundStatus.OK) == "'ok'"
