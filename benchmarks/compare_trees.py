@@ -5,7 +5,7 @@
 
 Each repeat runs ``benchmarks/round_overhead.py`` (this tree's copy, so both sides are
 measured alike) once with the other tree's nbfl first on ``PYTHONPATH`` and once with
-this tree's, alternating, and reads nbfl's ratio to the raw ZeroMQ baseline that the same
+this tree's, the first of the two alternating from repeat to repeat, and reads nbfl's ratio to the raw ZeroMQ baseline that the same
 invocation measured. The table gives each tree's median ratio per model size and their
 quotient (this tree over the other): 1.00 is no change.
 """
@@ -43,8 +43,8 @@ def main() -> None:
     args = parser.parse_args()
     trees = {"other": args.other.resolve(), "this": HERE.parent}
     seen: dict[str, list[dict[str, tuple[float, float, float]]]] = {k: [] for k in trees}
-    for _ in range(args.repeat):
-        for name, tree in trees.items():
+    for repeat in range(args.repeat):  # which tree goes first alternates: a drift favours neither
+        for name, tree in sorted(trees.items(), reverse=repeat % 2 == 1):
             seen[name].append(ratios(tree, args.sizes, args.clients, args.rounds))
     print(f"{'params':>7} {'clients':>7} {'other: nbfl/raw':>15} {'this: nbfl/raw':>14} {'this/other':>10}")
     for size in args.sizes:
@@ -52,6 +52,7 @@ def main() -> None:
         other, this = (statistics.median(run[key][2] for run in seen[k]) for k in ("other", "this"))
         print(f"{key:>6}M {args.clients:>7} {other:>15.2f} {this:>14.2f} {this / other:>10.2f}")
     print(f"(medians of {args.repeat} runs per tree; each ratio from one round_overhead.py run: its own raw baseline)")
+    print("(the noise: compare a tree with a worktree of itself, git worktree add /tmp/same HEAD)")
 
 
 if __name__ == "__main__":
