@@ -64,6 +64,13 @@ class RunSettings:
             "action": "append",
         },
     )
+    sample: float | None = field(
+        default=None,
+        metadata={"help": "clients each round trains: a count K, or a fraction of the connected ones (default: all)"},
+    )
+    sample_seed: int = field(
+        default=0, metadata={"help": "seed of the sampling: the same seed picks the same clients", "type": int}
+    )
     compress: str | None = field(  # None: the controller's codec; "none": no codec in this run
         default=None,
         metadata={"help": "the model and the updates on the wire (default: the controller's)", "choices": "codecs"},
@@ -78,6 +85,12 @@ class RunSettings:
             value = getattr(self, name)
             if value is not None and not (0 <= value < math.inf):
                 raise ValueError(f"{name} must be a number of seconds, not {value!r}")
+        if self.sample is not None and not (
+            0 < self.sample < 1 or (self.sample >= 1 and float(self.sample).is_integer())
+        ):
+            raise ValueError(
+                f"sample must be a count of clients (1, 2, ...) or a fraction between 0 and 1, not {self.sample!r}"
+            )
         object.__setattr__(self, "filters", tuple(dict(f) for f in self.filters or ()))  # None: none, as before
         check_codec(self.compress)  # a ValueError names the codecs there are
 
@@ -85,6 +98,13 @@ class RunSettings:
     def quorum(self) -> int:
         """Usable results a round needs: ``min_results``, else ``min_clients``."""
         return self.min_results if self.min_results is not None else self.min_clients
+
+    def sample_size(self, connected: int) -> int:
+        """How many of ``connected`` clients a round trains: all, a count, or a fraction (at least one)."""
+        if self.sample is None:
+            return connected
+        wanted = int(self.sample) if self.sample >= 1 else max(1, round(self.sample * connected))
+        return min(wanted, connected)
 
 
 def add_arguments(add: Callable[..., Any], *, help: dict[str, str] | None = None, skip: Sequence[str] = ()) -> None:
@@ -103,7 +123,7 @@ def add_arguments(add: Callable[..., Any], *, help: dict[str, str] | None = None
         elif meta.get("choices") == "codecs":
             kwargs["choices"] = ["none", *CODECS]
         else:
-            kwargs["type"] = int if f.name.startswith("min_") else float
+            kwargs["type"] = meta.get("type", int if f.name.startswith("min_") else float)
         add(flag, **kwargs)
 
 

@@ -126,6 +126,8 @@ class RoundRecord:
     traffic: tuple[int, int] = (0, 0)  # bytes sent to all clients, and received from them (each client's: ClientInfo)
     notes: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    sampled: list[str] = field(default_factory=list)  # the clients a sampled round picked (empty: it asked all)
+    sample_seed: int | None = None  # the run's sampling seed: with the round number it picks the same clients again
 
     @property
     def ok(self) -> bool:

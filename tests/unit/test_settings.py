@@ -12,15 +12,24 @@ from nbfl.controller.settings import RunSettings, add_arguments, from_arguments
 from nbfl.notebook.magics.runs import RunMagics
 
 LINE = ["--min-results", "2", "--grace", "1.5", "--timeout", "30", "--filter", "dp:clip=0.5", "--compress", "int16"]
+LINE += ["--sample", "5", "--sample-seed", "2"]
 
 
 def test_the_cli_and_the_magic_read_the_same_settings_from_the_same_flags():
     cli = from_arguments(nbfl.cli.build_parser().parse_args(["demo", *LINE]), min_clients=3, timeout=120.0)
     magic = from_arguments(parse_argstring(RunMagics.fl_round, "4 --min-clients 3 " + " ".join(LINE)))
     expected = RunSettings(
-        min_clients=3, min_results=2, grace=1.5, timeout=30.0, filters=({"name": "dp", "clip": 0.5},), compress="int16"
+        min_clients=3,
+        min_results=2,
+        grace=1.5,
+        timeout=30.0,
+        filters=({"name": "dp", "clip": 0.5},),
+        compress="int16",
+        sample=5,
+        sample_seed=2,
     )
     assert cli == magic == expected and expected.quorum == 2
+    assert expected.sample_size(40) == 5 and RunSettings(sample=0.1).sample_size(40) == 4
 
 
 def test_what_a_face_leaves_out_comes_from_its_defaults_then_the_dataclass():
