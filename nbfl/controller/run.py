@@ -250,7 +250,7 @@ class Run:
         tail = f"; {metrics}" if metrics else ""
         if failed:
             tail += f"; {len(failed)} failed (round {failed[-1].round}: {failed[-1].reason})"
-        tail += self._client_failures()
+        tail += self._client_failures() + self._sampling()
         if not self.done():
             where = self.label(self.round) if self.round else "waiting for clients"
             return f"running: {where}{tail}"
@@ -261,6 +261,16 @@ class Run:
         if self.stopped:
             return f"stopped after {done} of {self.rounds} rounds{overall}{tail}"
         return f"finished {done} of {self.rounds} rounds{overall}{tail}"
+
+    def _sampling(self) -> str:
+        """``; sampled 3 of 10 (seed 7): site-01, site-04, site-07``: who the last round trained,
+        when the run samples, so the dashboard, ``%fl_status`` and the panel say it."""
+        last = next((r for r in reversed(self.history) if r.sampled), None)
+        if last is None:
+            return ""
+        names_ = ", ".join(last.sampled[:5]) + (", ..." if len(last.sampled) > 5 else "")
+        connected = max(len(last.sampled), len(self._host.registry.live()))
+        return f"; sampled {len(last.sampled)} of {connected} (seed {last.sample_seed}): {names_}"
 
     def _client_failures(self) -> str:
         """``; 1 client failed in every round (site-3)``: a participant whose every task fails

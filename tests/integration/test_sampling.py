@@ -39,6 +39,8 @@ def test_each_round_trains_exactly_its_sample_and_the_seed_replays_it(controller
     assert [r.sampled for r in replayed] == [r.sampled for r in records]
     assert [r.sampled for r in reseeded] != [r.sampled for r in records]
     assert len({tuple(r.sampled) for r in records}) > 1  # a new pick each round
+    shown = f"sampled 3 of 10 (seed 7): {', '.join(records[-1].sampled)}"
+    assert shown in first.last_run.summary() and shown in first.panel_status()["run"]["summary"]  # dashboard, panel
 
 
 def test_fedavg_under_sampling_is_the_weighted_mean_of_the_sampled_clients(controller_factory, client_factory):
