@@ -47,8 +47,49 @@ def shards(labels: np.ndarray, n_clients: int, shards_per_client: int = 2, seed:
     return [np.sort(np.concatenate([pieces[j] for j in dealt[i::n_clients]])) for i in range(n_clients)]
 
 
+def classes(labels: np.ndarray, n_clients: int, k: int = 2, seed: int = 0) -> list[np.ndarray]:
+    """Each client holds exactly ``k`` classes (Li et al.'s "#C=k" label skew): the classes,
+    in a seeded order, are dealt ``k`` at a time round the clients, and each class's
+    samples are shared evenly, in a seeded order, among the clients that hold it."""
+    labels = np.asarray(labels)
+    names = np.unique(labels)
+    if not 1 <= k <= len(names):
+        raise ValueError(f"k must be between 1 and the {len(names)} classes, got {k}")
+    if n_clients * k < len(names):
+        raise ValueError(f"{n_clients} clients of {k} classes each cannot hold all {len(names)} classes")
+    rng = np.random.default_rng(seed)
+    order = names[rng.permutation(len(names))]
+    held = [{order[(i * k + j) % len(names)] for j in range(k)} for i in range(n_clients)]
+    parts: list[list[np.ndarray]] = [[] for _ in range(n_clients)]
+    for cls in names:
+        holders = [i for i, h in enumerate(held) if cls in h]
+        for i, chunk in zip(holders, np.array_split(rng.permutation(np.flatnonzero(labels == cls)), len(holders))):
+            parts[i].append(chunk)
+    return [np.sort(np.concatenate(p)).astype(np.int64) for p in parts]
+
+
+def quantity(n_samples: int, n_clients: int, beta: float = 0.5, seed: int = 0, min_size: int = 10) -> list[np.ndarray]:
+    """Quantity skew: clients' shares of a random permutation are drawn from Dir(beta), so
+    small ``beta`` gives a few large clients and many small ones (each at least ``min_size``);
+    labels stay as mixed as the data. Draws repeat until every client has ``min_size``."""
+    if beta <= 0:
+        raise ValueError(f"beta must be positive, got {beta}")
+    if n_clients * min_size > n_samples:
+        raise ValueError(f"{n_samples} samples cannot give {n_clients} clients {min_size} each")
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(n_samples)
+    for _ in range(1000):
+        cuts = (np.cumsum(rng.dirichlet([beta] * n_clients)) * n_samples).astype(int)[:-1]
+        parts = np.split(order, cuts)
+        if min(len(p) for p in parts) >= min_size:
+            return [np.sort(p) for p in parts]
+    raise ValueError(f"no Dirichlet({beta}) split of sizes gave every client {min_size} samples in 1000 draws")
+
+
 def partition(spec: str, labels: np.ndarray, n_clients: int, seed: int = 0) -> list[np.ndarray]:
-    """Parse ``iid``, ``dirichlet:0.5`` or ``shards:2`` (the CLI's and magics' syntax)."""
+    """Parse ``iid``, ``dirichlet:0.5``, ``shards:2``, ``classes:2`` or ``quantity:0.5`` (the
+    CLI's and magics' syntax) and split ``labels`` (a user's own array, or a built-in
+    dataset's) among ``n_clients``."""
     name, _, arg = spec.partition(":")
     if name == "iid":
         return iid(len(labels), n_clients, seed)
@@ -56,4 +97,8 @@ def partition(spec: str, labels: np.ndarray, n_clients: int, seed: int = 0) -> l
         return dirichlet(labels, n_clients, float(arg or 0.5), seed)
     if name == "shards":
         return shards(labels, n_clients, int(arg or 2), seed)
-    raise ValueError(f"unknown partition {spec!r}: use iid, dirichlet:ALPHA or shards:N")
+    if name == "classes":
+        return classes(labels, n_clients, int(arg or 2), seed)
+    if name == "quantity":
+        return quantity(len(labels), n_clients, float(arg or 0.5), seed)
+    raise ValueError(f"unknown partition {spec!r}: use iid, dirichlet:ALPHA, shards:N, classes:K or quantity:BETA")

@@ -91,7 +91,9 @@ def security_args(p: argparse.ArgumentParser, role: str) -> None:
 
 def data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="digits", choices=["digits"])
-    p.add_argument("--partition", default="dirichlet:0.5", help="iid, dirichlet:ALPHA or shards:N")
+    p.add_argument(
+        "--partition", default="dirichlet:0.5", help="iid, dirichlet:ALPHA, shards:N, classes:K or quantity:BETA"
+    )
     p.add_argument("--seed", type=int, default=0, help="the split; the same on every process")
     p.add_argument("--epochs", type=positive, default=2, help="local epochs per round")
 

@@ -215,7 +215,7 @@ class ControllerMagics(TopicMagics):
     @magic_arguments()
     @argument("n", type=int, help="how many client processes")
     @argument("--data", default="digits", choices=["digits"])
-    @argument("--partition", default="dirichlet:0.5", help="iid, dirichlet:ALPHA or shards:N")
+    @argument("--partition", default="dirichlet:0.5", help="iid, dirichlet:ALPHA, shards:N, classes:K or quantity:BETA")
     @argument("--seed", type=int, default=0)
     @argument("--epochs", type=int, default=2, help="local epochs per round (built-in trainer)")
     @argument("--wait", type=float, default=120.0, help="seconds to wait for them to join")

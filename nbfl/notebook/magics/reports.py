@@ -78,7 +78,10 @@ class ReportMagics(TopicMagics):
         display(Html(clients_html(ctl.clients, ctl.security)))
 
     @magic_arguments()
-    @argument("--partition", help="preview a partition of the digits instead, e.g. dirichlet:0.1, iid, shards:2")
+    @argument(
+        "--partition",
+        help="preview a partition of the digits instead, e.g. dirichlet:0.1, iid, shards:2, classes:2, quantity:0.5",
+    )
     @argument("--clients", type=int, default=8, help="with --partition: how many shares")
     @argument("--seed", type=int, default=0)
     @line_magic
