@@ -1,7 +1,9 @@
 """The %fl_* magics in-process (IPython's test shell) against real client processes."""
 
 import contextlib
+import csv
 import html
+import json
 import re
 
 import numpy as np
@@ -13,7 +15,7 @@ from IPython.utils.capture import capture_output
 from nbfl.data import load_digits_split
 from nbfl.notebook.magics import session_of
 
-from helpers import until
+from helpers import adder, small_model, until
 
 
 @pytest.fixture
@@ -611,3 +613,29 @@ def test_waiting_for_the_room_names_who_has_joined_and_says_when_shares_stay_emp
     assert "2 of 4 shares are taken: the model trains on about 50% of the digits" in said[-1]
     assert "--capacity 2" in said[-1]
     ip.run_line_magic("fl_controller", "stop")
+
+
+def test_fl_export_writes_the_history_one_row_per_round_or_per_client(ip, tmp_path, client_factory):
+    ip.user_ns["w"] = small_model()
+    ip.run_line_magic("fl_controller", "start --model w")
+    ctl = ip.user_ns["nbfl_controller"]
+    try:
+        for name in ("a", "b"):
+            client_factory(ctl.endpoint, name, tasks=adder(1.0))
+        ip.run_line_magic("fl_round", "2")
+        ip.run_line_magic("fl_export", f"{tmp_path / 'rounds.csv'}")
+        ip.run_line_magic("fl_export", f"{tmp_path / 'clients.json'} --clients")
+        with pytest.raises(UsageError, match="writes .csv or .json"):
+            ip.run_line_magic("fl_export", f"{tmp_path / 'run.xlsx'}")
+    finally:
+        ip.run_line_magic("fl_controller", "stop")
+    with open(tmp_path / "rounds.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["round"], r["status"], r["clients"]) for r in rows] == [("1", "ok", "2"), ("2", "ok", "2")]
+    per_client = json.loads((tmp_path / "clients.json").read_text())
+    assert sorted((r["round"], r["client"], r["status"]) for r in per_client) == [
+        (1, "a", "ok"),
+        (1, "b", "ok"),
+        (2, "a", "ok"),
+        (2, "b", "ok"),
+    ]

@@ -24,6 +24,7 @@ PUBLIC = {
     "nbfl.notebook",  # the history table, for a controller driven from Python
     "nbfl.participant.executor",  # the seed-style Executor API
     "nbfl.pytorch",  # torch models, weights, evaluation, the array trainer
+    "nbfl.results",  # a run's history as tables, CSV and JSON
     "nbfl.workflows",  # the algorithms by class
 }
 

@@ -3,6 +3,7 @@ federation knows, as tables and plots in the cell."""
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,7 @@ from IPython.display import display
 from ...controller.controller import RunActive
 from ...controller.run import RunError
 from ...protocol.records import RoundRecord
+from ...results import export
 from ...workflows import CrossSiteEval, FederatedStatistics
 from ..dashboard import (
     clients_html,
@@ -114,3 +116,17 @@ class ReportMagics(TopicMagics):
     def fl_history(self, line: str = "") -> None:
         """One row per round: status, global metrics, clients that answered and that failed."""
         display(Html(history_html(self.session.require_controller().history)))
+
+    @magic_arguments()
+    @argument("path", help="a .csv or .json file")
+    @argument("--clients", action="store_true", help="one row per client per round, instead of one per round")
+    @line_magic
+    def fl_export(self, line: str = "") -> None:
+        """Write this controller's history to a CSV or JSON file (nbfl.results): one row per
+        round, with the global metrics, or with --clients one per client per round."""
+        args = parse_argstring(self.fl_export, line)
+        try:
+            path = export(self.session.require_controller().history, args.path, per_client=args.clients)
+        except (OSError, ValueError) as exc:
+            raise UsageError(str(exc)) from None
+        display(Html(f"wrote {html.escape(str(path))}"))
