@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 from .protocol.records import RoundRecord
 
-__all__ = ["clients", "export", "frame", "rounds"]
+__all__ = ["clients", "curves", "export", "frame", "rounds"]
 
 
 def rounds(history: Sequence[RoundRecord]) -> list[dict[str, Any]]:
@@ -49,6 +49,23 @@ def clients(history: Sequence[RoundRecord]) -> list[dict[str, Any]]:
             out.append({"round": r.round, "client": name, "status": "ok", "reason": "", **metrics})
         for name, reason in r.failed.items():
             out.append({"round": r.round, "client": name, "status": "failed", "reason": reason.strip()[-300:]})
+    return out
+
+
+def curves(runs: Sequence[Any], metric: str = "accuracy") -> dict[str, list[tuple[int, float]]]:
+    """``{label: [(round within the run, value), ...]}`` of ``metric`` for each run (a
+    :class:`~nbfl.Run`), to overlay in one plot. A label is the run's workflow and the
+    settings in which the runs differ (a setting all of them share is left out); one that
+    repeats gets ``#2``, ``#3``."""
+    described = [run.describe() for run in runs]
+    shared = set.intersection(*(set(parts[1:]) for parts in described)) if described else set()
+    out: dict[str, list[tuple[int, float]]] = {}
+    for run, parts in zip(runs, described):
+        base = ", ".join([parts[0], *(p for p in parts[1:] if p not in shared)])
+        label, n = base, 2
+        while label in out:
+            label, n = f"{base} #{n}", n + 1
+        out[label] = [(i + 1, r.metrics[metric]) for i, r in enumerate(run.history) if metric in r.metrics]
     return out
 
 

@@ -262,6 +262,11 @@ class Run:
             return f"stopped after {done} of {self.rounds} rounds{overall}{tail}"
         return f"finished {done} of {self.rounds} rounds{overall}{tail}"
 
+    def describe(self) -> list[str]:
+        """The workflow's name and each setting this run changed: ``["fedprox", "sample=10"]``."""
+        changed = {k: v for k, v in self.settings.changed().items() if k != "join_timeout"}
+        return [self.workflow.name, *(f"{k}={v}" for k, v in changed.items())]
+
     def _sampling(self) -> str:
         """``; sampled 3 of 10 (seed 7): site-01, site-04, site-07``: who the last round trained,
         when the run samples, so the dashboard, ``%fl_status`` and the panel say it."""

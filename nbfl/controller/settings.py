@@ -99,6 +99,15 @@ class RunSettings:
         """Usable results a round needs: ``min_results``, else ``min_clients``."""
         return self.min_results if self.min_results is not None else self.min_clients
 
+    def changed(self) -> dict[str, Any]:
+        """The settings that differ from the defaults: what sets a run apart, for its label."""
+        default = RunSettings()
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if getattr(self, f.name) != getattr(default, f.name)
+        }
+
     def sample_size(self, connected: int) -> int:
         """How many of ``connected`` clients a round trains: all, a count, or a fraction (at least one)."""
         if self.sample is None:

@@ -43,6 +43,24 @@ def history_figure(history: Sequence[RoundRecord], width: float = 7.5, height: f
     return fig
 
 
+def runs_png(curves: Mapping[str, Sequence[tuple[int, float]]], metric: str = "accuracy") -> bytes:
+    """Several runs' ``metric`` per round in one plot, a line each, labelled (:func:`nbfl.results.curves`)."""
+    from matplotlib.ticker import MaxNLocator
+
+    fig = Figure(figsize=(7.5, 3.4), dpi=90)
+    ax = fig.subplots()
+    for i, (label, points) in enumerate(curves.items()):
+        if points:
+            ax.plot(*zip(*points), label=label, color=_tab10(i), marker="o" if len(points) <= MARKED else None)
+    ax.set_xlabel("round of the run")
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} per round, run by run")
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=8, integer=True))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    return _png(fig)
+
+
 def cross_site_png(models: Sequence[str], sites: Sequence[str], values: Any, metric: str = "accuracy") -> bytes:
     """The cross-site matrix as a heatmap: rows models, columns sites, each cell labelled.
 

@@ -639,3 +639,32 @@ def test_fl_export_writes_the_history_one_row_per_round_or_per_client(ip, tmp_pa
         (2, "a", "ok"),
         (2, "b", "ok"),
     ]
+
+
+def test_fl_compare_overlays_every_run_labelled_by_its_algorithm_and_settings(ip, client_factory):
+    ip.user_ns["w"] = small_model()
+    ip.user_ns["score"] = lambda weights: {"accuracy": float(weights["b"].mean())}  # moves with each round
+    ip.run_line_magic("fl_controller", "start --model w --evaluate score")
+    ctl = ip.user_ns["nbfl_controller"]
+    try:
+        with pytest.raises(UsageError, match="no run of this notebook"):
+            ip.run_line_magic("fl_compare", "")
+        for name in ("a", "b", "c"):
+            client_factory(ctl.endpoint, name, tasks=adder(0.1))
+        ip.run_line_magic("fl_round", "2")
+        ip.run_line_magic("fl_round", "3 --algorithm fedprox --sample 2 --sample-seed 5")
+        with capture_output() as shown:
+            ip.run_line_magic("fl_compare", "")
+    finally:
+        ip.run_line_magic("fl_controller", "stop")
+    found = ip.user_ns["nbfl_compare"]
+    assert list(found) == ["fedavg", "fedprox, sample=2.0, sample_seed=5"]  # the settings beside each history
+    assert [r for r, _ in found["fedavg"]] == [1, 2] and [
+        r for r, _ in found["fedprox, sample=2.0, sample_seed=5"]
+    ] == [
+        1,
+        2,
+        3,
+    ]
+    assert found["fedavg"][-1][1] == pytest.approx(float(small_model()["b"].mean()) + 0.2, rel=1e-5)
+    assert any("image/png" in output.data for output in shown.outputs)

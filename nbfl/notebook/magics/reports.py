@@ -15,7 +15,7 @@ from IPython.display import display
 from ...controller.controller import RunActive
 from ...controller.run import RunError
 from ...protocol.records import RoundRecord
-from ...results import export
+from ...results import curves, export
 from ...workflows import CrossSiteEval, FederatedStatistics
 from ..dashboard import (
     clients_html,
@@ -130,3 +130,19 @@ class ReportMagics(TopicMagics):
         except (OSError, ValueError) as exc:
             raise UsageError(str(exc)) from None
         display(Html(f"wrote {html.escape(str(path))}"))
+
+    @magic_arguments()
+    @argument("--metric", default="accuracy", help="the global metric to compare (default: accuracy)")
+    @line_magic
+    def fl_compare(self, line: str = "") -> None:
+        """Every run this notebook started, its metric per round overlaid in one plot, each
+        labelled by its algorithm and the settings that set it apart (the curves are
+        ``nbfl_compare``: label -> [(round, value), ...])."""
+        args = parse_argstring(self.fl_compare, line)
+        found = curves(self.session.runs, args.metric)
+        if not any(found.values()):
+            raise UsageError(f"no run of this notebook reported {args.metric!r}: %fl_round N first")
+        self.shell.user_ns["nbfl_compare"] = found
+        from ..plots import runs_png
+
+        display(Png(data=runs_png(found, args.metric), format="png"))

@@ -177,6 +177,7 @@ class RunMagics(TopicMagics):
         )
         board.follow(run)
         self.session.run, self.session.board, self.session.views = run, board, views
+        self.session.runs.append(run)
         self.shell.user_ns["nbfl_run"] = run  # the Python handle: wait(), stop(), history
         return None if args.background else run
 

@@ -37,6 +37,7 @@ class Session:
         self.min_clients = 1
         self.round_timeout = 300.0
         self.run: Run | None = None  # the current (or last) run
+        self.runs: list[Run] = []  # every run this notebook started, for %fl_compare
         self.board: Dashboard | TextBoard | None = None  # its dashboard
         self.views: Views | None = None  # every view of it: the dashboard, and those %fl_status showed again
         self.client: Client | None = None
