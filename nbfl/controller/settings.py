@@ -44,9 +44,9 @@ def filter_spec(text: str) -> dict[str, Any]:
 class RunSettings:
     """One run's settings; ``Controller.start`` checks them before the run begins."""
 
-    min_clients: int = field(default=1, metadata={"help": "connected clients a round starts with"})
+    min_clients: int = field(default=1, metadata={"help": "connected clients a round starts with", "type": int})
     min_results: int | None = field(
-        default=None, metadata={"help": "results that close a round, its quorum (default: --min-clients)"}
+        default=None, metadata={"help": "results that close a round, its quorum (default: --min-clients)", "type": int}
     )
     grace: float | None = field(
         default=None, metadata={"help": "seconds to wait for slower clients once the quorum is in (default: for all)"}
@@ -132,7 +132,7 @@ def add_arguments(add: Callable[..., Any], *, help: dict[str, str] | None = None
         elif meta.get("choices") == "codecs":
             kwargs["choices"] = ["none", *CODECS]
         else:
-            kwargs["type"] = meta.get("type", int if f.name.startswith("min_") else float)
+            kwargs["type"] = meta.get("type", float)
         add(flag, **kwargs)
 
 

@@ -27,7 +27,9 @@ from .codec import CODECS, CompressionError
 if TYPE_CHECKING:
     from .wire import Message
 
-SCALES = "\x00int8-scales"  # the frame of every tensor's side rows (its name from when int8 was the one); no trainer names a tensor so
+# the frame of every tensor's side rows (named when int8 was the only codec with any);
+# no trainer names a tensor so
+SCALES = "\x00int8-scales"
 FLOATS = ("float32", "float64", "float16")
 
 

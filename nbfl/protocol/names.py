@@ -98,9 +98,8 @@ STATS_PASS = "pass"  # federated statistics: 1 (count, sum, min, max) or 2 (devi
 MIN_COUNT = "min_count"  # federated statistics: fewer samples than this and a site withholds its numbers
 WITHHELD = "withheld"  # federated statistics: why a site sent no numbers
 
-# the tensors each pass answers with, one value per feature (histogram: one row per feature)
+# the tensors a site's first statistics pass answers with, one value per feature
 FIRST_PASS = ("count", "sum", "min", "max")
-SECOND_PASS = ("sum_sq_dev", "histogram")
 
 
 class DataKind(StrEnum):

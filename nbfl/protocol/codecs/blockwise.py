@@ -3,9 +3,9 @@
 A tensor is cut into blocks of :data:`BLOCK` values; each block is stored as one
 integer per value, ``q = round((x - low) / step)`` with ``step = (max - min) / levels``
 (``levels``: the integer type's count of values less one; a signed type is offset by its
-minimum, as the wire carries int16 but not uint16), plus its ``low`` and ``step`` (two float32s: the codec's side rows). A value
-comes back within ``step / 2`` of where it was, and a block whose values are all equal
-comes back exactly.
+minimum, as the wire carries int16 but not uint16), plus its ``low`` and ``step`` (two
+float32s: the codec's side rows). A value comes back within ``step / 2`` of where it was,
+and a block whose values are all equal comes back exactly.
 """
 
 from __future__ import annotations
