@@ -37,6 +37,7 @@ from ..protocol.records import ClientInfo, RoundRecord
 from ..protocol.weights import Weights
 from ..transport.control import ControlServer
 from ..transport.guard import GuardSettings
+from ..transport.limits import make_room_for
 from ..transport.provision import Kit, as_kit
 from ..transport.threads import HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT, PLAINTEXT_NOTE, CurveConfig, ServerIO
 from ..workflows import FedAvg, Workflow, make_workflow
@@ -248,6 +249,14 @@ class Controller:
 
     def live_clients(self) -> list[ClientInfo]:
         return self.registry.live()
+
+    def expect_joins(self, n: int, address: str = "127.0.0.1") -> None:
+        """Let ``n`` more clients join from ``address`` at once: those this controller's user
+        starts there (``%fl_spawn``, ``spawn_clients(controller, ...)``). A controller otherwise
+        admits joins at a room's pace (:class:`~nbfl.transport.guard.GuardSettings`: bursts of
+        32 from one address, then 2 a second), so a thousand simulated clients would take minutes."""
+        make_room_for(len(self.registry.live()) + n)
+        self.io.call(self.io.guard.expect, address, n)
 
     def wait_for_clients(self, n: int, timeout: float | None = 60.0) -> list[ClientInfo]:
         """Block until ``n`` clients are connected; TimeoutError names how many came."""

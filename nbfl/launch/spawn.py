@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Protocol
 
 from ..protocol.joining import is_join_code
 from .template import TemplateChild, TemplateError, get_template, release_template
@@ -61,8 +62,17 @@ class ClientProcess(subprocess.Popen):
         return "\n".join(text.splitlines()[-lines:])
 
 
+class Expecting(Protocol):
+    """A controller, as :func:`spawn_clients` uses one: where it listens, and how to tell it
+    that clients are coming (:meth:`nbfl.Controller.expect_joins`)."""
+
+    endpoint: str
+
+    def expect_joins(self, n: int, address: str = ...) -> None: ...
+
+
 def spawn_clients(
-    endpoint: str,
+    endpoint: str | Expecting,
     n: int,
     *,
     data: str = "digits",
@@ -74,6 +84,7 @@ def spawn_clients(
     accept_code: bool = False,
     gpus: list[int] | None = None,
     template: bool | None = None,
+    per_process: int = 1,
 ) -> list[ClientProcess | TemplateChild]:
     """``n`` separate client processes (``python -m nbfl.participant``, as ``nbfl client``
     starts one), each training on its own part of ``data``.
@@ -88,7 +99,13 @@ def spawn_clients(
     With ``accept_code`` they run ``%%fl_task`` code the controller sends on that part.
     ``endpoint`` may be a workshop's join code: they join like participants and the
     controller assigns each its share (``partition`` and ``seed`` are then the workshop's).
-    ``gpus`` (``[0, 1]``) puts client ``i`` on ``cuda:{gpus[i % len(gpus)]}``.
+    ``gpus`` (``[0, 1]``) puts process ``k`` on ``cuda:{gpus[k % len(gpus)]}``.
+
+    ``per_process`` (say 250) simulates that many clients in each process (the last may have
+    fewer; :mod:`nbfl.participant.host`): each still joins as a client of its own, with its
+    own share and name, so ``n`` may be a thousand. Given a controller instead of an
+    endpoint, this tells it to expect the ``n`` joins (:meth:`nbfl.Controller.expect_joins`),
+    which it otherwise admits at a room's pace.
 
     ``template`` (default: ``True`` unless ``$NBFL_SPAWN`` is ``processes``) forks them
     from this process's warm template, which is their parent then; ``False`` starts
@@ -99,18 +116,31 @@ def spawn_clients(
     names = names if names is not None else [f"{name_prefix}-{i + 1}" for i in range(n)]
     if len(names) != n:
         raise ValueError(f"{n} clients need {n} names, not {len(names)}")
+    if per_process < 1:
+        raise ValueError(f"per_process must be at least 1, not {per_process}")
+    if not isinstance(endpoint, str):
+        endpoint.expect_joins(n)
+        endpoint = endpoint.endpoint
+    if per_process > 1 and is_join_code(endpoint):
+        raise ValueError("simulated clients (per_process > 1) train on shares given here: not with a join line")
     launch = _launcher(template)
     logs = Path(tempfile.mkdtemp(prefix="nbfl-clients-"))
     procs = []
-    for i, name in enumerate(names):
+    for k, i in enumerate(range(0, n, per_process)):  # process k hosts clients i, i + 1, ...
+        batch = names[i : i + per_process]
         share = [] if is_join_code(endpoint) else ["--index", str(i), "--num-clients", str(n)]
+        if per_process > 1:
+            listed = logs / f"host-{k + 1}.names"
+            listed.write_text("".join(f"{name}\n" for name in batch), encoding="utf-8")
+            who, log_name = ["--names-file", str(listed)], listed.stem
+        else:
+            who, log_name = ["--name", batch[0]], batch[0]
         cmd = [
             sys.executable,
             "-m",
             CLIENT,
             endpoint,
-            "--name",
-            name,
+            *who,
             "--data",
             data,
             "--partition",
@@ -122,9 +152,9 @@ def spawn_clients(
             str(epochs),
             "--exit-with-parent",
             *(["--accept-code"] if accept_code else []),
-            *(["--device", f"cuda:{gpus[i % len(gpus)]}"] if gpus else []),  # round-robin over the GPUs
+            *(["--device", f"cuda:{gpus[k % len(gpus)]}"] if gpus else []),  # round-robin over the GPUs
         ]
-        procs.append(launch(cmd, logs / f"{name}.log"))
+        procs.append(launch(cmd, logs / f"{log_name}.log"))
     return procs
 
 

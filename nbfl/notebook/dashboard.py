@@ -83,26 +83,40 @@ COLUMNS = (
 )
 GONE = ("removed", "left")  # collapsed into one line under the table
 ORDER = {"training": 0, "idle": 0, "joining": 1, "lost": 2}  # active first
+ROWS = 100  # rows a table shows at most: a simulation's thousand clients would make every update heavy
+GONE_NAMED = 20  # names the "gone" line lists at most
 
 
 def clients_html(
-    clients: Iterable[ClientInfo], security: str = "", global_metrics: Mapping[str, float] | None = None
+    clients: Iterable[ClientInfo],
+    security: str = "",
+    global_metrics: Mapping[str, float] | None = None,
+    search: str = "",
 ) -> str:
     """The client table, styled, as ``%fl_clients`` and ``%fl_spawn`` show it (:func:`_clients_part`)."""
-    return f"{STYLE}<div class='nbfl-dash'>{_clients_part(clients, security, global_metrics)}</div>"
+    return f"{STYLE}<div class='nbfl-dash'>{_clients_part(clients, security, global_metrics, search)}</div>"
 
 
 def _clients_part(
-    clients: Iterable[ClientInfo], security: str = "", global_metrics: Mapping[str, float] | None = None
+    clients: Iterable[ClientInfo],
+    security: str = "",
+    global_metrics: Mapping[str, float] | None = None,
+    search: str = "",
 ) -> str:
     """The client table: who joined, on what share and device, running whose code, and
-    how their last round went. Active clients come first; removed and left ones are one
-    line under it. It scrolls inside a fixed height and never sideways, so a room of
-    thirty leaves the plot in view, and at 1280x720 eight rows show."""
+    how their last round went. Active clients come first, the latest to train first among
+    them; removed and left ones are one line under it. It scrolls inside a fixed height and
+    never sideways, so a room of thirty leaves the plot in view, and at 1280x720 eight rows
+    show. A simulation's thousand clients are counted by state in the summary line, and
+    the table shows :data:`ROWS` of them, or those whose name contains ``search``."""
     clients = list(clients)
     gone = [c for c in clients if c.state in GONE]
+    shown = sorted(
+        (c for c in clients if c.state not in GONE and search in c.name),
+        key=lambda c: (ORDER.get(c.state, 3), -(c.last_round or 0), c.name),
+    )
     rows = []
-    for c in sorted((c for c in clients if c.state not in GONE), key=lambda c: ORDER.get(c.state, 3)):
+    for c in shown[:ROWS]:
         local = c.last_metrics.get("local_accuracy", c.last_metrics.get("accuracy"))
         others = ", ".join(f"{k} {v:.3g}" for k, v in sorted(c.last_metrics.items()) if k not in LOCAL_ACCURACY)
         code = c.code or "own"
@@ -132,9 +146,15 @@ def _clients_part(
     accuracy = (global_metrics or {}).get("accuracy")
     if accuracy is not None:
         summary += f"; global accuracy {accuracy:.3f}"
+    if search:
+        summary += f"; {len(shown)} named *{search}*"
+    if len(shown) > ROWS:
+        summary += f"; the table shows {ROWS} (the latest to train first): %fl_clients TEXT finds names"
     left = ""
     if gone:
-        names = ", ".join(f"{c.name} ({c.state})" for c in gone)
+        names = ", ".join(f"{c.name} ({c.state})" for c in gone[:GONE_NAMED])
+        if len(gone) > GONE_NAMED:
+            names += f" and {len(gone) - GONE_NAMED} more"
         left = f"<div class='nbfl-gone nbfl-muted' title='{html.escape(names, quote=True)}'>gone: {html.escape(names)}</div>"
     cols = "".join(f"<col style='width:{w}%'>" for _, w, _ in COLUMNS)
     head = "".join(

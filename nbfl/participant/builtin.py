@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import os
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..data import load_digits_split, partition
+from ..data import load_split, partition
 from ..protocol.joining import Share
 from ..protocol.weights import Weights
 from .setup import LocalSetup
@@ -55,24 +55,49 @@ def _backend(trainer: str | None) -> ModuleType:
     return numpy_trainer
 
 
-def digits_model(seed: int = 0, trainer: str | None = None) -> tuple[Any, Callable[[Weights], dict[str, float]]]:
+def digits_model(
+    seed: int = 0, trainer: str | None = None, data: str = "digits"
+) -> tuple[Any, Callable[[Weights], dict[str, float]]]:
     """The controller's default: the digits MLP (a torch module, or its weights under numpy)
-    initialised from ``seed``, and an evaluator on the digits test split of ``seed``."""
-    _, _, x_test, y_test = load_digits_split(seed=seed)
+    initialised from ``seed``, and an evaluator on the test split of ``seed`` of ``data``
+    (:data:`nbfl.data.DATASETS`: the digits, or the generated problem of the same shape)."""
+    _, _, x_test, y_test = load_split(data, seed=seed)
     return _backend(trainer).digits_model(seed, x_test, y_test)
 
 
-def digits_setup(share: Share, epochs: int = 2, device: str | None = None, trainer: str | None = None) -> LocalSetup:
-    """The built-in trainer on ``share`` of the digits: what ``nbfl client``, ``%fl_spawn``
-    and ``%fl_join`` train with, the share given on the command line or assigned by a
-    workshop's controller. ``device``: ``cuda:0`` when torch sees a GPU, by default."""
-    x, y, _, _ = load_digits_split(seed=share.seed)
-    part = partition(share.partition, y, share.of, share.seed)[share.index]
-    executor = _backend(trainer).digits_trainer(
-        x[part], y[part], epochs=epochs, seed=share.seed + share.index, device=device
-    )
-    labels = np.bincount(y[part], minlength=10).tolist()
-    return LocalSetup(executor, (x[part], y[part]), executor.samples, executor.device, labels)
+def digits_setup(
+    share: Share, epochs: int = 2, device: str | None = None, trainer: str | None = None, data: str = "digits"
+) -> LocalSetup:
+    """The built-in trainer on ``share`` of ``data`` (the digits by default): what ``nbfl client``,
+    ``%fl_spawn`` and ``%fl_join`` train with, the share given on the command line or assigned
+    by a workshop's controller. ``device``: ``cuda:0`` when torch sees a GPU, by default."""
+    return digits_setups([share], epochs, device, trainer, data)[0]
+
+
+def digits_setups(
+    shares: Sequence[Share],
+    epochs: int = 2,
+    device: str | None = None,
+    trainer: str | None = None,
+    data: str = "digits",
+) -> list[LocalSetup]:
+    """:func:`digits_setup` for many shares at once (a host's logical clients): the dataset and
+    its partition are made once for shares that agree on them, and each client keeps a copy
+    of its own part only."""
+    setups, made = [], {}
+    for share in shares:
+        key = (share.of, share.partition, share.seed)
+        if key not in made:  # only the last: a host's shares all agree
+            x, y, _, _ = load_split(data, share.of, share.seed)
+            made = {key: (x, y, partition(share.partition, y, share.of, share.seed))}
+        x, y, parts = made[key]
+        part = parts[share.index]
+        executor = _backend(trainer).digits_trainer(
+            x[part], y[part], epochs=epochs, seed=share.seed + share.index, device=device
+        )
+        labels = np.bincount(y[part], minlength=10).tolist()
+        setups.append(LocalSetup(executor, (executor.x, executor.y), executor.samples, executor.device, labels))
+    return setups
 
 
 def built_in_client(
@@ -81,6 +106,7 @@ def built_in_client(
     device: str | None = None,
     trainer: str | None = None,
     single_thread: bool = False,
+    data: str = "digits",
 ) -> dict[str, Any]:
     """``nbfl.Client`` keyword arguments for the built-in trainer (``nbfl client``,
     ``%fl_spawn``, ``%fl_join``, Dask): the trainer of ``share``, or with ``share=None`` the
@@ -94,11 +120,15 @@ def built_in_client(
         torch.set_num_threads(1)
 
     def setup(given: Share) -> LocalSetup:
-        return digits_setup(given, epochs, device, chosen)
+        return digits_setup(given, epochs, device, chosen, data)
 
     if share is None:
         return {"from_share": setup}
-    made = setup(share)
+    return client_arguments(share, setup(share))
+
+
+def client_arguments(share: Share, made: LocalSetup) -> dict[str, Any]:
+    """``nbfl.Client`` keyword arguments for a client that trains with ``made`` on ``share``."""
     return {
         "executor": made.executor,
         "data": made.data,

@@ -72,6 +72,10 @@ class Client:
     With ``control=True`` (``%fl_join`` sets it) the client serves a local control socket
     while it runs (:mod:`nbfl.transport.control`), so JupyterLab's Federation panel shows it and its
     Leave button works while the participant's kernel is busy.
+
+    ``runner`` is the :class:`Runner` whose thread runs this client's tasks; by default the
+    client has one of its own. The logical clients of a :class:`~nbfl.participant.host.Host`
+    share one, so they train one after another.
     """
 
     def __init__(
@@ -94,6 +98,7 @@ class Client:
         task_filters: Sequence[Filter] = (),
         on_update: Callable[["Client"], None] | None = None,
         control: bool = False,
+        runner: "Runner | None" = None,
         heartbeat_interval: float = HEARTBEAT_INTERVAL,
         heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
     ):
@@ -147,11 +152,11 @@ class Client:
         self._closing = threading.Event()  # stop() has begun
         self._stopped = threading.Event()  # stop() has finished: threads joined, socket closed
         self._stop_lock = threading.Lock()
-        self._tasks: queue.SimpleQueue = queue.SimpleQueue()
+        self._runner = runner or Runner(f"nbfl-worker-{name}")
+        self._own_runner = runner is None
         self._current: tuple[str, Signal] | None = None
         self._ready: dict[str, list] = {}  # task id -> encoded result, waiting for a pull
         self._lock = threading.Lock()
-        self._threads: list[threading.Thread] = []
         self._busy_refusals = 0  # joins in a row refused for load: each waits longer before the next
         self._joins_sent = 0  # a join unanswered after JOIN_RESEND seconds is sent again, on a fresh connection
         self._joins_answered = 0  # the last join that got an answer (a welcome, a refusal, "busy")
@@ -232,14 +237,12 @@ class Client:
             with self._lock:
                 if self._current is not None:
                     self._current[1].trigger()
-            self._tasks.put(None)
             if self._io is not None:
                 if self._welcomed.is_set():  # a refused client never joined: nothing to leave
                     self._io.send(wire.message(MessageKind.BYE))
                 self._io.stop()
-            for thread in self._threads:  # a thread still running torch at exit can abort the process
-                if thread is not threading.current_thread():
-                    thread.join(5)
+            if self._own_runner:
+                self._runner.close()
             self.state = ParticipantState.STOPPED
             if self._control is not None:
                 self._control.close()
@@ -268,9 +271,8 @@ class Client:
             insecure=self.insecure,
         )
         self._io.start()
-        worker = threading.Thread(target=self._work, name=f"nbfl-worker-{self.name}", daemon=True)
-        worker.start()
-        self._threads.append(worker)
+        if self._own_runner:
+            self._runner.start()
         self._join()
 
     def _join(self) -> None:
@@ -359,7 +361,7 @@ class Client:
                 self.name = listed
             if self.from_share is not None:
                 # the worker builds the data before any task, which the queue keeps behind it
-                self._tasks.put(Share.from_fields(msg.get("share")) or Share(0, 1))
+                self._runner.submit(self, Share.from_fields(msg.get("share")) or Share(0, 1))
             self.state = ParticipantState.IDLE
             self.last_error = None  # a rejoin after a controller restart: its "not joined" is over
             self._busy_refusals = 0
@@ -371,7 +373,7 @@ class Client:
             sent = msg.get("global_metrics")
             if isinstance(sent, dict) and isinstance(sent.get("round"), int):
                 self.global_round, self.global_metrics = sent["round"], _metrics(sent.get("metrics"))
-            self._tasks.put(msg)
+            self._runner.submit(self, msg)
         elif msg.kind == MessageKind.PULL:
             with self._lock:
                 result = self._ready.pop(msg.get("task_id"), None)
@@ -401,18 +403,17 @@ class Client:
             return True
         return False
 
-    # -- worker: runs tasks -----------------------------------------------------
-    def _work(self) -> None:
-        while True:
-            msg = self._tasks.get()
-            if msg is None:
-                return
-            if isinstance(msg, Share):
-                self._set_up(msg)
-                continue
-            frames = self._execute(msg)
-            if frames is not None and self._io is not None and not self._closing.is_set():
-                self._io.send_frames(frames)
+    # -- the runner's thread: runs tasks ----------------------------------------
+    def _handle(self, item: wire.Message | Share) -> None:
+        """Set up a share or run a task (called by :class:`Runner`); nothing once stopping."""
+        if self._closing.is_set():
+            return
+        if isinstance(item, Share):
+            self._set_up(item)
+            return
+        frames = self._execute(item)
+        if frames is not None and self._io is not None and not self._closing.is_set():
+            self._io.send_frames(frames)
 
     def _execute(self, msg: wire.Message) -> list | None:
         """Run one task; return the frames to send: the result, ``ready`` (result kept for
@@ -517,6 +518,36 @@ class Client:
                 self.on_update(self)
             except Exception:  # a display callback must not break training
                 log.exception("%s: on_update failed", self.name)
+
+
+class Runner:
+    """The thread that runs tasks, kept apart from the IO thread so beats flow while a
+    task trains. A client alone has its own; a host's logical clients share one, so
+    a process of many clients trains one task at a time (:mod:`nbfl.participant.host`)."""
+
+    def __init__(self, name: str = "nbfl-worker"):
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, client: Client, item: wire.Message | Share) -> None:
+        """Queue ``item`` (a task, or a share to set up) for ``client``; any thread."""
+        self._queue.put((client, item))
+
+    def close(self, timeout: float = 5.0) -> None:
+        """End the thread once what is queued is done (a stopping client's tasks are skipped,
+        and its stop aborted the one running); waits, as a thread still running torch at exit
+        can abort the process."""
+        self._queue.put(None)
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def _serve(self) -> None:
+        while (entry := self._queue.get()) is not None:
+            client, item = entry
+            client._handle(item)
 
 
 def _missing_module(exc: BaseException) -> str:

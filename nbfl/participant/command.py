@@ -17,12 +17,13 @@ import sys
 import threading
 from typing import Any, Sequence
 
-from ..data import load_digits_split, partition
+from ..data import DATASETS, load_split, partition
 from ..filters.he import HEDecrypt, HEEncrypt
 from ..protocol.joining import JoinCode, Share, is_join_code
 from ..transport.provision import load_kit
-from .builtin import CHOICES, TRAINER_ENV, built_in_client, choose
+from .builtin import CHOICES, TRAINER_ENV, built_in_client, choose, client_arguments, digits_setups
 from .client import Client
+from .host import Host
 from .terminal import ParticipantLines
 
 ENDPOINT = re.compile(r"^tcp://[^:/\s]+:(\d{1,5})$")
@@ -56,6 +57,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="this client's share: 0 .. num-clients - 1, one each (default: a workshop assigns it, else 0)",
     )
     p.add_argument("--num-clients", type=positive, default=1, help="how many shares; the same on every client")
+    p.add_argument(
+        "--clients",
+        type=positive,
+        default=1,
+        help="simulate this many clients in this one process, with shares --index, --index + 1, ... "
+        "named NAME-(share + 1) (nbfl.participant.host)",
+    )
+    p.add_argument(
+        "--names-file", help="with --clients: their names, one a line, instead of NAME-1, NAME-2, ... (spawn's)"
+    )
     p.add_argument("--wait", type=float, default=300.0, help="seconds to wait for the controller's welcome")
     p.add_argument(
         "--accept-code", action="store_true", help="run task code the controller sends (%%%%fl_task) on this data"
@@ -77,9 +88,31 @@ def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     check_partition(parser, args, args.num_clients)
     if args.index is not None and not 0 <= args.index < args.num_clients:
         parser.error(f"--index must be between 0 and {args.num_clients - 1} (--num-clients {args.num_clients})")
-    if args.kit is None and (args.endpoint is None or args.name is None):
-        parser.error("a client needs ENDPOINT and --name, or --kit DIR")
     args.name = " ".join(args.name) if args.name else None
+    args.names = None
+    if args.names_file is not None:
+        try:
+            args.names = [line.strip() for line in open(args.names_file, encoding="utf-8") if line.strip()]
+        except OSError as exc:
+            parser.error(f"--names-file: {exc}")
+        args.clients = len(args.names)
+    if args.clients > 1:
+        check_host(parser, args)
+    elif args.kit is None and (args.endpoint is None or args.name is None):
+        parser.error("a client needs ENDPOINT and --name, or --kit DIR")
+
+
+def check_host(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """A host of many clients: each has a share of the command line's and a name of its own."""
+    if args.kit is not None or is_join_code(args.endpoint):
+        parser.error("--clients simulates clients on shares given here: not with a kit or a join line")
+    if args.endpoint is None or (args.name is None and args.names is None):
+        parser.error("--clients needs ENDPOINT and --name (their names' stem) or --names-file")
+    first = args.index or 0
+    if first + args.clients > args.num_clients:
+        parser.error(f"--index {first} and --clients {args.clients} run past --num-clients {args.num_clients}")
+    if args.names is None:
+        args.names = [f"{args.name}-{first + j + 1}" for j in range(args.clients)]
 
 
 def security_args(p: argparse.ArgumentParser, role: str) -> None:
@@ -90,7 +123,12 @@ def security_args(p: argparse.ArgumentParser, role: str) -> None:
 
 
 def data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", default="digits", choices=["digits"])
+    p.add_argument(
+        "--data",
+        default="digits",
+        choices=DATASETS,
+        help="the 1,797 digits, or a generated problem of the same shape sized for --num-clients",
+    )
     p.add_argument(
         "--partition", default="dirichlet:0.5", help="iid, dirichlet:ALPHA, shards:N, classes:K or quantity:BETA"
     )
@@ -121,20 +159,22 @@ def endpoint(text: str) -> str:
 def check_partition(parser: argparse.ArgumentParser, args: argparse.Namespace, clients: int) -> None:
     """Refuse a bad --partition into ``clients`` shares here, before any process is started with it."""
     try:
-        partition(args.partition, load_digits_split(seed=args.seed)[1], clients, args.seed)
+        partition(args.partition, load_split(args.data, clients, args.seed)[1], clients, args.seed)
     except ValueError as exc:
         parser.error(f"--partition {args.partition}: {exc}")
 
 
 def run(args: argparse.Namespace) -> int:
     """Join, train when asked, and print a line per share, round and error until the controller says bye."""
+    if args.clients > 1:
+        return run_host(args)
     assigned = args.index is None and is_join_code(args.endpoint)  # the workshop's controller assigns the share
     share = None if assigned else Share(args.index or 0, args.num_clients, args.partition, args.seed)
     lines = ParticipantLines()  # a line per share, round and error: a terminal has no status to update
     try:
         trainer = choose(args.trainer)
         # one thread: many clients share few cores in demos
-        local = built_in_client(share, args.epochs, args.device, trainer, single_thread=True)
+        local = built_in_client(share, args.epochs, args.device, trainer, single_thread=True, data=args.data)
         client = Client(
             args.endpoint,
             args.name,
@@ -165,6 +205,44 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_host(args: argparse.Namespace) -> int:
+    """``--clients K``: K logical clients in this process (:class:`~nbfl.participant.host.Host`),
+    with a line when they have joined and one when they have left: a line per client and
+    round would drown the log."""
+    first = args.index or 0
+    shares = [Share(first + j, args.num_clients, args.partition, args.seed) for j in range(args.clients)]
+    try:
+        trainer = choose(args.trainer)
+        made = digits_setups(shares, args.epochs, args.device, trainer, args.data)
+        host = Host(
+            args.endpoint,
+            args.names,
+            lambda i: client_arguments(shares[i], made[i]),
+            insecure=args.insecure,
+            accept_code=args.accept_code,
+        )
+    except ValueError as exc:
+        print(f"nbfl client: {exc}", file=sys.stderr)
+        return 1
+    if args.exit_with_parent:
+        _watch_parent(host)
+    try:
+        host.start(wait=args.wait)
+    except ConnectionError as exc:
+        print(f"nbfl client: {exc}", file=sys.stderr)
+        return 1
+    print(f"{len(host.joined)} of {args.clients} clients joined {args.endpoint} in process {os.getpid()}", flush=True)
+    try:
+        while not host.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    host.stop()
+    done = sum(c.rounds_done for c in host.clients)
+    print(f"{args.clients} clients left; {done} tasks done", flush=True)
+    return 0
+
+
 def _he_filters(kit: Any) -> dict[str, Any]:
     """A ``he = true`` kit's client encrypts what it sends and decrypts what it gets."""
     context = load_kit(kit).he_context() if kit is not None else None
@@ -173,7 +251,7 @@ def _he_filters(kit: Any) -> dict[str, Any]:
     return {"filters": [HEEncrypt(context)], "task_filters": [HEDecrypt(context)]}
 
 
-def _watch_parent(client: Any) -> None:
+def _watch_parent(client: Client | Host) -> None:
     """Spawned clients leave with the kernel that spawned them, even if it was killed."""
     parent = os.getppid()
 

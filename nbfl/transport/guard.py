@@ -217,6 +217,21 @@ class Guard:
             self._joined[peer] = entry  # kept with the participants: bounded by the room, not by strangers
             self.dropped(entry.address)
 
+    def expect(self, address: str, joins: int) -> None:
+        """``joins`` more joins from ``address`` are expected (the controller's own user
+        started that many clients there): they pass the per-address and newcomers' limits."""
+        self._joins_from(address).grant(joins)
+        self._newcomers.grant(joins)
+
+    def _joins_from(self, address: str) -> RateLimit:
+        """The join bucket of ``address``, made if new (the oldest address's, long full again, forgotten)."""
+        bucket = self._addresses.get(address)
+        if bucket is None:
+            bucket = self._addresses[address] = RateLimit(*self.settings.joins_per_address, clock=self._clock)
+            if len(self._addresses) > TRACKED_ADDRESSES:
+                del self._addresses[next(iter(self._addresses))]
+        return bucket
+
     # -- decisions ----------------------------------------------------------------------
     def tasked(self, peer: bytes) -> None:
         """``peer`` was sent a task: its answers (a ready, a result, an abort's reply) do not count
@@ -260,12 +275,7 @@ class Guard:
             return "too many joins from this connection"
         if known:
             return None
-        by_address = self._addresses.get(entry.address)
-        if by_address is None:
-            by_address = self._addresses[entry.address] = RateLimit(*self.settings.joins_per_address, clock=self._clock)
-            if len(self._addresses) > TRACKED_ADDRESSES:  # the oldest address's bucket, long full again
-                del self._addresses[next(iter(self._addresses))]
-        if not by_address.allow():
+        if not self._joins_from(entry.address).allow():
             return "too many joins from this address"
         if not self._newcomers.allow():
             return "too many joins at once"

@@ -668,3 +668,27 @@ def test_fl_compare_overlays_every_run_labelled_by_its_algorithm_and_settings(ip
     ]
     assert found["fedavg"][-1][1] == pytest.approx(float(small_model()["b"].mean()) + 0.2, rel=1e-5)
     assert any("image/png" in output.data for output in shown.outputs)
+
+
+def test_a_simulation_of_hundreds_from_magics_with_a_searchable_table(ip):
+    """%fl_spawn 300 --per-process 150: two processes of simulated clients on generated
+    data; %fl_round samples them; the table shows 100 rows and finds a name."""
+    ip.run_line_magic("fl_controller", "start --data synthetic")
+    ctl = ip.user_ns["nbfl_controller"]
+    with shown_as_in_a_notebook(ip) as shown:
+        ip.run_line_magic("fl_spawn", "300 --per-process 150 --data synthetic --partition iid --epochs 1")
+    assert len(ctl.live_clients()) == 300 and len(magics(ip).spawned) == 2  # two processes
+    assert "300 clients: 300 idle" in shown.stdout + "".join(o.data.get("text/html", "") for o in shown.outputs)
+    ip.run_line_magic("fl_round", "2 --sample 10")
+    assert all(r.ok and len(r.clients) == 10 for r in ctl.history)
+    with shown_as_in_a_notebook(ip) as shown:
+        ip.run_line_magic("fl_clients", "")
+    table = "".join(o.data["text/html"] for o in shown.outputs)
+    assert table.count("<tr>") == 1 + 100 and "the table shows 100 (the latest to train first)" in table
+    trained = ctl.history[-1].sampled
+    assert all(f">{name}<" in table for name in trained)  # the round's clients come first
+    with shown_as_in_a_notebook(ip) as shown:
+        ip.run_line_magic("fl_clients", "site-29")
+    found = "".join(o.data["text/html"] for o in shown.outputs)
+    assert found.count("<tr>") == 1 + 11 and "11 named *site-29*" in found  # site-29, site-290 .. site-299
+    ip.run_line_magic("fl_controller", "stop")

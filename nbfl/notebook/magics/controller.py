@@ -15,6 +15,7 @@ from IPython.display import display
 
 from ...controller.controller import Controller
 from ...controller.workshop import Workshop
+from ...data import DATASETS
 from ...launch.spawn import spawn_clients
 from ...protocol.compress import CODECS
 from ...transport.provision import load_kit
@@ -64,7 +65,13 @@ class ControllerMagics(TopicMagics):
     @argument("--checkpoint-dir", help="write a checkpoint (model, workflow state, history) after every round")
     @argument("--resume", help="continue from the last whole checkpoint in this folder (and keep writing there)")
     @argument("--model", help="name of a torch module or dict of arrays in this notebook (default: digits MLP)")
-    @argument("--evaluate", help="name of a function weights -> {'accuracy': ...} (default: digits test split)")
+    @argument("--evaluate", help="name of a function weights -> {'accuracy': ...} (default: --data's test split)")
+    @argument(
+        "--data",
+        default="digits",
+        choices=DATASETS,
+        help="the built-in model's test data: the digits, or the generated problem %%fl_spawn --data synthetic trains on",
+    )
     @argument("--min-clients", type=int, default=1, help="results a round needs to update the model")
     @argument("--timeout", type=float, default=300.0, help="seconds a round waits for results")
     @line_magic
@@ -144,7 +151,7 @@ class ControllerMagics(TopicMagics):
             raise UsageError(
                 f"a controller already runs at {self.session.controller.endpoint}; %fl_controller stop first"
             )
-        weights, evaluate = self._model(args.model, args.evaluate)
+        weights, evaluate = self._model(args.model, args.evaluate, args.data)
         kit = workshop = None
         endpoint = f"tcp://{args.host or '127.0.0.1'}:{args.port or 0}"
         try:
@@ -198,7 +205,7 @@ class ControllerMagics(TopicMagics):
             )
         )
 
-    def _model(self, model_name: str | None, evaluate_name: str | None) -> tuple[Any, Any]:
+    def _model(self, model_name: str | None, evaluate_name: str | None, data: str) -> tuple[Any, Any]:
         ns = self.shell.user_ns
         for name in (model_name, evaluate_name):
             if name is not None and name not in ns:
@@ -209,12 +216,23 @@ class ControllerMagics(TopicMagics):
 
         # numpy's: the controller never trains, and a kernel that imports no torch stays ~200 MiB
         # smaller (on Binder every kernel a learner leaves running counts against one pod)
-        weights, evaluate = digits_model(trainer="numpy")
+        weights, evaluate = digits_model(trainer="numpy", data=data)
         return weights, ns[evaluate_name] if evaluate_name else evaluate
 
     @magic_arguments()
-    @argument("n", type=int, help="how many client processes")
-    @argument("--data", default="digits", choices=["digits"])
+    @argument("n", type=int, help="how many clients")
+    @argument(
+        "--data",
+        default="digits",
+        choices=DATASETS,
+        help="the 1,797 digits, or a generated problem of the same shape with 60 points a client (for hundreds)",
+    )
+    @argument(
+        "--per-process",
+        type=int,
+        default=1,
+        help="simulate this many clients in each process (250: a thousand clients in four), each its own client",
+    )
     @argument("--partition", default="dirichlet:0.5", help="iid, dirichlet:ALPHA, shards:N, classes:K or quantity:BETA")
     @argument("--seed", type=int, default=0)
     @argument("--epochs", type=int, default=2, help="local epochs per round (built-in trainer)")
@@ -247,6 +265,8 @@ class ControllerMagics(TopicMagics):
                 "spawned clients have no startup kit, so a controller with --kit refuses them; "
                 "start clients with their kits (nbfl client --kit DIR, %fl_join --kit DIR)"
             )
+        if args.per_process < 1:
+            raise UsageError("--per-process needs at least 1 client a process")
         before = len(ctl.live_clients())
         # in a workshop they join like participants, with the join line, and get shares from it
         where = str(ctl.join_code) if ctl.join_code is not None else ctl.endpoint
@@ -279,19 +299,25 @@ class ControllerMagics(TopicMagics):
             where_to = f"on the Dask cluster's workers {', '.join(sorted(set(group.placement.values())))}"
         else:
             names = _site_names(ctl, args.n)
-            self.session.spawned += spawn_clients(
-                where,
-                args.n,
-                partition=args.partition,
-                seed=args.seed,
-                epochs=args.epochs,
-                names=names,
-                accept_code=True,
-                gpus=gpus,
-            )
+            ctl.expect_joins(args.n)  # started here, by whoever runs the controller: no room's pace
+            try:
+                batch = spawn_clients(
+                    where,
+                    args.n,
+                    data=args.data,
+                    partition=args.partition,
+                    seed=args.seed,
+                    epochs=args.epochs,
+                    names=names,
+                    accept_code=True,
+                    gpus=gpus,
+                    per_process=args.per_process,
+                )
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
+            self.session.spawned += batch
             ctl.spawned += names  # the checkpoints list them: they end with this kernel
-            batch = self.session.spawned[-args.n :]
-            where_to = f"what these clients print goes to {self.session.spawned[-1].log.parent}"
+            where_to = f"what these clients print goes to {batch[-1].log.parent}"
         deadline = time.monotonic() + args.wait
         while True:  # in short waits: a client that failed at start (a missing GPU, say) is reported at once
             try:

@@ -75,9 +75,11 @@ class ReportMagics(TopicMagics):
 
     @line_magic
     def fl_clients(self, line: str = "") -> None:
-        """The client table: name, host, device, samples, state, last round's time and metrics."""
+        """%fl_clients [TEXT]: the client table (name, host, device, samples, state, last round's
+        time and metrics), of the clients whose name contains TEXT if given (a simulation's
+        table shows 100 of its thousand clients, the latest to train first)."""
         ctl = self.session.require_controller()
-        display(Html(clients_html(ctl.clients, ctl.security)))
+        display(Html(clients_html(ctl.clients, ctl.security, search=line.strip())))
 
     @magic_arguments()
     @argument(

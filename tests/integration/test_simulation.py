@@ -1,0 +1,145 @@
+"""Many logical clients per process (issue 22, point 2), over real sockets on 127.0.0.1:
+a thousand clients hosted 250 to a process each join as a client of its own, rounds
+sample from them, and killing one host loses exactly its clients."""
+
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import nbfl
+from nbfl.participant.builtin import digits_model, digits_setups
+from nbfl.participant.command import main as client_main
+from nbfl.participant.host import Host
+from nbfl.protocol.joining import Share
+
+from helpers import until
+
+# the default beats (1 s, lost after 6 s): a thousand clients' threads on two busy cores
+# must not be called lost for a late beat
+STEADY = {"heartbeat_interval": 1.0, "heartbeat_timeout": 6.0}
+
+
+@pytest.fixture
+def thousand(controller_factory):
+    weights, evaluate = digits_model(0, "numpy", "synthetic")
+    ctl = controller_factory(weights, evaluate=evaluate, **STEADY)
+    hosts = nbfl.spawn_clients(ctl, 1000, per_process=250, data="synthetic", partition="iid", epochs=1, template=False)
+    try:
+        ctl.wait_for_clients(1000, timeout=600)
+        yield ctl, hosts
+    finally:
+        for host in hosts:
+            host.kill()
+            host.wait()
+
+
+def test_a_thousand_clients_in_four_processes_train_sampled_rounds_and_a_killed_host_loses_only_its_own(thousand):
+    ctl, hosts = thousand
+    names = {c.name for c in ctl.live_clients()}
+    assert names == {f"site-{i}" for i in range(1, 1001)}  # each its own entry at the controller
+    assert len(hosts) == 4  # processes, each hosting 250 of them
+
+    records = ctl.run(3, sample=10, sample_seed=1)
+    for record in records:
+        assert record.ok and len(record.sampled) == 10 and sorted(record.clients) == record.sampled
+    assert records[-1].metrics["accuracy"] > 0.1  # a model was evaluated (ten classes: chance is 0.1)
+
+    doomed = hosts[0]
+    gone = {f"site-{i}" for i in range(1, 251)}  # the first process hosts the first 250
+    os.kill(doomed.pid, signal.SIGKILL)
+    doomed.wait()
+    until(lambda: {c.name for c in ctl.live_clients()} == names - gone, timeout=120)
+
+    later = ctl.run(3, sample=10, sample_seed=2)
+    for record in later:
+        assert record.ok and len(record.sampled) == 10 and not set(record.sampled) & gone
+        assert sorted(record.clients) == record.sampled and not record.failed
+
+
+def test_a_host_in_this_process_keeps_each_clients_share_and_state(controller_factory):
+    """The Python API: a Host's clients have their own shares, and SCAFFOLD's per-client
+    control variates stay apart though the clients share one runner."""
+    weights, evaluate = digits_model(0, "numpy", "synthetic")
+    ctl = controller_factory(weights, evaluate=evaluate, **STEADY)
+    shares = [Share(i, 6, "classes:2", 3) for i in range(6)]
+    made = digits_setups(shares, epochs=1, trainer="numpy", data="synthetic")
+    host = Host(
+        ctl.endpoint,
+        [f"sim-{i}" for i in range(6)],
+        lambda i: {
+            "executor": made[i].executor,
+            "samples": made[i].samples,
+            "labels": made[i].labels,
+            "share": shares[i],
+        },
+        **STEADY,
+    )
+    try:
+        host.start(wait=60)
+        assert len(host.joined) == 6
+        listed = {c.name: c for c in ctl.clients}
+        for i, setup in enumerate(made):
+            assert listed[f"sim-{i}"].labels == setup.labels and sum(1 for n in setup.labels if n) == 2
+        records = ctl.run(2, nbfl.make_workflow("scaffold"))
+        assert all(r.ok and len(r.clients) == 6 for r in records)
+        variates = [s.executor.scaffold.c_local for s in made]
+        assert all(v for v in variates)
+        first = next(iter(variates[0]))
+        assert not all(np.array_equal(variates[0][first], v[first]) for v in variates[1:])  # each its own
+    finally:
+        host.stop()
+    assert all(c.state == "stopped" for c in host.clients)
+
+
+def test_the_command_line_refuses_a_host_it_cannot_make(capsys):
+    endpoint = "tcp://127.0.0.1:5555"
+    cases = {
+        ("--clients", "5", "--index", "8", "--num-clients", "10"): "run past --num-clients 10",
+        ("--clients", "5"): "needs ENDPOINT and --name",
+    }
+    for extra, said in cases.items():
+        with pytest.raises(SystemExit):
+            client_main([endpoint, *extra] if "--name" in said else [endpoint, "--name", "s", *extra])
+        assert said in capsys.readouterr().err
+    with pytest.raises(ValueError, match="not with a join line"):
+        nbfl.spawn_clients("nbfl://127.0.0.1:5555/" + "A" * 40 + "/tok", 4, per_process=2)
+
+
+def test_nbfl_client_hosts_clients_named_from_a_stem(controller_factory):
+    """``nbfl client ENDPOINT --name stem --clients 3 --index 2 --num-clients 10``."""
+    weights, evaluate = digits_model(0, "numpy", "synthetic")
+    ctl = controller_factory(weights, evaluate=evaluate, **STEADY)
+    cmd = [
+        sys.executable,
+        "-m",
+        "nbfl.participant",
+        ctl.endpoint,
+        "--name",
+        "lab",
+        "--clients",
+        "3",
+        "--index",
+        "2",
+        "--num-clients",
+        "10",
+        "--data",
+        "synthetic",
+        "--trainer",
+        "numpy",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        ctl.wait_for_clients(3, timeout=120)
+        assert sorted(c.name for c in ctl.live_clients()) == ["lab-3", "lab-4", "lab-5"]
+        assert {c.share for c in ctl.clients} == {"3/10", "4/10", "5/10"}
+        [record] = ctl.run(1)
+        assert record.ok and len(record.clients) == 3
+        ctl.close()  # the bye ends the process
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0 and "3 of 3 clients joined" in out and "3 clients left; 3 tasks done" in out
