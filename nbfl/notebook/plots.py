@@ -85,13 +85,20 @@ def cross_site_png(models: Sequence[str], sites: Sequence[str], values: Any, met
     return _png(fig)
 
 
+BARS = 40  # clients drawn as bars at most; more are a heatmap
+
+
 def labels_png(counts: Mapping[str, Sequence[int]], title: str = "labels per client") -> bytes:
-    """Samples of each class per client as stacked bars: how skewed a partition is."""
+    """Samples of each class per client as stacked bars: how skewed a partition is. Over
+    :data:`BARS` clients (a simulation's thousand), a heatmap of each client's share of
+    each class instead, one column a client."""
     names = list(counts)
     classes = max((len(c) for c in counts.values()), default=0)
     grid = np.zeros((len(names), classes))
     for row, name in enumerate(names):
         grid[row, : len(counts[name])] = counts[name]
+    if len(names) > BARS:
+        return _labels_heatmap(names, grid, title)
     fig = Figure(figsize=(min(0.32 * len(names) + 2.5, 14), 3.2), dpi=90)
     ax = fig.subplots()
     bottom = np.zeros(len(names))
@@ -102,6 +109,20 @@ def labels_png(counts: Mapping[str, Sequence[int]], title: str = "labels per cli
     ax.set_ylabel("samples")
     ax.set_title(title)
     ax.legend(title="class", fontsize=7, ncols=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return _png(fig)
+
+
+def _labels_heatmap(names: list[str], grid: np.ndarray, title: str) -> bytes:
+    shares = grid / np.maximum(grid.sum(axis=1, keepdims=True), 1)
+    fig = Figure(figsize=(10, 3.2), dpi=90)
+    ax = fig.subplots()
+    image = ax.imshow(shares.T, aspect="auto", interpolation="nearest", cmap="viridis", vmin=0, vmax=1)
+    ticks = np.linspace(0, len(names) - 1, 6).round().astype(int)
+    ax.set_xticks(ticks, labels=[names[i] for i in ticks], fontsize=8)
+    ax.set_yticks(range(grid.shape[1]))
+    ax.set_ylabel("class")
+    ax.set_title(f"{title}: {len(names)} clients, each a column")
+    fig.colorbar(image, ax=ax, label="share of the client's samples")
     return _png(fig)
 
 

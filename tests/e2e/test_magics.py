@@ -1,5 +1,6 @@
 """The %fl_* magics in-process (IPython's test shell) against real client processes."""
 
+import base64
 import contextlib
 import csv
 import html
@@ -691,4 +692,10 @@ def test_a_simulation_of_hundreds_from_magics_with_a_searchable_table(ip):
         ip.run_line_magic("fl_clients", "site-29")
     found = "".join(o.data["text/html"] for o in shown.outputs)
     assert found.count("<tr>") == 1 + 11 and "11 named *site-29*" in found  # site-29, site-290 .. site-299
+    for labels in ("", "--partition dirichlet:0.5 --clients 1000 --data synthetic"):  # theirs; a preview
+        with capture_output() as shown:
+            ip.run_line_magic("fl_labels", labels)
+        [png] = [out.data["image/png"] for out in shown.outputs if "image/png" in out.data]
+        raw = base64.b64decode(png) if isinstance(png, str) else png
+        assert int.from_bytes(raw[16:20], "big") == 900  # the heatmap's 10 inches, not 300 or 1000 bars
     ip.run_line_magic("fl_controller", "stop")

@@ -14,6 +14,7 @@ from IPython.display import display
 
 from ...controller.controller import RunActive
 from ...controller.run import RunError
+from ...data import DATASETS
 from ...protocol.records import RoundRecord
 from ...results import curves, export
 from ...workflows import CrossSiteEval, FederatedStatistics
@@ -84,25 +85,27 @@ class ReportMagics(TopicMagics):
     @magic_arguments()
     @argument(
         "--partition",
-        help="preview a partition of the digits instead, e.g. dirichlet:0.1, iid, shards:2, classes:2, quantity:0.5",
+        help="preview a partition of the data instead, e.g. dirichlet:0.1, iid, shards:2, classes:2, quantity:0.5",
     )
-    @argument("--clients", type=int, default=8, help="with --partition: how many shares")
+    @argument("--clients", type=int, default=8, help="with --partition: how many shares (over 40: a heatmap)")
+    @argument("--data", default="digits", choices=DATASETS, help="with --partition: the data to share out")
     @argument("--seed", type=int, default=0)
     @line_magic
     def fl_labels(self, line: str = "") -> None:
-        """Samples of each class per client, as stacked bars: the joined clients' own counts
-        (those training on built-in data report them), or a partition of the digits previewed."""
+        """Samples of each class per client, as stacked bars (a heatmap for over 40 clients):
+        the joined clients' own counts (those training on built-in data report them), or a
+        partition of the data previewed."""
         args = parse_argstring(self.fl_labels, line)
         if args.partition is not None:
-            from ...data import load_digits_split, partition
+            from ...data import load_split, partition
 
-            y = load_digits_split(seed=args.seed)[1]
+            y = load_split(args.data, args.clients, args.seed)[1]
             try:
                 parts = partition(args.partition, y, args.clients, args.seed)
             except ValueError as exc:
                 raise UsageError(f"--partition {args.partition}: {exc}") from None
             counts = {f"share {i + 1}": np.bincount(y[p], minlength=10).tolist() for i, p in enumerate(parts)}
-            title = f"digits, {args.partition}, {args.clients} shares"
+            title = f"{args.data}, {args.partition}"
         else:
             counts = {c.name: c.labels for c in self.session.require_controller().clients if c.labels}
             if not counts:
