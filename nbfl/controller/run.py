@@ -40,6 +40,7 @@ from ..workflows.base import RoundFailed, RoundStopped, Workflow
 from .memory import release_memory
 from .registry import Registry
 from .settings import RunSettings
+from .tensorboard import ScalarLog
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +126,7 @@ class Run:
         self._host = host
         self._on_round = on_round
         self._on_progress = on_progress
+        self._scalars = ScalarLog(settings.log_dir) if settings.log_dir else None  # no folder: start() says why
         self._future: concurrent.futures.Future[list[RoundRecord]] = concurrent.futures.Future()
         self._stop = threading.Event()
         self._stop_status = RoundStatus.STOPPED
@@ -606,6 +608,11 @@ class Run:
         self.history.append(record)
         host.history.append(record)
         host.round_done(self.workflow, record)
+        if self._scalars is not None:
+            try:
+                self._scalars.write(record)
+            except OSError as exc:  # a full disk loses the log, not the round
+                log.warning("round %d: TensorBoard scalars not written to %s: %s", number, self._scalars.path, exc)
         log.info("round %d %s in %.2f s %s", number, record.status, record.seconds, record.metrics)
         return record
 

@@ -71,6 +71,13 @@ class RunSettings:
     sample_seed: int = field(
         default=0, metadata={"help": "seed of the sampling: the same seed picks the same clients", "type": int}
     )
+    log_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "write each round's scalars to this folder for TensorBoard (tensorboard --logdir)",
+            "type": str,
+        },
+    )
     compress: str | None = field(  # None: the controller's codec; "none": no codec in this run
         default=None,
         metadata={"help": "the model and the updates on the wire (default: the controller's)", "choices": "codecs"},
