@@ -23,6 +23,7 @@ of them, for the claim that it stays flat.
 
     python benchmarks/simulation.py                      # 1000 clients, 10 sampled, 30 rounds
     python benchmarks/simulation.py --clients 100 --partition dirichlet:0.3
+    python benchmarks/simulation.py --dask               # nbfl's hosts as tasks on a Dask LocalCluster
 """
 
 from __future__ import annotations
@@ -112,16 +113,25 @@ def run_nbfl(args: argparse.Namespace) -> dict:
     start = time.perf_counter()
     weights, evaluate = digits_model(args.seed, "numpy", "synthetic")
     controller = nbfl.Controller("tcp://127.0.0.1:0", weights, evaluate=evaluate)
-    procs = nbfl.spawn_clients(
-        controller,
-        args.clients,
-        per_process=args.per_process,
-        template=False,
-        data="synthetic",
-        partition=args.partition,
-        seed=args.seed,
-        epochs=1,
-    )
+    common = {"data": "synthetic", "partition": args.partition, "seed": args.seed, "epochs": 1}
+    procs, dask = [], None
+    if args.dask:  # the hosts as Dask tasks, one a worker process of a LocalCluster
+        from distributed import LocalCluster
+
+        from nbfl.launch.on_dask import spawn_on_dask
+
+        workers = -(-args.clients // args.per_process)
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        controller.expect_joins(args.clients)
+        dask = spawn_on_dask(
+            cluster.scheduler_address,
+            args.clients,
+            endpoint=controller.endpoint,
+            per_process=args.per_process,
+            **common,
+        )
+    else:
+        procs = nbfl.spawn_clients(controller, args.clients, per_process=args.per_process, template=False, **common)
     controller.wait_for_clients(args.clients, timeout=600)
     done: list[float] = []
     run = controller.start(
@@ -131,6 +141,9 @@ def run_nbfl(args: argparse.Namespace) -> dict:
     controller_rss = _rss_self()  # every client still connected, each having beaten and one in 100 trained
     history = controller.history
     controller.close()
+    if dask is not None:
+        dask.release()
+        cluster.close()
     nbfl.stop_clients(procs)
     return {
         "first_round": done[0] - start,
@@ -178,6 +191,7 @@ def main() -> None:
     p.add_argument("--per-process", type=int, default=250)
     p.add_argument("--partition", default="iid")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dask", action="store_true", help="nbfl's hosts as tasks on a Dask LocalCluster")
     p.add_argument("--no-flower", action="store_true", help="nbfl alone")
     p.add_argument("--side", choices=["nbfl", "flower"], help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -192,13 +206,14 @@ def main() -> None:
     sides = {"nbfl": measured([sys.executable, __file__, *forwarded, "--side", "nbfl"], env)}
     # the controller's RSS with 10 clients, in a fresh process of its own, for the ratio below
     ten = ["--clients", "10", "--per-process", "10", "--rounds", "2", "--sample", "2", "--partition", "iid"]
+    ten += ["--dask"] if args.dask else []
     sides["nbfl-10"] = measured([sys.executable, __file__, *ten, "--side", "nbfl"], env)
     if not args.no_flower:
         sides["flower"] = measured(
             [flower_python(), __file__, *forwarded, "--side", "flower"],
             {"PYTHONPATH": f"{ROOT}:{HERE}", "RAY_USAGE_STATS_ENABLED": "0"},
         )
-    where = f"{-(-args.clients // args.per_process)} processes"
+    where = f"{-(-args.clients // args.per_process)} {'Dask workers' if args.dask else 'processes'}"
     print(
         f"\n{args.clients} clients ({args.partition}; nbfl on {where}), {args.sample} sampled per round, "
         f"{args.rounds} rounds, one local epoch each, {os.cpu_count()} CPUs\n"

@@ -14,6 +14,10 @@ it: the controller lists them as lost and rounds go on with the others. Dask wou
 a dead worker's tasks again elsewhere; these ones see that they ran before and end at
 once, so a site never trains twice under one name. ``distributed`` is an optional extra
 (``pip install "nbfl-jupyter[dask]"``).
+
+With ``per_process=K`` each task hosts K clients (:class:`~nbfl.participant.host.Host`): a
+thousand simulated clients are a few tasks, not a thousand, each client still its own
+at the controller.
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ class DaskClients:
     """The clients :func:`spawn_on_dask` placed: their Dask futures and which worker holds which."""
 
     dask: Any  # the distributed.Client
-    futures: list[Any]
+    futures: list[Any]  # one a task
+    tasks: list[list[str]]  # the clients each task hosts, in the order of futures
     placement: dict[str, str]  # client name -> worker address
     group: str  # names the group's Dask events
     owns_dask: bool = False  # made from an address here: closed by release()
@@ -46,15 +51,16 @@ class DaskClients:
 
         Event(f"nbfl-{self.group}-stop", client=self.dask).set()
         alive = set(self.dask.scheduler_info()["workers"])
-        orphans = [f for f, worker in zip(self.futures, self.placement.values()) if worker not in alive]
+        orphans = [f for f, names in zip(self.futures, self.tasks) if self.placement[names[0]] not in alive]
         self.dask.cancel(orphans)  # a dead worker's task would wait for that worker for ever
         try:
             wait([f for f in self.futures if f not in orphans], timeout=timeout)
         except TimeoutError:
             pass
         self.dask.cancel([f for f in self.futures if not f.done()])
-        for name, future in zip(self.placement, self.futures):
-            self.ended[name] = future.result() if future.status == "finished" else f"{name}: {future.status}"
+        for names, future in zip(self.tasks, self.futures):
+            finished = future.status == "finished"
+            self.ended.update(future.result() if finished else {n: f"{n}: {future.status}" for n in names})
         if self.owns_dask:
             self.dask.close()
         return self.ended
@@ -73,6 +79,8 @@ def spawn_on_dask(
     device: str | None = None,
     resources: dict[str, float] | None = None,
     accept_code: bool = False,
+    per_process: int = 1,
+    data: str = "digits",
 ) -> DaskClients:
     """Start ``n`` nbfl clients on the workers of a Dask cluster; they join ``endpoint``.
 
@@ -80,9 +88,9 @@ def spawn_on_dask(
     ``endpoint`` is the controller's address, or a workshop's join code for workers on
     other machines (plaintext is refused off loopback, as everywhere in nbfl). Client
     ``i`` (named ``{name_prefix}-{i+1}``) trains on share ``i`` of ``n`` of the digits
-    (``partition``, ``seed``, ``epochs`` as ``%fl_spawn``); a workshop's controller assigns
-    shares itself. They go round-robin over the workers, or ``per_worker`` to a worker in
-    turn. ``device`` (``"cuda"``, ``"cuda:1"``) and Dask ``resources`` (``{"GPU": 1}`` for
+    (``partition``, ``seed``, ``epochs`` and ``data`` as ``%fl_spawn``); a workshop's controller
+    assigns shares itself. Each task hosts ``per_process`` clients. Tasks go round-robin
+    over the workers, or ``per_worker`` clients to a worker in turn. ``device`` (``"cuda"``, ``"cuda:1"``) and Dask ``resources`` (``{"GPU": 1}`` for
     workers started with ``--resources GPU=1``) place them on GPUs.
     """
     from distributed import Client as DaskClient
@@ -94,17 +102,20 @@ def spawn_on_dask(
         raise RuntimeError(f"the Dask cluster at {dask.scheduler.address} has no workers")
     if per_worker is not None and per_worker * len(workers) < n:
         raise ValueError(f"{n} clients do not fit {per_worker} to a worker on {len(workers)} workers")
+    if per_process < 1 or (per_worker is not None and per_worker % per_process):
+        raise ValueError(f"per_process must be at least 1 and divide per_worker, not {per_process}")
     group = uuid.uuid4().hex[:12]
-    futures, placement = [], {}
-    for i in range(n):
-        name = f"{name_prefix}-{i + 1}"
-        worker = workers[i // per_worker if per_worker else i % len(workers)]
-        placement[name] = worker
+    futures, tasks, placement = [], [], {}
+    for k, i in enumerate(range(0, n, per_process)):  # task k hosts clients i, i + 1, ...
+        names = [f"{name_prefix}-{j + 1}" for j in range(i, min(n, i + per_process))]
+        worker = workers[i // per_worker if per_worker else k % len(workers)]
+        placement.update(dict.fromkeys(names, worker))
+        tasks.append(names)
         futures.append(
             dask.submit(
-                run_client,
+                run_clients,
                 endpoint,
-                name,
+                names,
                 i,
                 n,
                 partition,
@@ -113,6 +124,7 @@ def spawn_on_dask(
                 device,
                 accept_code,
                 group,
+                data,
                 key=f"nbfl-client-{group}-{i}",
                 workers=[worker],
                 allow_other_workers=False,
@@ -120,13 +132,13 @@ def spawn_on_dask(
                 pure=False,
             )
         )
-    return DaskClients(dask, futures, placement, group, owns)
+    return DaskClients(dask, futures, tasks, placement, group, owns)
 
 
-def run_client(
+def run_clients(
     endpoint: str,
-    name: str,
-    index: int,
+    names: list[str],
+    first: int,
     of: int,
     partition: str,
     seed: int,
@@ -134,26 +146,28 @@ def run_client(
     device: str | None,
     accept_code: bool,
     group: str,
-) -> str:
-    """One client's life as a Dask task (on a worker): join, serve rounds, leave; what ended it."""
+    data: str,
+) -> dict[str, str]:
+    """The life of one task's clients on a worker: join, serve rounds, leave; what ended each."""
     from distributed import Event, secede
 
-    from ..participant.builtin import built_in_client
-    from ..participant.client import Client
+    from ..participant.builtin import built_in_clients
+    from ..participant.host import Host
     from ..protocol.joining import Share, is_join_code
 
     secede()  # a long-running task: its thread leaves the worker's pool
-    started = Event(f"nbfl-{group}-{name}-started")
-    if started.is_set():  # Dask runs a dead worker's tasks again: this site's process died with it
-        return f"{name} ran on a worker that died; not started again"
+    started = Event(f"nbfl-{group}-{names[0]}-started")
+    if started.is_set():  # Dask runs a dead worker's tasks again: these sites' process died with it
+        return {name: f"{name} ran on a worker that died; not started again" for name in names}
     started.set()
     stop = Event(f"nbfl-{group}-stop")
 
-    share = None if is_join_code(endpoint) else Share(index, of, partition, seed)  # a workshop assigns its own
+    assigned = is_join_code(endpoint)  # a workshop assigns its own shares
+    shares = [None if assigned else Share(first + j, of, partition, seed) for j in range(len(names))]
     # one thread: several clients may share a worker's cores
-    local = built_in_client(share, epochs, device, single_thread=True)
-    client = Client(endpoint, name, accept_code=accept_code, **local).start(wait=300)
-    while not client.wait(POLL):
+    local = built_in_clients(shares, epochs, device, single_thread=True, data=data)
+    host = Host(endpoint, names, local.__getitem__, accept_code=accept_code).start(wait=300)
+    while not host.wait(POLL):
         if stop.is_set():
-            client.stop()
-    return f"{name} left: {client.last_error or 'asked to'}"
+            host.stop()
+    return {c.name: f"{c.name} left: {c.last_error or 'asked to'}" for c in host.clients}

@@ -113,11 +113,7 @@ def built_in_client(
     means to build it from the share a workshop's controller assigns. ``trainer`` is
     chosen now, once. ``single_thread``: torch keeps to one thread, as many clients
     share few cores (``nbfl client``, Dask)."""
-    chosen = choose(trainer)
-    if single_thread and chosen == "torch":
-        import torch
-
-        torch.set_num_threads(1)
+    chosen = _chosen(trainer, single_thread)
 
     def setup(given: Share) -> LocalSetup:
         return digits_setup(given, epochs, device, chosen, data)
@@ -125,6 +121,34 @@ def built_in_client(
     if share is None:
         return {"from_share": setup}
     return client_arguments(share, setup(share))
+
+
+def built_in_clients(
+    shares: Sequence[Share | None],
+    epochs: int = 2,
+    device: str | None = None,
+    trainer: str | None = None,
+    single_thread: bool = False,
+    data: str = "digits",
+) -> list[dict[str, Any]]:
+    """:func:`built_in_client` for many clients of one process (a host's): the data is made
+    once for all the given shares (:func:`digits_setups`)."""
+    given = [s for s in shares if s is not None]
+    if len(given) < len(shares):  # a workshop assigns them: each builds its own on the answer
+        return [built_in_client(s, epochs, device, trainer, single_thread, data) for s in shares]
+    chosen = _chosen(trainer, single_thread)
+    made = digits_setups(given, epochs, device, chosen, data)
+    return [client_arguments(share, setup) for share, setup in zip(given, made)]
+
+
+def _chosen(trainer: str | None, single_thread: bool) -> str:
+    """The backend (:func:`choose`); with ``single_thread``, torch keeps to one thread."""
+    chosen = choose(trainer)
+    if single_thread and chosen == "torch":
+        import torch
+
+        torch.set_num_threads(1)
+    return chosen
 
 
 def client_arguments(share: Share, made: LocalSetup) -> dict[str, Any]:

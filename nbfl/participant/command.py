@@ -21,7 +21,7 @@ from ..data import DATASETS, load_split, partition
 from ..filters.he import HEDecrypt, HEEncrypt
 from ..protocol.joining import JoinCode, Share, is_join_code
 from ..transport.provision import load_kit
-from .builtin import CHOICES, TRAINER_ENV, built_in_client, choose, client_arguments, digits_setups
+from .builtin import CHOICES, TRAINER_ENV, built_in_client, built_in_clients, choose
 from .client import Client
 from .host import Host
 from .terminal import ParticipantLines
@@ -213,14 +213,8 @@ def run_host(args: argparse.Namespace) -> int:
     shares = [Share(first + j, args.num_clients, args.partition, args.seed) for j in range(args.clients)]
     try:
         trainer = choose(args.trainer)
-        made = digits_setups(shares, args.epochs, args.device, trainer, args.data)
-        host = Host(
-            args.endpoint,
-            args.names,
-            lambda i: client_arguments(shares[i], made[i]),
-            insecure=args.insecure,
-            accept_code=args.accept_code,
-        )
+        local = built_in_clients(shares, args.epochs, args.device, trainer, single_thread=True, data=args.data)
+        host = Host(args.endpoint, args.names, local.__getitem__, insecure=args.insecure, accept_code=args.accept_code)
     except ValueError as exc:
         print(f"nbfl client: {exc}", file=sys.stderr)
         return 1

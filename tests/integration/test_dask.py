@@ -121,3 +121,32 @@ def test_the_demo_runs_its_clients_on_a_dask_cluster():
             assert all(not tasks for tasks in dask.processing().values())
     finally:
         cluster.close()
+
+
+def test_hosts_on_dask_put_many_clients_in_a_task_each_its_own_at_the_controller():
+    """spawn_on_dask(..., per_process=10): 40 simulated clients as four Dask tasks on two
+    workers; a sampled round trains 5 of them; release() says how each of the 40 ended."""
+    from nbfl.participant.builtin import digits_model
+
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    dask = distributed.Client(cluster)
+    weights, evaluate = digits_model(0, "numpy", "synthetic")
+    ctl = nbfl.Controller("tcp://127.0.0.1:0", weights, evaluate=evaluate)
+    try:
+        ctl.expect_joins(40)
+        sites = nbfl.launch.on_dask.spawn_on_dask(
+            dask, 40, endpoint=ctl.endpoint, per_process=10, per_worker=20, data="synthetic", partition="iid"
+        )
+        assert len(sites.futures) == 4 and [len(t) for t in sites.tasks] == [10] * 4
+        assert len(set(sites.placement.values())) == 2
+        ctl.wait_for_clients(40, timeout=300)
+        assert sorted(c.name for c in ctl.live_clients()) == sorted(f"site-{i}" for i in range(1, 41))
+        records = ctl.run(2, sample=5)
+        assert all(r.ok and len(r.clients) == 5 for r in records), [r.outcome for r in records]
+        ended = sites.release()
+        assert sorted(ended) == sorted(sites.placement)
+        assert all(text.startswith(f"{name} left") for name, text in ended.items()), ended
+    finally:
+        ctl.close()
+        dask.close()
+        cluster.close()

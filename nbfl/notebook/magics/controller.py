@@ -274,6 +274,7 @@ class ControllerMagics(TopicMagics):
             gpus = [int(g) for g in args.gpus.split(",")] if args.gpus else None
         except ValueError:
             raise UsageError(f"--gpus takes GPU indices separated by commas, e.g. 0,1; not {args.gpus!r}") from None
+        ctl.expect_joins(args.n)  # started by whoever runs the controller: those from here join at once
         if args.dask:
             from ...launch.on_dask import spawn_on_dask
 
@@ -287,6 +288,8 @@ class ControllerMagics(TopicMagics):
                     epochs=args.epochs,
                     name_prefix=_new_prefix(ctl, args.n),
                     per_worker=args.per_worker,
+                    per_process=args.per_process,
+                    data=args.data,
                     accept_code=True,
                     # on a cluster each client takes one of a worker's GPUs: workers started with --resources GPU=N
                     device="cuda" if gpus else None,
@@ -299,7 +302,6 @@ class ControllerMagics(TopicMagics):
             where_to = f"on the Dask cluster's workers {', '.join(sorted(set(group.placement.values())))}"
         else:
             names = _site_names(ctl, args.n)
-            ctl.expect_joins(args.n)  # started here, by whoever runs the controller: no room's pace
             try:
                 batch = spawn_clients(
                     where,
