@@ -16,6 +16,7 @@ import time
 from typing import Any, Sequence
 
 from .controller.settings import add_arguments, from_arguments
+from .data import DATASETS
 from .participant import command as client_command
 from .participant.command import data_args, positive, security_args
 
@@ -35,6 +36,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "controller":
         if args.workshop and args.kit is not None:
             parser.error("--workshop makes its own keys and join line; it does not take --kit")
+        if args.workshop and args.data != "digits":
+            parser.error("--workshop shares out the digits: participants' clients train on them")
         return _controller(args, _controller_endpoint(parser, args), spawn=0)
     from .transport.threads import is_loopback
 
@@ -82,7 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
     ctl.add_argument("--resume", help="continue from the last whole checkpoint in this folder (and keep writing there)")
     ctl.add_argument("--join-wait", type=float, default=600.0, help="seconds to wait for --min-clients to join")
     ctl.add_argument("--min-clients", type=positive, default=2, help="clients to wait for, and results a round needs")
-    ctl.add_argument("--seed", type=int, default=0, help="the digits test split (clients must use the same)")
+    ctl.add_argument("--seed", type=int, default=0, help="the test split (clients must use the same)")
+    ctl.add_argument(
+        "--data",
+        default="digits",
+        choices=DATASETS,
+        help="what the model is evaluated on: the digits, or the generated problem (clients: --data synthetic)",
+    )
     _round_args(ctl)
 
     client_command.add_arguments(sub.add_parser("client", help=client_command.HELP))
@@ -147,7 +156,7 @@ def _controller(args: argparse.Namespace, endpoint: str, spawn: int, workshop: b
     from .workflows import make_workflow
 
     try:
-        model, evaluate_digits = digits_model(args.seed)
+        model, evaluate_digits = digits_model(args.seed, data=args.data)
     except ValueError as exc:  # $NBFL_TRAINER names no backend, or one that does not import
         print(f"nbfl controller: {exc}", file=sys.stderr)
         return 1
@@ -196,13 +205,21 @@ def _controller(args: argparse.Namespace, endpoint: str, spawn: int, workshop: b
             from .launch.on_dask import spawn_on_dask
 
             on_dask = spawn_on_dask(
-                args.dask, spawn, endpoint=where, partition=args.partition, seed=args.seed, epochs=args.epochs
+                args.dask,
+                spawn,
+                endpoint=where,
+                partition=args.partition,
+                seed=args.seed,
+                epochs=args.epochs,
+                data=args.data,
             )
             print(
                 f"{spawn} clients on the Dask cluster at {args.dask}: {', '.join(sorted(set(on_dask.placement.values())))}"
             )
         elif spawn:
-            procs = spawn_clients(where, spawn, partition=args.partition, seed=args.seed, epochs=args.epochs)
+            procs = spawn_clients(
+                where, spawn, data=args.data, partition=args.partition, seed=args.seed, epochs=args.epochs
+            )
         elif controller.join_code is not None:
             print(
                 f"waiting for {need} participant{'s' if need != 1 else ''}; each pastes into a notebook "
