@@ -333,7 +333,7 @@ class Run:
         """
         host, registry = self._host, self._host.registry
         number = self._record.round if self._record else 0
-        targets = clients if clients is not None else self._sampled(number)
+        targets = clients if clients is not None else self._sampled()
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
         task_meta = {**(meta or {}), names.FILTERS: self.filters} if self.filters else dict(meta or {})
         pending: dict[str, ClientInfo] = {}
@@ -510,11 +510,13 @@ class Run:
         return self
 
     # -- the run's thread ----------------------------------------------------------------
-    def _sampled(self, number: int) -> list[ClientInfo]:
-        """The clients round ``number`` trains: all connected ones, or the settings' sample of
-        them, drawn from a generator seeded by the sampling seed and the round number (so a
-        replayed run picks the same), once per round (a workflow that asks twice asks the
-        same). The round's quorum is at most the sample's size; the picks go in its record."""
+    def _sampled(self) -> list[ClientInfo]:
+        """The clients this round trains: all connected ones, or the settings' sample of them,
+        drawn from a generator seeded by the sampling seed and the round's number within
+        this run (so a replayed run picks the same, and runs compared on one controller train
+        the same clients in the same rounds), once per round (a workflow that asks twice
+        asks the same). The round's quorum is at most the sample's size; the picks go in its
+        record."""
         if self.settings.sample is None:
             return self._host.registry.live()
         live = sorted(self._host.registry.live(), key=lambda c: c.name)  # the picks depend on names, not join order
@@ -522,7 +524,7 @@ class Run:
         if record is not None and record.sampled:  # this round's second ask: the same clients
             return [c for c in live if c.name in record.sampled]
         size = self.settings.sample_size(len(live))
-        rng = np.random.default_rng([self.settings.sample_seed, number])
+        rng = np.random.default_rng([self.settings.sample_seed, self.round])
         picked = [live[i] for i in sorted(rng.choice(len(live), size, replace=False))]
         self.min_results = min(self.settings.quorum, size)
         if record is not None:

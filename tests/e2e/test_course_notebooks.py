@@ -119,3 +119,17 @@ def test_workshop_participant_notebook_joins_with_the_pasted_code():
         line = re.search(r"ada: share 1/4, (\d+) samples, 2 rounds done, local accuracy ([\d.]+)", text_of(nb))
         assert line and int(line.group(1)) > 0 and 0 < float(line.group(2)) <= 1, text_of(nb)
         assert [r.status for r in ctl.history] == ["ok", "ok"] and list(ctl.history[-1].clients) == ["ada"]
+
+
+def test_simulation_notebook_compares_three_algorithms_on_the_same_sampled_clients():
+    nb = execute("07_simulation.ipynb", CLIENTS=60, PER_PROCESS=30, SAMPLE=5, ROUNDS=3)
+    text, shown = text_of(nb), html_of(nb)
+    assert not errors_of(nb), text
+    assert "60 clients: 60 idle" in shown  # two processes of thirty, each client its own at the controller
+    assert "every round trained its 5 sampled clients: True; the same picks in each run: True" in text
+    assert re.search(r"0\s+fedavg\s+[\d.]+", text) and re.search(r"2\s+scaffold\s+[\d.]+", text), text
+    trained = int(re.search(r"(\d+) of 60 clients trained at least once", text).group(1))
+    assert 5 <= trained <= 15  # three rounds of five, the same picks in every run
+    for magic in ("%fl_labels", "%fl_compare"):
+        cell = next(c for c in nb.cells if c.source.startswith(magic))
+        assert any("image/png" in d for d, _ in outputs(cell)), magic

@@ -102,3 +102,13 @@ def test_scaffold_under_sampling_matches_the_partial_participation_reference(con
     for k in x:
         np.testing.assert_allclose(ctl.weights[k], x[k], rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(workflow.control[k], c[k], rtol=1e-5, atol=1e-7)
+
+
+def test_runs_on_one_controller_with_one_seed_train_the_same_clients_round_by_round(controller_factory, client_factory):
+    """Comparing algorithms on one controller: the second run's round k trains the clients
+    the first run's round k trained (the seed goes with the round within the run)."""
+    ctl = room(controller_factory, client_factory)
+    first = ctl.run(4, FedAvg(), sample=3, sample_seed=5)
+    second = ctl.run(4, nbfl.make_workflow("fedprox"), sample=3, sample_seed=5)
+    assert [r.round for r in second] == [5, 6, 7, 8]  # rounds count over the controller's life
+    assert [r.sampled for r in second] == [r.sampled for r in first]
