@@ -6,8 +6,9 @@ Threads, each with one job:
   frames, answers heartbeats and keeps the client registry live (joins, byes, lost
   clients) even when no run is going; a round's traffic goes to that run's inbox;
 * a run's thread (:class:`~nbfl.controller.run.Run`, from :meth:`Controller.start`) scatters
-  tasks, pulls results a few at a time (so at most ``max_inflight`` results are in
-  memory at once) and aggregates each one as it arrives;
+  tasks, pulls results a few at a time (so at most ``max_inflight`` results of a large
+  model, or 64 MiB of a small one's, are in memory at once) and aggregates each one as
+  it arrives;
 * the caller's thread is free: :meth:`Controller.run` waits on the run, and a
   KeyboardInterrupt there aborts the round on the clients and keeps the last complete
   global model.

@@ -91,6 +91,18 @@ class Host(Protocol):
         ...
 
 
+DIRECT_BYTES = 64 << 20  # results of a small model that may be on their way together, unasked
+
+
+def direct_slots(weights: Mapping[str, np.ndarray], max_inflight: int) -> int:
+    """How many results may be on their way at once: ``max_inflight`` for a large model (the
+    controller's memory stays flat however many clients answer), more for a small one, up
+    to :data:`DIRECT_BYTES` of results (each then comes as soon as it is done: a pull would
+    cost a round trip worth more than the model)."""
+    size = sum(w.nbytes for w in weights.values())
+    return max(max_inflight, DIRECT_BYTES // max(1, size))
+
+
 class Run:
     """Rounds of ``workflow`` on ``host``'s clients; made by ``Controller.start``, not directly."""
 
@@ -340,6 +352,7 @@ class Run:
         sent_at: dict[str, float] = {}
         ready: deque[str] = deque()
         inflight: set[str] = set()
+        slots = direct_slots(weights, host.max_inflight)
         headers: dict[bytes, messages.Task] = {}
         last = (
             host.history[-1] if host.history else None
@@ -350,9 +363,9 @@ class Run:
             task_id = uuid.uuid4().hex
             pending[task_id] = client
             sent_at[task_id] = time.perf_counter()
-            # the first max_inflight clients may send their result as soon as it is done;
-            # the others announce "ready" and wait for a pull when one of those slots frees
-            direct = len(inflight) < host.max_inflight
+            # the first clients (as many as there are slots) may send their result as soon as it
+            # is done; the others announce "ready" and wait for a pull when one of those slots frees
+            direct = len(inflight) < slots
             if direct:
                 inflight.add(task_id)
             headers[client.peer] = {
@@ -373,7 +386,7 @@ class Run:
         self._progress(0, len(targets))
 
         def pump() -> None:
-            while ready and len(inflight) < host.max_inflight:
+            while ready and len(inflight) < slots:
                 task_id = ready.popleft()
                 if task_id in pending:
                     inflight.add(task_id)

@@ -225,3 +225,34 @@ def test_a_run_waits_for_clients_that_left_instead_of_failing_rounds(controller_
         ctl.run(10, min_clients=2, join_timeout=1.0, on_round=lambda record: b.stop())
     assert ctl.history[0].status == "ok" and len(ctl.history) <= 2  # not ten failed rounds
     assert ctl.run(1, "fedopt", min_clients=1)[0].workflow == "fedopt"  # a name will do
+
+
+@pytest.mark.parametrize("budget, pulled", [(64 << 20, 0), (1, 4)])  # a small model's results go direct
+def test_results_beyond_the_direct_slots_are_pulled_one_by_one(
+    controller_factory, client_factory, monkeypatch, budget, pulled
+):
+    """A small model's results come as soon as each is done; where the results would take
+    more than the budget (a large model: here the budget is made 1 byte), max_inflight
+    clients send at once and the others announce "ready" and wait for a pull. FedAvg is
+    the same either way."""
+    import nbfl.controller.run as run_module
+    from nbfl.protocol import wire
+
+    monkeypatch.setattr(run_module, "DIRECT_BYTES", budget)
+    sent = []
+    original = wire.message
+
+    def counting(*args, **fields):  # a result has a field named kind too: the message's kind is args[0]
+        sent.append(str(args[0]))
+        return original(*args, **fields)
+
+    monkeypatch.setattr(wire, "message", counting)
+    w0 = small_model()
+    ctl = controller_factory(w0, max_inflight=2)
+    for i in range(6):
+        client_factory(ctl.endpoint, f"c{i}", tasks=adder(float(i), 1))
+    ctl.wait_for_clients(6)
+    (record,) = ctl.run(1, min_clients=6)
+    assert record.ok and len(record.clients) == 6
+    np.testing.assert_allclose(ctl.weights["w"], w0["w"] + 2.5, rtol=1e-6)  # the mean of 0 .. 5
+    assert sent.count("pull") == sent.count("ready") == pulled
