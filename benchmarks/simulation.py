@@ -8,7 +8,8 @@ with FedAvg, each sampled client running one local epoch of SGD on the digits ML
 seeds on both sides), the global model evaluated on the same test set after each round.
 
 - **nbfl**: a controller and ``--clients / --per-process`` host processes (250 logical
-  clients each, :mod:`nbfl.participant.host`), every client with its own connection.
+  clients each, :mod:`nbfl.participant.host`), each client its own at the controller, the
+  clients of a process on one shared connection.
 - **Flower** (``flwr.simulation.run_simulation`` with Ray, ``FedAvg(fraction_train=...)``),
   installed by this script in a venv of its own (``benchmarks/.flwr-venv``) with nbfl's
   trainer: ``--no-flower`` skips it.

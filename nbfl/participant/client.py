@@ -33,7 +33,7 @@ from ..protocol.names import DataKind, IoEvent, MessageKind, ParticipantState
 from ..protocol.panel import ParticipantStatus
 from ..transport.control import ControlServer
 from ..transport.provision import Kit, as_kit
-from ..transport.threads import HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT, ClientIO, CurveConfig, check_plaintext
+from ..transport.threads import HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT, ClientIO, CurveConfig, Link, check_plaintext
 from .executor import DXO, Executor, FLContext, ReturnCode, Signal, from_shareable
 from .setup import LocalSetup, participant_keys
 from .tasks import FunctionExecutor, TaskFunction, registry, tasks_from_source
@@ -75,7 +75,10 @@ class Client:
 
     ``runner`` is the :class:`Runner` whose thread runs this client's tasks; by default the
     client has one of its own. The logical clients of a :class:`~nbfl.participant.host.Host`
-    share one, so they train one after another.
+    share one, so they train one after another. ``link(handler)`` gives the client its way
+    to the controller through its host's shared connection
+    (:meth:`~nbfl.transport.threads.SharedConnection.link`); by default it has a connection
+    of its own.
     """
 
     def __init__(
@@ -99,6 +102,7 @@ class Client:
         on_update: Callable[["Client"], None] | None = None,
         control: bool = False,
         runner: "Runner | None" = None,
+        link: Callable[[Callable[[str, bytes, Any], None]], Link] | None = None,
         heartbeat_interval: float = HEARTBEAT_INTERVAL,
         heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
     ):
@@ -146,7 +150,8 @@ class Client:
         self.last_error: str | None = None
         self.controller_lost: float | None = None  # since when the controller has not answered (time.time())
         self._hb = (heartbeat_interval, heartbeat_timeout)
-        self._io: ClientIO | None = None
+        self._link = link
+        self._io: ClientIO | Link | None = None
         self._welcomed = threading.Event()
         self._answered = threading.Event()  # welcome or refusal: start() need not wait longer
         self._closing = threading.Event()  # stop() has begun
@@ -262,13 +267,17 @@ class Client:
     def _connect(self) -> None:
         if self._control is not None:
             self._control.start()
-        self._io = ClientIO(
-            self.endpoint,
-            self._on_io_event,
-            heartbeat_interval=self._hb[0],
-            heartbeat_timeout=self._hb[1],
-            curve=self._curve,
-            insecure=self.insecure,
+        self._io = (
+            self._link(self._on_io_event)
+            if self._link is not None
+            else ClientIO(
+                self.endpoint,
+                self._on_io_event,
+                heartbeat_interval=self._hb[0],
+                heartbeat_timeout=self._hb[1],
+                curve=self._curve,
+                insecure=self.insecure,
+            )
         )
         self._io.start()
         if self._own_runner:

@@ -2,49 +2,46 @@
 
 A thousand participants as a thousand processes would cost a thousand Python
 interpreters. A :class:`Host` runs many :class:`~nbfl.participant.client.Client` objects
-in one process instead. Each keeps its own name, data share, state (SCAFFOLD's control
-variate, say) and its own connection, so the controller lists, samples, times out and
-drops each one as it would a separate process; killing the host loses exactly its
-clients. What they share is the process and one :class:`~nbfl.participant.client.Runner`:
-the clients a round samples train one after another (or ``workers`` at a time), and a
-client that is not sampled costs only its data and its idle connection.
+in one process instead. Each keeps its own name, data share and state (SCAFFOLD's control
+variate, say), and joins as a client of its own, so the controller lists, samples, times
+out and drops each one as it would a separate process; killing the host loses exactly
+its clients.
 
-Clients join in waves of :data:`JOIN_WAVE`, so a host never has more connections
-waiting to be admitted than a controller allows from one address.
-
-Each client's connection has its IO thread, so a host has hundreds of threads; glibc's
-malloc would give many of them an arena of their own, which for 250 clients costs about
-12 MiB a host for nothing. A host keeps to :data:`MALLOC_ARENAS`.
+What they share is the process, one connection to the controller with its one IO thread
+(:class:`~nbfl.transport.threads.SharedConnection`: each client's messages go behind a
+frame that names it), and one :class:`~nbfl.participant.client.Runner`: the clients a
+round samples train one after another (or ``workers`` at a time), and a client that is
+not sampled costs only its data. A connection costs the controller some 27 KiB of
+ZeroMQ's buffers, so a thousand clients on four connections keep its memory nearly flat.
+Only a controller without CurveZMQ takes hosted clients: a kit's or a workshop's key
+names one participant.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
+import functools
 import logging
-import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Mapping, Sequence
 
 from ..protocol.names import ParticipantState
-from ..transport.limits import make_room_for
+from ..transport.threads import HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT, SharedConnection
 from .client import Client, Runner
 
-JOIN_WAVE = 8  # joins a host has unanswered at once; four hosts stay within a controller's 32 per address
-MALLOC_ARENAS = 2
+JOIN_WAVE = 16  # joins a host has unanswered at once: a controller admits 32 at once from one address
 
 log = logging.getLogger(__name__)
 
 
 class Host:
-    """``len(names)`` logical clients of ``endpoint`` in this process.
+    """``len(names)`` logical clients of ``endpoint`` in this process, on one connection.
 
     ``setup(i)`` gives the :class:`~nbfl.participant.client.Client` keyword arguments of
     client ``i`` (its executor, data, samples, labels, share); ``common`` are those all
-    share (``accept_code``, ``insecure``, ``heartbeat_timeout``...). ``workers`` clients
-    train at once, each on a thread of its own (one by default: a process of many
-    clients trains one task at a time, as the round's sampled clients come).
+    share (``accept_code``...). ``workers`` clients train at once, each on a thread of
+    its own (one by default: a process of many clients trains one task at a time, as the
+    round's sampled clients come).
     """
 
     def __init__(
@@ -54,15 +51,27 @@ class Host:
         setup: Callable[[int], Mapping[str, Any]],
         *,
         workers: int = 1,
+        insecure: bool = False,
+        heartbeat_interval: float = HEARTBEAT_INTERVAL,
+        heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
         **common: Any,
     ):
         if len(set(names)) != len(names):
             raise ValueError("each client of a host needs a name of its own")
-        make_room_for(len(names))
-        _fewer_arenas()
+        self.connection = SharedConnection(
+            endpoint, heartbeat_interval=heartbeat_interval, heartbeat_timeout=heartbeat_timeout, insecure=insecure
+        )
         self._runners = [Runner(f"nbfl-host-worker-{k}") for k in range(max(1, workers))]
         self.clients = [
-            Client(endpoint, name, runner=self._runners[i % len(self._runners)], **setup(i), **common)
+            Client(
+                endpoint,
+                name,
+                runner=self._runners[i % len(self._runners)],
+                link=functools.partial(self.connection.link, str(i).encode()),
+                insecure=insecure,
+                **setup(i),
+                **common,
+            )
             for i, name in enumerate(names)
         ]
         self._stopped = threading.Event()
@@ -71,6 +80,7 @@ class Host:
         """Join every client, :data:`JOIN_WAVE` at a time, each waiting up to ``wait`` seconds for
         its welcome. Clients that could not join are logged and left out; a ConnectionError
         says why when none could."""
+        self.connection.start()
         for runner in self._runners:
             runner.start()
         with ThreadPoolExecutor(JOIN_WAVE, thread_name_prefix="nbfl-host-join") as pool:
@@ -94,11 +104,12 @@ class Host:
         return all(c.wait(0) for c in self.clients)
 
     def stop(self) -> None:
-        """Every client leaves (a bye each), then the workers end."""
-        with ThreadPoolExecutor(JOIN_WAVE, thread_name_prefix="nbfl-host-stop") as pool:
-            list(pool.map(lambda c: c.stop(), self.clients))
+        """Every client leaves (a bye each), then the workers and the connection end."""
+        for client in self.clients:
+            client.stop()
         for runner in self._runners:
             runner.close()
+        self.connection.stop()
         self._stopped.set()
 
 
@@ -108,15 +119,3 @@ def _join(client: Client, wait: float) -> str | None:
     except ConnectionError as exc:
         return str(exc)
     return None
-
-
-def _fewer_arenas() -> None:
-    """Keep glibc's malloc to :data:`MALLOC_ARENAS` arenas (``M_ARENA_MAX``), before the
-    clients' threads start; elsewhere (not glibc) nothing."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
-    except (OSError, AttributeError):  # musl has no mallopt
-        return
-    mallopt(-8, MALLOC_ARENAS)  # -8 is M_ARENA_MAX in glibc's malloc.h

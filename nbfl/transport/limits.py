@@ -1,4 +1,5 @@
-"""A token bucket, for limits that count events over time (joins, messages, bytes).
+"""Limits: a token bucket for those that count events over time (joins, messages, bytes),
+and the process's own limit of open files.
 
 ``burst`` events may come at once; after that the bucket refills at ``rate`` a second.
 A flood of joins (each would add a registry entry and a welcome) is then refused
@@ -11,8 +12,6 @@ import logging
 import resource
 import time
 from typing import Callable
-
-import zmq
 
 log = logging.getLogger(__name__)
 
@@ -46,20 +45,19 @@ class RateLimit:
 
 
 def make_room_for(connections: int) -> None:
-    """Raise this process's limits for ``connections`` ZeroMQ connections (a host's logical
-    clients, a controller expecting a thousand): open files (the soft limit is 1,024 on
-    Linux and 256 on macOS; each connection costs a few descriptors) up to the hard limit,
-    and the sockets of ZeroMQ's shared context (1,023 by default; a client has three)."""
-    files = 8 * connections + 256
+    """Raise this process's limit of open files for ``connections`` more TCP connections (a
+    controller expecting a thousand clients of their own processes): the soft limit is
+    1,024 on Linux and 256 on macOS, and each connection costs a descriptor or two; up to
+    the hard limit, with a warning where that is too low."""
+    files = 2 * connections + 256
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < files:
-        wanted = files if hard == resource.RLIM_INFINITY else min(files, hard)
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-        except (ValueError, OSError) as exc:
-            log.warning("could not raise the open-file limit from %d to %d: %s", soft, wanted, exc)
-        if wanted < files:
-            log.warning("open files are limited to %d here: about %d connections fit", wanted, wanted // 8)
-    context: zmq.Context = zmq.Context.instance()
-    if context.get(zmq.MAX_SOCKETS) < 4 * connections + 64:
-        context.set(zmq.MAX_SOCKETS, 4 * connections + 64)
+    if soft == resource.RLIM_INFINITY or soft >= files:
+        return
+    wanted = files if hard == resource.RLIM_INFINITY else min(files, hard)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    except (ValueError, OSError) as exc:
+        log.warning("could not raise the open-file limit from %d to %d: %s", soft, wanted, exc)
+        return
+    if wanted < files:
+        log.warning("open files are limited to %d here: about %d more connections fit", wanted, (wanted - 256) // 2)

@@ -23,6 +23,14 @@ registry, queue work for another thread or answer):
                                   message, ZAP request and queued call is handled inside
                                   its own ``try``, so bad input is logged and dropped.
 
+Hosted clients: a process that simulates many clients (:mod:`nbfl.participant.host`) sends
+all of theirs over one connection (:class:`SharedConnection`), each message behind a *via*
+frame that names the client (:data:`VIA` and a few bytes). The controller gives each a
+peer id of its own (:func:`hosted_peer`), so everything above this module sees separate
+clients, while the controller pays for one connection a host instead of one a client.
+Only a controller without CurveZMQ accepts them (a kit's or a workshop's key names one
+participant).
+
 Security: with :class:`CurveConfig` keys (from a startup kit, :mod:`nbfl.transport.provision`, or
 a workshop's join code, :mod:`nbfl.controller.workshop`) every connection is CurveZMQ, encrypted
 and authenticated. The controller answers ZAP (ZeroMQ's authentication protocol)
@@ -67,6 +75,24 @@ Handler = Callable[[str, bytes, Any], None]
 ZAP_ENDPOINT = "inproc://zeromq.zap.01"
 ZAP_DOMAIN = b"nbfl"
 PLAINTEXT_NOTE = "connection unencrypted and unauthenticated: use loopback or a network you trust"
+
+
+VIA = b"\x01"  # first byte of a via frame: a header starts with "{", so a via frame is never one
+MAX_VIA = 32  # bytes a via frame names its client with, at most
+HOSTED = b"\x00\x00"  # a hosted client's peer id starts so: ZeroMQ's own ids are 5 bytes, a peer's cannot start with 0
+
+
+def hosted_peer(routing_id: bytes, client: bytes) -> bytes:
+    """The peer id of ``client`` hosted behind the connection ``routing_id``."""
+    return HOSTED + bytes([len(routing_id)]) + routing_id + client
+
+
+def split_peer(peer: bytes) -> tuple[bytes, bytes | None]:
+    """``(routing id, via frame)`` of a hosted client's peer id; ``(peer, None)`` for any other."""
+    if len(peer) < 4 or not peer.startswith(HOSTED) or len(peer) == 5:
+        return peer, None
+    end = 3 + peer[2]
+    return peer[3:end], VIA + peer[end:]
 
 
 class InsecureTransportError(NbflError, ValueError):
@@ -439,7 +465,8 @@ class ServerIO(_IOThread):
     def _ban(self, peer: bytes) -> None:
         fd = self._peer(peer).fd  # read before _drop makes the peer a stranger again
         self._drop(peer)
-        self.connections.close(fd, "its participant was removed", after=REMOVED_GRACE)  # its bye goes out first
+        if split_peer(peer)[1] is None:  # a hosted client shares its host's connection with the others
+            self.connections.close(fd, "its participant was removed", after=REMOVED_GRACE)  # its bye goes out first
         self.guard.ban(peer)
 
     def _drop(self, peer: bytes) -> bool:
@@ -481,8 +508,9 @@ class ServerIO(_IOThread):
 
     def _send_frames(self, peer: bytes, frames: list) -> None:
         """Send without blocking: a peer that does not read cannot hold this thread."""
+        routing_id, via = split_peer(peer)
         try:
-            self._sock.send_multipart([peer, *frames], zmq.NOBLOCK, copy=False)
+            self._sock.send_multipart([routing_id, *([via] if via else []), *frames], zmq.NOBLOCK, copy=False)
         except zmq.Again:  # its queue is full: it has not read for a long time
             address = self._peer(peer).address
             if self._drop(peer):
@@ -499,11 +527,20 @@ class ServerIO(_IOThread):
 
     def _on_frames(self, frames: list) -> None:
         peer = frames[0].bytes
+        if len(frames) > 2 and bytes(frames[1].buffer[:1]) == VIA:  # a hosted client's: a peer of its own
+            via = bytes(frames[1].buffer[: MAX_VIA + 2])
+            if self.curve is not None or len(via) > MAX_VIA + 1 or len(via) < 2 or len(peer) > 255:
+                address = self._peer(peer, frames[-1]).address
+                self.guard.refused_message(address, "via", "refused a hosted client's message from %s", address)
+                return
+            peer, frames = hosted_peer(peer, via[1:]), [frames[0], *frames[2:]]
         entry = self._peer(peer, frames[-1])
         sizes = [f.nbytes if isinstance(f, memoryview) else len(f) for f in frames]
         if not self.guard.allow(entry, sum(sizes), sizes[1] if len(sizes) > 1 else 0):
             # no honest client gets here: close its connection, or it keeps this thread reading
-            self.connections.close(_source_fd(frames[-1]), "it sent more than its budget")
+            # (not a hosted client's: its host's other clients share the connection)
+            if split_peer(peer)[1] is None:
+                self.connections.close(_source_fd(frames[-1]), "it sent more than its budget")
             if entry.joined and self._drop(peer):  # a participant flooding: the run goes on without it
                 self.guard.dropped(entry.address)
                 self._emit(IoEvent.LOST, peer, None)
@@ -709,3 +746,82 @@ class ClientIO(_IOThread):
         if not self._controller_lost and now - self._last_heard > self.heartbeat_timeout:
             self._controller_lost = True
             self._emit(IoEvent.LOST, b"", None)
+
+
+class SharedConnection(ClientIO):
+    """One connection to the controller for many hosted clients (:mod:`nbfl.participant.host`),
+    owned by one IO thread: each client's messages go behind its via frame, what comes back
+    is handed to that client's :class:`Link`, and each joined client beats. That the
+    controller answers or not is the connection's, so "lost" and "back" reach every link.
+    """
+
+    THREAD_NAME = "nbfl-host-io"
+
+    def __init__(self, endpoint: str, **kwargs: Any):
+        self._links: dict[bytes, Link] = {}  # via frame -> link; the IO thread's, but for link() and close
+        super().__init__(endpoint, self._to_all, **kwargs)
+
+    def link(self, name: bytes, handler: Handler) -> "Link":
+        """A client's way through this connection; ``name`` (at most :data:`MAX_VIA` bytes) is its via frame's."""
+        if not 0 < len(name) <= MAX_VIA:
+            raise ValueError(f"a hosted client's via name takes 1 to {MAX_VIA} bytes, not {len(name)}")
+        made = self._links[VIA + name] = Link(self, VIA + name, handler)
+        return made
+
+    def _to_all(self, kind: str, peer: bytes, payload: Any) -> None:
+        for link in list(self._links.values()):
+            if kind != IoEvent.REFUSED or not link.welcomed:
+                link.handler(kind, peer, payload)
+
+    def _on_frames(self, frames: list) -> None:
+        self._last_heard = time.monotonic()
+        if self._controller_lost:
+            self._controller_lost = False
+            self._emit(IoEvent.BACK, b"", None)
+        link = self._links.get(bytes(frames[0].buffer[: MAX_VIA + 2])) if len(frames) > 1 else None
+        if link is None:  # a client that left, or not a hosted client's message at all
+            return
+        try:
+            msg = wire.decode(frames[1:])
+        except wire.WireError as exc:
+            link.handler(IoEvent.INVALID, b"", str(exc))
+            return
+        if msg.kind == MessageKind.WELCOME:
+            link.welcomed = self._heard_once = True
+        if msg.kind != MessageKind.HEARTBEAT:
+            link.handler(IoEvent.MESSAGE, b"", msg)
+
+    def _beat(self, now: float) -> None:
+        beat = wire.encode(wire.message(MessageKind.HEARTBEAT))
+        for via, link in list(self._links.items()):
+            if link.welcomed:
+                self._send_frames([via, *beat])
+        if self._heard_once and not self._controller_lost and now - self._last_heard > self.heartbeat_timeout:
+            self._controller_lost = True
+            self._emit(IoEvent.LOST, b"", None)
+
+
+class Link:
+    """What a hosted :class:`~nbfl.participant.client.Client` sends and hears through its
+    host's :class:`SharedConnection`; it offers the client what a :class:`ClientIO` does."""
+
+    def __init__(self, shared: SharedConnection, via: bytes, handler: Handler):
+        self._shared, self.via, self.handler = shared, via, handler
+        self.welcomed = False
+
+    @property
+    def connected(self) -> bool:
+        return self._shared.connected
+
+    def start(self) -> None:
+        """Nothing: the host started the shared connection."""
+
+    def send(self, msg: wire.Message) -> None:
+        self.send_frames(wire.encode(msg))
+
+    def send_frames(self, frames: list) -> None:
+        self._shared.send_frames([self.via, *frames])
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Leave the connection: what this client queued (its bye) goes out first."""
+        self._shared.call(self._shared._links.pop, self.via, None)

@@ -104,3 +104,32 @@ def test_garbage_is_logged_answered_and_harmless(controller_factory, client_fact
         np.testing.assert_array_equal(ctl.weights[name], w0[name])
     # and the controller still runs the next round
     assert ctl.run(1, min_clients=2, timeout=60)[0].status == "ok"
+
+
+def test_via_frames_name_hosted_clients_and_bad_ones_are_refused(controller_factory, client_factory):
+    """A via frame (a host's clients share a connection) makes a peer of its own: one that
+    joins is welcomed behind its via frame; an over-long via name, or a via frame with
+    nothing after it, is refused unread, and the connection and the real client carry on."""
+    from nbfl.transport.threads import MAX_VIA, VIA
+
+    ctl = controller_factory(small_model())
+    client_factory(ctl.endpoint, "real", tasks={"train": lambda w: dict(w)})
+    raw = zmq.Context.instance().socket(zmq.DEALER)
+    raw.setsockopt(zmq.LINGER, 0)
+    raw.setsockopt(zmq.RCVTIMEO, 10_000)
+    raw.connect(ctl.endpoint)
+    try:
+        join = wire.encode(wire.message("join", name="hosted-7"))
+        raw.send_multipart([VIA + b"x" * (MAX_VIA + 1), *join])  # too long: no peer is made of it
+        raw.send_multipart([VIA + b"7"])  # a via frame alone: a bare header from the connection itself
+        raw.send_multipart([VIA + b"7", *join])
+        via, *frames = raw.recv_multipart()
+        while via != VIA + b"7":  # the connection's own answer to the bare frame comes first
+            via, *frames = raw.recv_multipart()
+        assert wire.decode(frames).kind == "welcome"
+        assert sorted(c.name for c in ctl.live_clients()) == ["hosted-7", "real"]
+        assert ctl.defense()["refused_messages"] >= 2
+        [record] = ctl.run(1, min_clients=1, timeout=5)  # hosted-7 never answers its task: real carries the round
+        assert "real" in record.clients and "hosted-7" in record.failed
+    finally:
+        raw.close()

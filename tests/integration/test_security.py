@@ -510,3 +510,22 @@ def test_a_he_project_runs_encrypted_from_the_command_line(tmp_path):
     for site in sites:
         out, _ = site.communicate(timeout=60)
         assert site.returncode == 0 and "joined tcp://127.0.0.1:" in out
+
+
+def test_a_controller_with_a_kit_refuses_clients_hosted_behind_one_key(kits, closing):
+    """A kit's key names one participant: a connection that would carry several hosted
+    clients (nbfl.participant.host) is not listened to, however valid its key."""
+    from nbfl.transport.provision import as_kit
+    from nbfl.transport.threads import SharedConnection
+
+    ctl = controller(closing, weights=small_model(), kit=kits["controller"])
+    site = as_kit(kits["site-1"], "client")
+    shared = SharedConnection(site.endpoint, curve=site.curve(), **FAST)
+    shared.start()
+    try:
+        hosted = nbfl.Client(site.endpoint, "site-1", link=lambda handler: shared.link(b"1", handler), tasks=adder(1))
+        with pytest.raises(ConnectionError, match="not welcomed"):
+            hosted.start(wait=3)
+        assert ctl.clients == [] and ctl.defense()["refused_messages"] >= 1
+    finally:
+        shared.stop()

@@ -143,3 +143,21 @@ def test_nbfl_client_hosts_clients_named_from_a_stem(controller_factory):
     finally:
         proc.kill()
     assert proc.returncode == 0 and "3 of 3 clients joined" in out and "3 clients left; 3 tasks done" in out
+
+
+def test_removing_a_hosted_client_leaves_its_hosts_others_connected(controller_factory):
+    """Hosted clients share their host's connection: removing one must not close it."""
+    ctl = controller_factory({"w": np.zeros(3, np.float32)}, **STEADY)
+    host = Host(
+        ctl.endpoint, ["a", "b", "c"], lambda i: {"tasks": {"train": lambda w: nbfl.Update(w, num_samples=1)}}, **STEADY
+    )
+    try:
+        host.start(wait=60)
+        ctl.remove("b")
+        until(lambda: host.clients[1].state == "stopped")
+        assert "removed" in host.clients[1].last_error
+        [record] = ctl.run(1)
+        assert record.ok and sorted(record.clients) == ["a", "c"]
+        assert sorted(c.name for c in ctl.live_clients()) == ["a", "c"]
+    finally:
+        host.stop()
