@@ -14,13 +14,16 @@ seeds on both sides), the global model evaluated on the same test set after each
   installed by this script in a venv of its own (``benchmarks/.flwr-venv``) with nbfl's
   trainer: ``--no-flower`` skips it.
 
-Each side runs in a fresh process (nbfl's twice: once more with 10 clients, for the controller's
-RSS with few clients); this script samples the memory of its whole process
-tree (PSS, so pages that forked processes share count once; RSS beside it) every 0.1 s
-and prints wall time (start to finish, startup included), time until the first round
-was done, seconds per round (median), the peak, and the final accuracy, with nbfl's
-ratio to Flower. It also prints the controller's own RSS with 10 clients and with all
-of them, for the claim that it stays flat.
+Each run of a side is a fresh process (and nbfl's once more with 10 clients, for the
+controller's RSS with few clients). The sides take turns, ``--repeat`` runs each, with
+seeds ``--seed``, ``--seed + 1``, ...: the accuracy after 30 rounds of 10 sampled
+clients depends on which were sampled, so one run of each says little. This script
+samples the memory of each run's whole process tree (PSS, so pages that forked
+processes share count once; RSS beside it) every 0.1 s and prints wall time (start to
+finish, startup included), time until the first round was done and seconds per round
+(medians over the runs), the peak (the largest), and the final accuracy (the mean, and
+its spread), with nbfl's ratio to Flower; then the controller's own RSS with 10 clients
+and with all of them, for the claim that it stays flat.
 
     python benchmarks/simulation.py                      # 1000 clients, 10 sampled, 30 rounds
     python benchmarks/simulation.py --clients 100 --partition dirichlet:0.3
@@ -184,6 +187,17 @@ def run_flower(args: argparse.Namespace) -> dict:
 
 
 # -- the table ------------------------------------------------------------------------------
+def combined(runs: list[dict]) -> dict:
+    """A side's runs as one row: medians of the times, the largest peak, the mean accuracy (and its spread)."""
+    row = {key: statistics.median(r[key] for r in runs) for key in ("wall", "first_round", "per_round")}
+    row.update({key: max(r[key] for r in runs) for key in ("peak_pss", "peak_rss")})
+    accuracies = [r["accuracy"] for r in runs]
+    row["accuracy"] = statistics.mean(accuracies)
+    row["spread"] = statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0
+    row["controller_rss"] = max(r.get("controller_rss") or 0 for r in runs)
+    return row
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--clients", type=int, default=1000)
@@ -191,7 +205,10 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=30)
     p.add_argument("--per-process", type=int, default=250)
     p.add_argument("--partition", default="iid")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="of the data, its split, the first model and the sampling")
+    p.add_argument(
+        "--repeat", type=int, default=3, help="runs of each side, with seeds --seed, --seed + 1, ..., interleaved"
+    )
     p.add_argument("--dask", action="store_true", help="nbfl's hosts as tasks on a Dask LocalCluster")
     p.add_argument("--no-flower", action="store_true", help="nbfl alone")
     p.add_argument("--side", choices=["nbfl", "flower"], help=argparse.SUPPRESS)
@@ -202,45 +219,53 @@ def main() -> None:
     if args.side == "flower":
         print(json.dumps(run_flower(args)))
         return
-    forwarded = [a for a in sys.argv[1:] if a not in ("--no-flower",)]
+    same = ["--clients", str(args.clients), "--sample", str(args.sample), "--rounds", str(args.rounds)]
+    same += ["--per-process", str(args.per_process), "--partition", args.partition] + (["--dask"] if args.dask else [])
     env = {"NBFL_TRAINER": "numpy", "PYTHONPATH": str(ROOT)}
-    sides = {"nbfl": measured([sys.executable, __file__, *forwarded, "--side", "nbfl"], env)}
-    # the controller's RSS with 10 clients, in a fresh process of its own, for the ratio below
-    ten = ["--clients", "10", "--per-process", "10", "--rounds", "2", "--sample", "2", "--partition", "iid"]
-    ten += ["--dask"] if args.dask else []
-    sides["nbfl-10"] = measured([sys.executable, __file__, *ten, "--side", "nbfl"], env)
+    commands = {"nbfl": ([sys.executable, __file__], env)}
     if not args.no_flower:
-        sides["flower"] = measured(
-            [flower_python(), __file__, *forwarded, "--side", "flower"],
+        commands["flower"] = (
+            [flower_python(), __file__],
             {"PYTHONPATH": f"{ROOT}:{HERE}", "RAY_USAGE_STATS_ENABLED": "0"},
         )
+    runs: dict[str, list[dict]] = {side: [] for side in commands}
+    for seed in range(args.seed, args.seed + args.repeat):  # interleaved: drift on a busy machine hits both
+        for side, (cmd, side_env) in commands.items():
+            runs[side].append(measured([*cmd, *same, "--seed", str(seed), "--side", side], side_env))
+    sides = {side: combined(done) for side, done in runs.items()}
+    # the controller's RSS with 10 clients, in a fresh process of its own, for the ratio below
+    ten = ["--clients", "10", "--per-process", "10", "--rounds", "2", "--sample", "2", "--partition", "iid"]
+    few = measured([sys.executable, __file__, *ten, *(["--dask"] if args.dask else []), "--side", "nbfl"], env)
     where = f"{-(-args.clients // args.per_process)} {'Dask workers' if args.dask else 'processes'}"
     print(
         f"\n{args.clients} clients ({args.partition}; nbfl on {where}), {args.sample} sampled per round, "
-        f"{args.rounds} rounds, one local epoch each, {os.cpu_count()} CPUs\n"
+        f"{args.rounds} rounds, one local epoch each; {args.repeat} runs a side (seeds {args.seed} to "
+        f"{args.seed + args.repeat - 1}), {os.cpu_count()} CPUs\n"
     )
     rows = [
-        ("wall time, s", "wall", "{:.1f}"),
-        ("first round done, s", "first_round", "{:.1f}"),
+        ("wall time, s (median)", "wall", "{:.1f}"),
+        ("first round done, s (median)", "first_round", "{:.1f}"),
         ("seconds per round (median)", "per_round", "{:.3f}"),
-        ("peak memory, PSS MiB", "peak_pss", "{:.0f}"),
-        ("peak memory, RSS MiB", "peak_rss", "{:.0f}"),
-        ("final accuracy", "accuracy", "{:.3f}"),
+        ("peak memory, PSS MiB (max)", "peak_pss", "{:.0f}"),
+        ("peak memory, RSS MiB (max)", "peak_rss", "{:.0f}"),
+        ("final accuracy (mean)", "accuracy", "{:.3f}"),
     ]
-    head = f"| {'':28} | {'nbfl':>8} |" + (" flower | nbfl/flower |" if "flower" in sides else "")
+    head = f"| {'':30} | {'nbfl':>8} |" + (" flower | nbfl/flower |" if "flower" in sides else "")
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
     for label, key, fmt in rows:
-        line = f"| {label:28} | {fmt.format(sides['nbfl'][key]):>8} |"
+        line = f"| {label:30} | {fmt.format(sides['nbfl'][key]):>8} |"
         if "flower" in sides:
             ratio = sides["nbfl"][key] / sides["flower"][key] if key != "accuracy" else None
             diff = f"{100 * (sides['nbfl'][key] - sides['flower'][key]):+.1f} pts"
             line += f" {fmt.format(sides['flower'][key]):>6} | {diff if ratio is None else f'{ratio:.2f}':>11} |"
         print(line)
-    few, many = sides["nbfl-10"]["controller_rss"], sides["nbfl"]["controller_rss"]
+    spread = ", ".join(f"{side} {100 * row['spread']:.1f}" for side, row in sides.items())
+    print(f"\nfinal accuracy's standard deviation over the seeds, points: {spread}")
     print(
-        f"\nnbfl's controller process, RSS: {few:.0f} MiB with 10 clients connected, {many:.0f} MiB with "
-        f"{args.clients} ({many / few:.2f}x)"
+        f"nbfl's controller process, RSS: {few['controller_rss']:.0f} MiB with 10 clients connected, "
+        f"{sides['nbfl']['controller_rss']:.0f} MiB with {args.clients} "
+        f"({sides['nbfl']['controller_rss'] / few['controller_rss']:.2f}x)"
     )
 
 
