@@ -188,12 +188,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:  # no such trainer or device, plaintext off loopback, a bad kit or join code
         print(f"nbfl client: {exc}", file=sys.stderr)
         return 1
-    if args.exit_with_parent:
-        _watch_parent(client)
-    try:
-        client.start(wait=args.wait)
-    except ConnectionError as exc:
-        print(f"nbfl client: {exc}", file=sys.stderr)
+    if not _started(client, args):
         return 1
     lines.joined(f"joined {client.endpoint} as {client.name}; training with {trainer} when the controller asks")
     try:
@@ -218,12 +213,7 @@ def run_host(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"nbfl client: {exc}", file=sys.stderr)
         return 1
-    if args.exit_with_parent:
-        _watch_parent(host)
-    try:
-        host.start(wait=args.wait)
-    except ConnectionError as exc:
-        print(f"nbfl client: {exc}", file=sys.stderr)
+    if not _started(host, args):
         return 1
     print(f"{len(host.joined)} of {args.clients} clients joined {args.endpoint} in process {os.getpid()}", flush=True)
     try:
@@ -235,6 +225,19 @@ def run_host(args: argparse.Namespace) -> int:
     done = sum(c.rounds_done for c in host.clients)
     print(f"{args.clients} clients left; {done} tasks done", flush=True)
     return 0
+
+
+def _started(party: Client | Host, args: argparse.Namespace) -> bool:
+    """Start a client or a host (leaving with the parent process if asked); False, said on
+    stderr, if it could not join."""
+    if args.exit_with_parent:
+        _watch_parent(party)
+    try:
+        party.start(wait=args.wait)
+    except ConnectionError as exc:
+        print(f"nbfl client: {exc}", file=sys.stderr)
+        return False
+    return True
 
 
 def _he_filters(kit: Any) -> dict[str, Any]:
