@@ -159,14 +159,26 @@ def decode(frames: Sequence[Any]) -> Message:
 
 def parse_json(raw: bytes | memoryview) -> Any:
     """A header frame (or a control request: :mod:`nbfl.transport.control`) as plain JSON values, or
-    WireError: never an exception of the parser's own."""
+    WireError: never an exception of the parser's own.
+
+    Refused: what later code could choke on. Integers beyond 64 bits and infinite floats
+    (``1e999`` parses as inf) are caught as they are parsed; nesting deeper than
+    :data:`MAX_DEPTH` by a walk over the containers; strings that are not valid Unicode
+    (lone surrogates) by a walk over the strings, which only a ``\\u`` escape can make
+    (valid UTF-8 holds none), so a header without one skips it: most of a result's header
+    is its metrics, and this is the controller's hot path."""
     try:
-        header = json.loads(bytes(raw).decode("utf-8"), parse_constant=_refuse_constant)  # UTF-8 only (RFC 8259)
+        text = bytes(raw).decode("utf-8")  # UTF-8 only (RFC 8259)
+        header = json.loads(text, parse_constant=_refuse_constant, parse_int=_int64, parse_float=_finite)
+    except WireError:
+        raise
     except RecursionError:
         raise WireError(f"header is nested more than {MAX_DEPTH} levels deep") from None
     except (ValueError, UnicodeError, OverflowError) as exc:  # UnicodeDecodeError is a ValueError
         raise WireError(f"header is not JSON: {str(exc):.200}") from None
-    _check_plain(header)
+    _check_depth(header)
+    if "\\u" in text:
+        _check_texts(header)
     return header
 
 
@@ -174,31 +186,44 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
-def _check_plain(value: Any) -> None:
-    """Refuse JSON that later code could choke on: deep nesting, integers beyond 64 bits,
-    infinite floats (``1e999`` parses as inf) and strings that are not valid Unicode
-    (lone surrogates from ``\\ud800`` escapes). Iterative, so depth costs no recursion."""
-    stack = [(value, 0)]
+def _int64(text: str) -> int:
+    value = int(text)
+    if not -MAX_INT <= value < MAX_INT:
+        raise WireError("header holds an integer beyond 64 bits")
+    return value
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise WireError("header holds a number too large for a float")
+    return value
+
+
+def _check_depth(value: Any) -> None:
+    """Refuse nesting deeper than :data:`MAX_DEPTH`; iterative, so depth costs no recursion."""
+    stack = [(value, 0)] if isinstance(value, (dict, list)) else []
     while stack:
         item, depth = stack.pop()
-        if isinstance(item, (dict, list)):
-            if depth >= MAX_DEPTH:
-                raise WireError(f"header is nested more than {MAX_DEPTH} levels deep")
-            if isinstance(item, dict):
-                for key in item:
-                    _check_text(key)
-                stack.extend((v, depth + 1) for v in item.values())
-            else:
-                stack.extend((v, depth + 1) for v in item)
+        if depth >= MAX_DEPTH:
+            raise WireError(f"header is nested more than {MAX_DEPTH} levels deep")
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+
+
+def _check_texts(value: Any) -> None:
+    """Refuse strings (values and keys) that are not valid Unicode: lone surrogates from ``\\ud800`` escapes."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key in item:
+                _check_text(key)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
         elif isinstance(item, str):
             _check_text(item)
-        elif isinstance(item, bool) or item is None:
-            continue
-        elif isinstance(item, int):
-            if not -MAX_INT <= item < MAX_INT:
-                raise WireError("header holds an integer beyond 64 bits")
-        elif isinstance(item, float) and not math.isfinite(item):
-            raise WireError("header holds a number too large for a float")
 
 
 def _check_text(text: str) -> None:

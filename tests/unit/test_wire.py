@@ -81,3 +81,30 @@ def test_encode_refuses_what_cannot_travel():
         wire.encode(wire.message("result", meta={"f": float("nan")}))
     with pytest.raises(wire.WireError, match="unknown message kind"):
         wire.encode(wire.Message("exec"))
+
+
+@pytest.mark.parametrize(
+    "raw, reason",
+    [
+        (b'{"a": 18446744073709551616}', "integer beyond 64 bits"),
+        (b'{"a": [-9223372036854775809]}', "integer beyond 64 bits"),
+        (b'{"a": 1e999}', "too large for a float"),
+        (b'{"a": NaN}', "not JSON"),
+        (b'{"a": "\\ud800"}', "lone surrogate"),
+        (b'{"\\udfff": 1}', "lone surrogate"),  # a key too
+        (b'{"a": [{"b": ["\\ud83d"]}]}', "lone surrogate"),
+        (b"[" * 33 + b"]" * 33, "nested more than 32"),
+        (b'{"a": "\xff"}', "not JSON"),  # not UTF-8
+    ],
+)
+def test_a_header_is_refused_for_what_later_code_would_choke_on(raw, reason):
+    with pytest.raises(wire.WireError, match=reason):
+        wire.parse_json(raw)
+
+
+def test_a_header_at_the_limits_is_plain_json():
+    nested = b"[" * 32 + b"]" * 32  # as deep as allowed
+    assert wire.parse_json(nested) is not None
+    value = wire.parse_json(b'{"a": 9223372036854775807, "b": -9223372036854775808, "c": 1e308, "d": true}')
+    assert value == {"a": 2**63 - 1, "b": -(2**63), "c": 1e308, "d": True}
+    assert wire.parse_json('{"name": "Grace H\\u00f6pper \\ud83d\\ude00"}'.encode()) == {"name": "Grace Höpper 😀"}
