@@ -556,7 +556,10 @@ class Runner:
     def _serve(self) -> None:
         while (entry := self._queue.get()) is not None:
             client, item = entry
-            client._handle(item)
+            try:
+                client._handle(item)
+            except Exception:  # a bug in one client's handling: the host's other clients go on
+                log.exception("%s: a task could not be handled", client.name)
 
 
 def _missing_module(exc: BaseException) -> str:
