@@ -332,6 +332,7 @@ class ServerIO(_IOThread):
 
     def __init__(self, *args: Any, guard: GuardSettings | None = None, **kwargs: Any):
         self._admitted: dict[bytes, float] = {}  # peer -> last time heard from
+        self._hosts: dict[bytes, set[bytes]] = {}  # a host's connection -> its admitted clients' peer ids
         self._traffic: dict[bytes, list[int]] = {}  # peer -> [bytes sent, bytes received]
         self._traffic_lock = threading.Lock()
         self.guard = Guard((guard or GuardSettings()).for_model(0, 0))  # for_model keeps what is set already
@@ -459,6 +460,9 @@ class ServerIO(_IOThread):
 
     def _admit(self, peer: bytes) -> None:
         self._admitted[peer] = time.monotonic()
+        routing_id, via = split_peer(peer)
+        if via is not None:
+            self._hosts.setdefault(routing_id, set()).add(peer)
         self.guard.joined(peer)
         self.connections.joined(self._peer(peer).fd)
 
@@ -473,6 +477,12 @@ class ServerIO(_IOThread):
         with self._traffic_lock:
             self._traffic.pop(peer, None)
         self.guard.left(peer)
+        routing_id, via = split_peer(peer)
+        hosted = self._hosts.get(routing_id) if via is not None else None
+        if hosted is not None:
+            hosted.discard(peer)
+            if not hosted:
+                del self._hosts[routing_id]
         return self._admitted.pop(peer, None) is not None
 
     def _answer_zap(self, zap: zmq.Socket) -> None:
@@ -572,7 +582,13 @@ class ServerIO(_IOThread):
         if msg.kind == MessageKind.HEARTBEAT:
             if admitted:
                 self._send_frames(peer, wire.encode(wire.message(MessageKind.HEARTBEAT)))
-                self._emit(IoEvent.HEARTBEAT, peer, None)
+                # a host beats once for all its clients: they live while their connection's IO thread does
+                routing_id, hosted = split_peer(peer)
+                alive = self._hosts.get(routing_id, set()) if hosted is not None else {peer}
+                now = time.monotonic()
+                for client in [c for c in alive if c in self._admitted]:  # the send may have dropped the peer
+                    self._admitted[client] = now
+                    self._emit(IoEvent.HEARTBEAT, client, None)
             else:  # e.g. the controller restarted: tell the client to join again
                 self.answer(peer, wire.message(MessageKind.ERROR, reason="not joined", rejoin=True))
             return
@@ -750,9 +766,10 @@ class ClientIO(_IOThread):
 
 class SharedConnection(ClientIO):
     """One connection to the controller for many hosted clients (:mod:`nbfl.participant.host`),
-    owned by one IO thread: each client's messages go behind its via frame, what comes back
-    is handed to that client's :class:`Link`, and each joined client beats. That the
-    controller answers or not is the connection's, so "lost" and "back" reach every link.
+    owned by one IO thread: each client's messages go behind its via frame, and what comes
+    back is handed to that client's :class:`Link`. One beat a second, through any joined
+    client, keeps them all alive at the controller (they live while this thread does). That
+    the controller answers or not is the connection's, so "lost" and "back" reach every link.
     """
 
     THREAD_NAME = "nbfl-host-io"
@@ -792,10 +809,10 @@ class SharedConnection(ClientIO):
             link.handler(IoEvent.MESSAGE, b"", msg)
 
     def _beat(self, now: float) -> None:
-        beat = wire.encode(wire.message(MessageKind.HEARTBEAT))
-        for via, link in list(self._links.items()):
-            if link.welcomed:
-                self._send_frames([via, *beat])
+        # one beat for all: the controller counts it for every client of this connection
+        via = next((via for via, link in self._links.items() if link.welcomed), None)
+        if via is not None:
+            self._send_frames([via, *wire.encode(wire.message(MessageKind.HEARTBEAT))])
         if self._heard_once and not self._controller_lost and now - self._last_heard > self.heartbeat_timeout:
             self._controller_lost = True
             self._emit(IoEvent.LOST, b"", None)

@@ -161,3 +161,24 @@ def test_removing_a_hosted_client_leaves_its_hosts_others_connected(controller_f
         assert sorted(c.name for c in ctl.live_clients()) == ["a", "c"]
     finally:
         host.stop()
+
+
+def test_a_host_beats_once_for_all_its_clients_and_they_stay_alive(controller_factory):
+    """One heartbeat a beat for a host's clients: after three heartbeat timeouts of idling,
+    all five are live at the controller, though four of them sent nothing since joining."""
+    import time
+
+    fast = {"heartbeat_interval": 0.1, "heartbeat_timeout": 1.0}
+    ctl = controller_factory({"w": np.zeros(3, np.float32)}, **fast)
+    host = Host(ctl.endpoint, [f"h{i}" for i in range(5)], lambda i: {"tasks": {}}, **fast)
+    try:
+        host.start(wait=60)
+        received = lambda: {c.name: n for c in ctl.clients for p, (_, n) in ctl.io.traffic().items() if p == c.peer}  # noqa: E731
+        before = received()
+        time.sleep(3.0)  # three timeouts: a client that did not count as beating would be lost by now
+        after = received()
+        assert sorted(c.name for c in ctl.live_clients()) == [f"h{i}" for i in range(5)]
+        beating = [name for name in after if after[name] > before[name]]
+        assert len(beating) == 1, (before, after)  # one client's link carries the host's beats
+    finally:
+        host.stop()
