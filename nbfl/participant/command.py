@@ -65,7 +65,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "named NAME-(share + 1) (nbfl.participant.host)",
     )
     p.add_argument(
-        "--names-file", help="with --clients: their names, one a line, instead of NAME-1, NAME-2, ... (spawn's)"
+        "--names-file",
+        help="simulate clients with these names, one a line (as many as there are lines), instead of --name and "
+        "--clients: what spawn_clients(..., per_process=K) writes",
     )
     p.add_argument("--wait", type=float, default=300.0, help="seconds to wait for the controller's welcome")
     p.add_argument(
