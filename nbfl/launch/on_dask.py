@@ -26,6 +26,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..protocol.joining import is_join_code
+
 POLL = 1.0  # seconds between a client task's looks at its group's stop event
 
 
@@ -104,6 +106,8 @@ def spawn_on_dask(
         raise ValueError(f"{n} clients do not fit {per_worker} to a worker on {len(workers)} workers")
     if per_process < 1 or (per_worker is not None and per_worker % per_process):
         raise ValueError(f"per_process must be at least 1 and divide per_worker, not {per_process}")
+    if per_process > 1 and is_join_code(endpoint):
+        raise ValueError("simulated clients (per_process > 1) train on shares given here: not with a join line")
     group = uuid.uuid4().hex[:12]
     futures, tasks, placement = [], [], {}
     for k, i in enumerate(range(0, n, per_process)):  # task k hosts clients i, i + 1, ...
@@ -151,9 +155,10 @@ def run_clients(
     """The life of one task's clients on a worker: join, serve rounds, leave; what ended each."""
     from distributed import Event, secede
 
-    from ..participant.builtin import built_in_clients
+    from ..participant.builtin import built_in_client, built_in_clients
+    from ..participant.client import Client
     from ..participant.host import Host
-    from ..protocol.joining import Share, is_join_code
+    from ..protocol.joining import Share
 
     secede()  # a long-running task: its thread leaves the worker's pool
     started = Event(f"nbfl-{group}-{names[0]}-started")
@@ -162,12 +167,18 @@ def run_clients(
     started.set()
     stop = Event(f"nbfl-{group}-stop")
 
-    assigned = is_join_code(endpoint)  # a workshop assigns its own shares
-    shares = [None if assigned else Share(first + j, of, partition, seed) for j in range(len(names))]
-    # one thread: several clients may share a worker's cores
-    local = built_in_clients(shares, epochs, device, single_thread=True, data=data)
-    host = Host(endpoint, names, local.__getitem__, accept_code=accept_code).start(wait=300)
-    while not host.wait(POLL):
+    party: Client | Host
+    if len(names) == 1:  # a client of its own: it may join with a workshop's line, which assigns its share
+        share = None if is_join_code(endpoint) else Share(first, of, partition, seed)
+        # one thread: several clients may share a worker's cores
+        local = built_in_client(share, epochs, device, single_thread=True, data=data)
+        party = Client(endpoint, names[0], accept_code=accept_code, **local).start(wait=300)
+    else:
+        shares = [Share(first + j, of, partition, seed) for j in range(len(names))]
+        hosted = built_in_clients(shares, epochs, device, single_thread=True, data=data)
+        party = Host(endpoint, names, hosted.__getitem__, accept_code=accept_code).start(wait=300)
+    while not party.wait(POLL):
         if stop.is_set():
-            host.stop()
-    return {c.name: f"{c.name} left: {c.last_error or 'asked to'}" for c in host.clients}
+            party.stop()
+    ended = party.clients if isinstance(party, Host) else [party]
+    return {c.name: f"{c.name} left: {c.last_error or 'asked to'}" for c in ended}

@@ -124,7 +124,7 @@ def built_in_client(
 
 
 def built_in_clients(
-    shares: Sequence[Share | None],
+    shares: Sequence[Share],
     epochs: int = 2,
     device: str | None = None,
     trainer: str | None = None,
@@ -133,12 +133,9 @@ def built_in_clients(
 ) -> list[dict[str, Any]]:
     """:func:`built_in_client` for many clients of one process (a host's): the data is made
     once for all the given shares (:func:`digits_setups`)."""
-    given = [s for s in shares if s is not None]
-    if len(given) < len(shares):  # a workshop assigns them: each builds its own on the answer
-        return [built_in_client(s, epochs, device, trainer, single_thread, data) for s in shares]
     chosen = _chosen(trainer, single_thread)
-    made = digits_setups(given, epochs, device, chosen, data)
-    return [client_arguments(share, setup) for share, setup in zip(given, made)]
+    made = digits_setups(shares, epochs, device, chosen, data)
+    return [client_arguments(share, setup) for share, setup in zip(shares, made)]
 
 
 def _chosen(trainer: str | None, single_thread: bool) -> str:

@@ -401,7 +401,8 @@ class Client:
                 self._join_later()
                 return False
             self._answered.set()
-            if msg.get("rejoin") is True:
+            if msg.get("rejoin") is True:  # the controller forgot it: a join again, refused for load or not
+                self._welcomed.clear()
                 self._join()
         elif msg.kind == MessageKind.BYE:
             reason = msg.get("reason")

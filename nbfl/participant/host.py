@@ -30,6 +30,7 @@ from ..transport.threads import HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT, SharedCon
 from .client import Client, Runner
 
 JOIN_WAVE = 16  # joins a host has unanswered at once: a controller admits 32 at once from one address
+MAX_CLIENTS = 500  # a host's clients at most: a round's tasks to all of them fit the connection's queue (1,000)
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,8 @@ class Host:
     ):
         if len(set(names)) != len(names):
             raise ValueError("each client of a host needs a name of its own")
+        if not 0 < len(names) <= MAX_CLIENTS:
+            raise ValueError(f"a host takes 1 to {MAX_CLIENTS} clients, not {len(names)}: start more hosts")
         self.connection = SharedConnection(
             endpoint, heartbeat_interval=heartbeat_interval, heartbeat_timeout=heartbeat_timeout, insecure=insecure
         )

@@ -264,6 +264,13 @@ class Guard:
             )
         return True
 
+    def take_bytes(self, entry: Peer, size: int) -> bool:
+        """Whether ``size`` bytes fit this peer's byte budget (a host's connection, for its clients
+        that have not joined); counted if not."""
+        if entry.bytes.take(size):
+            return True
+        return self._refuse(entry.address, "budget-hosted", "a host at %s sent more than its budget", entry.address)
+
     def answer(self, entry: Peer) -> bool:
         """Whether a stranger may be answered now (participants always are)."""
         return entry.joined or entry.answers.allow()

@@ -79,7 +79,9 @@ PLAINTEXT_NOTE = "connection unencrypted and unauthenticated: use loopback or a 
 
 VIA = b"\x01"  # first byte of a via frame: a header starts with "{", so a via frame is never one
 MAX_VIA = 32  # bytes a via frame names its client with, at most
-HOSTED = b"\x00\x00"  # a hosted client's peer id starts so: ZeroMQ's own ids are 5 bytes, a peer's cannot start with 0
+MAX_HOSTED_JOIN = 16 << 10  # bytes a hosted client sends before it has joined: a header (a join), no tensors
+# a hosted client's peer id starts so, and has at least 6 bytes: ZeroMQ's own routing ids have 5
+HOSTED = b"\x00\x00\x01"
 
 
 def hosted_peer(routing_id: bytes, client: bytes) -> bytes:
@@ -89,10 +91,10 @@ def hosted_peer(routing_id: bytes, client: bytes) -> bytes:
 
 def split_peer(peer: bytes) -> tuple[bytes, bytes | None]:
     """``(routing id, via frame)`` of a hosted client's peer id; ``(peer, None)`` for any other."""
-    if len(peer) < 4 or not peer.startswith(HOSTED) or len(peer) == 5:
+    end = 4 + peer[3] if len(peer) >= 6 and peer.startswith(HOSTED) else 0
+    if not 4 < end < len(peer):
         return peer, None
-    end = 3 + peer[2]
-    return peer[3:end], VIA + peer[end:]
+    return peer[4:end], VIA + peer[end:]
 
 
 class InsecureTransportError(NbflError, ValueError):
@@ -537,13 +539,11 @@ class ServerIO(_IOThread):
 
     def _on_frames(self, frames: list) -> None:
         peer = frames[0].bytes
-        if len(frames) > 2 and bytes(frames[1].buffer[:1]) == VIA:  # a hosted client's: a peer of its own
-            via = bytes(frames[1].buffer[: MAX_VIA + 2])
-            if self.curve is not None or len(via) > MAX_VIA + 1 or len(via) < 2 or len(peer) > 255:
-                address = self._peer(peer, frames[-1]).address
-                self.guard.refused_message(address, "via", "refused a hosted client's message from %s", address)
+        if split_peer(peer)[1] is not None or (len(frames) > 2 and bytes(frames[1].buffer[:1]) == VIA):
+            hosted = self._hosted(peer, frames)
+            if hosted is None:
                 return
-            peer, frames = hosted_peer(peer, via[1:]), [frames[0], *frames[2:]]
+            peer, frames = hosted
         entry = self._peer(peer, frames[-1])
         sizes = [f.nbytes if isinstance(f, memoryview) else len(f) for f in frames]
         if not self.guard.allow(entry, sum(sizes), sizes[1] if len(sizes) > 1 else 0):
@@ -583,8 +583,8 @@ class ServerIO(_IOThread):
             if admitted:
                 self._send_frames(peer, wire.encode(wire.message(MessageKind.HEARTBEAT)))
                 # a host beats once for all its clients: they live while their connection's IO thread does
-                routing_id, hosted = split_peer(peer)
-                alive = self._hosts.get(routing_id, set()) if hosted is not None else {peer}
+                routing_id, behind = split_peer(peer)
+                alive = self._hosts.get(routing_id, set()) if behind is not None else {peer}
                 now = time.monotonic()
                 for client in [c for c in alive if c in self._admitted]:  # the send may have dropped the peer
                     self._admitted[client] = now
@@ -593,6 +593,33 @@ class ServerIO(_IOThread):
                 self.answer(peer, wire.message(MessageKind.ERROR, reason="not joined", rejoin=True))
             return
         self._emit(IoEvent.MESSAGE, peer, msg)
+
+    def _hosted(self, routing_id: bytes, frames: list) -> tuple[bytes, list] | None:
+        """A hosted client's message as its own peer's (its peer id, the frames without the via
+        frame), or None: refused, and the connection closed where no honest peer sends it.
+
+        A hosted client that has not joined may send a small header only (its join), charged
+        to its connection's byte budget, so that naming new clients is no way around a budget.
+        """
+        address = self._peer(routing_id, frames[-1]).address
+        via = bytes(frames[1].buffer[: MAX_VIA + 2])
+        refusal = None
+        if split_peer(routing_id)[1] is not None:
+            refusal = "its routing id is shaped like a hosted client's, which only a forger sets"
+        elif self.curve is not None:
+            refusal = "it sent a hosted client's message, which a controller with keys never takes"
+        elif not 2 <= len(via) <= MAX_VIA + 1 or len(routing_id) > 255:
+            refusal = "its via frame is not one"
+        peer = hosted_peer(routing_id, via[1:])
+        if refusal is None and peer not in self._admitted:
+            size = sum(f.nbytes if isinstance(f, memoryview) else len(f) for f in frames[2:])
+            if len(frames) != 3 or size > MAX_HOSTED_JOIN or not self.guard.take_bytes(self._peer(routing_id), size):
+                refusal = "its clients that had not joined sent more than a join"
+        if refusal is None:
+            return peer, [frames[0], *frames[2:]]
+        self.guard.refused_message(address, "hosted", "refused a message from %s: %s", address, refusal)
+        self.connections.close(_source_fd(frames[-1]), refusal)
+        return None
 
     def _close_sockets(self, linger: int = 0) -> None:
         if hasattr(self, "connections"):
@@ -779,10 +806,12 @@ class SharedConnection(ClientIO):
         super().__init__(endpoint, self._to_all, **kwargs)
 
     def link(self, name: bytes, handler: Handler) -> "Link":
-        """A client's way through this connection; ``name`` (at most :data:`MAX_VIA` bytes) is its via frame's."""
+        """A client's way through this connection; ``name`` (at most :data:`MAX_VIA` bytes) is its
+        via frame's. It takes effect on the IO thread, before anything the client sends."""
         if not 0 < len(name) <= MAX_VIA:
             raise ValueError(f"a hosted client's via name takes 1 to {MAX_VIA} bytes, not {len(name)}")
-        made = self._links[VIA + name] = Link(self, VIA + name, handler)
+        made = Link(self, VIA + name, handler)
+        self.call(self._links.__setitem__, made.via, made)
         return made
 
     def _to_all(self, kind: str, peer: bytes, payload: Any) -> None:
@@ -795,13 +824,26 @@ class SharedConnection(ClientIO):
         if self._controller_lost:
             self._controller_lost = False
             self._emit(IoEvent.BACK, b"", None)
-        link = self._links.get(bytes(frames[0].buffer[: MAX_VIA + 2])) if len(frames) > 1 else None
-        if link is None:  # a client that left, or not a hosted client's message at all
+        if len(frames) < 2:
             return
+        via = bytes(frames[0].buffer[: MAX_VIA + 2])
+        link = self._links.get(via)
         try:
             msg = wire.decode(frames[1:])
         except wire.WireError as exc:
-            link.handler(IoEvent.INVALID, b"", str(exc))
+            if link is not None:
+                link.handler(IoEvent.INVALID, b"", str(exc))
+            return
+        if link is None:  # a client that left before its join was answered: it is not coming
+            if msg.kind in (MessageKind.WELCOME, MessageKind.TASK, MessageKind.PULL):
+                self._send_frames([via, *wire.encode(wire.message(MessageKind.BYE, reason="it left its host"))])
+            return
+        if msg.kind == MessageKind.ERROR and msg.get("rejoin") is True:
+            # the controller does not know this connection's clients (it restarted, or the connection
+            # is a new one to it): the one that beat was told, and every client must join again
+            for each in list(self._links.values()):
+                each.welcomed = False
+                each.handler(IoEvent.MESSAGE, b"", msg)
             return
         if msg.kind == MessageKind.WELCOME:
             link.welcomed = self._heard_once = True
@@ -810,7 +852,7 @@ class SharedConnection(ClientIO):
 
     def _beat(self, now: float) -> None:
         # one beat for all: the controller counts it for every client of this connection
-        via = next((via for via, link in self._links.items() if link.welcomed), None)
+        via = next((via for via, link in list(self._links.items()) if link.welcomed), None)
         if via is not None:
             self._send_frames([via, *wire.encode(wire.message(MessageKind.HEARTBEAT))])
         if self._heard_once and not self._controller_lost and now - self._last_heard > self.heartbeat_timeout:

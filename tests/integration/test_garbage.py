@@ -6,6 +6,7 @@ import os
 import threading
 
 import numpy as np
+import pytest
 import zmq
 
 from nbfl.protocol import wire
@@ -106,30 +107,53 @@ def test_garbage_is_logged_answered_and_harmless(controller_factory, client_fact
     assert ctl.run(1, min_clients=2, timeout=60)[0].status == "ok"
 
 
-def test_via_frames_name_hosted_clients_and_bad_ones_are_refused(controller_factory, client_factory):
+def test_via_frames_name_hosted_clients_and_bad_ones_close_their_connection(controller_factory, client_factory):
     """A via frame (a host's clients share a connection) makes a peer of its own: one that
-    joins is welcomed behind its via frame; an over-long via name, or a via frame with
-    nothing after it, is refused unread, and the connection and the real client carry on."""
-    from nbfl.transport.threads import MAX_VIA, VIA
+    joins is welcomed behind its via frame. What no honest host sends closes the connection
+    unread: an over-long via name, tensors or a big header from a client that has not
+    joined, and a routing id shaped like a hosted client's (only a forger sets one). The
+    real client carries on throughout."""
+    from nbfl.transport.threads import MAX_HOSTED_JOIN, MAX_VIA, VIA, hosted_peer
 
     ctl = controller_factory(small_model())
     client_factory(ctl.endpoint, "real", tasks={"train": lambda w: dict(w)})
-    raw = zmq.Context.instance().socket(zmq.DEALER)
-    raw.setsockopt(zmq.LINGER, 0)
-    raw.setsockopt(zmq.RCVTIMEO, 10_000)
-    raw.connect(ctl.endpoint)
+    join = wire.encode(wire.message("join", name="hosted-7"))
+
+    def raw(routing_id=None):
+        sock = zmq.Context.instance().socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.RCVTIMEO, 3_000)
+        if routing_id is not None:
+            sock.setsockopt(zmq.ROUTING_ID, routing_id)
+        sock.connect(ctl.endpoint)
+        return sock
+
+    bad = {
+        "via too long": (None, [VIA + b"x" * (MAX_VIA + 1), *join]),
+        "tensors before joining": (None, [VIA + b"7", *wire.encode(wire.message("ready", small_model()))]),
+        "a big header before joining": (None, [VIA + b"7", b"{" + b" " * MAX_HOSTED_JOIN + b"}"]),
+        "a forged routing id": (hosted_peer(b"\x00abcd", b"7"), join),
+    }
+    refused = ctl.defense()["refused_messages"]
+    for name, (routing_id, frames) in bad.items():
+        sock = raw(routing_id)
+        try:
+            sock.send_multipart(frames)
+            with pytest.raises(zmq.Again):  # no answer: the connection was closed unread
+                sock.recv_multipart()
+        finally:
+            sock.close()
+        assert ctl.defense()["refused_messages"] > refused, name
+        refused = ctl.defense()["refused_messages"]
+    assert sorted(c.name for c in ctl.live_clients()) == ["real"]
+
+    sock = raw()
     try:
-        join = wire.encode(wire.message("join", name="hosted-7"))
-        raw.send_multipart([VIA + b"x" * (MAX_VIA + 1), *join])  # too long: no peer is made of it
-        raw.send_multipart([VIA + b"7"])  # a via frame alone: a bare header from the connection itself
-        raw.send_multipart([VIA + b"7", *join])
-        via, *frames = raw.recv_multipart()
-        while via != VIA + b"7":  # the connection's own answer to the bare frame comes first
-            via, *frames = raw.recv_multipart()
-        assert wire.decode(frames).kind == "welcome"
+        sock.send_multipart([VIA + b"7", *join])
+        via, *frames = sock.recv_multipart()
+        assert via == VIA + b"7" and wire.decode(frames).kind == "welcome"
         assert sorted(c.name for c in ctl.live_clients()) == ["hosted-7", "real"]
-        assert ctl.defense()["refused_messages"] >= 2
         [record] = ctl.run(1, min_clients=1, timeout=5)  # hosted-7 never answers its task: real carries the round
         assert "real" in record.clients and "hosted-7" in record.failed
     finally:
-        raw.close()
+        sock.close()

@@ -182,3 +182,51 @@ def test_a_host_beats_once_for_all_its_clients_and_they_stay_alive(controller_fa
         assert len(beating) == 1, (before, after)  # one client's link carries the host's beats
     finally:
         host.stop()
+
+
+def test_a_hosts_clients_all_join_again_when_the_controller_comes_back(controller_factory):
+    """The controller stops without a goodbye (a crash) and a new one listens on its port:
+    the host's connection reconnects, its one beat is told "not joined", and every one of
+    its clients joins again, not only the one whose link carried the beat."""
+    fast = {"heartbeat_interval": 0.1, "heartbeat_timeout": 2.0}
+    first = controller_factory({"w": np.zeros(3, np.float32)}, **fast)
+    names = [f"r{i}" for i in range(6)]
+    host = Host(first.endpoint, names, lambda i: {"tasks": {"train": lambda w: nbfl.Update(w, num_samples=1)}}, **fast)
+    second = None
+    try:
+        host.start(wait=60)
+        first.io.stop()  # gone without a bye: its socket closes, its port is free
+        second = nbfl.Controller(first.endpoint, {"w": np.ones(3, np.float32)}, **fast)
+        second.wait_for_clients(6, timeout=120)
+        assert sorted(c.name for c in second.live_clients()) == names
+        [record] = second.run(1, min_clients=6)
+        assert record.ok and sorted(record.clients) == names
+    finally:
+        host.stop()
+        if second is not None:
+            second.close()
+
+
+def test_a_client_that_leaves_before_its_welcome_is_told_goodbye_for(controller_factory):
+    """A hosted client that gave up waiting (its link gone) is welcomed late: the host answers
+    with a bye in its name, so the controller does not keep it, alive by its siblings' beats."""
+    from nbfl.protocol import wire
+    from nbfl.transport.threads import SharedConnection
+
+    ctl = controller_factory({"w": np.zeros(3, np.float32)}, **STEADY)
+    shared = SharedConnection(ctl.endpoint, **STEADY)
+    shared.start()
+    heard: list = []
+    try:
+        stays = shared.link(b"1", lambda kind, peer, msg: heard.append(msg))
+        stays.send(wire.message("join", name="stays"))
+        until(lambda: any(getattr(m, "kind", None) == "welcome" for m in heard))
+        leaves = shared.link(b"2", lambda *event: None)
+        leaves.stop()  # before its join is even sent: the controller will welcome a client that is gone
+        shared.send_frames([b"\x012", *wire.encode(wire.message("join", name="leaves"))])
+        until(
+            lambda: "leaves" in {c.name for c in ctl.clients} and "leaves" not in {c.name for c in ctl.live_clients()}
+        )
+        assert [c.name for c in ctl.live_clients()] == ["stays"]
+    finally:
+        shared.stop()
