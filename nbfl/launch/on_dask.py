@@ -26,6 +26,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..participant.host import MAX_CLIENTS
 from ..protocol.joining import is_join_code
 
 POLL = 1.0  # seconds between a client task's looks at its group's stop event
@@ -104,8 +105,8 @@ def spawn_on_dask(
         raise RuntimeError(f"the Dask cluster at {dask.scheduler.address} has no workers")
     if per_worker is not None and per_worker * len(workers) < n:
         raise ValueError(f"{n} clients do not fit {per_worker} to a worker on {len(workers)} workers")
-    if per_process < 1 or (per_worker is not None and per_worker % per_process):
-        raise ValueError(f"per_process must be at least 1 and divide per_worker, not {per_process}")
+    if not 1 <= per_process <= MAX_CLIENTS or (per_worker is not None and per_worker % per_process):
+        raise ValueError(f"per_process takes 1 to {MAX_CLIENTS} clients and divides per_worker, not {per_process}")
     if per_process > 1 and is_join_code(endpoint):
         raise ValueError("simulated clients (per_process > 1) train on shares given here: not with a join line")
     group = uuid.uuid4().hex[:12]

@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Protocol
 
+from ..participant.host import MAX_CLIENTS
 from ..protocol.joining import is_join_code
 from .template import TemplateChild, TemplateError, get_template, release_template
 
@@ -116,8 +117,8 @@ def spawn_clients(
     names = names if names is not None else [f"{name_prefix}-{i + 1}" for i in range(n)]
     if len(names) != n:
         raise ValueError(f"{n} clients need {n} names, not {len(names)}")
-    if per_process < 1:
-        raise ValueError(f"per_process must be at least 1, not {per_process}")
+    if not 1 <= per_process <= MAX_CLIENTS:
+        raise ValueError(f"per_process takes 1 to {MAX_CLIENTS} clients a process, not {per_process}")
     if not isinstance(endpoint, str):
         endpoint.expect_joins(n)
         endpoint = endpoint.endpoint

@@ -230,3 +230,12 @@ def test_a_client_that_leaves_before_its_welcome_is_told_goodbye_for(controller_
         assert [c.name for c in ctl.live_clients()] == ["stays"]
     finally:
         shared.stop()
+
+
+def test_a_process_hosts_at_most_max_clients():
+    from nbfl.participant.host import MAX_CLIENTS
+
+    with pytest.raises(ValueError, match=f"1 to {MAX_CLIENTS} clients"):
+        nbfl.spawn_clients("tcp://127.0.0.1:5555", 2 * MAX_CLIENTS + 2, per_process=MAX_CLIENTS + 1)
+    with pytest.raises(ValueError, match=f"1 to {MAX_CLIENTS} clients"):
+        Host("tcp://127.0.0.1:5555", [f"c{i}" for i in range(MAX_CLIENTS + 1)], lambda i: {})
