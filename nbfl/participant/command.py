@@ -98,7 +98,7 @@ def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         except OSError as exc:
             parser.error(f"--names-file: {exc}")
         args.clients = len(args.names)
-    if args.clients > 1:
+    if args.names is not None or args.clients > 1:
         check_host(parser, args)
     elif args.kit is None and (args.endpoint is None or args.name is None):
         parser.error("a client needs ENDPOINT and --name, or --kit DIR")
@@ -168,7 +168,7 @@ def check_partition(parser: argparse.ArgumentParser, args: argparse.Namespace, c
 
 def run(args: argparse.Namespace) -> int:
     """Join, train when asked, and print a line per share, round and error until the controller says bye."""
-    if args.clients > 1:
+    if args.names is not None:  # check_host made the names of a host's clients
         return run_host(args)
     assigned = args.index is None and is_join_code(args.endpoint)  # the workshop's controller assigns the share
     share = None if assigned else Share(args.index or 0, args.num_clients, args.partition, args.seed)

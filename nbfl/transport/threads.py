@@ -601,7 +601,7 @@ class ServerIO(_IOThread):
         A hosted client that has not joined may send a small header only (its join), charged
         to its connection's byte budget, so that naming new clients is no way around a budget.
         """
-        address = self._peer(routing_id, frames[-1]).address
+        connection = self._peer(routing_id, frames[-1])
         via = bytes(frames[1].buffer[: MAX_VIA + 2])
         refusal = None
         if split_peer(routing_id)[1] is not None:
@@ -613,10 +613,11 @@ class ServerIO(_IOThread):
         peer = hosted_peer(routing_id, via[1:])
         if refusal is None and peer not in self._admitted:
             size = sum(f.nbytes if isinstance(f, memoryview) else len(f) for f in frames[2:])
-            if len(frames) != 3 or size > MAX_HOSTED_JOIN or not self.guard.take_bytes(self._peer(routing_id), size):
+            if len(frames) != 3 or size > MAX_HOSTED_JOIN or not self.guard.take_bytes(connection, size):
                 refusal = "its clients that had not joined sent more than a join"
         if refusal is None:
             return peer, [frames[0], *frames[2:]]
+        address = connection.address
         self.guard.refused_message(address, "hosted", "refused a message from %s: %s", address, refusal)
         self.connections.close(_source_fd(frames[-1]), refusal)
         return None
@@ -768,11 +769,21 @@ class ClientIO(_IOThread):
         except zmq.Again:  # queue to the controller full: it has been gone a long time
             log.warning("controller at %s unreachable; a %d-frame message was dropped", self.endpoint, len(frames))
 
-    def _on_frames(self, frames: list) -> None:
+    def _heard(self) -> None:
+        """The controller sent something: it is there (again, if it was lost)."""
         self._last_heard = time.monotonic()
         if self._controller_lost:
             self._controller_lost = False
             self._emit(IoEvent.BACK, b"", None)
+
+    def _check_lost(self, now: float) -> None:
+        """Say once that the controller has not been heard from within the timeout."""
+        if not self._controller_lost and now - self._last_heard > self.heartbeat_timeout:
+            self._controller_lost = True
+            self._emit(IoEvent.LOST, b"", None)
+
+    def _on_frames(self, frames: list) -> None:
+        self._heard()
         try:
             msg = wire.decode(frames)
         except wire.WireError as exc:
@@ -786,9 +797,7 @@ class ClientIO(_IOThread):
     def _beat(self, now: float) -> None:
         if self._heard_once:
             self._send_frames(wire.encode(wire.message(MessageKind.HEARTBEAT)))
-        if not self._controller_lost and now - self._last_heard > self.heartbeat_timeout:
-            self._controller_lost = True
-            self._emit(IoEvent.LOST, b"", None)
+        self._check_lost(now)
 
 
 class SharedConnection(ClientIO):
@@ -820,10 +829,7 @@ class SharedConnection(ClientIO):
                 link.handler(kind, peer, payload)
 
     def _on_frames(self, frames: list) -> None:
-        self._last_heard = time.monotonic()
-        if self._controller_lost:
-            self._controller_lost = False
-            self._emit(IoEvent.BACK, b"", None)
+        self._heard()
         if len(frames) < 2:
             return
         via = bytes(frames[0].buffer[: MAX_VIA + 2])
@@ -855,9 +861,8 @@ class SharedConnection(ClientIO):
         via = next((via for via, link in list(self._links.items()) if link.welcomed), None)
         if via is not None:
             self._send_frames([via, *wire.encode(wire.message(MessageKind.HEARTBEAT))])
-        if self._heard_once and not self._controller_lost and now - self._last_heard > self.heartbeat_timeout:
-            self._controller_lost = True
-            self._emit(IoEvent.LOST, b"", None)
+        if self._heard_once:  # before any welcome, "lost" would only repeat to every client that none came
+            self._check_lost(now)
 
 
 class Link:
@@ -881,6 +886,6 @@ class Link:
     def send_frames(self, frames: list) -> None:
         self._shared.send_frames([self.via, *frames])
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self) -> None:
         """Leave the connection: what this client queued (its bye) goes out first."""
         self._shared.call(self._shared._links.pop, self.via, None)

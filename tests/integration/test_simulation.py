@@ -239,3 +239,17 @@ def test_a_process_hosts_at_most_max_clients():
         nbfl.spawn_clients("tcp://127.0.0.1:5555", 2 * MAX_CLIENTS + 2, per_process=MAX_CLIENTS + 1)
     with pytest.raises(ValueError, match=f"1 to {MAX_CLIENTS} clients"):
         Host("tcp://127.0.0.1:5555", [f"c{i}" for i in range(MAX_CLIENTS + 1)], lambda i: {})
+
+
+def test_the_last_process_may_host_a_single_client(controller_factory):
+    """Three clients two to a process: the second process hosts one, named by its names file."""
+    weights, evaluate = digits_model(0, "numpy", "synthetic")
+    ctl = controller_factory(weights, evaluate=evaluate, **STEADY)
+    procs = nbfl.spawn_clients(ctl, 3, per_process=2, data="synthetic", partition="iid", epochs=1, template=False)
+    try:
+        ctl.wait_for_clients(3, timeout=120)
+        assert len(procs) == 2 and sorted(c.name for c in ctl.live_clients()) == ["site-1", "site-2", "site-3"]
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
