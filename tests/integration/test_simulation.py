@@ -15,6 +15,7 @@ from nbfl.participant.builtin import digits_model, digits_setups
 from nbfl.participant.command import main as client_main
 from nbfl.participant.host import Host
 from nbfl.protocol.joining import Share
+from nbfl.transport.threads import BindError
 
 from helpers import until
 
@@ -192,19 +193,28 @@ def test_a_hosts_clients_all_join_again_when_the_controller_comes_back(controlle
     first = controller_factory({"w": np.zeros(3, np.float32)}, **fast)
     names = [f"r{i}" for i in range(6)]
     host = Host(first.endpoint, names, lambda i: {"tasks": {"train": lambda w: nbfl.Update(w, num_samples=1)}}, **fast)
-    second = None
+    second: list[nbfl.Controller] = []
+
+    def listening() -> bool:  # ZeroMQ frees the port a moment after the socket closes
+        try:
+            second.append(nbfl.Controller(first.endpoint, {"w": np.ones(3, np.float32)}, **fast))
+        except BindError:
+            return False
+        return True
+
     try:
         host.start(wait=60)
-        first.io.stop()  # gone without a bye: its socket closes, its port is free
-        second = nbfl.Controller(first.endpoint, {"w": np.ones(3, np.float32)}, **fast)
-        second.wait_for_clients(6, timeout=120)
-        assert sorted(c.name for c in second.live_clients()) == names
-        [record] = second.run(1, min_clients=6)
+        first.io.stop()  # gone without a bye: its socket closes, and its port is free soon after
+        until(listening, timeout=60)
+        [again] = second
+        again.wait_for_clients(6, timeout=120)
+        assert sorted(c.name for c in again.live_clients()) == names
+        [record] = again.run(1, min_clients=6)
         assert record.ok and sorted(record.clients) == names
     finally:
         host.stop()
-        if second is not None:
-            second.close()
+        for controller in second:
+            controller.close()
 
 
 def test_a_client_that_leaves_before_its_welcome_is_told_goodbye_for(controller_factory):
