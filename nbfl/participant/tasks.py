@@ -7,6 +7,7 @@ either a dict of arrays (sent back as WEIGHTS) or an :class:`Update`.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import linecache
 from dataclasses import dataclass, field
@@ -80,8 +81,7 @@ class FunctionExecutor(Executor):
             self.data,
             self.device,
         )
-        wants_ctx = len(inspect.signature(fn).parameters) >= 2
-        answer = fn(dxo.data, ctx) if wants_ctx else fn(dxo.data)
+        answer = fn(dxo.data, ctx) if _wants_context(fn) else fn(dxo.data)
         if abort_signal.triggered:
             return make_reply(ReturnCode.TASK_ABORTED)
         if isinstance(answer, dict):
@@ -96,6 +96,13 @@ class FunctionExecutor(Executor):
         if answer.num_samples is not None:
             meta["num_samples"] = answer.num_samples
         return DXO(answer.kind, answer.weights, meta).to_shareable()
+
+
+@functools.lru_cache(maxsize=256)
+def _wants_context(fn: TaskFunction) -> bool:
+    """Whether ``fn`` takes a :class:`TaskContext` after the weights; asked once per function,
+    not per task (``inspect.signature`` costs more than a small model's whole task)."""
+    return len(inspect.signature(fn).parameters) >= 2
 
 
 def tasks_from_source(source: str, filename: str = "<%%fl_task>") -> dict[str, TaskFunction]:

@@ -57,6 +57,13 @@ DTYPES: dict[str, np.dtype] = {
 }
 
 
+# what may be sent -> its name on the wire; big-endian arrays are converted once, on sending
+_WIRE_NAMES: dict[np.dtype, str] = {
+    dtype: name for name, allowed in DTYPES.items() for dtype in (allowed, allowed.newbyteorder(">"))
+}
+_JSON = json.JSONEncoder(allow_nan=False, separators=(",", ":"))  # made once: a header is encoded per message
+
+
 class WireError(NbflError, ValueError):
     """A message that cannot be accepted; the text says why, for logs and replies."""
 
@@ -94,7 +101,7 @@ def encode_tensors(tensors: Mapping[str, Any]) -> tuple[list[dict[str, Any]], li
     buffers = []
     for name, value in tensors.items():
         arr = _wire_array(name, value)
-        specs.append({"name": name, "dtype": _dtype_name(arr.dtype), "shape": list(arr.shape)})
+        specs.append({"name": name, "dtype": _WIRE_NAMES[arr.dtype], "shape": list(arr.shape)})
         buffers.append(arr.reshape(-1).data.cast("B") if arr.size else b"")
     return specs, buffers
 
@@ -103,9 +110,14 @@ def encode_header(kind: str, fields: Mapping[str, Any], specs: list[dict[str, An
     """The JSON header frame; refuses unknown kinds, non-JSON fields and oversize."""
     if kind not in KINDS:
         raise WireError(f"unknown message kind {kind!r}")
-    header = {"v": PROTOCOL_VERSION, "kind": kind, "fields": dict(fields), "tensors": specs}
+    header = {
+        "v": PROTOCOL_VERSION,
+        "kind": kind,
+        "fields": fields if type(fields) is dict else dict(fields),
+        "tensors": specs,
+    }
     try:
-        raw = json.dumps(header, allow_nan=False, separators=(",", ":")).encode()
+        raw = _JSON.encode(header).encode()
     except (TypeError, ValueError) as exc:
         raise WireError(f"fields of a {kind!r} message are not plain JSON: {exc}") from exc
     if len(raw) > MAX_HEADER_BYTES:
@@ -144,11 +156,10 @@ def decode(frames: Sequence[Any]) -> Message:
         raise WireError(f"header lists {len(specs)} tensors but {len(frames) - 1} frames came")
     tensors: dict[str, np.ndarray] = {}
     for spec, frame in zip(specs, frames[1:]):
-        name, dtype, shape = _check_spec(spec)
+        name, dtype, shape, expected = _check_spec(spec)
         if name in tensors:
             raise WireError(f"tensor {name!r} appears twice")
         buf = _buffer(frame)
-        expected = math.prod(shape) * dtype.itemsize
         if expected != len(buf):
             raise WireError(
                 f"tensor {name!r}: shape {shape} of {dtype.name} needs {expected} bytes, frame has {len(buf)}"
@@ -176,7 +187,8 @@ def parse_json(raw: bytes | memoryview) -> Any:
         raise WireError(f"header is nested more than {MAX_DEPTH} levels deep") from None
     except (ValueError, UnicodeError, OverflowError) as exc:  # UnicodeDecodeError is a ValueError
         raise WireError(f"header is not JSON: {str(exc):.200}") from None
-    _check_depth(header)
+    if text.count("{") + text.count("[") > MAX_DEPTH:  # fewer brackets than that cannot nest that deep
+        _check_depth(header)
     if "\\u" in text:
         _check_texts(header)
     return header
@@ -233,44 +245,40 @@ def _check_text(text: str) -> None:
         raise WireError("header holds a string that is not valid Unicode (a lone surrogate)") from None
 
 
-def _check_spec(spec: Any) -> tuple[str, np.dtype, tuple[int, ...]]:
-    if not isinstance(spec, dict):
+def _check_spec(spec: Any) -> tuple[str, np.dtype, tuple[int, ...], int]:
+    """A tensor spec's name, dtype, shape and byte size, or WireError. (JSON makes exact
+    types, so ``type(x) is int`` refuses ``true`` as a dimension without a second test.)"""
+    if type(spec) is not dict:
         raise WireError("tensor spec is not a JSON object")
     name, dtype_name, shape = spec.get("name"), spec.get("dtype"), spec.get("shape")
-    if not isinstance(name, str) or not name or len(name) > 512:
+    if type(name) is not str or not 0 < len(name) <= 512:
         raise WireError(f"tensor name {name!r:.80} is not a non-empty string of at most 512 characters")
-    if not isinstance(dtype_name, str) or dtype_name not in DTYPES:
+    dtype = DTYPES.get(dtype_name) if type(dtype_name) is str else None
+    if dtype is None:
         raise WireError(f"tensor {name!r}: dtype {dtype_name!r:.40} is not one of {sorted(DTYPES)}")
-    if (
-        not isinstance(shape, list)
-        or len(shape) > 32
-        or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
-    ):
+    if type(shape) is not list or len(shape) > 32:
         raise WireError(f"tensor {name!r}: shape {shape!r:.80} is not a list of non-negative ints")
-    dtype = DTYPES[dtype_name]
-    if math.prod(shape) * dtype.itemsize > MAX_TENSOR_BYTES:
+    size = dtype.itemsize
+    for dim in shape:
+        if type(dim) is not int or dim < 0:
+            raise WireError(f"tensor {name!r}: shape {shape!r:.80} is not a list of non-negative ints")
+        size *= dim
+    if size > MAX_TENSOR_BYTES:
         raise WireError(f"tensor {name!r}: {shape} exceeds the {MAX_TENSOR_BYTES}-byte tensor limit")
-    return name, dtype, tuple(shape)
+    return name, dtype, tuple(shape), size
 
 
 def _wire_array(name: str, value: Any) -> np.ndarray:
     if not isinstance(name, str) or not name:
         raise WireError(f"tensor name {name!r} is not a non-empty string")
     arr = np.asarray(value)
-    dtype_name = _dtype_name(arr.dtype)
+    dtype_name = _WIRE_NAMES.get(arr.dtype)
     if dtype_name is None:
         raise WireError(f"tensor {name!r}: dtype {arr.dtype} cannot be sent; allowed: {sorted(DTYPES)}")
     wire_dtype = DTYPES[dtype_name]
     if arr.dtype != wire_dtype:  # big-endian input: convert once
         arr = arr.astype(wire_dtype)
     return arr if arr.flags.c_contiguous else arr.copy(order="C")  # (ascontiguousarray would make 0-d 1-d)
-
-
-def _dtype_name(dtype: np.dtype) -> str | None:
-    for name, allowed in DTYPES.items():
-        if dtype == allowed or dtype == allowed.newbyteorder(">"):
-            return name
-    return None
 
 
 def _buffer(frame: Any) -> memoryview:

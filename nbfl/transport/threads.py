@@ -82,6 +82,33 @@ MAX_VIA = 32  # bytes a via frame names its client with, at most
 MAX_HOSTED_JOIN = 16 << 10  # bytes a hosted client sends before it has joined: a header (a join), no tensors
 # a hosted client's peer id starts so, and has at least 6 bytes: ZeroMQ's own routing ids have 5
 HOSTED = b"\x00\x00\x01"
+# plain ints: pyzmq's multipart helpers combine its flag enums per frame and ask RCVMORE with a
+# getsockopt per frame, which costs more than a small model's whole message (see send_all)
+_NOBLOCK = int(zmq.NOBLOCK)
+_MORE_NOBLOCK = int(zmq.SNDMORE | zmq.NOBLOCK)
+_POLLIN = int(zmq.POLLIN)
+
+
+# A message's size is the sum of len() over its frames: every frame is bytes, a zmq.Frame or
+# a memoryview of bytes (wire.encode casts each tensor's view to "B"), so len() counts bytes.
+
+
+def send_all(sock: zmq.Socket, frames: list) -> None:
+    """``sock.send_multipart(frames, NOBLOCK, copy=False)``, a frame at a time with plain int
+    flags. ZeroMQ takes all of a multipart message once it took its first frame, so a full
+    queue raises ``zmq.Again`` on the first frame only, as with ``send_multipart``."""
+    last = len(frames) - 1
+    for i, frame in enumerate(frames):
+        sock.send(frame, _MORE_NOBLOCK if i < last else _NOBLOCK, copy=False)
+
+
+def receive_all(sock: zmq.Socket) -> list:
+    """One waiting multipart message as ``zmq.Frame`` objects (``recv_multipart(NOBLOCK, copy=False)``,
+    reading each frame's ``more`` instead of a getsockopt per frame)."""
+    parts = [sock.recv(_NOBLOCK, copy=False)]
+    while parts[-1].more:
+        parts.append(sock.recv(_NOBLOCK, copy=False))
+    return parts
 
 
 def hosted_peer(routing_id: bytes, client: bytes) -> bytes:
@@ -193,6 +220,8 @@ class _IOThread(threading.Thread):
         self._context = zmq.Context() if self._own_context else (context or zmq.Context.instance())
         self._sock = self._context.socket(self.SOCKET_TYPE)
         self._extra: dict[zmq.Socket, Callable[[], None]] = {}  # more sockets the loop polls (ZAP, monitor)
+        self._quiet: set[zmq.Socket] = set()  # those of them read once a beat instead (see _read_at_beats)
+        self._poller = zmq.Poller()
         try:
             self.endpoint = self._open(endpoint)
         except BaseException:
@@ -231,7 +260,7 @@ class _IOThread(threading.Thread):
 
     # -- the IO thread ----------------------------------------------------------
     def run(self) -> None:
-        poller = zmq.Poller()
+        poller = self._poller
         poller.register(self._sock, zmq.POLLIN)
         poller.register(self._wake_r, zmq.POLLIN)
         for extra in self._extra:
@@ -253,6 +282,8 @@ class _IOThread(threading.Thread):
                 # are waiting in the socket and must count before anyone is called lost
                 now = time.monotonic()
                 if now >= next_beat:
+                    for extra in self._quiet:
+                        self._contained(self._extra[extra], "a monitor event")
                     self._beat(now)
                     next_beat = now + self.heartbeat_interval
         except BaseException as exc:  # a bug in nbfl itself: say so, and tell the owner below
@@ -266,6 +297,13 @@ class _IOThread(threading.Thread):
             if self.failure is not None:
                 self._emit(IoEvent.DIED, b"", self.failure)
 
+    def _read_at_beats(self, extra: zmq.Socket) -> None:
+        """Read ``extra`` once a beat from now on, not each time the loop wakes: every socket
+        polled costs each wake-up a few system calls, which a small model's task notices. IO thread."""
+        if extra not in self._quiet:
+            self._poller.unregister(extra)
+            self._quiet.add(extra)
+
     def _close_sockets(self, linger: int = 0) -> None:
         for extra in self._extra:
             extra.close(linger=0)
@@ -274,27 +312,23 @@ class _IOThread(threading.Thread):
             self._context.term()
 
     def _drain_wake(self) -> None:
-        try:
-            while self._wake_r.recv(4096):
-                pass
+        try:  # one read: if more than this many wake-ups wait, the next poll reads the rest
+            self._wake_r.recv(4096)
         except (BlockingIOError, OSError):
             pass
 
     def _run_calls(self) -> None:
-        while True:
-            try:
-                fn, args = self._outbox.get_nowait()
-            except queue.Empty:
-                return
+        # tested with empty(), not by catching Empty: an exception a wake-up costs more than
+        # a small message's send (this thread is the queue's only reader)
+        while not self._outbox.empty():
+            fn, args = self._outbox.get_nowait()
             self._contained(fn, "a queued call", *args)
 
     def _receive_all(self) -> None:
         for _ in range(1000):  # bounded, so beats and sends are not starved by a flood
-            try:
-                frames = self._sock.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
+            if not self._sock.get(zmq.EVENTS) & _POLLIN:  # asked, not tried: zmq.Again costs more
                 return
-            self._contained(self._on_frames, "a message", frames)
+            self._contained(self._on_frames, "a message", receive_all(self._sock))
 
     def _contained(self, fn: Callable[..., None], what: str, *args: Any) -> None:
         """Run ``fn(*args)``; an exception is logged and dropped, so no input ends this thread."""
@@ -349,7 +383,7 @@ class ServerIO(_IOThread):
     def _count(self, peer: bytes, frames: list, direction: int) -> None:
         if peer not in self._admitted:  # only joined clients: a flood of strangers must not grow this
             return
-        size = sum(f.nbytes if isinstance(f, memoryview) else len(f) for f in frames)
+        size = sum(map(len, frames))
         with self._traffic_lock:
             self._traffic.setdefault(peer, [0, 0])[direction] += size
 
@@ -408,11 +442,13 @@ class ServerIO(_IOThread):
         one zero-copy registration instead of N.
         """
         specs, buffers = wire.encode_tensors(tensors)
-        shared = [zmq.Frame(buf, copy=False) for buf in buffers]
+        # copy unset: tensors under zmq.COPY_THRESHOLD (64 KiB) are copied once, larger ones shared
+        # zero-copy; forcing zero-copy on a small one costs more than the copy (pyzmq's release thread)
+        shared = [zmq.Frame(buf) for buf in buffers]
         sends = [(peer, [wire.encode_header(kind, fields, specs), *shared]) for peer, fields in fields_by_peer.items()]
         send = self._send_task if kind == "task" else self._send_frames
-        for peer, frames in sends:
-            self.call(send, peer, frames)
+        # one call, so one wake-up: a call each hands the GIL back and forth with this thread per peer
+        self.call(lambda: [send(peer, frames) for peer, frames in sends])
 
     def _send_task(self, peer: bytes, frames: list) -> None:
         self.guard.tasked(peer)
@@ -522,7 +558,7 @@ class ServerIO(_IOThread):
         """Send without blocking: a peer that does not read cannot hold this thread."""
         routing_id, via = split_peer(peer)
         try:
-            self._sock.send_multipart([routing_id, *([via] if via else []), *frames], zmq.NOBLOCK, copy=False)
+            send_all(self._sock, [routing_id, *([via] if via else []), *frames])
         except zmq.Again:  # its queue is full: it has not read for a long time
             address = self._peer(peer).address
             if self._drop(peer):
@@ -545,7 +581,7 @@ class ServerIO(_IOThread):
                 return
             peer, frames = hosted
         entry = self._peer(peer, frames[-1])
-        sizes = [f.nbytes if isinstance(f, memoryview) else len(f) for f in frames]
+        sizes = list(map(len, frames))
         if not self.guard.allow(entry, sum(sizes), sizes[1] if len(sizes) > 1 else 0):
             # no honest client gets here: close its connection, or it keeps this thread reading
             # (not a hosted client's: its host's other clients share the connection)
@@ -612,7 +648,7 @@ class ServerIO(_IOThread):
             refusal = "its via frame is not one"
         peer = hosted_peer(routing_id, via[1:])
         if refusal is None and peer not in self._admitted:
-            size = sum(f.nbytes if isinstance(f, memoryview) else len(f) for f in frames[2:])
+            size = sum(map(len, frames[2:]))
             if len(frames) != 3 or size > MAX_HOSTED_JOIN or not self.guard.take_bytes(connection, size):
                 refusal = "its clients that had not joined sent more than a join"
         if refusal is None:
@@ -765,7 +801,7 @@ class ClientIO(_IOThread):
 
     def _send_frames(self, frames: list) -> None:
         try:
-            self._sock.send_multipart(frames, zmq.NOBLOCK, copy=False)
+            send_all(self._sock, frames)
         except zmq.Again:  # queue to the controller full: it has been gone a long time
             log.warning("controller at %s unreachable; a %d-frame message was dropped", self.endpoint, len(frames))
 
@@ -775,6 +811,13 @@ class ClientIO(_IOThread):
         if self._controller_lost:
             self._controller_lost = False
             self._emit(IoEvent.BACK, b"", None)
+
+    def _welcomed(self) -> None:
+        """Let in: beat from now on. What the monitor tells from now on (a failed handshake after a
+        reconnect) can wait for the next beat, so each task's wake-up skips the monitor."""
+        self._heard_once = True
+        for monitor in self._extra:
+            self._read_at_beats(monitor)
 
     def _check_lost(self, now: float) -> None:
         """Say once that the controller has not been heard from within the timeout."""
@@ -790,7 +833,7 @@ class ClientIO(_IOThread):
             self._emit(IoEvent.INVALID, b"", str(exc))
             return
         if msg.kind == MessageKind.WELCOME:  # beats only once joined: a refused client has nothing to keep alive
-            self._heard_once = True
+            self._welcomed()
         if msg.kind != MessageKind.HEARTBEAT:
             self._emit(IoEvent.MESSAGE, b"", msg)
 
@@ -852,7 +895,8 @@ class SharedConnection(ClientIO):
                 each.handler(IoEvent.MESSAGE, b"", msg)
             return
         if msg.kind == MessageKind.WELCOME:
-            link.welcomed = self._heard_once = True
+            link.welcomed = True
+            self._welcomed()
         if msg.kind != MessageKind.HEARTBEAT:
             link.handler(IoEvent.MESSAGE, b"", msg)
 
