@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable
+from typing import Callable, Mapping
 
 from ..protocol.names import ClientState
 from ..protocol.records import ClientInfo
@@ -29,7 +29,9 @@ class Registry:
             return [ClientInfo(**vars(c)) for c in self._clients.values()]
 
     def live(self) -> list[ClientInfo]:
-        return [c for c in self.snapshot() if c.live]
+        """Copies of the connected clients' entries (each round asks: the departed are not copied)."""
+        with self._lock:
+            return [ClientInfo(**vars(c)) for c in self._clients.values() if c.live]
 
     def name_of(self, peer: bytes) -> str:
         with self._lock:
@@ -79,6 +81,18 @@ class Registry:
                 info.state = state
             self._changed.notify_all()
 
+    def tasked(self, codes: Mapping[bytes, str]) -> None:
+        """Clients sent a task: each is training, with the code it runs (its own, or ``%%fl_task``'s).
+        One lock for the round's clients, not two each."""
+        with self._lock:
+            for peer, code in codes.items():
+                info = self._clients.get(peer)
+                if info is not None:
+                    info.code = code
+                    if info.live:  # as set_state: a lost, left or removed client stays so
+                        info.state = ClientState.TRAINING
+            self._changed.notify_all()
+
     def ready(self, peer: bytes) -> None:
         """A client that was still setting up (``joining``) is ready for tasks: it counts as live."""
         with self._lock:
@@ -96,10 +110,12 @@ class Registry:
                     setattr(info, name, value)
 
     def record_result(self, peer: bytes, number: int, seconds: float, metrics: dict[str, float]) -> None:
+        """A result came: its round, time and metrics, and an earlier failure is not the news any more."""
         with self._lock:
             info = self._clients.get(peer)
             if info is not None:
                 info.last_round, info.last_seconds, info.last_metrics = number, seconds, metrics
+                info.last_error = ""
 
     def wake(self) -> None:
         """Wake :meth:`wait_for` callers so they check their ``cancelled`` again."""

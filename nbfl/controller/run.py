@@ -354,6 +354,7 @@ class Run:
         inflight: set[str] = set()
         slots = direct_slots(weights, host.max_inflight)
         headers: dict[bytes, messages.Task] = {}
+        codes: dict[bytes, str] = {}  # whose code each client runs: the table's "code" column
         last = (
             host.history[-1] if host.history else None
         )  # the global model's metrics, shown beside a participant's own
@@ -381,8 +382,8 @@ class Run:
             shipped = client.accepts_code and task_name in host.task_code
             if shipped:
                 headers[client.peer]["code"] = host.task_code[task_name]
-            registry.update(client.peer, code="%%fl_task" if shipped else "own")
-            registry.set_state(client.peer, ClientState.TRAINING)
+            codes[client.peer] = "%%fl_task" if shipped else "own"
+        registry.tasked(codes)
         self._broadcast(weights, headers, {c.peer for c in targets if self.compress in c.codecs})
         self._progress(0, len(targets))
 
@@ -467,7 +468,6 @@ class Run:
                         seconds=time.perf_counter() - sent_at[task_id],
                     )
                     self._record_result(client, result, number)
-                    registry.update(peer, last_error="")
                     got += 1
                     if self.grace is not None and grace_end is None and got >= self.min_results:
                         grace_end = time.monotonic() + self.grace

@@ -164,7 +164,8 @@ def decode(frames: Sequence[Any]) -> Message:
             raise WireError(
                 f"tensor {name!r}: shape {shape} of {dtype.name} needs {expected} bytes, frame has {len(buf)}"
             )
-        tensors[name] = np.frombuffer(buf, dtype=dtype).reshape(shape)
+        array = np.frombuffer(buf, dtype=dtype)
+        tensors[name] = array if len(shape) == 1 else array.reshape(shape)
     return Message(kind, fields, tensors)
 
 
@@ -179,7 +180,7 @@ def parse_json(raw: bytes | memoryview) -> Any:
     (valid UTF-8 holds none), so a header without one skips it: most of a result's header
     is its metrics, and this is the controller's hot path."""
     try:
-        text = bytes(raw).decode("utf-8")  # UTF-8 only (RFC 8259)
+        text = str(raw, "utf-8")  # UTF-8 only (RFC 8259)
         header = json.loads(text, parse_constant=_refuse_constant, parse_int=_int64, parse_float=_finite)
     except WireError:
         raise

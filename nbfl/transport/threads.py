@@ -326,7 +326,7 @@ class _IOThread(threading.Thread):
 
     def _receive_all(self) -> None:
         for _ in range(1000):  # bounded, so beats and sends are not starved by a flood
-            if not self._sock.get(zmq.EVENTS) & _POLLIN:  # asked, not tried: zmq.Again costs more
+            if not cast(int, self._sock.get(zmq.EVENTS)) & _POLLIN:  # asked, not tried: zmq.Again costs more
                 return
             self._contained(self._on_frames, "a message", receive_all(self._sock))
 
