@@ -21,6 +21,7 @@ protocol version, frame count, dtype allowlist and that
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass, field
@@ -91,35 +92,41 @@ def encode(msg: Message) -> list[Any]:
     return [encode_header(msg.kind, msg.fields, specs), *buffers]
 
 
-def encode_tensors(tensors: Mapping[str, Any]) -> tuple[list[dict[str, Any]], list[Any]]:
-    """The header's tensor specs and one buffer per tensor (views, not copies).
+def encode_tensors(tensors: Mapping[str, Any]) -> tuple[str, list[Any]]:
+    """The header's tensor specs (as JSON text) and one buffer per tensor (views, not copies).
 
     Split from :func:`encode` so one set of buffers can go to many peers, each with
     its own header (a broadcast sends the model once per peer, encodes it once).
     """
-    specs = []
+    layout = []
     buffers = []
     for name, value in tensors.items():
         arr = _wire_array(name, value)
-        specs.append({"name": name, "dtype": _WIRE_NAMES[arr.dtype], "shape": list(arr.shape)})
+        layout.append((name, arr.dtype, arr.shape))
         buffers.append(arr.reshape(-1).data.cast("B") if arr.size else b"")
-    return specs, buffers
+    return _specs_json(tuple(layout)), buffers
 
 
-def encode_header(kind: str, fields: Mapping[str, Any], specs: list[dict[str, Any]]) -> bytes:
-    """The JSON header frame; refuses unknown kinds, non-JSON fields and oversize."""
+@functools.lru_cache(maxsize=64)
+def _specs_json(layout: tuple[tuple[str, np.dtype, tuple[int, ...]], ...]) -> str:
+    """A model's tensor specs as JSON, made once per layout: a model sent every round to every
+    client, and each client's answer, have the same specs each time."""
+    return _JSON.encode(
+        [{"name": name, "dtype": _WIRE_NAMES[dtype], "shape": list(shape)} for name, dtype, shape in layout]
+    )
+
+
+def encode_header(kind: str, fields: Mapping[str, Any], specs: str) -> bytes:
+    """The JSON header frame (``specs`` from :func:`encode_tensors`); refuses unknown kinds,
+    non-JSON fields and oversize."""
     if kind not in KINDS:
         raise WireError(f"unknown message kind {kind!r}")
-    header = {
-        "v": PROTOCOL_VERSION,
-        "kind": kind,
-        "fields": fields if type(fields) is dict else dict(fields),
-        "tensors": specs,
-    }
     try:
-        raw = _JSON.encode(header).encode()
+        text = _JSON.encode(fields if type(fields) is dict else dict(fields))
     except (TypeError, ValueError) as exc:
         raise WireError(f"fields of a {kind!r} message are not plain JSON: {exc}") from exc
+    # the keys in the order json.dumps would write them; a kind is a plain lowercase name
+    raw = f'{{"v":{PROTOCOL_VERSION},"kind":"{kind}","fields":{text},"tensors":{specs}}}'.encode()
     if len(raw) > MAX_HEADER_BYTES:
         raise WireError(f"header of {len(raw)} bytes exceeds {MAX_HEADER_BYTES}")
     return raw

@@ -441,7 +441,7 @@ class ServerIO(_IOThread):
         reuses them (libzmq counts references), so a model goes to N clients with
         one zero-copy registration instead of N.
         """
-        specs, buffers = wire.encode_tensors(tensors)
+        specs, buffers = wire.encode_tensors(tensors)  # specs as JSON text: each header embeds it
         # copy unset: tensors under zmq.COPY_THRESHOLD (64 KiB) are copied once, larger ones shared
         # zero-copy; forcing zero-copy on a small one costs more than the copy (pyzmq's release thread)
         shared = [zmq.Frame(buf) for buf in buffers]
