@@ -18,7 +18,12 @@ processes, so the gap can be split into what each layer costs:
 - ``threads+wire, task on IO thread``: the same, but a client's IO thread runs the task
   itself, without the worker: what nbfl's rule that an IO thread never runs user code
   (so beats flow and an abort is read while a task trains) costs a small model.
+- ``nbfl controller, bare clients``: nbfl's controller with the ``threads+wire``
+  clients, which also join and beat as nbfl's do: what nbfl's controller adds.
 - ``nbfl``: ``Controller.run`` with ``nbfl.Client`` processes (round_overhead's).
+
+Beside each system's median time a round: its controller process's CPU a round (all its
+threads, libzmq's included), the part of the work that does not spread over clients.
 
     python benchmarks/round_floor.py                       # 10k parameters, 8 clients
     python benchmarks/round_floor.py --clients 2 --repeat 5
@@ -27,6 +32,8 @@ processes, so the gap can be split into what each layer costs:
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import queue
 import socket
 import statistics
@@ -48,6 +55,7 @@ from nbfl.transport.threads import receive_all, send_all  # noqa: E402
 
 TASK_FIELDS = {"task_name": "train", "round": 1, "kind": "WEIGHTS", "direct": True, "meta": {}, "global_metrics": None}
 RESULT_META = {"metrics": {}, "num_samples": 60}
+BARE = "nbfl controller, bare clients"
 LAYOUTS = {  # name: (nbfl's messages, the task on the client's IO thread)
     "threads": (False, False),
     "threads+wire": (True, False),
@@ -102,10 +110,11 @@ def layout_controller(params: int, clients: int, rounds: int, layout: str) -> di
 
     loop = Loop(sock, on_frames)
     loop.start()
-    times = []
+    times, cpu = [], []
     try:
         for _ in range(rounds + 1):
             start = time.perf_counter()
+            cpu.append(time.process_time())
             if use_wire:
                 specs, buffers = wire.encode_tensors(weights)
                 shared = [zmq.Frame(b) for b in buffers]
@@ -124,55 +133,73 @@ def layout_controller(params: int, clients: int, rounds: int, layout: str) -> di
                     np.add(acc[name], arr, out=acc[name])
             weights = {n: a / clients for n, a in acc.items()}
             times.append(time.perf_counter() - start)
+        cpu_per_round = (time.process_time() - cpu[1]) / rounds
     finally:  # a failure must not leave workers holding the caller's output pipe
         loop.call(lambda: [send_all(sock, [p, b""]) for p in peers])
         round_overhead.reap(procs)
-    return {"seconds": times[1:], "peak_rss_mib": round_overhead.peak_rss_mib()}
+    return {"seconds": times[1:], "cpu_per_round": cpu_per_round}
 
 
 def layout_worker(endpoint: str, layout: str) -> None:
-    use_wire, inline = LAYOUTS[layout]
+    """A client of ``layout``: echo each task's model. With ``join``, a client of nbfl's
+    controller: it joins, beats every second, and leaves when the controller says bye."""
+    join = layout == BARE
+    use_wire, inline = LAYOUTS["threads+wire" if join else layout]
     sock = zmq.Context.instance().socket(zmq.DEALER)
     sock.connect(endpoint)
-    sock.send(b"hello")
     tasks: queue.SimpleQueue = queue.SimpleQueue()
 
-    def answer(frames: list) -> list:  # the task: echo the model
+    def answer(task: Any) -> list:  # the task: echo the model
         if not use_wire:
-            return frames
-        msg = wire.decode(frames)
-        result = wire.message("result", msg.tensors, task_id=msg.get("task_id"), kind="WEIGHTS", meta=RESULT_META)
+            return task
+        result = wire.message("result", task.tensors, task_id=task.get("task_id"), kind="WEIGHTS", meta=RESULT_META)
         return wire.encode(result)
 
-    def on_frames(frames: list) -> None:
-        if len(frames) == 1 and not frames[0].bytes:
+    def on_frames(frames: list) -> None:  # the IO thread: decode, then hand over, as nbfl's client does
+        if len(frames) == 1 and not frames[0].bytes:  # the layout controller's bye
             tasks.put(None)
+            return
+        task: Any = wire.decode(frames) if use_wire else frames
+        if join and task.kind != "task":
+            if task.kind == "bye":
+                tasks.put(None)
         elif inline:
-            send_all(sock, answer(frames))
+            send_all(sock, answer(task))
         else:
-            tasks.put(frames)
+            tasks.put(task)
 
     loop = Loop(sock, on_frames)
     loop.start()
-    while (frames := tasks.get()) is not None:  # the worker thread
-        reply = answer(frames)
-        loop.call(send_all, sock, reply)
+    if join:
+        loop.call(send_all, sock, wire.encode(wire.message("join", name=f"bare-{os.getpid()}", codecs=[])))
+
+        def beat() -> None:  # nbfl's controller drops a client it has not heard from in 6 s
+            while True:
+                time.sleep(1)
+                loop.call(send_all, sock, wire.encode(wire.message("heartbeat")))
+
+        threading.Thread(target=beat, daemon=True).start()
+    else:
+        loop.call(send_all, sock, [b"hello"])
+    while (task := tasks.get()) is not None:  # the worker thread
+        loop.call(send_all, sock, answer(task))
 
 
 def spawn(role: str, endpoint: str, layout: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, __file__, role, endpoint, layout])
 
 
-def measure(system: str, params: int, clients: int, rounds: int) -> list[float]:
+def measure(system: str, params: int, clients: int, rounds: int) -> dict:
+    """``{"seconds": [...], "cpu_per_round": s}`` of one run of ``system`` in fresh processes."""
     if system in ("raw", "nbfl"):
-        return round_overhead.measure(system, params, clients, rounds)["seconds"]
+        return round_overhead.measure(system, params, clients, rounds)
     out = subprocess.run(
         [sys.executable, __file__, "layout-controller", str(params), str(clients), str(rounds), system],
         capture_output=True,
         text=True,
         check=True,
     )
-    return [float(s) for s in out.stdout.split()]
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -182,24 +209,31 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=100, help="timed rounds per run, after one warm-up round")
     parser.add_argument("--repeat", type=int, default=3, help="runs per system, interleaved")
     args = parser.parse_args()
-    systems = ["raw", *LAYOUTS, "nbfl"]
-    seconds: dict[str, list[float]] = {s: [] for s in systems}
+    systems = ["raw", *LAYOUTS, BARE, "nbfl"]
+    runs: dict[str, list[dict]] = {s: [] for s in systems}
     for _ in range(args.repeat):  # interleaved, so drift on a shared machine hits all alike
         for system in systems:
-            seconds[system] += measure(system, int(args.size * 1e6), args.clients, args.rounds)
-    raw = statistics.median(seconds["raw"])
+            runs[system].append(measure(system, int(args.size * 1e6), args.clients, args.rounds))
+    raw = statistics.median(s for r in runs["raw"] for s in r["seconds"])
     print(f"{args.size:g}M parameters, {args.clients} clients: median of {args.repeat} x {args.rounds} rounds each")
-    print(f"{'system':<34} {'ms/round':>8} {'x raw':>6}")
+    print(f"{'system':<34} {'ms/round':>8} {'x raw':>6} {'controller CPU ms/round':>23}")
     for system in systems:
-        median = statistics.median(seconds[system])
-        print(f"{system:<34} {median * 1e3:>8.2f} {median / raw:>6.2f}")
+        median = statistics.median(s for r in runs[system] for s in r["seconds"])
+        cpu = statistics.median(r["cpu_per_round"] for r in runs[system])
+        print(f"{system:<34} {median * 1e3:>8.2f} {median / raw:>6.2f} {cpu * 1e3:>23.2f}")
 
 
 if __name__ == "__main__":
     role = sys.argv[1] if len(sys.argv) > 1 else ""
     if role == "layout-controller":
-        found = layout_controller(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
-        print(" ".join(repr(s) for s in found["seconds"]))
+        params, clients, rounds, system = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+        if system == BARE:
+            found = round_overhead.nbfl_controller(
+                params, clients, rounds, lambda ep, _: spawn("layout-worker", ep, BARE)
+            )
+        else:
+            found = layout_controller(params, clients, rounds, system)
+        print(json.dumps({"seconds": found["seconds"], "cpu_per_round": found["cpu_per_round"]}))
     elif role == "layout-worker":
         layout_worker(sys.argv[2], sys.argv[3])
     else:

@@ -9,6 +9,8 @@ uses. nbfl's rounds are those of one run (``%fl_round 10``), timed from the end 
 round to the end of the next; a run's own start and end (a thread, and giving freed
 memory back to the system) are paid once a run, not a round. The ratio is nbfl's median
 over the baseline's median from the same run; the peak RSS is the largest of a system's runs.
+Each run also reports its controller process's CPU time per round, all threads together
+(``round_floor.py`` prints it).
 
     python benchmarks/round_overhead.py                      # 1M, 10M, 50M with 8 clients; 10M with 32
     python benchmarks/round_overhead.py --sizes 1 --rounds 3 --repeat 1   # quicker
@@ -23,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import time
+from typing import Callable
 
 import numpy as np
 import zmq
@@ -41,21 +44,36 @@ def peak_rss_mib() -> float:
 
 
 # -- nbfl -------------------------------------------------------------------------
-def nbfl_controller(params: int, clients: int, rounds: int) -> dict:
+def nbfl_controller(
+    params: int, clients: int, rounds: int, client: Callable[[str, int], subprocess.Popen] | None = None
+) -> dict:
+    """nbfl's rounds with ``client(endpoint, index)`` processes (by default ``nbfl.Client`` ones)."""
     import nbfl
 
     weights = model(params)
     with nbfl.Controller("tcp://127.0.0.1:0", weights) as ctl:
-        procs = [spawn("nbfl-worker", ctl.endpoint, i) for i in range(clients)]
+        procs = [(client or nbfl_process)(ctl.endpoint, i) for i in range(clients)]
         ctl.wait_for_clients(clients, timeout=120)
         done: list[float] = []  # when each round ended; the first round warms up connections and allocators
+        cpu: list[float] = []  # this process's CPU time (all its threads) then
         records = ctl.run(
-            rounds + 1, min_clients=clients, timeout=600, on_round=lambda _: done.append(time.perf_counter())
+            rounds + 1,
+            min_clients=clients,
+            timeout=600,
+            on_round=lambda _: (done.append(time.perf_counter()), cpu.append(time.process_time())),
         )
         assert all(r.ok and len(r.clients) == clients for r in records), records
         assert np.allclose(ctl.weights["layer0.weight"][:10], 0.5)
     reap(procs)
-    return {"seconds": [b - a for a, b in zip(done, done[1:])], "peak_rss_mib": peak_rss_mib()}
+    return {
+        "seconds": [b - a for a, b in zip(done, done[1:])],
+        "cpu_per_round": (cpu[-1] - cpu[0]) / rounds,
+        "peak_rss_mib": peak_rss_mib(),
+    }
+
+
+def nbfl_process(endpoint: str, index: int) -> subprocess.Popen:
+    return spawn("nbfl-worker", endpoint, index)
 
 
 def nbfl_worker(endpoint: str, index: int) -> None:
@@ -73,9 +91,10 @@ def raw_controller(params: int, clients: int, rounds: int) -> dict:
     procs = [spawn("raw-worker", f"tcp://127.0.0.1:{port}", i) for i in range(clients)]
     peers = [sock.recv_multipart()[0] for _ in range(clients)]  # each worker says hello
     scratch = np.empty(max(a.size for a in weights.values()), np.float32)
-    times = []
+    times, cpu = [], []
     for _ in range(rounds + 1):
         start = time.perf_counter()
+        cpu.append(time.process_time())
         for peer in peers:
             sock.send_multipart([peer, *(weights[n] for n in names)], copy=False)
         acc = {n: np.zeros_like(a) for n, a in weights.items()}
@@ -88,11 +107,12 @@ def raw_controller(params: int, clients: int, rounds: int) -> dict:
                 np.add(acc[name], tmp, out=acc[name])
         weights = {n: a / clients for n, a in acc.items()}
         times.append(time.perf_counter() - start)
+    cpu_per_round = (time.process_time() - cpu[1]) / rounds
     for peer in peers:
         sock.send_multipart([peer, b""])
     reap(procs)
     sock.close(0)
-    return {"seconds": times[1:], "peak_rss_mib": peak_rss_mib()}
+    return {"seconds": times[1:], "cpu_per_round": cpu_per_round, "peak_rss_mib": peak_rss_mib()}
 
 
 def raw_worker(endpoint: str, index: int) -> None:
