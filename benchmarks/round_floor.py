@@ -193,13 +193,7 @@ def measure(system: str, params: int, clients: int, rounds: int) -> dict:
     """``{"seconds": [...], "cpu_per_round": s}`` of one run of ``system`` in fresh processes."""
     if system in ("raw", "nbfl"):
         return round_overhead.measure(system, params, clients, rounds)
-    out = subprocess.run(
-        [sys.executable, __file__, "layout-controller", str(params), str(clients), str(rounds), system],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return round_overhead.run_json(__file__, "layout-controller", str(params), str(clients), str(rounds), system)
 
 
 def main() -> None:

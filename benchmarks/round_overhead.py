@@ -140,12 +140,12 @@ def reap(procs: list[subprocess.Popen]) -> None:
 
 
 def measure(system: str, params: int, clients: int, rounds: int) -> dict:
-    out = subprocess.run(
-        [sys.executable, __file__, f"{system}-controller", str(params), str(clients), str(rounds)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    return run_json(__file__, f"{system}-controller", str(params), str(clients), str(rounds))
+
+
+def run_json(script: str, *args: str) -> dict:
+    """Run ``script`` in a fresh Python process and read the JSON object its last line prints."""
+    out = subprocess.run([sys.executable, script, *args], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
