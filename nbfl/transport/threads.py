@@ -439,7 +439,7 @@ class ServerIO(_IOThread):
 
         The tensors are wrapped in ``zmq.Frame`` objects once; every peer's message
         reuses them (libzmq counts references), so a model goes to N clients with
-        one zero-copy registration instead of N.
+        one copy (a small tensor) or one zero-copy registration (a large one), not N.
         """
         specs, buffers = wire.encode_tensors(tensors)  # specs as JSON text: each header embeds it
         # copy unset: tensors under zmq.COPY_THRESHOLD (64 KiB) are copied once, larger ones shared
@@ -447,8 +447,13 @@ class ServerIO(_IOThread):
         shared = [zmq.Frame(buf) for buf in buffers]
         sends = [(peer, [wire.encode_header(kind, fields, specs), *shared]) for peer, fields in fields_by_peer.items()]
         send = self._send_task if kind == "task" else self._send_frames
-        # one call, so one wake-up: a call each hands the GIL back and forth with this thread per peer
-        self.call(lambda: [send(peer, frames) for peer, frames in sends])
+        # one call, so one wake-up: a call each hands the GIL back and forth with this thread per
+        # peer; each send still contained alone, so one that fails does not stop the others
+        self.call(self._send_each, send, sends)
+
+    def _send_each(self, send: Callable[[bytes, list], None], sends: list[tuple[bytes, list]]) -> None:
+        for peer, frames in sends:
+            self._contained(send, "a send", peer, frames)
 
     def _send_task(self, peer: bytes, frames: list) -> None:
         self.guard.tasked(peer)
