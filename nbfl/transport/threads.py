@@ -89,10 +89,6 @@ _MORE_NOBLOCK = int(zmq.SNDMORE | zmq.NOBLOCK)
 _POLLIN = int(zmq.POLLIN)
 
 
-# A message's size is the sum of len() over its frames: every frame is bytes, a zmq.Frame or
-# a memoryview of bytes (wire.encode casts each tensor's view to "B"), so len() counts bytes.
-
-
 def send_all(sock: zmq.Socket, frames: list) -> None:
     """``sock.send_multipart(frames, NOBLOCK, copy=False)``, a frame at a time with plain int
     flags. ZeroMQ takes all of a multipart message once it took its first frame, so a full
@@ -383,6 +379,8 @@ class ServerIO(_IOThread):
     def _count(self, peer: bytes, frames: list, direction: int) -> None:
         if peer not in self._admitted:  # only joined clients: a flood of strangers must not grow this
             return
+        # every frame is bytes, a zmq.Frame or a memoryview of bytes (wire.encode casts each
+        # tensor's view to "B"), so len() counts bytes, here and in the budgets' sizes
         size = sum(map(len, frames))
         with self._traffic_lock:
             self._traffic.setdefault(peer, [0, 0])[direction] += size

@@ -2,6 +2,7 @@
 a thousand clients hosted 250 to a process each join as a client of its own, rounds
 sample from them, and killing one host loses exactly its clients."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -24,18 +25,28 @@ from helpers import until
 STEADY = {"heartbeat_interval": 1.0, "heartbeat_timeout": 6.0}
 
 
-@pytest.fixture
-def thousand(controller_factory):
+@contextlib.contextmanager
+def hosted(controller_factory, n: int, per_process: int):
+    """A controller with ``n`` synthetic-data clients joined, ``per_process`` to a spawned
+    process: ``(controller, processes)``; the processes are killed at the end."""
     weights, evaluate = digits_model(0, "numpy", "synthetic")
     ctl = controller_factory(weights, evaluate=evaluate, **STEADY)
-    hosts = nbfl.spawn_clients(ctl, 1000, per_process=250, data="synthetic", partition="iid", epochs=1, template=False)
+    procs = nbfl.spawn_clients(
+        ctl, n, per_process=per_process, data="synthetic", partition="iid", epochs=1, template=False
+    )
     try:
-        ctl.wait_for_clients(1000, timeout=600)
-        yield ctl, hosts
+        ctl.wait_for_clients(n, timeout=600)
+        yield ctl, procs
     finally:
-        for host in hosts:
-            host.kill()
-            host.wait()
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def thousand(controller_factory):
+    with hosted(controller_factory, 1000, per_process=250) as (ctl, hosts):
+        yield ctl, hosts
 
 
 def test_a_thousand_clients_in_four_processes_train_sampled_rounds_and_a_killed_host_loses_only_its_own(thousand):
@@ -253,13 +264,5 @@ def test_a_process_hosts_at_most_max_clients():
 
 def test_the_last_process_may_host_a_single_client(controller_factory):
     """Three clients two to a process: the second process hosts one, named by its names file."""
-    weights, evaluate = digits_model(0, "numpy", "synthetic")
-    ctl = controller_factory(weights, evaluate=evaluate, **STEADY)
-    procs = nbfl.spawn_clients(ctl, 3, per_process=2, data="synthetic", partition="iid", epochs=1, template=False)
-    try:
-        ctl.wait_for_clients(3, timeout=120)
+    with hosted(controller_factory, 3, per_process=2) as (ctl, procs):
         assert len(procs) == 2 and sorted(c.name for c in ctl.live_clients()) == ["site-1", "site-2", "site-3"]
-    finally:
-        for proc in procs:
-            proc.kill()
-            proc.wait()
