@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
 
 import pytest
@@ -16,6 +17,13 @@ from helpers import FAST
 os.environ["JUPYTER_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="nbfl-test-runtime-")
 # and participants keep their workshop key pairs (nbfl.controller.workshop.participant_keys) in one of theirs
 os.environ["NBFL_KEYS"] = tempfile.mkdtemp(prefix="nbfl-test-keys-")
+# Ctrl-C as a terminal delivers it, however the tests were started. A shell that starts a job in
+# the background (`bash scripts/test.sh &`, nohup in a script) hands it SIGINT ignored, Python then
+# never raises KeyboardInterrupt, and every process the tests start inherits the same deafness:
+# the tests that press Ctrl-C (an interrupted run, a participant leaving) would wait in vain.
+# A handler, unlike an ignored signal, is reset to the default when a child process starts.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
