@@ -6,6 +6,7 @@ touch an aggregate: the same names, shapes and dtypes, and only finite numbers.
 
 from __future__ import annotations
 
+import math
 from typing import Mapping
 
 import numpy as np
@@ -43,7 +44,7 @@ def _finite(arr: np.ndarray) -> bool:
     # NaN or Inf (squares cannot cancel) or huge enough to overflow; only then pay
     # for the exact element-wise check.
     flat = arr.reshape(-1)
-    return bool(np.isfinite(np.dot(flat, flat))) or bool(np.isfinite(arr).all())
+    return math.isfinite(np.dot(flat, flat)) or bool(np.isfinite(arr).all())
 
 
 def first_not_finite(tensors: Mapping[str, np.ndarray]) -> str | None:

@@ -188,7 +188,7 @@ def parse_json(raw: bytes | memoryview) -> Any:
     is its metrics, and this is the controller's hot path."""
     try:
         text = str(raw, "utf-8")  # UTF-8 only (RFC 8259)
-        header = json.loads(text, parse_constant=_refuse_constant, parse_int=_int64, parse_float=_finite)
+        header = _DECODER.decode(text)
     except WireError:
         raise
     except RecursionError:
@@ -218,6 +218,10 @@ def _finite(text: str) -> float:
     if not math.isfinite(value):
         raise WireError("header holds a number too large for a float")
     return value
+
+
+# made once, as json.loads(text, parse_...=...) would make one per header
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_int=_int64, parse_float=_finite)
 
 
 def _check_depth(value: Any) -> None:
