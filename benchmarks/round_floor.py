@@ -23,7 +23,10 @@ processes, so the gap can be split into what each layer costs:
 - ``nbfl``: ``Controller.run`` with ``nbfl.Client`` processes (round_overhead's).
 
 Beside each system's median time a round: its controller process's CPU a round (all its
-threads, libzmq's included), the part of the work that does not spread over clients.
+threads, libzmq's included), the part of the work that does not spread over clients; its
+client processes' CPU a round, all of them together; and how many cores the round kept
+busy (both CPU times over the mean time a round). Where that is near the machine's core
+count, the round is bound by the total CPU of its processes, not by waiting on one another.
 
     python benchmarks/round_floor.py                       # 10k parameters, 8 clients
     python benchmarks/round_floor.py --clients 2 --repeat 5
@@ -110,9 +113,11 @@ def layout_controller(params: int, clients: int, rounds: int, layout: str) -> di
 
     loop = Loop(sock, on_frames)
     loop.start()
-    times, cpu = [], []
+    times, cpu, clients_cpu = [], [], []
     try:
         for _ in range(rounds + 1):
+            if len(times) == 1:  # the warm-up round is done
+                clients_cpu.append(round_overhead.children_cpu(procs))
             start = time.perf_counter()
             cpu.append(time.process_time())
             if use_wire:
@@ -134,10 +139,11 @@ def layout_controller(params: int, clients: int, rounds: int, layout: str) -> di
             weights = {n: a / clients for n, a in acc.items()}
             times.append(time.perf_counter() - start)
         cpu_per_round = (time.process_time() - cpu[1]) / rounds
+        clients_cpu_per_round = (round_overhead.children_cpu(procs) - clients_cpu[0]) / rounds
     finally:  # a failure must not leave workers holding the caller's output pipe
         loop.call(lambda: [send_all(sock, [p, b""]) for p in peers])
         round_overhead.reap(procs)
-    return {"seconds": times[1:], "cpu_per_round": cpu_per_round}
+    return {"seconds": times[1:], "cpu_per_round": cpu_per_round, "clients_cpu_per_round": clients_cpu_per_round}
 
 
 def layout_worker(endpoint: str, layout: str) -> None:
@@ -190,7 +196,8 @@ def spawn(role: str, endpoint: str, layout: str) -> subprocess.Popen:
 
 
 def measure(system: str, params: int, clients: int, rounds: int) -> dict:
-    """``{"seconds": [...], "cpu_per_round": s}`` of one run of ``system`` in fresh processes."""
+    """``{"seconds": [...], "cpu_per_round": s, "clients_cpu_per_round": s}`` of one run of ``system``
+    in fresh processes."""
     if system in ("raw", "nbfl"):
         return round_overhead.measure(system, params, clients, rounds)
     return round_overhead.run_json(__file__, "layout-controller", str(params), str(clients), str(rounds), system)
@@ -200,7 +207,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=float, default=0.01, help="millions of float32 parameters")
     parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=100, help="timed rounds per run, after one warm-up round")
+    parser.add_argument("--rounds", type=int, default=300, help="timed rounds per run, after one warm-up round")
     parser.add_argument("--repeat", type=int, default=3, help="runs per system, interleaved")
     args = parser.parse_args()
     systems = ["raw", *LAYOUTS, BARE, "nbfl"]
@@ -210,11 +217,19 @@ def main() -> None:
             runs[system].append(measure(system, int(args.size * 1e6), args.clients, args.rounds))
     raw = statistics.median(s for r in runs["raw"] for s in r["seconds"])
     print(f"{args.size:g}M parameters, {args.clients} clients: median of {args.repeat} x {args.rounds} rounds each")
-    print(f"{'system':<34} {'ms/round':>8} {'x raw':>6} {'controller CPU ms/round':>23}")
+    print(f"{'':<34} {'':>8} {'':>6} {'CPU ms/round':^21} {'cores':>6}")
+    print(f"{'system':<34} {'ms/round':>8} {'x raw':>6} {'controller':>10} {'clients':>10} {'busy':>6}")
     for system in systems:
         median = statistics.median(s for r in runs[system] for s in r["seconds"])
-        cpu = statistics.median(r["cpu_per_round"] for r in runs[system])
-        print(f"{system:<34} {median * 1e3:>8.2f} {median / raw:>6.2f} {cpu * 1e3:>23.2f}")
+        cpu, clients = (
+            statistics.median(r[k] for r in runs[system]) for k in ("cpu_per_round", "clients_cpu_per_round")
+        )
+        busy = statistics.median(
+            (r["cpu_per_round"] + r["clients_cpu_per_round"]) / statistics.fmean(r["seconds"]) for r in runs[system]
+        )
+        print(
+            f"{system:<34} {median * 1e3:>8.2f} {median / raw:>6.2f} {cpu * 1e3:>10.2f} {clients * 1e3:>10.2f} {busy:>6.2f}"
+        )
 
 
 if __name__ == "__main__":
@@ -227,7 +242,7 @@ if __name__ == "__main__":
             )
         else:
             found = layout_controller(params, clients, rounds, system)
-        print(json.dumps({"seconds": found["seconds"], "cpu_per_round": found["cpu_per_round"]}))
+        print(json.dumps({k: found[k] for k in ("seconds", "cpu_per_round", "clients_cpu_per_round")}))
     elif role == "layout-worker":
         layout_worker(sys.argv[2], sys.argv[3])
     else:

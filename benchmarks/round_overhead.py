@@ -9,8 +9,8 @@ uses. nbfl's rounds are those of one run (``%fl_round 10``), timed from the end 
 round to the end of the next; a run's own start and end (a thread, and giving freed
 memory back to the system) are paid once a run, not a round. The ratio is nbfl's median
 over the baseline's median from the same run; the peak RSS is the largest of a system's runs.
-Each run also reports its controller process's CPU time per round, all threads together
-(``round_floor.py`` prints it).
+Each run also reports the CPU time per round of its controller process and of its client
+processes, all threads together (``round_floor.py`` prints both).
 
     python benchmarks/round_overhead.py                      # 1M, 10M, 50M with 8 clients; 10M with 32
     python benchmarks/round_overhead.py --sizes 1 --rounds 3 --repeat 1   # quicker
@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import resource
 import statistics
 import subprocess
@@ -43,6 +45,20 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
+def children_cpu(procs: list[subprocess.Popen]) -> float:
+    """CPU seconds the client processes have used so far, all their threads (from /proc: Linux;
+    NaN elsewhere). Read at the first timed round and after the last one, as the controller's own."""
+    try:
+        ticks = 0
+        for proc in procs:
+            with open(f"/proc/{proc.pid}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
+        return ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return math.nan
+
+
 # -- nbfl -------------------------------------------------------------------------
 def nbfl_controller(
     params: int, clients: int, rounds: int, client: Callable[[str, int], subprocess.Popen] | None = None
@@ -56,18 +72,23 @@ def nbfl_controller(
         ctl.wait_for_clients(clients, timeout=120)
         done: list[float] = []  # when each round ended; the first round warms up connections and allocators
         cpu: list[float] = []  # this process's CPU time (all its threads) then
-        records = ctl.run(
-            rounds + 1,
-            min_clients=clients,
-            timeout=600,
-            on_round=lambda _: (done.append(time.perf_counter()), cpu.append(time.process_time())),
-        )
+        clients_cpu: list[float] = []  # the clients' then: after the warm-up round, and after the last
+
+        def on_round(_: object) -> None:
+            done.append(time.perf_counter())
+            cpu.append(time.process_time())
+            if len(done) == 1:
+                clients_cpu.append(children_cpu(procs))
+
+        records = ctl.run(rounds + 1, min_clients=clients, timeout=600, on_round=on_round)
+        clients_cpu.append(children_cpu(procs))
         assert all(r.ok and len(r.clients) == clients for r in records), records
         assert np.allclose(ctl.weights["layer0.weight"][:10], 0.5)
     reap(procs)
     return {
         "seconds": [b - a for a, b in zip(done, done[1:])],
         "cpu_per_round": (cpu[-1] - cpu[0]) / rounds,
+        "clients_cpu_per_round": (clients_cpu[-1] - clients_cpu[0]) / rounds,
         "peak_rss_mib": peak_rss_mib(),
     }
 
@@ -91,8 +112,10 @@ def raw_controller(params: int, clients: int, rounds: int) -> dict:
     procs = [spawn("raw-worker", f"tcp://127.0.0.1:{port}", i) for i in range(clients)]
     peers = [sock.recv_multipart()[0] for _ in range(clients)]  # each worker says hello
     scratch = np.empty(max(a.size for a in weights.values()), np.float32)
-    times, cpu = [], []
+    times, cpu, clients_cpu = [], [], []
     for _ in range(rounds + 1):
+        if len(times) == 1:  # the warm-up round is done
+            clients_cpu.append(children_cpu(procs))
         start = time.perf_counter()
         cpu.append(time.process_time())
         for peer in peers:
@@ -108,11 +131,17 @@ def raw_controller(params: int, clients: int, rounds: int) -> dict:
         weights = {n: a / clients for n, a in acc.items()}
         times.append(time.perf_counter() - start)
     cpu_per_round = (time.process_time() - cpu[1]) / rounds
+    clients_cpu_per_round = (children_cpu(procs) - clients_cpu[0]) / rounds
     for peer in peers:
         sock.send_multipart([peer, b""])
     reap(procs)
     sock.close(0)
-    return {"seconds": times[1:], "cpu_per_round": cpu_per_round, "peak_rss_mib": peak_rss_mib()}
+    return {
+        "seconds": times[1:],
+        "cpu_per_round": cpu_per_round,
+        "clients_cpu_per_round": clients_cpu_per_round,
+        "peak_rss_mib": peak_rss_mib(),
+    }
 
 
 def raw_worker(endpoint: str, index: int) -> None:
