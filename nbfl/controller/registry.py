@@ -76,9 +76,8 @@ class Registry:
     def set_state(self, peer: bytes, state: ClientState) -> None:
         with self._lock:
             info = self._clients.get(peer)
-            # a lost, left or removed client stays so until it joins again
-            if info is not None and (info.live or state in (ClientState.LOST, ClientState.LEFT, ClientState.REMOVED)):
-                info.state = state
+            if info is not None:
+                _move(info, state)
             self._changed.notify_all()
 
     def tasked(self, codes: Mapping[bytes, str]) -> None:
@@ -89,8 +88,7 @@ class Registry:
                 info = self._clients.get(peer)
                 if info is not None:
                     info.code = code
-                    if info.live:  # as set_state: a lost, left or removed client stays so
-                        info.state = ClientState.TRAINING
+                    _move(info, ClientState.TRAINING)
             self._changed.notify_all()
 
     def ready(self, peer: bytes) -> None:
@@ -142,3 +140,10 @@ class Registry:
                     raise TimeoutError(f"{have} of {n} clients joined {where} within {timeout} s")
                 self._changed.wait(0.5 if remaining is None else min(remaining, 0.5))
         return self.live()
+
+
+def _move(info: ClientInfo, state: ClientState) -> None:
+    """Set ``info``'s state, the registry's lock held: a lost, left or removed client stays so
+    until it joins again (only another departure replaces its state)."""
+    if info.live or state in (ClientState.LOST, ClientState.LEFT, ClientState.REMOVED):
+        info.state = state
